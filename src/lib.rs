@@ -1,0 +1,1 @@
+//! inferops: serve LLMs with vLLM on Kubernetes GPU node pools and benchmark them.

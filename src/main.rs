@@ -1,0 +1,18 @@
+use clap::{Parser, Subcommand};
+
+/// inferops: serve LLMs on Kubernetes GPU pools and benchmark them.
+#[derive(Parser)]
+#[command(name = "inferops", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {}
+}
