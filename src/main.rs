@@ -9,10 +9,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Print both CRDs (InferenceService, BenchmarkRun) as multi-document YAML.
+    Crds,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Crds => {
+            print!("{}", inferops::api::crds_yaml());
+            Ok(())
+        }
+    }
 }
