@@ -4,9 +4,12 @@
 //! apiserver enforces are CEL expressions in the generated schema (`x-kubernetes-validations`).
 //! [`validate`] evaluates the same schema and rules without a cluster.
 
+// kube's `printcolumn(..)` lists repeat `type_ = ...`, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 mod benchmark_run;
 mod common;
 mod conditions;
+#[allow(clippy::duplicated_attributes)]
 mod inference_service;
 mod validate;
 
