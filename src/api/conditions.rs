@@ -103,10 +103,9 @@ pub fn set_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
 
     fn t(s: i64) -> Time {
-        Time(Utc.timestamp_opt(s, 0).unwrap())
+        Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())
     }
 
     #[test]
