@@ -24,11 +24,11 @@ server-side apply (create + patch) and removed when a feature is turned off (del
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The load pods' Role grants get/update/patch on their own results ConfigMap; RBAC only lets
-# the operator grant what it holds itself.
+# Plan and results ConfigMaps of BenchmarkRuns. The load pods' Role grants get/patch on their
+# own results ConfigMap; RBAC lets the operator grant only what it holds itself.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
