@@ -10,6 +10,7 @@ The chart is the source; kustomize users get the same objects without Helm's lab
   manifests/base/operator.yaml               ServiceAccount, RBAC, metrics Service, Deployment
   manifests/overlays/<name>/monitoring.yaml  ServiceMonitor, PrometheusRule, dashboards,
                                              prometheus-adapter and kube-state-metrics configs
+  manifests/overlays/<name>/pdb.yaml         the operator's PodDisruptionBudget (2 replicas)
 The overlays' Deployment patches are written by hand (tests/charts/test_kustomize.py checks
 that each overlay's Deployment equals the chart's with the matching values preset).
 """
@@ -92,6 +93,8 @@ def files():
     for overlay, values_file in OVERLAYS.items():
         mon = [strip_helm(o) for t, o in render(load_values(values_file)) if is_monitoring(t, o)]
         out[f"manifests/overlays/{overlay}/monitoring.yaml"] = dump(mon)
+        pdb = [strip_helm(o) for t, o in render(load_values(values_file)) if o["kind"] == "PodDisruptionBudget"]
+        out[f"manifests/overlays/{overlay}/pdb.yaml"] = dump(pdb)
     return out
 
 

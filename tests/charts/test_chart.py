@@ -298,3 +298,28 @@ def test_no_timestamps_or_random_names(rendered):
     for fn in ("randAlphaNum", "randAlpha", "randNumeric", "uuidv4", "now", "genCA", "genSelfSignedCert"):
         for t in (CHART / "templates").iterdir():
             assert not re.search(rf"\b{fn}\b", t.read_text()), f"{t.name} uses {fn}"
+
+
+def test_values_schema_accepts_the_presets_and_rejects_typos():
+    with helm.Chart.load(str(CHART)) as chart:
+        assert chart.schema is not None
+        for preset in PRESETS:
+            chart.validate_schema(preset_values(preset))
+    for bad, where in [
+        ({"prometheusRules": {"enabled": True}}, "prometheusRules"),
+        ({"rbac": {"namespace": True}}, "namespace"),
+        ({"image": {"digest": "latest"}}, "digest"),
+        ({"operator": {"logFormat": "yaml"}}, "logFormat"),
+        ({"prometheusRule": {"thresholds": {"gpuMemoryRatio": 90}}}, "gpuMemoryRatio"),
+    ]:
+        with pytest.raises(helm.HelmError, match=where):
+            render(bad)
+
+
+def test_pdb_only_with_more_than_one_replica():
+    assert not objects_of(render(), "PodDisruptionBudget")
+    for preset in ("gke", "eks"):
+        (pdb,) = objects_of(render(preset_values(preset)), "PodDisruptionBudget")
+        (dep,) = objects_of(render(preset_values(preset)), "Deployment")
+        assert pdb["spec"]["minAvailable"] == 1
+        assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
