@@ -3,3 +3,4 @@
 pub mod analysis;
 pub mod api;
 pub mod prom;
+pub mod report;
