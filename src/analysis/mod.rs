@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{Bottleneck, LatencyMs, LoadPoint, RunSummary, Saturation, StepStatus};
+use crate::api::{
+    BaselineSpec, Bottleneck, Comparison, LatencyMs, LoadPoint, Recommendation, RunSummary,
+    Saturation, StepStatus,
+};
 
 /// The service level objective a step must meet to count as "held".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,6 +46,113 @@ impl Slo {
     }
 }
 
+/// GPU pricing for cost figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// Price of one GPU-hour.
+    pub gpu_hourly_price: f64,
+    /// GPUs per replica.
+    pub gpus_per_replica: u32,
+}
+
+impl Cost {
+    /// Cost of a million output tokens at `output_tps` on `replicas` replicas.
+    pub fn per_million_tokens(&self, output_tps: f64, replicas: i32) -> Option<f64> {
+        if output_tps <= 0.0 {
+            return None;
+        }
+        let gpus = f64::from(self.gpus_per_replica) * f64::from(replicas.max(1));
+        let per_hour = self.gpu_hourly_price * gpus;
+        Some(round2(per_hour / (output_tps * 3600.0) * 1e6))
+    }
+}
+
+/// Set each step's cost per million output tokens.
+pub fn price_steps(steps: &mut [StepStatus], cost: &Cost) {
+    for s in steps {
+        s.cost_per_million_output_tokens =
+            cost.per_million_tokens(s.output_tokens_per_second, s.replicas.unwrap_or(1));
+    }
+}
+
+/// Replicas and queue-depth target from the saturation point. `None` without one.
+pub fn recommend(
+    steps: &[StepStatus],
+    saturation: &Saturation,
+    target_request_rate: Option<f64>,
+) -> Option<Recommendation> {
+    let at = saturation.at.as_ref()?;
+    let knee = steps.iter().find(|s| &s.load == at)?;
+    let replicas = f64::from(knee.replicas.unwrap_or(1).max(1));
+    let per_replica = knee.requests_per_second / replicas;
+    if per_replica <= 0.0 {
+        return None;
+    }
+    // Waiting requests per replica just past the knee is where queueing starts to hurt;
+    // scale out before it. Never below 1 (a target of 0 would scale on any queue at all).
+    let waiting = saturation
+        .first_broken
+        .as_ref()
+        .and_then(|b| steps.iter().find(|s| &s.load == b))
+        .or(Some(knee))
+        .and_then(|s| s.server.as_ref()?.waiting_max)
+        .unwrap_or(0.0);
+    let queue_depth_target = ((waiting / replicas) / 2.0).round().max(1.0);
+    Some(Recommendation {
+        requests_per_second_per_replica: round2(per_replica),
+        queue_depth_target,
+        target_request_rate,
+        replicas_for_target_rate: target_request_rate
+            .map(|r| (r / per_replica).ceil().max(1.0) as i32),
+    })
+}
+
+/// Compare a run's summary with its baseline's.
+pub fn compare(this: &RunSummary, base: &RunSummary, spec: &BaselineSpec) -> Comparison {
+    let change = |new: f64, old: f64| (old > 0.0).then(|| round4((new - old) / old));
+    let throughput = change(
+        this.peak_output_tokens_per_second,
+        base.peak_output_tokens_per_second,
+    );
+    let ttft = match (this.ttft_p95_ms, base.ttft_p95_ms) {
+        (Some(a), Some(b)) => change(a, b),
+        _ => None,
+    };
+    let mut problems = Vec::new();
+    if let Some(t) = throughput
+        && -t > spec.max_throughput_drop
+    {
+        problems.push(format!(
+            "peak output throughput fell {:.1}% ({:.0} -> {:.0} tok/s; allowed {:.0}%)",
+            -t * 100.0,
+            base.peak_output_tokens_per_second,
+            this.peak_output_tokens_per_second,
+            spec.max_throughput_drop * 100.0
+        ));
+    }
+    if let Some(t) = ttft
+        && t > spec.max_ttft_p95_increase
+    {
+        problems.push(format!(
+            "TTFT p95 at peak rose {:.1}% (allowed {:.0}%)",
+            t * 100.0,
+            spec.max_ttft_p95_increase * 100.0
+        ));
+    }
+    Comparison {
+        baseline: spec.name.clone(),
+        peak_throughput_change: throughput,
+        ttft_p95_change: ttft,
+        regressed: !problems.is_empty(),
+        message: (!problems.is_empty())
+            .then(|| format!("against {}: {}", spec.name, problems.join("; "))),
+    }
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10000.0).round() / 10000.0
+}
+
 /// failed / (succeeded + failed); 0 for an empty step.
 pub fn error_rate(step: &StepStatus) -> f64 {
     let total = step.succeeded + step.failed;
@@ -70,8 +180,19 @@ fn trim(v: f64) -> String {
     }
 }
 
-/// Everything the summary says about a run's steps.
-pub fn summarize(steps: &[StepStatus], slo: &Slo) -> RunSummary {
+/// What a summary needs besides the steps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    /// The objective defining saturation (none: the throughput knee).
+    pub slo: Slo,
+    /// The request rate to plan replicas for.
+    pub target_request_rate: Option<f64>,
+}
+
+/// Everything the summary says about a run's steps (price them first with
+/// [`price_steps`] to get cost figures).
+pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
+    let slo = &options.slo;
     let Some(peak) = steps.iter().max_by(|a, b| {
         a.output_tokens_per_second
             .total_cmp(&b.output_tokens_per_second)
@@ -93,7 +214,17 @@ pub fn summarize(steps: &[StepStatus], slo: &Slo) -> RunSummary {
     if let Some(sentence) = bottleneck_sentence(bottleneck, &first) {
         findings.push(sentence);
     }
+    let knee = saturation
+        .as_ref()
+        .and_then(|sat| sat.at.as_ref())
+        .and_then(|at| first.iter().find(|s| &s.load == at));
+    let recommendation = saturation
+        .as_ref()
+        .and_then(|sat| recommend(steps, sat, options.target_request_rate));
     RunSummary {
+        cost_per_million_output_tokens_at_saturation: knee
+            .and_then(|k| k.cost_per_million_output_tokens),
+        recommendation,
         peak_output_tokens_per_second: round2(peak.output_tokens_per_second),
         ttft_p95_ms: peak.ttft_ms.as_ref().map(|l| round2(l.p95)),
         saturation,
@@ -424,7 +555,7 @@ mod tests {
 
     #[test]
     fn published_sweep_reads_as_unsaturated_decode_dominated_with_idle_kv() {
-        let s = summarize(&published(), &Slo::default());
+        let s = summarize(&published(), &Options::default());
         assert_eq!(s.peak_output_tokens_per_second, 3773.0);
         assert_eq!(s.ttft_p95_ms, Some(200.0));
         assert!(s.saturation.is_none(), "{:?}", s.saturation);
@@ -469,7 +600,7 @@ mod tests {
             util_mean: Some(97.0),
             ..Default::default()
         });
-        let s = summarize(&steps, &Slo::default());
+        let s = summarize(&steps, &Options::default());
         let sat = s.saturation.unwrap();
         assert_eq!(sat.at.unwrap().concurrency, Some(16));
         assert_eq!(sat.limited_by.as_deref(), Some("throughputPlateau"));
@@ -490,7 +621,7 @@ mod tests {
             util_mean: Some(20.0),
             ..Default::default()
         });
-        let s = summarize(&steps, &Slo::default());
+        let s = summarize(&steps, &Options::default());
         assert_eq!(s.bottleneck, Some(Bottleneck::Api));
         assert!(
             s.findings
@@ -533,7 +664,7 @@ mod tests {
             }
             steps.push(r);
         }
-        let s = summarize(&steps, &Slo::default());
+        let s = summarize(&steps, &Options::default());
         assert_eq!(s.scaling_efficiency["1"], 1.0);
         assert_eq!(s.scaling_efficiency["2"], 0.91);
         assert_eq!(s.scaling_efficiency["4"], 0.62);
@@ -546,7 +677,7 @@ mod tests {
 
     #[test]
     fn empty_and_failed_steps_do_not_panic() {
-        assert_eq!(summarize(&[], &Slo::default()), RunSummary::default());
+        assert_eq!(summarize(&[], &Options::default()), RunSummary::default());
         let dead = StepStatus {
             load: LoadPoint {
                 concurrency: Some(4),
@@ -564,8 +695,95 @@ mod tests {
             ttft_p95_ms: Some(500.0),
             ..Default::default()
         };
-        let s = summarize(std::slice::from_ref(&dead), &slo);
+        let s = summarize(
+            std::slice::from_ref(&dead),
+            &Options {
+                slo,
+                ..Default::default()
+            },
+        );
         assert_eq!(s.saturation.unwrap().limited_by.as_deref(), Some("ttftP95"));
         assert!(s.findings.iter().any(|f| f.contains("10 http4xx")));
+    }
+
+    #[test]
+    fn cost_per_million_tokens_and_at_saturation() {
+        // One L4 at 0.71/h producing 3773 tok/s: 0.71 / (3773 * 3600) * 1e6 = 0.0523.
+        let cost = Cost {
+            gpu_hourly_price: 0.71,
+            gpus_per_replica: 1,
+        };
+        assert_eq!(cost.per_million_tokens(3773.0, 1), Some(0.05));
+        assert_eq!(cost.per_million_tokens(168.0, 1), Some(1.17));
+        assert_eq!(cost.per_million_tokens(168.0, 2), Some(2.35));
+        assert_eq!(cost.per_million_tokens(0.0, 1), None);
+        let mut steps = published();
+        price_steps(&mut steps, &cost);
+        let options = Options {
+            slo: Slo {
+                ttft_p95_ms: Some(100.0),
+                ..Default::default()
+            },
+            target_request_rate: Some(50.0),
+        };
+        let s = summarize(&steps[1..], &options);
+        // Held up to concurrency 8 (10.2 req/s, 1312 tok/s).
+        assert_eq!(s.cost_per_million_output_tokens_at_saturation, Some(0.15));
+        let rec = s.recommendation.unwrap();
+        assert_eq!(rec.requests_per_second_per_replica, 10.2);
+        assert_eq!(rec.replicas_for_target_rate, Some(5));
+        assert_eq!(rec.queue_depth_target, 1.0, "nothing waited: the floor");
+    }
+
+    #[test]
+    fn queue_depth_target_follows_waiting_past_the_knee() {
+        let mut steps = published();
+        steps[4].server.as_mut().unwrap().waiting_max = Some(12.0);
+        let sat = Saturation {
+            requests_per_second: Some(10.2),
+            at: Some(steps[3].load.clone()),
+            first_broken: Some(steps[4].load.clone()),
+            limited_by: Some("ttftP95".into()),
+        };
+        let rec = recommend(&steps, &sat, None).unwrap();
+        assert_eq!(rec.queue_depth_target, 6.0);
+        assert_eq!(rec.replicas_for_target_rate, None);
+    }
+
+    #[test]
+    fn comparison_flags_regressions_beyond_thresholds() {
+        let spec = BaselineSpec {
+            name: "last-week".into(),
+            max_throughput_drop: 0.1,
+            max_ttft_p95_increase: 0.2,
+        };
+        let base = RunSummary {
+            peak_output_tokens_per_second: 3773.0,
+            ttft_p95_ms: Some(200.0),
+            ..Default::default()
+        };
+        let same = compare(&base, &base, &spec);
+        assert!(!same.regressed);
+        assert_eq!(same.peak_throughput_change, Some(0.0));
+        let worse = RunSummary {
+            peak_output_tokens_per_second: 3000.0,
+            ttft_p95_ms: Some(260.0),
+            ..Default::default()
+        };
+        let c = compare(&worse, &base, &spec);
+        assert!(c.regressed);
+        assert_eq!(c.peak_throughput_change, Some(-0.2049));
+        assert_eq!(c.ttft_p95_change, Some(0.3));
+        let msg = c.message.unwrap();
+        assert!(
+            msg.contains("fell 20.5%") && msg.contains("TTFT p95 at peak rose 30.0%"),
+            "{msg}"
+        );
+        let slightly = RunSummary {
+            peak_output_tokens_per_second: 3600.0,
+            ttft_p95_ms: Some(210.0),
+            ..Default::default()
+        };
+        assert!(!compare(&slightly, &base, &spec).regressed);
     }
 }

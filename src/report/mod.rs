@@ -103,6 +103,12 @@ fn results_table(steps: &[StepStatus]) -> Table {
         "E2E p95 (ms)",
         "failed",
     ]);
+    let priced = steps
+        .iter()
+        .any(|s| s.cost_per_million_output_tokens.is_some());
+    if priced {
+        headers.push("cost / M out tok");
+    }
     let mut t = Table::new(&headers);
     for s in steps {
         let mut row = vec![describe(&s.load)];
@@ -120,6 +126,9 @@ fn results_table(steps: &[StepStatus]) -> Table {
             ms(s.e2e_ms.as_ref(), |l| l.p95),
             format!("{}/{}", s.failed, s.succeeded + s.failed),
         ]);
+        if priced {
+            row.push(opt(s.cost_per_million_output_tokens, |c| format!("{c:.2}")));
+        }
         t.rows.push(row);
     }
     t
@@ -232,6 +241,22 @@ fn summary_lines(r: &RunRecord) -> Vec<String> {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default()
+        ));
+    }
+    if let Some(c) = s.cost_per_million_output_tokens_at_saturation {
+        out.push(format!(
+            "Cost at the saturation point: {c:.2} per million output tokens"
+        ));
+    }
+    if let Some(r) = &s.recommendation {
+        out.push(format!(
+            "Recommendation: one replica sustains {:.2} req/s; queue-depth HPA target {:.0} waiting requests per replica{}",
+            r.requests_per_second_per_replica,
+            r.queue_depth_target,
+            match (r.target_request_rate, r.replicas_for_target_rate) {
+                (Some(rate), Some(n)) => format!("; {n} replicas for {rate:.1} req/s"),
+                _ => String::new(),
+            }
         ));
     }
     for (n, e) in &s.scaling_efficiency {
@@ -408,7 +433,7 @@ fn html(r: &RunRecord, baseline: Option<&RunRecord>, charts: &[(&str, &str, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::{Slo, summarize};
+    use crate::analysis::{Options, summarize};
     use crate::api::{GpuMetrics, LoadPoint, ServerMetrics};
 
     fn lat(p50: f64) -> Option<LatencyMs> {
@@ -458,7 +483,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let summary = summarize(&steps, &Slo::default());
+        let summary = summarize(&steps, &Options::default());
         RunRecord {
             title: "qwen <sweep>".into(),
             metadata: BTreeMap::from([(
