@@ -2,5 +2,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod controller;
 pub mod prom;
+pub mod render;
 pub mod report;

@@ -12,6 +12,8 @@ struct Cli {
 enum Command {
     /// Print both CRDs (InferenceService, BenchmarkRun) as multi-document YAML.
     Crds,
+    /// Print every object the operator would create for the resources in a file.
+    Render(inferops::render::cli::RenderArgs),
 }
 
 #[tokio::main]
@@ -22,5 +24,6 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", inferops::api::crds_yaml());
             Ok(())
         }
+        Command::Render(args) => args.run(),
     }
 }
