@@ -1,1 +1,3 @@
 //! inferops: serve LLMs with vLLM on Kubernetes GPU node pools and benchmark them.
+
+pub mod sim;

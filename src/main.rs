@@ -9,10 +9,15 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Run the vLLM-compatible simulated engine
+    Sim(inferops::sim::SimArgs),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Sim(args) => inferops::sim::run(args).await,
+    }
 }
