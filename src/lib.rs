@@ -6,3 +6,4 @@ pub mod controller;
 pub mod prom;
 pub mod render;
 pub mod report;
+pub mod sim;

@@ -14,6 +14,8 @@ enum Command {
     Crds,
     /// Print every object the operator would create for the resources in a file.
     Render(inferops::render::cli::RenderArgs),
+    /// Run the vLLM-compatible simulated engine (OpenAI API, vllm:* and DCGM-style metrics).
+    Sim(inferops::sim::SimArgs),
 }
 
 #[tokio::main]
@@ -25,5 +27,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Render(args) => args.run(),
+        Command::Sim(args) => inferops::sim::run(args).await,
     }
 }
