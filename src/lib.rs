@@ -1,1 +1,2 @@
 //! inferops: serve LLMs with vLLM on Kubernetes GPU node pools and benchmark them.
+pub mod loadgen;

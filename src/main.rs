@@ -9,10 +9,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Benchmark an OpenAI-compatible endpoint (or the built-in simulator) from here.
+    Bench(inferops::loadgen::cli::BenchArgs),
+    /// Run a load plan (the in-cluster load Job) and write the results JSON.
+    Loadgen(inferops::loadgen::cli::LoadgenArgs),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Bench(args) => inferops::loadgen::cli::bench(args).await,
+        Command::Loadgen(args) => inferops::loadgen::cli::loadgen(args).await,
+    }
 }
