@@ -1,2 +1,4 @@
 //! inferops: serve LLMs with vLLM on Kubernetes GPU node pools and benchmark them.
+
 pub mod loadgen;
+pub mod sim;

@@ -14,6 +14,8 @@ enum Command {
     Bench(inferops::loadgen::cli::BenchArgs),
     /// Run a load plan (the in-cluster load Job) and write the results JSON.
     Loadgen(inferops::loadgen::cli::LoadgenArgs),
+    /// Run the vLLM-compatible simulated engine
+    Sim(inferops::sim::SimArgs),
 }
 
 #[tokio::main]
@@ -22,5 +24,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => inferops::loadgen::cli::bench(args).await,
         Command::Loadgen(args) => inferops::loadgen::cli::loadgen(args).await,
+        Command::Sim(args) => inferops::sim::run(args).await,
     }
 }

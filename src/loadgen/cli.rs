@@ -391,20 +391,9 @@ async fn first_model(url: &str) -> anyhow::Result<String> {
 }
 
 /// Starts the built-in simulator on an ephemeral loopback port.
-async fn start_simulator(profile: &str) -> anyhow::Result<SimStub> {
-    let _ = profile;
-    bail!("TEMP: simulator not merged yet")
-}
-/// TEMP
-pub struct SimStub;
-impl SimStub {
-    fn model(&self) -> &str {
-        ""
-    }
-    fn base_url(&self) -> String {
-        String::new()
-    }
-    async fn shutdown(self) {}
+async fn start_simulator(profile: &str) -> anyhow::Result<crate::sim::SimHandle> {
+    let opts = crate::sim::SimOptions::profile(profile)?;
+    crate::sim::spawn(opts, "127.0.0.1:0".parse()?).await
 }
 
 /// `inferops bench`.
