@@ -3,6 +3,7 @@
 pub mod analysis;
 pub mod api;
 pub mod controller;
+pub mod loadgen;
 pub mod prom;
 pub mod render;
 pub mod report;
