@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use super::{RenderContext, controller_owner_ref, labels};
 use crate::api::BenchmarkRun;
+use crate::loadgen::plan::Plan;
 
 /// Label naming the owning run on every object.
 pub const RUN_LABEL: &str = "inferops.dev/benchmark-run";
@@ -110,11 +111,11 @@ fn object_labels(run: &str, replicas: Option<i32>) -> BTreeMap<String, String> {
     l
 }
 
-/// Render the objects of the load Job for `run` running `plan` (the loadgen plan as JSON),
-/// at `replicas` for a scaling study.
+/// Render the objects of the load Job for `run` running `plan`, at `replicas` for a scaling
+/// study.
 pub fn render(
     run: &BenchmarkRun,
-    plan: &Value,
+    plan: &Plan,
     replicas: Option<i32>,
     ctx: &RenderContext,
 ) -> Rendered {
@@ -133,7 +134,7 @@ pub fn render(
         owner_references: controller_owner_ref(run).map(|o| vec![o]),
         ..ObjectMeta::default()
     };
-    let plan_text = serde_json::to_string_pretty(plan).expect("a JSON value serializes");
+    let plan_text = serde_json::to_string_pretty(plan).expect("a plan serializes");
     let spec = &run.spec.loadgen;
     let parallelism = spec.parallelism.max(1);
     let image = spec
@@ -322,9 +323,11 @@ mod tests {
 
     #[test]
     fn job_is_indexed_least_privilege_and_restricted() {
+        let run = run();
         let plan =
-            serde_json::json!({"target": {"url": "http://qwen.default.svc:8000", "model": "qwen"}});
-        let r = render(&run(), &plan, Some(2), &RenderContext::default());
+            super::super::plan::plan(&run.spec, "http://qwen.default.svc:8000", "qwen", 2, None)
+                .unwrap();
+        let r = render(&run, &plan, Some(2), &RenderContext::default());
         assert_eq!(r.job.metadata.name.as_deref(), Some("qwen-scaling-load-r2"));
         let spec = r.job.spec.as_ref().unwrap();
         assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{RenderContext, default_operator_image, inference_service};
-use crate::api::{InferenceService, parse_documents, validate_object};
+use super::{RenderContext, benchmark_run, default_operator_image, inference_service, plan};
+use crate::api::{BenchmarkRun, InferenceService, parse_documents, validate_object};
 
 /// Arguments of `inferops render`.
 #[derive(clap::Args, Debug, Clone)]
@@ -72,6 +72,19 @@ pub fn render_documents(yaml: &str, opts: &RenderOptions) -> Result<RenderOutput
     }
     let mut out = RenderOutput::default();
     let mut objects = Vec::new();
+    // Served model names of the InferenceServices in this file, for BenchmarkRuns that
+    // reference them.
+    let served: std::collections::BTreeMap<String, String> = docs
+        .iter()
+        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("InferenceService"))
+        .filter_map(|d| serde_json::from_value::<InferenceService>(d.clone()).ok())
+        .map(|i| {
+            (
+                i.metadata.name.clone().unwrap_or_default(),
+                i.spec.served_model_name().to_string(),
+            )
+        })
+        .collect();
     for (i, doc) in docs.into_iter().enumerate() {
         match doc.get("kind").and_then(Value::as_str) {
             Some("InferenceService") => {
@@ -91,16 +104,80 @@ pub fn render_documents(yaml: &str, opts: &RenderOptions) -> Result<RenderOutput
                     Err(e) => problems.push(format!("{what}: {e}")),
                 }
             }
-            Some("BenchmarkRun") => out.notes.push(format!(
-                "{}: skipped: rendering BenchmarkRun objects is not implemented yet",
-                describe(i, &doc)
-            )),
+            Some("BenchmarkRun") => {
+                let what = describe(i, &doc);
+                let mut run: BenchmarkRun = match serde_json::from_value(doc) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        problems.push(format!("{what}: {e}"));
+                        continue;
+                    }
+                };
+                if let Some(ns) = &opts.namespace {
+                    run.metadata.namespace = Some(ns.clone());
+                }
+                let ns = run
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| opts.context.default_namespace.clone());
+                let (url, model) =
+                    match (&run.spec.target.url, &run.spec.target.inference_service_ref) {
+                        (Some(url), _) => (url.clone(), run.spec.target.model.clone()),
+                        (None, Some(r)) => (
+                            inference_service::endpoint(&r.name, &ns)
+                                .trim_end_matches("/v1")
+                                .to_string(),
+                            run.spec
+                                .target
+                                .model
+                                .clone()
+                                .or_else(|| served.get(&r.name).cloned()),
+                        ),
+                        (None, None) => unreachable!("validated: exactly one target"),
+                    };
+                let model = model.unwrap_or_else(|| {
+                    out.notes.push(format!(
+                        "{what}: the model name is resolved from the target at run time; shown as <model>"
+                    ));
+                    "<model>".to_string()
+                });
+                let pods = run.spec.loadgen.parallelism.max(1) as u32;
+                let slots: Vec<Option<i32>> = match &run.spec.scaling {
+                    Some(s) => s.replicas.iter().map(|r| Some(*r)).collect(),
+                    None => vec![None],
+                };
+                for slot in slots {
+                    match plan::plan(&run.spec, &url, &model, pods, None) {
+                        Ok(p) => objects.extend(
+                            benchmark_run::render(&run, &p, slot, &opts.context).to_values(),
+                        ),
+                        Err(e) => problems.push(format!("{what}: {e}")),
+                    }
+                }
+            }
             _ => problems.push(format!("{}: unsupported kind", describe(i, &doc))),
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
+    // A scaling study's sweeps share the ServiceAccount, Role, RoleBinding and results
+    // ConfigMap: print each object once.
+    let mut seen = std::collections::BTreeSet::new();
+    objects.retain(|o| {
+        seen.insert((
+            o["kind"].as_str().unwrap_or_default().to_string(),
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ))
+    });
     out.yaml = objects
         .iter()
         .map(|o| serde_yaml::to_string(o).expect("JSON values always serialize to YAML"))

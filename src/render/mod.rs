@@ -14,6 +14,7 @@ pub mod accelerator;
 pub mod benchmark_run;
 pub mod cli;
 pub mod inference_service;
+pub mod plan;
 
 use std::collections::BTreeMap;
 
