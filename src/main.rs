@@ -14,6 +14,8 @@ enum Command {
     Crds,
     /// Print every object the operator would create for the resources in a file.
     Render(inferops::render::cli::RenderArgs),
+    /// Run the operator: controllers, leader election, health and metrics endpoints.
+    Operator(inferops::controller::OperatorArgs),
 }
 
 #[tokio::main]
@@ -25,5 +27,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Render(args) => args.run(),
+        Command::Operator(args) => inferops::controller::run(args).await,
     }
 }

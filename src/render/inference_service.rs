@@ -364,7 +364,11 @@ pub fn render(isvc: &InferenceService, ctx: &RenderContext) -> Result<Rendered, 
     let spec = &isvc.spec;
     check_spec(spec)?;
     let name = isvc.metadata.name.clone().ok_or_else(|| {
-        RenderError::missing("metadata.name", "the object has no name", "set metadata.name")
+        RenderError::missing(
+            "metadata.name",
+            "the object has no name",
+            "set metadata.name",
+        )
     })?;
     let namespace = isvc
         .metadata
@@ -395,7 +399,10 @@ pub fn render(isvc: &InferenceService, ctx: &RenderContext) -> Result<Rendered, 
         pdb: (max_replicas > 1).then(|| render_pdb(&meta)),
         hpa: render_hpa(spec, &meta),
         scaled_object: render_scaled_object(spec, &meta),
-        pod_monitor: spec.monitoring.pod_monitor.then(|| render_pod_monitor(&meta)),
+        pod_monitor: spec
+            .monitoring
+            .pod_monitor
+            .then(|| render_pod_monitor(&meta)),
         pvc,
     })
 }
@@ -532,7 +539,8 @@ fn render_deployment(
             .iter()
             .map(|e| serde_json::to_value(e).expect("env serializes")),
     );
-    container["ports"] = json!([{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}]);
+    container["ports"] =
+        json!([{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}]);
     if !env.is_empty() {
         container["env"] = json!(env);
     }

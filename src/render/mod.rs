@@ -161,9 +161,7 @@ pub fn controller_owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> Option<
 /// Parse a Kubernetes quantity (`"5"`, `"800m"`, `"1.5"`, `"2k"`, `"1Gi"`) into a number.
 pub fn quantity_to_f64(q: &str) -> Option<f64> {
     let q = q.trim();
-    let split = q
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(q.len());
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let base: f64 = num.parse().ok()?;
     let mult = match suffix {
