@@ -20,6 +20,8 @@ enum Command {
     Render(inferops::render::cli::RenderArgs),
     /// Print both CRDs (InferenceService, BenchmarkRun) as multi-document YAML.
     Crds,
+    /// Run the operator: the InferenceService and BenchmarkRun controllers.
+    Operator(inferops::controller::OperatorArgs),
 }
 
 #[tokio::main]
@@ -34,5 +36,6 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", inferops::api::crds_yaml());
             Ok(())
         }
+        Command::Operator(args) => inferops::controller::run(args).await,
     }
 }
