@@ -65,6 +65,17 @@ pub struct BenchmarkRunSpec {
     #[serde(default = "default_max_error_rate")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.maxErrorRate must be in [0, 1]"))]
     pub max_error_rate: f64,
+    /// Price of the GPUs, to report dollars per million output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSpec>,
+    /// Another BenchmarkRun in this namespace to compare against; a regression beyond the
+    /// thresholds sets the `Regressed` condition so CI and GitOps pipelines can gate on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineSpec>,
+    /// Capacity planning: the request rate the service must sustain; status then recommends
+    /// a replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_request_rate: Option<f64>,
     /// Delete the load Job this long after the run finishes; the run and its results stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
@@ -73,6 +84,44 @@ pub struct BenchmarkRunSpec {
 
 fn default_max_error_rate() -> f64 {
     0.01
+}
+
+/// GPU pricing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CostSpec {
+    /// Price of one GPU for one hour, in your currency (e.g. `0.71` for an on-demand L4).
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.cost.gpuHourlyPrice must be > 0"))]
+    pub gpu_hourly_price: f64,
+    /// GPUs per replica; defaults to the target InferenceService's `accelerator.count`, or 1
+    /// for a URL target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub gpus_per_replica: Option<u32>,
+}
+
+/// The run to compare against and what counts as a regression.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BaselineSpec {
+    /// Name of a finished BenchmarkRun in the same namespace.
+    pub name: String,
+    /// Regression when peak output throughput drops by more than this fraction (default 0.1).
+    #[serde(default = "default_max_throughput_drop")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.baseline.maxThroughputDrop must be in [0, 1]"))]
+    pub max_throughput_drop: f64,
+    /// Regression when TTFT p95 at the peak step grows by more than this fraction
+    /// (default 0.2).
+    #[serde(default = "default_max_ttft_increase")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.baseline.maxTtftP95Increase must be >= 0"))]
+    pub max_ttft_p95_increase: f64,
+}
+
+fn default_max_throughput_drop() -> f64 {
+    0.1
+}
+fn default_max_ttft_increase() -> f64 {
+    0.2
 }
 
 /// The benchmark target. Exactly one of `inferenceServiceRef` or `url`.
@@ -452,6 +501,50 @@ pub struct BenchmarkRunStatus {
     /// Where the full raw per-step results (including merged histograms) are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results_ref: Option<ResultsRef>,
+    /// Comparison with `spec.baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    /// Scaling study bookkeeping: the replica count to restore afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
+    /// Reproducibility: engine image and args, GPU product and count, instance type,
+    /// replicas, operator version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Scaling study progress.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    /// The target's `spec.replicas` before the study; restored when it ends (also on
+    /// failure and deletion).
+    pub original_replicas: i32,
+    /// Replica count of the sweep in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<i32>,
+    /// True once the original count has been restored.
+    #[serde(default)]
+    pub restored: bool,
+}
+
+/// This run against its baseline.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    /// The baseline run's name.
+    pub baseline: String,
+    /// Relative change of peak output throughput (e.g. -0.15 = 15% lower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_throughput_change: Option<f64>,
+    /// Relative change of TTFT p95 at the peak step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_change: Option<f64>,
+    /// True when a change is beyond the spec's thresholds.
+    pub regressed: bool,
+    /// What regressed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The ConfigMap with raw results.
@@ -622,6 +715,9 @@ pub struct StepStatus {
     /// GPU metrics over the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuMetrics>,
+    /// Cost of a million output tokens at this step's throughput (needs `spec.cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_million_output_tokens: Option<f64>,
 }
 
 /// What limited the target.
@@ -679,9 +775,33 @@ pub struct RunSummary {
     /// Scaling efficiency per replica count: throughput at N / (N x throughput at 1).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scaling_efficiency: BTreeMap<String, f64>,
+    /// Cost of a million output tokens at the saturation point (needs `spec.cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_million_output_tokens_at_saturation: Option<f64>,
+    /// Autoscaling and capacity suggestions derived from the saturation point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<Recommendation>,
     /// Plain-language findings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<String>,
+}
+
+/// Suggestions from a saturation result.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommendation {
+    /// Request rate one replica sustains within the SLO (the saturation point divided by
+    /// the replicas that served it).
+    pub requests_per_second_per_replica: f64,
+    /// Suggested queue-depth HPA target: waiting requests per replica at the knee (at least
+    /// 1), as `spec.autoscaling.target`.
+    pub queue_depth_target: f64,
+    /// The `spec.targetRequestRate` this plan is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_request_rate: Option<f64>,
+    /// Replicas needed for `targetRequestRate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas_for_target_rate: Option<i32>,
 }
 
 impl LoadSpec {

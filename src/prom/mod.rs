@@ -179,7 +179,9 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
         ),
         q(
             "gpu_power_mean_watts",
-            vec![format!("avg(avg_over_time(DCGM_FI_DEV_POWER_USAGE{g}[{w}]))")],
+            vec![format!(
+                "avg(avg_over_time(DCGM_FI_DEV_POWER_USAGE{g}[{w}]))"
+            )],
             1.0,
             Reduce::Single,
         ),
@@ -194,13 +196,17 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
         ),
         q(
             "num_requests_running_max",
-            vec![format!("max_over_time(sum(vllm:num_requests_running{v}){sub})")],
+            vec![format!(
+                "max_over_time(sum(vllm:num_requests_running{v}){sub})"
+            )],
             1.0,
             Reduce::Single,
         ),
         q(
             "num_requests_waiting_max",
-            vec![format!("max_over_time(sum(vllm:num_requests_waiting{v}){sub})")],
+            vec![format!(
+                "max_over_time(sum(vllm:num_requests_waiting{v}){sub})"
+            )],
             1.0,
             Reduce::Single,
         ),
@@ -378,10 +384,16 @@ mod tests {
             model_name: Some("qwen".into()),
             gpu_labels: GpuLabelStyle::DcgmExporter,
         };
-        assert_eq!(s.vllm(), r#"{namespace="ml",pod=~"qwen-.*",model_name="qwen"}"#);
+        assert_eq!(
+            s.vllm(),
+            r#"{namespace="ml",pod=~"qwen-.*",model_name="qwen"}"#
+        );
         assert_eq!(s.gpu(), r#"{namespace="ml",pod=~"qwen-.*"}"#);
         s.gpu_labels = GpuLabelStyle::GkeManaged;
-        assert_eq!(s.gpu(), r#"{exported_namespace="ml",exported_pod=~"qwen-.*"}"#);
+        assert_eq!(
+            s.gpu(),
+            r#"{exported_namespace="ml",exported_pod=~"qwen-.*"}"#
+        );
         assert_eq!(Scope::default().vllm(), "{}");
         let tricky = Scope {
             model_name: Some(r#"a"b"#.into()),

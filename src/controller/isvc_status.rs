@@ -1,0 +1,263 @@
+//! Pure status computation for `InferenceService`: from the Deployment and its pods to
+//! replica counts and the Ready / Progressing / Degraded conditions with reasons.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::{ConditionType, ConditionUpdate};
+
+/// Condition reasons used by the InferenceService controller.
+pub mod reason {
+    /// Ready: at least one replica passes readiness.
+    pub const AVAILABLE: &str = "Available";
+    /// Pods exist, their startup probe is still waiting for vLLM (downloading / loading).
+    pub const MODEL_DOWNLOADING: &str = "ModelDownloading";
+    /// Pods are being created / scheduled / started.
+    pub const DEPLOYING: &str = "Deploying";
+    /// Replicas are 0 (by spec or autoscaler).
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    /// Progressing False: the rollout is complete.
+    pub const COMPLETE: &str = "Complete";
+    /// Degraded False: nothing wrong.
+    pub const AS_EXPECTED: &str = "AsExpected";
+    /// A pod cannot be scheduled for lack of `nvidia.com/gpu`.
+    pub const INSUFFICIENT_GPU: &str = "InsufficientGPU";
+    /// A pod cannot be scheduled for another reason (CPU, memory, node selector, taints).
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// The engine container is in CrashLoopBackOff.
+    pub const CRASH_LOOP: &str = "CrashLoop";
+    /// The image cannot be pulled.
+    pub const IMAGE_PULL_ERROR: &str = "ImagePullError";
+    /// The container cannot be configured (e.g. a Secret key it references is missing).
+    pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
+    /// `spec.model.tokenSecretRef` names a Secret or key that does not exist.
+    pub const SECRET_MISSING: &str = "SecretMissing";
+    /// The spec cannot be rendered (see the message for the field and the fix).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// `autoscaling.provider: keda` but the KEDA CRDs are not installed.
+    pub const KEDA_MISSING: &str = "KEDAMissing";
+    /// `monitoring.podMonitor` but the Prometheus Operator CRDs are not installed.
+    pub const POD_MONITOR_CRD_MISSING: &str = "PodMonitorCRDMissing";
+    /// The PodMonitor was applied.
+    pub const POD_MONITOR_APPLIED: &str = "PodMonitorApplied";
+}
+
+/// What the Deployment and pods say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Pods of the Deployment.
+    pub replicas: i32,
+    /// Pods passing readiness.
+    pub ready_replicas: i32,
+    /// Ready / Progressing / Degraded.
+    pub conditions: Vec<ConditionUpdate>,
+}
+
+/// A pod-level problem, worst first.
+fn pod_problem(pods: &[Pod]) -> Option<(&'static str, String)> {
+    let mut found: Vec<(u8, &'static str, String)> = Vec::new();
+    for pod in pods {
+        let name = pod.metadata.name.as_deref().unwrap_or("?");
+        let Some(status) = &pod.status else { continue };
+        for c in status.conditions.iter().flatten() {
+            if c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+            {
+                let msg = c.message.clone().unwrap_or_default();
+                if msg.contains("nvidia.com/gpu") {
+                    found.push((
+                        1,
+                        reason::INSUFFICIENT_GPU,
+                        format!(
+                            "pod {name} cannot be scheduled: no node has enough free nvidia.com/gpu \
+                             ({msg}); add GPU nodes matching spec.accelerator (or enable node \
+                             auto-provisioning), or lower spec.accelerator.count / spec.replicas"
+                        ),
+                    ));
+                } else {
+                    found.push((
+                        2,
+                        reason::UNSCHEDULABLE,
+                        format!(
+                            "pod {name} cannot be scheduled ({msg}); check spec.scheduling and \
+                             the node pool's labels, taints and capacity"
+                        ),
+                    ));
+                }
+            }
+        }
+        for cs in status.container_statuses.iter().flatten() {
+            let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let why = waiting.reason.as_deref().unwrap_or("");
+            let detail = waiting.message.clone().unwrap_or_default();
+            match why {
+                "CrashLoopBackOff" => {
+                    let last = cs
+                        .last_state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .map(|t| {
+                            format!(
+                                "; last exit code {} ({})",
+                                t.exit_code,
+                                t.reason.clone().unwrap_or_default()
+                            )
+                        })
+                        .unwrap_or_default();
+                    found.push((
+                        0,
+                        reason::CRASH_LOOP,
+                        format!(
+                            "container {} of pod {name} keeps crashing ({} restarts{last}); see \
+                             `kubectl logs {name} --previous`: often out of GPU memory (lower \
+                             spec.engine.maxModelLen or gpuMemoryUtilization) or a bad extraArgs flag",
+                            cs.name, cs.restart_count
+                        ),
+                    ));
+                }
+                "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => found.push((
+                    0,
+                    reason::IMAGE_PULL_ERROR,
+                    format!("pod {name} cannot pull image {}: {detail}; check spec.engine.image", cs.image),
+                )),
+                "CreateContainerConfigError" => found.push((
+                    0,
+                    reason::CONTAINER_CONFIG_ERROR,
+                    format!("pod {name} cannot start: {detail}; check spec.model.tokenSecretRef and spec.engine.env"),
+                )),
+                _ => {}
+            }
+        }
+    }
+    found.sort_by_key(|(rank, _, _)| *rank);
+    found.into_iter().next().map(|(_, r, m)| (r, m))
+}
+
+/// Pods whose engine container runs but has not passed its startup probe yet.
+fn starting_pods(pods: &[Pod]) -> usize {
+    pods.iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.started == Some(false)
+                            && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                    })
+                })
+        })
+        .count()
+}
+
+/// Compute replica counts and conditions. `generation` is the InferenceService's;
+/// `endpoint` goes into the Ready message.
+pub fn observe(deployment: Option<&Deployment>, pods: &[Pod], endpoint: &str) -> Observed {
+    let desired = deployment
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let ds = deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    let replicas = ds.replicas.unwrap_or(0);
+    let ready = ds.ready_replicas.unwrap_or(0);
+    let updated = ds.updated_replicas.unwrap_or(0);
+    let available = ds.available_replicas.unwrap_or(0);
+    let generation_seen = match (
+        deployment.and_then(|d| d.metadata.generation),
+        ds.observed_generation,
+    ) {
+        (Some(g), Some(o)) => o >= g,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let rollout_done = generation_seen
+        && updated >= desired
+        && ready >= desired
+        && available >= desired
+        && replicas <= desired;
+
+    let problem = pod_problem(pods);
+    let starting = starting_pods(pods);
+    let (wait_reason, wait_message) = if starting > 0 {
+        (
+            reason::MODEL_DOWNLOADING,
+            format!(
+                "{starting} pod(s) started and are downloading / loading the model (the startup \
+                 probe allows up to 60 minutes)"
+            ),
+        )
+    } else {
+        (
+            reason::DEPLOYING,
+            format!(
+                "{ready}/{desired} replicas ready; waiting for pods to be scheduled and started"
+            ),
+        )
+    };
+
+    let mut conditions = Vec::new();
+    let ready_cond = if desired == 0 {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            false,
+            reason::SCALED_TO_ZERO,
+            "0 replicas requested",
+        )
+    } else if ready > 0 {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            true,
+            reason::AVAILABLE,
+            format!("{ready}/{desired} replicas ready; serving at {endpoint}"),
+        )
+    } else if let Some((r, m)) = &problem {
+        ConditionUpdate::new(ConditionType::Ready, false, r, m.clone())
+    } else {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            false,
+            wait_reason,
+            wait_message.clone(),
+        )
+    };
+    conditions.push(ready_cond);
+    conditions.push(if rollout_done {
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            false,
+            reason::COMPLETE,
+            format!("{ready}/{desired} replicas ready and up to date"),
+        )
+    } else {
+        ConditionUpdate::new(ConditionType::Progressing, true, wait_reason, wait_message)
+    });
+    conditions.push(match problem {
+        Some((r, m)) => ConditionUpdate::new(ConditionType::Degraded, true, r, m),
+        None => ConditionUpdate::new(
+            ConditionType::Degraded,
+            false,
+            reason::AS_EXPECTED,
+            "no problems detected",
+        ),
+    });
+    Observed {
+        replicas,
+        ready_replicas: ready,
+        conditions,
+    }
+}
+
+/// Conditions for a spec problem found before anything was applied (InvalidSpec,
+/// SecretMissing): Ready False and Degraded True with the same message, Progressing False.
+pub fn blocked(reason: &'static str, message: &str) -> Vec<ConditionUpdate> {
+    vec![
+        ConditionUpdate::new(ConditionType::Ready, false, reason, message),
+        ConditionUpdate::new(ConditionType::Progressing, false, reason, message),
+        ConditionUpdate::new(ConditionType::Degraded, true, reason, message),
+    ]
+}

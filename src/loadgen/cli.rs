@@ -1,0 +1,636 @@
+//! `inferops bench` (laptop: flags or a BenchmarkRun file, built-in simulator when no URL,
+//! progress bar, results table) and `inferops loadgen` (in the load Job: plan file in, results
+//! file out, rewritten after every step).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::benchmarkrun::{benchmark_run_spec, plan_from_benchmark_run_spec};
+use super::plan::{
+    self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
+};
+use super::results::{Results, RunStatus};
+use super::run::{Observer, run_plan};
+use super::schedule::StepProgress;
+use super::table;
+
+fn parse_tokens(s: &str) -> Result<TokenCount, String> {
+    let n = |t: &str| t.trim().parse::<u32>().map_err(|e| format!("{t:?}: {e}"));
+    match s.split_once('-') {
+        Some((a, b)) => Ok(TokenCount::Range {
+            min: n(a)?,
+            max: n(b)?,
+        }),
+        None => Ok(TokenCount::Fixed(n(s)?)),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    plan::duration::parse(s)
+}
+
+fn parse_api(s: &str) -> Result<Api, String> {
+    match s {
+        "completions" => Ok(Api::Completions),
+        "chat" => Ok(Api::Chat),
+        _ => Err(format!("{s:?}: expected completions or chat")),
+    }
+}
+
+fn parse_arrival(s: &str) -> Result<Arrival, String> {
+    match s {
+        "poisson" => Ok(Arrival::Poisson),
+        "constant" => Ok(Arrival::Constant),
+        _ => Err(format!("{s:?}: expected poisson or constant")),
+    }
+}
+
+/// Arguments of `inferops bench`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// A BenchmarkRun YAML to take the workload and load from (flags override it).
+    #[arg(short = 'f', long = "file", value_name = "RUN.yaml")]
+    pub file: Option<PathBuf>,
+    /// Base URL of an OpenAI-compatible server. Without it, the built-in simulator runs
+    /// in-process.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Served model name (default: the simulator's, or the first of the server's /v1/models).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Simulator profile when no --url is given.
+    #[arg(long, default_value = "qwen2.5-0.5b-l4")]
+    pub profile: String,
+    /// Closed-loop sweep: requests in flight at each step [default: 1,2,4,8,16,32].
+    #[arg(long, value_delimiter = ',', conflicts_with = "rate")]
+    pub concurrency: Option<Vec<u32>>,
+    /// Open-loop sweep: requests per second at each step.
+    #[arg(long, value_delimiter = ',')]
+    pub rate: Option<Vec<f64>>,
+    /// Measured requests per step [default: 64, or until --duration].
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Measured time per step, e.g. 30s [default: 4s, or until --requests].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Prompt length in tokens (≈ words): N or MIN-MAX [default: 256].
+    #[arg(long, value_parser = parse_tokens)]
+    pub input_tokens: Option<TokenCount>,
+    /// Output tokens per request (max_tokens with ignore_eos): N or MIN-MAX [default: 128].
+    #[arg(long, value_parser = parse_tokens)]
+    pub output_tokens: Option<TokenCount>,
+    /// Write the results JSON here (rewritten after every step).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Exit non-zero when a step's error rate exceeds this.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_rate: f64,
+    /// API: completions or chat [default: completions].
+    #[arg(long, value_parser = parse_api)]
+    pub api: Option<Api>,
+    /// Seed of prompts and arrivals [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Unmeasured load before each step, e.g. 5s [default: 0s].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Per-request timeout [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Ask for non-streamed responses (only end-to-end latency is measured).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// ShareGPT JSON dataset to take prompts from.
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<PathBuf>,
+    /// Open-loop arrivals: poisson or constant [default: poisson].
+    #[arg(long, value_parser = parse_arrival)]
+    pub arrival: Option<Arrival>,
+    /// Saturation search: raise the rate (from --rate's first value, doubling, up to
+    /// --max-rate) until an SLO breaks.
+    #[arg(long)]
+    pub saturate: bool,
+    /// Saturation SLO on TTFT p95, e.g. 500ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub slo_ttft_p95: Option<Duration>,
+    /// Saturation SLO on ITL p95, e.g. 50ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub slo_itl_p95: Option<Duration>,
+    /// Highest rate of a saturation search [default: 100].
+    #[arg(long)]
+    pub max_rate: Option<f64>,
+    /// Measure the load generator itself (throughput per client core, memory, timing error
+    /// against the simulator's ground truth) instead of running a sweep.
+    #[arg(long)]
+    pub self_test: bool,
+}
+
+/// Arguments of `inferops loadgen` (the in-cluster load Job).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadgenArgs {
+    /// Plan file (JSON or YAML).
+    #[arg(long, env = "INFEROPS_PLAN", value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Results JSON file, rewritten atomically after every step.
+    #[arg(long, env = "INFEROPS_OUT", value_name = "FILE")]
+    pub out: PathBuf,
+    /// This pod's index in a split load (overrides `parallelism.index`; set by Indexed Jobs).
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    pub index: Option<u32>,
+}
+
+/// Builds the plan for `bench` from an optional BenchmarkRun file and flags.
+pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Plan> {
+    let mut plan = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            plan_from_benchmark_run_spec(&benchmark_run_spec(&text)?)
+                .with_context(|| format!("in {}", path.display()))?
+        }
+        None => {
+            let mut p = Plan::new("", "");
+            p.load.requests_per_step = Some(64);
+            p.load.duration_per_step = Some(Duration::from_secs(4));
+            p
+        }
+    };
+    plan.target.url = url.to_owned();
+    plan.target.model = model.to_owned();
+    let w = &mut plan.workload;
+    if let Some(v) = args.api {
+        w.api = v;
+    }
+    if let Some(v) = args.input_tokens {
+        w.input_tokens = v;
+    }
+    if let Some(v) = args.output_tokens {
+        w.output_tokens = v;
+    }
+    if let Some(v) = args.seed {
+        w.seed = v;
+    }
+    if args.no_stream {
+        w.stream = false;
+    }
+    if let Some(p) = &args.dataset {
+        w.dataset = Dataset::Sharegpt {
+            path: p.clone(),
+            output_from_dataset: false,
+        };
+    }
+    let l = &mut plan.load;
+    if args.requests.is_some() || args.duration.is_some() {
+        l.requests_per_step = args.requests;
+        l.duration_per_step = args.duration;
+    }
+    if let Some(c) = &args.concurrency {
+        l.mode = Mode::Concurrency;
+        l.concurrency = c.clone();
+        l.saturation = None;
+    }
+    if let Some(r) = &args.rate {
+        l.mode = Mode::Rate;
+        l.rate = r.clone();
+    }
+    if let Some(v) = args.arrival {
+        l.arrival = v;
+    }
+    if let Some(v) = args.warmup {
+        l.warmup = v;
+    }
+    if let Some(v) = args.timeout {
+        l.request_timeout = v;
+    }
+    l.max_error_rate = args.max_error_rate;
+    if args.saturate || args.slo_ttft_p95.is_some() || args.slo_itl_p95.is_some() {
+        l.mode = Mode::Rate;
+        let mut s = l.saturation.take().unwrap_or(Saturation {
+            slo: Slo::default(),
+            max_error_rate: args.max_error_rate,
+            start_rate: 1.0,
+            max_rate: 100.0,
+            step_factor: 2.0,
+        });
+        if let Some(first) = args.rate.as_ref().and_then(|r| r.first()) {
+            s.start_rate = *first;
+        }
+        if let Some(v) = args.max_rate {
+            s.max_rate = v;
+        }
+        if let Some(v) = args.slo_ttft_p95 {
+            s.slo.ttft_p95 = Some(v);
+        }
+        if let Some(v) = args.slo_itl_p95 {
+            s.slo.itl_p95 = Some(v);
+        }
+        l.saturation = Some(s);
+    }
+    plan.validate()?;
+    Ok(plan)
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("\ninterrupted: stopping; finished steps are kept (Ctrl-C again to quit now)");
+        token.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Writes `results` to `path` atomically (temporary file + rename).
+pub fn write_results(path: &Path, results: &Results) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(results)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Progress bar + per-step lines on stderr; optional results file after each step.
+struct BenchObserver {
+    bar: Option<(ProgressBar, JoinHandle<()>)>,
+    json: Option<PathBuf>,
+    steps_hint: usize,
+}
+
+impl BenchObserver {
+    fn close_bar(&mut self) {
+        if let Some((bar, ticker)) = self.bar.take() {
+            ticker.abort();
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for BenchObserver {
+    fn step_started(
+        &mut self,
+        index: usize,
+        point: LoadPoint,
+        requests: Option<u64>,
+        duration: Option<Duration>,
+        progress: Arc<StepProgress>,
+    ) {
+        self.close_bar();
+        let by_time = requests.is_none();
+        let len = match (requests, duration) {
+            (Some(r), _) => r,
+            (None, Some(d)) => d.as_millis() as u64,
+            (None, None) => 0,
+        };
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(len), target);
+        let steps = if self.steps_hint > 0 {
+            format!("{}/{}", index + 1, self.steps_hint)
+        } else {
+            format!("{}", index + 1)
+        };
+        let template = if by_time {
+            "{prefix} [{bar:30}] {elapsed} {msg}"
+        } else {
+            "{prefix} [{bar:30}] {pos}/{len} requests {msg}"
+        };
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("step {steps} {point}"));
+        let (b, start) = (bar.clone(), std::time::Instant::now());
+        let ticker = tokio::spawn(async move {
+            loop {
+                let done = progress.done.load(Ordering::Relaxed);
+                let failed = progress.failed.load(Ordering::Relaxed);
+                b.set_position(if by_time {
+                    start.elapsed().as_millis() as u64
+                } else {
+                    done
+                });
+                if failed > 0 {
+                    b.set_message(format!("({failed} failed)"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        self.bar = Some((bar, ticker));
+    }
+
+    fn step_finished(&mut self, results: &Results) {
+        self.close_bar();
+        if let Some(s) = results.steps.last() {
+            eprintln!("{}", s.one_line());
+        }
+        if let Some(p) = &self.json
+            && let Err(e) = write_results(p, results)
+        {
+            eprintln!("warning: {e:#}");
+        }
+    }
+}
+
+/// First model listed by `GET {url}/v1/models`.
+async fn first_model(url: &str) -> anyhow::Result<String> {
+    let base = url.trim_end_matches('/');
+    let base = base.strip_suffix("/v1").unwrap_or(base);
+    let list = format!("{base}/v1/models");
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()?
+        .get(&list)
+        .send()
+        .await
+        .with_context(|| format!("GET {list}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!(
+            "GET {list}: HTTP {status}: {}",
+            super::client::server_message(&body)
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("GET {list}: bad JSON"))?;
+    v.pointer("/data/0/id")
+        .and_then(|m| m.as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("GET {list}: no model listed"))
+}
+
+/// Starts the built-in simulator on an ephemeral loopback port.
+async fn start_simulator(profile: &str) -> anyhow::Result<crate::sim::SimHandle> {
+    let opts = crate::sim::SimOptions::profile(profile)?;
+    crate::sim::spawn(opts, "127.0.0.1:0".parse()?).await
+}
+
+/// `inferops bench`.
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.self_test {
+        return super::selftest::run(&args).await;
+    }
+    let mut sim = None;
+    let (url, model) = match &args.url {
+        Some(url) => {
+            let model = match &args.model {
+                Some(m) => m.clone(),
+                None => first_model(url)
+                    .await
+                    .context("finding the model name (pass --model)")?,
+            };
+            (url.clone(), model)
+        }
+        None => {
+            let handle = start_simulator(&args.profile).await?;
+            let model = args
+                .model
+                .clone()
+                .unwrap_or_else(|| handle.model().to_owned());
+            let url = handle.base_url();
+            eprintln!(
+                "no --url: benchmarking the built-in simulator (profile {}) at {url}",
+                args.profile
+            );
+            sim = Some(handle);
+            (url, model)
+        }
+    };
+    let plan = bench_plan(&args, &url, &model)?;
+    let w = &plan.workload;
+    eprintln!(
+        "target {} model {:?}: {} in / {} out tokens, {}{}",
+        plan.target.url,
+        plan.target.model,
+        w.input_tokens,
+        w.output_tokens,
+        serde_json::to_value(w.api)?.as_str().unwrap_or_default(),
+        if w.stream {
+            ", streaming"
+        } else {
+            ", not streaming"
+        }
+    );
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let mut observer = BenchObserver {
+        bar: None,
+        json: args.json.clone(),
+        steps_hint: plan.points().len(),
+    };
+    let results = run_plan(&plan, cancel, &mut observer).await;
+    observer.close_bar();
+    if let Some(s) = sim {
+        s.shutdown().await;
+    }
+    let results = results?;
+    println!();
+    println!(
+        "Latencies in ms. {} ({}), {} in / {} out tokens.",
+        plan.target.url, plan.target.model, w.input_tokens, w.output_tokens
+    );
+    println!();
+    print!("{}", table::render(&results));
+    finish(&results, args.json.as_deref())
+}
+
+/// Writes the final results and turns error budgets and interruptions into an error.
+fn finish(results: &Results, json: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(p) = json {
+        write_results(p, results)?;
+        eprintln!("results written to {}", p.display());
+    }
+    if let Some(sat) = &results.summary.saturation {
+        let ok = sat
+            .highest_ok_rate
+            .map_or("none".into(), |r| format!("{r} req/s"));
+        let broke = sat
+            .first_broken_rate
+            .map_or("none up to maxRate".into(), |r| {
+                format!("{r} req/s ({})", sat.broken_by.join("; "))
+            });
+        println!(
+            "saturation: highest rate meeting the SLOs: {ok}; first rate breaking them: {broke}"
+        );
+    }
+    if let Some(why) = &results.summary.stopped_early {
+        eprintln!("stopped early: {why}");
+    }
+    let over = &results.summary.steps_over_error_budget;
+    if !over.is_empty() {
+        bail!(
+            "{} step(s) over the error budget:\n  {}",
+            over.len(),
+            over.join("\n  ")
+        );
+    }
+    if results.metadata.status == RunStatus::Interrupted {
+        bail!(
+            "interrupted: {} step(s) measured and kept",
+            results.steps.len()
+        );
+    }
+    Ok(())
+}
+
+struct LoadgenObserver {
+    out: PathBuf,
+    steps_hint: usize,
+}
+
+impl Observer for LoadgenObserver {
+    fn step_finished(&mut self, results: &Results) {
+        if let Some(s) = results.steps.last() {
+            let of = if self.steps_hint > 0 {
+                format!("/{}", self.steps_hint)
+            } else {
+                String::new()
+            };
+            println!("step {}{of} {}", results.steps.len(), s.one_line());
+        }
+        if let Err(e) = write_results(&self.out, results) {
+            eprintln!("warning: {e:#}");
+        }
+    }
+}
+
+/// `inferops loadgen`.
+pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.plan)
+        .with_context(|| format!("reading plan {}", args.plan.display()))?;
+    let mut plan = Plan::from_text(&text).with_context(|| format!("in {}", args.plan.display()))?;
+    if let Some(i) = args.index {
+        plan.parallelism.index = i;
+        plan.validate()?;
+    }
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let mut observer = LoadgenObserver {
+        out: args.out.clone(),
+        steps_hint: plan.points().len(),
+    };
+    let results = run_plan(&plan, cancel, &mut observer).await?;
+    let s = &results.summary;
+    println!(
+        "done: {} steps, {} completed, {} failed, peak {:.0} out tok/s, {:.2} req/s",
+        results.steps.len(),
+        s.completed,
+        s.failed,
+        s.peak_output_throughput,
+        s.peak_request_throughput
+    );
+    finish(&results, Some(&args.out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(a: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied()))
+            .unwrap()
+            .bench
+    }
+
+    #[test]
+    fn flags_build_a_plan() {
+        let p = bench_plan(&args(&[]), "http://x", "m").unwrap();
+        assert_eq!(p.load.concurrency, [1, 2, 4, 8, 16, 32]);
+        assert_eq!(p.requests_per_step(), Some(64));
+        let a = args(&[
+            "--rate",
+            "5,10",
+            "--requests",
+            "20",
+            "--input-tokens",
+            "100-200",
+            "--api",
+            "chat",
+            "--no-stream",
+            "--arrival",
+            "constant",
+            "--timeout",
+            "2s",
+        ]);
+        let p = bench_plan(&a, "http://x", "m").unwrap();
+        assert_eq!(p.load.mode, Mode::Rate);
+        assert_eq!(p.load.rate, [5.0, 10.0]);
+        assert_eq!(
+            (p.load.requests_per_step, p.load.duration_per_step),
+            (Some(20), None)
+        );
+        assert_eq!(
+            p.workload.input_tokens,
+            TokenCount::Range { min: 100, max: 200 }
+        );
+        assert!(!p.workload.stream);
+        assert_eq!(p.load.request_timeout, Duration::from_secs(2));
+        let p = bench_plan(
+            &args(&["--saturate", "--slo-ttft-p95", "200ms", "--rate", "4"]),
+            "u",
+            "m",
+        )
+        .unwrap();
+        let s = p.load.saturation.unwrap();
+        assert_eq!(
+            (s.start_rate, s.slo.ttft_p95),
+            (4.0, Some(Duration::from_millis(200)))
+        );
+        assert!(Cli::try_parse_from(["bench", "--concurrency", "1", "--rate", "2"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--input-tokens", "x"]).is_err());
+        assert!(bench_plan(&args(&["--concurrency", "0"]), "u", "m").is_err());
+    }
+
+    #[test]
+    fn results_are_written_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let results = Results {
+            metadata: super::super::results::Metadata::new(&Plan::new("http://x", "m")),
+            steps: vec![],
+            summary: super::super::results::Summary::of(&[], 0.01),
+        };
+        write_results(&path, &results).unwrap();
+        let back: Results = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, results);
+        assert!(!dir.path().join("r.json.tmp").exists());
+    }
+}

@@ -1,0 +1,218 @@
+//! Runs a whole [`Plan`]: a fixed sweep over load points, or a saturation search that raises
+//! the rate until an SLO breaks. Reports each finished step to an [`Observer`] (progress bars,
+//! rewriting the results file) and always returns what was measured, also when cancelled.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{Client, ClientConfig};
+use super::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
+use super::results::{Metadata, Results, RunStatus, SaturationResult, StepResult, Summary};
+use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
+use super::workload::Workload;
+
+/// Hooks called while a plan runs.
+pub trait Observer: Send {
+    /// A step starts: `requests`/`duration` bound it (for a progress bar).
+    fn step_started(
+        &mut self,
+        _index: usize,
+        _point: LoadPoint,
+        _requests: Option<u64>,
+        _duration: Option<Duration>,
+        _progress: Arc<StepProgress>,
+    ) {
+    }
+    /// A step finished; `results` holds every step so far (status `running`).
+    fn step_finished(&mut self, _results: &Results) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// How many distinct prompts to prepare for `plan`.
+fn prompt_count(plan: &Plan) -> usize {
+    if let Some(n) = plan.workload.num_prompts {
+        return n.max(1) as usize;
+    }
+    plan.requests_per_step()
+        .map_or(1024, |r| r.min(1024) as usize)
+}
+
+/// Runs `plan` until done or `cancel` fires. Fails only on setup errors (bad plan, unreadable
+/// dataset, invalid URL); request failures are counted in the results.
+pub async fn run_plan(
+    plan: &Plan,
+    cancel: CancellationToken,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Results> {
+    plan.validate()?;
+    let client = Client::new(&ClientConfig::new(
+        &plan.target,
+        plan.workload.api,
+        plan.workload.stream,
+        plan.load.request_timeout,
+    ))?;
+    let workload = Arc::new(Workload::prepare(plan, prompt_count(plan))?);
+    let par = &plan.parallelism;
+    let ctx = StepContext {
+        client,
+        workload,
+        // Pods of a split run start at different prompts.
+        next_prompt: Arc::new(AtomicU64::new(u64::from(par.index) * 7919)),
+        cancel: cancel.clone(),
+    };
+    let mut results = Results {
+        metadata: Metadata::new(plan),
+        steps: Vec::new(),
+        summary: Summary::of(&[], plan.load.max_error_rate),
+    };
+    if let Some(at) = par.start_at {
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    let mut runner = Runner {
+        plan,
+        ctx,
+        observer,
+        results: &mut results,
+    };
+    match (&plan.load.mode, &plan.load.saturation) {
+        (Mode::Rate, Some(sat)) => runner.saturation(sat).await,
+        _ => {
+            for point in plan.points() {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                let step = runner.step(point).await;
+                if step.completed == 0 && step.failed > 0 {
+                    // Every request failed: the next (heavier) steps would only fail again.
+                    runner.results.summary.stopped_early = Some(format!(
+                        "every request of {point} failed; later steps skipped"
+                    ));
+                    runner.observer.step_finished(runner.results);
+                    break;
+                }
+            }
+        }
+    }
+    results.metadata.status = if cancel.is_cancelled() {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Completed
+    };
+    results.metadata.finished_at = Some(Utc::now());
+    Ok(results)
+}
+
+struct Runner<'a> {
+    plan: &'a Plan,
+    ctx: StepContext,
+    observer: &'a mut dyn Observer,
+    results: &'a mut Results,
+}
+
+impl Runner<'_> {
+    /// Runs one whole-run load point (this process's share of it), records and reports it.
+    async fn step(&mut self, point: LoadPoint) -> StepResult {
+        let plan = self.plan;
+        let par = &plan.parallelism;
+        let index = self.results.steps.len();
+        let spec = StepSpec {
+            point: point.share(par),
+            requests: plan
+                .requests_per_step()
+                .map(|r| share_u64(r, par.index, par.count)),
+            duration: plan.load.duration_per_step,
+            warmup: plan.load.warmup,
+            arrival: plan.load.arrival,
+            max_in_flight: plan.load.max_in_flight,
+            seed: plan
+                .workload
+                .seed
+                .wrapping_add(index as u64)
+                .wrapping_add(u64::from(par.index) << 32),
+        };
+        let progress = Arc::new(StepProgress::default());
+        self.observer
+            .step_started(index, point, spec.requests, spec.duration, progress.clone());
+        let step = run_step(&self.ctx, &spec, progress).await;
+        self.results.steps.push(step.clone());
+        let old = std::mem::replace(
+            &mut self.results.summary,
+            Summary::of(&self.results.steps, plan.load.max_error_rate),
+        );
+        self.results.summary.saturation = old.saturation;
+        self.results.summary.stopped_early = old.stopped_early;
+        self.observer.step_finished(self.results);
+        step
+    }
+
+    async fn saturation(&mut self, sat: &Saturation) {
+        let mut outcome = SaturationResult {
+            highest_ok_rate: None,
+            first_broken_rate: None,
+            broken_by: Vec::new(),
+        };
+        let mut rate = sat.start_rate;
+        while rate <= sat.max_rate * (1.0 + 1e-9) && !self.ctx.cancel.is_cancelled() {
+            let step = self.step(LoadPoint::Rate(rate)).await;
+            if step.interrupted {
+                break;
+            }
+            let broken = slo_violations(&step, sat);
+            if broken.is_empty() {
+                outcome.highest_ok_rate = Some(rate);
+            } else {
+                outcome.first_broken_rate = Some(rate);
+                outcome.broken_by = broken;
+                break;
+            }
+            self.results.summary.saturation = Some(outcome.clone());
+            rate *= sat.step_factor;
+        }
+        self.results.summary.saturation = Some(outcome);
+        self.observer.step_finished(self.results);
+    }
+}
+
+/// The SLOs a step broke, described (empty when all held). Uses the step's whole-run view,
+/// so for a split run the operator should re-check on merged results.
+pub fn slo_violations(step: &StepResult, sat: &Saturation) -> Vec<String> {
+    let mut out = Vec::new();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if let Some(limit) = sat.slo.ttft_p95
+        && step.p95_ttft_ms > ms(limit)
+    {
+        out.push(format!(
+            "ttft p95 {:.1} ms > {:.1} ms",
+            step.p95_ttft_ms,
+            ms(limit)
+        ));
+    }
+    if let Some(limit) = sat.slo.itl_p95
+        && step.p95_itl_ms > ms(limit)
+    {
+        out.push(format!(
+            "itl p95 {:.2} ms > {:.2} ms",
+            step.p95_itl_ms,
+            ms(limit)
+        ));
+    }
+    if step.error_rate() > sat.max_error_rate || (step.completed == 0 && step.failed > 0) {
+        out.push(format!(
+            "error rate {:.1}% > {:.1}%",
+            step.error_rate() * 100.0,
+            sat.max_error_rate * 100.0
+        ));
+    }
+    out
+}

@@ -1,0 +1,341 @@
+//! Runs one load point: closed loop (N workers, each starting its next request as soon as
+//! the last one ends) or open loop (arrivals at a rate, Poisson or constant). Open-loop
+//! latency is counted from the scheduled arrival time when a request leaves late, so a slow
+//! server (or a busy client) can not hide queueing: no coordinated omission.
+//!
+//! Results are recorded into a few sharded recorders (one per runtime worker thread, roughly)
+//! and merged when the step ends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Exp};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{Client, Scratch};
+use super::outcome::Failure;
+use super::plan::{Arrival, LoadPoint};
+use super::results::StepResult;
+use super::stats::StepStats;
+use super::workload::Workload;
+
+/// One step to run (this process's share of the load).
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    /// Concurrency or rate for this process.
+    pub point: LoadPoint,
+    /// Measured requests to send (`None`: until `duration` passes).
+    pub requests: Option<u64>,
+    /// Measured time (`None`: until `requests` are sent).
+    pub duration: Option<Duration>,
+    /// Unmeasured load before measuring.
+    pub warmup: Duration,
+    /// Arrival process in open loop.
+    pub arrival: Arrival,
+    /// Cap on requests in flight in open loop.
+    pub max_in_flight: u32,
+    /// Seed of the arrival gaps.
+    pub seed: u64,
+}
+
+/// Live counters of a running step (for progress bars).
+#[derive(Debug, Default)]
+pub struct StepProgress {
+    /// Measured requests finished (ok or failed).
+    pub done: AtomicU64,
+    /// Measured requests failed.
+    pub failed: AtomicU64,
+}
+
+/// What a step needs besides its spec.
+#[derive(Clone)]
+pub struct StepContext {
+    /// Shared HTTP client.
+    pub client: Client,
+    /// Prepared requests.
+    pub workload: Arc<Workload>,
+    /// Index of the next prompt (continues across steps so steps use different prompts).
+    pub next_prompt: Arc<AtomicU64>,
+    /// Stops the step; what was measured is kept.
+    pub cancel: CancellationToken,
+}
+
+struct Shared {
+    shards: Vec<Mutex<StepStats>>,
+    progress: Arc<StepProgress>,
+    issued: AtomicU64,
+}
+
+impl Shared {
+    fn new(progress: Arc<StepProgress>) -> Shared {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Shared {
+            shards: (0..n).map(|_| Mutex::new(StepStats::new())).collect(),
+            progress,
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    /// Claims a measured request; false when the budget is used up.
+    fn claim(&self, limit: Option<u64>) -> bool {
+        limit.is_none_or(|l| self.issued.fetch_add(1, Ordering::Relaxed) < l)
+    }
+
+    fn record(
+        &self,
+        shard: usize,
+        r: &Result<super::outcome::Metrics, Failure>,
+        itl: &[u32],
+        end: Instant,
+    ) {
+        let mut s = self.shards[shard % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match r {
+            Ok(m) => s.record_ok(m, itl, end),
+            Err(f) => {
+                s.record_err(f, end);
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(s);
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn merged(&self) -> StepStats {
+        let mut all = StepStats::new();
+        for s in &self.shards {
+            all.merge(&s.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        all
+    }
+}
+
+/// Converts monotonic instants to wall-clock time relative to one anchor.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    instant: Instant,
+    system: SystemTime,
+}
+
+impl Clock {
+    /// Anchors now.
+    pub fn now() -> Clock {
+        Clock {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    /// The wall-clock time of `i`.
+    pub fn wall(&self, i: Instant) -> DateTime<Utc> {
+        let t = if i >= self.instant {
+            self.system + (i - self.instant)
+        } else {
+            self.system - (self.instant - i)
+        };
+        DateTime::<Utc>::from(t)
+    }
+}
+
+/// Runs one step and summarizes it. Never fails: errors are counted per request.
+pub async fn run_step(
+    ctx: &StepContext,
+    spec: &StepSpec,
+    progress: Arc<StepProgress>,
+) -> StepResult {
+    let clock = Clock::now();
+    let start = clock.instant;
+    let measure_start = start + spec.warmup;
+    let measure_end = spec.duration.map(|d| measure_start + d);
+    let shared = Arc::new(Shared::new(progress));
+    match spec.point {
+        LoadPoint::Concurrency(n) => {
+            closed_loop(ctx, spec, &shared, n, measure_start, measure_end).await
+        }
+        LoadPoint::Rate(r) => open_loop(ctx, spec, &shared, r, measure_start, measure_end).await,
+    }
+    let stats = shared.merged();
+    let interrupted = ctx.cancel.is_cancelled();
+    let window_start = clock.wall(measure_start.min(Instant::now()));
+    let window_end = clock.wall(stats.last_end.unwrap_or_else(Instant::now));
+    StepResult::from_stats(spec.point, &stats, window_start, window_end, interrupted)
+}
+
+async fn closed_loop(
+    ctx: &StepContext,
+    spec: &StepSpec,
+    shared: &Arc<Shared>,
+    workers: u32,
+    measure_start: Instant,
+    measure_end: Option<Instant>,
+) {
+    let mut set = JoinSet::new();
+    for w in 0..workers as usize {
+        let (ctx, shared, limit) = (ctx.clone(), shared.clone(), spec.requests);
+        set.spawn(async move {
+            let mut scratch = Scratch::default();
+            loop {
+                let now = Instant::now();
+                let measured = now >= measure_start;
+                if measured {
+                    if measure_end.is_some_and(|e| now >= e) || !shared.claim(limit) {
+                        break;
+                    }
+                }
+                let req = ctx
+                    .workload
+                    .get(ctx.next_prompt.fetch_add(1, Ordering::Relaxed));
+                let r = tokio::select! {
+                    biased;
+                    _ = ctx.cancel.cancelled() => break,
+                    r = ctx.client.send(req, now, &mut scratch) => r,
+                };
+                if measured {
+                    shared.record(w, &r, &scratch.itl_us, Instant::now());
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+async fn open_loop(
+    ctx: &StepContext,
+    spec: &StepSpec,
+    shared: &Arc<Shared>,
+    rate: f64,
+    measure_start: Instant,
+    measure_end: Option<Instant>,
+) {
+    let mut gaps = Gaps::new(spec.arrival, rate, spec.seed);
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        spec.max_in_flight.max(1) as usize
+    ));
+    let pool: Arc<Mutex<Vec<Scratch>>> = Arc::default();
+    let mut set = JoinSet::new();
+    let mut at = Instant::now();
+    let mut n = 0usize;
+    loop {
+        let measured = at >= measure_start;
+        if measured && (measure_end.is_some_and(|e| at >= e) || !shared.claim(spec.requests)) {
+            break;
+        }
+        // Wake up to 1 ms early (the timer's granularity) and measure from the earlier of the
+        // scheduled and the actual send time: never late by the timer, never hiding lateness.
+        let wake =
+            tokio::time::Instant::from_std(at.checked_sub(Duration::from_millis(1)).unwrap_or(at));
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => break,
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let (ctx2, shared2, pool2) = (ctx.clone(), shared.clone(), pool.clone());
+        let scheduled = at;
+        let shard = n;
+        set.spawn(async move {
+            let _permit = permit;
+            let mut scratch = pool2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .unwrap_or_default();
+            let t0 = scheduled.min(Instant::now());
+            let req = ctx2
+                .workload
+                .get(ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));
+            let r = ctx2.client.send(req, t0, &mut scratch).await;
+            if measured {
+                shared2.record(shard, &r, &scratch.itl_us, Instant::now());
+            }
+            pool2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(scratch);
+        });
+        while set.try_join_next().is_some() {}
+        n += 1;
+        at += gaps.next();
+    }
+    tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => set.abort_all(),
+        _ = async { while set.join_next().await.is_some() {} } => {}
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Inter-arrival gaps of an open loop.
+pub struct Gaps {
+    kind: Arrival,
+    mean: Duration,
+    exp: Option<Exp<f64>>,
+    rng: StdRng,
+}
+
+impl Gaps {
+    /// Gaps for `rate` requests per second (seeded).
+    pub fn new(kind: Arrival, rate: f64, seed: u64) -> Gaps {
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0
+        };
+        Gaps {
+            kind,
+            mean: Duration::from_secs_f64(1.0 / rate),
+            exp: Exp::new(rate).ok(),
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The next gap.
+    pub fn next(&mut self) -> Duration {
+        match (self.kind, &self.exp) {
+            (Arrival::Poisson, Some(e)) => {
+                Duration::from_secs_f64(e.sample(&mut self.rng).min(3600.0))
+            }
+            _ => self.mean,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_gaps_have_the_right_mean_and_spread() {
+        let mut g = Gaps::new(Arrival::Poisson, 100.0, 1);
+        let xs: Vec<f64> = (0..20_000).map(|_| g.next().as_secs_f64()).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!((mean - 0.01).abs() < 0.0005, "{mean}");
+        // Exponential: standard deviation equals the mean.
+        assert!((var.sqrt() - 0.01).abs() < 0.001, "{}", var.sqrt());
+        let mut c = Gaps::new(Arrival::Constant, 4.0, 1);
+        assert_eq!(c.next(), Duration::from_millis(250));
+        let same: Vec<Duration> = (0..5)
+            .map(|_| Gaps::new(Arrival::Poisson, 3.0, 9).next())
+            .collect();
+        assert!(same.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn clock_maps_instants_to_wall_time() {
+        let c = Clock::now();
+        let later = c.wall(c.instant + Duration::from_secs(2));
+        let earlier = c.wall(c.instant - Duration::from_secs(1));
+        assert_eq!((later - earlier).num_milliseconds(), 3000);
+    }
+}

@@ -1,0 +1,153 @@
+//! The results table printed by `inferops bench`: a Markdown table shaped like a published
+//! concurrency sweep, ready to paste into a README.
+
+use std::fmt::Write as _;
+
+use super::plan::LoadPoint;
+use super::results::{Results, StepResult};
+
+fn num(v: f64, decimals: usize) -> String {
+    format!("{v:.decimals$}")
+}
+
+fn adaptive(v: f64) -> String {
+    if v >= 100.0 {
+        num(v, 0)
+    } else if v >= 10.0 {
+        num(v, 1)
+    } else {
+        num(v, 2)
+    }
+}
+
+fn errors_cell(s: &StepResult) -> String {
+    if s.failed == 0 {
+        return "0".into();
+    }
+    let classes: Vec<&str> = super::outcome::ErrorClass::ALL
+        .iter()
+        .filter(|c| s.errors.get(**c) > 0)
+        .map(|c| c.name())
+        .collect();
+    format!("{} ({})", s.failed, classes.join(", "))
+}
+
+/// Renders the steps as a Markdown table (latencies in milliseconds).
+pub fn render(results: &Results) -> String {
+    let first_col = match results.steps.first().and_then(StepResult::point) {
+        Some(LoadPoint::Rate(_)) => "rate (req/s)",
+        _ => "concurrency",
+    };
+    let header = [
+        first_col,
+        "req/s",
+        "out tok/s",
+        "TTFT p50",
+        "TTFT p95",
+        "ITL p50",
+        "ITL p95",
+        "E2E p50",
+        "E2E p95",
+        "errors",
+    ];
+    let rows: Vec<Vec<String>> = results
+        .steps
+        .iter()
+        .map(|s| {
+            let point = match s.point() {
+                Some(LoadPoint::Concurrency(c)) => c.to_string(),
+                Some(LoadPoint::Rate(r)) => adaptive(r),
+                None => "-".into(),
+            };
+            let point = if s.interrupted {
+                format!("{point}*")
+            } else {
+                point
+            };
+            vec![
+                point,
+                adaptive(s.request_throughput),
+                num(s.output_throughput, 0),
+                num(s.median_ttft_ms, 1),
+                num(s.p95_ttft_ms, 1),
+                num(s.median_itl_ms, 2),
+                num(s.p95_itl_ms, 2),
+                adaptive(s.median_e2el_ms),
+                adaptive(s.p95_e2el_ms),
+                errors_cell(s),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain(std::iter::once(header[i].len()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |cells: &[String], out: &mut String| {
+        out.push('|');
+        for (c, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, " {c:<w$} |");
+        }
+        out.push('\n');
+    };
+    line(&header.map(String::from), &mut out);
+    line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+        &mut out,
+    );
+    for r in &rows {
+        line(r, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::plan::Plan;
+    use crate::loadgen::results::{Metadata, Summary};
+    use crate::loadgen::stats::StepStats;
+    use crate::loadgen::{ErrorClass, Failure};
+    use chrono::Utc;
+    use std::time::Instant;
+
+    #[test]
+    fn table_has_a_row_per_step_with_errors_named() {
+        let mut stats = StepStats::new();
+        stats.record_err(&Failure::new(ErrorClass::Timeout, "slow"), Instant::now());
+        let now = Utc::now();
+        let steps = vec![
+            StepResult::from_stats(
+                LoadPoint::Concurrency(1),
+                &StepStats::new(),
+                now,
+                now,
+                false,
+            ),
+            StepResult::from_stats(LoadPoint::Concurrency(32), &stats, now, now, true),
+        ];
+        let results = Results {
+            metadata: Metadata::new(&Plan::new("http://x", "m")),
+            summary: Summary::of(&steps, 0.01),
+            steps,
+        };
+        let t = render(&results);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[0].starts_with("| concurrency | req/s | out tok/s | TTFT p50"));
+        assert!(
+            lines[3].contains("| 32* ") && lines[3].contains("1 (timeout)"),
+            "{t}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() == lines[0].chars().count())
+        );
+    }
+}

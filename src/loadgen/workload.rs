@@ -1,0 +1,519 @@
+//! Request bodies, prepared once before the run: synthetic prompts of N words (seeded, so the
+//! same seed gives the same prompt set) or prompts from a ShareGPT JSON file.
+//!
+//! Input lengths are approximate: a synthetic prompt of N common English words is about N
+//! tokens for BPE tokenizers (each word here is a single token with its leading space in the
+//! Llama/Qwen/GPT vocabularies; chat templates add a few more). The simulator counts one word
+//! as one token. Results always report the server's `usage.prompt_tokens`.
+
+use std::path::Path;
+
+use anyhow::{Context, ensure};
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::plan::{Api, Dataset, Plan, TokenCount};
+
+/// Common English words that are single tokens (with a leading space) in common vocabularies.
+const WORDS: &[&str] = &[
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "time",
+    "people",
+    "year",
+    "way",
+    "day",
+    "man",
+    "thing",
+    "woman",
+    "life",
+    "child",
+    "world",
+    "school",
+    "state",
+    "family",
+    "student",
+    "group",
+    "country",
+    "problem",
+    "hand",
+    "part",
+    "place",
+    "case",
+    "week",
+    "company",
+    "system",
+    "program",
+    "question",
+    "work",
+    "government",
+    "number",
+    "night",
+    "point",
+    "home",
+    "water",
+    "room",
+    "mother",
+    "area",
+    "money",
+    "story",
+    "fact",
+    "month",
+    "lot",
+    "right",
+    "study",
+    "book",
+    "eye",
+    "job",
+    "word",
+    "business",
+    "issue",
+    "side",
+    "kind",
+    "head",
+    "house",
+    "service",
+    "friend",
+    "father",
+    "power",
+    "hour",
+    "game",
+    "line",
+    "end",
+    "member",
+    "law",
+    "car",
+    "city",
+    "community",
+    "name",
+    "president",
+    "team",
+    "minute",
+    "idea",
+    "kid",
+    "body",
+    "information",
+    "back",
+    "parent",
+    "face",
+    "others",
+    "level",
+    "office",
+    "door",
+    "health",
+    "person",
+    "art",
+    "war",
+    "history",
+    "party",
+    "result",
+    "change",
+    "morning",
+    "reason",
+    "research",
+    "girl",
+    "guy",
+    "moment",
+    "air",
+    "teacher",
+    "force",
+    "education",
+    "good",
+    "new",
+    "first",
+    "last",
+    "long",
+    "great",
+    "little",
+    "own",
+    "other",
+    "old",
+    "big",
+    "high",
+    "different",
+    "small",
+    "large",
+    "next",
+    "early",
+    "young",
+    "important",
+    "few",
+    "public",
+    "bad",
+    "same",
+    "able",
+    "make",
+    "know",
+    "take",
+    "see",
+    "come",
+    "think",
+    "look",
+    "want",
+    "give",
+    "use",
+    "find",
+    "tell",
+    "ask",
+    "seem",
+    "feel",
+    "try",
+    "leave",
+    "call",
+    "keep",
+    "let",
+    "begin",
+    "show",
+    "hear",
+    "play",
+    "run",
+    "move",
+    "like",
+    "live",
+    "believe",
+    "hold",
+    "bring",
+    "happen",
+    "write",
+    "provide",
+    "sit",
+    "stand",
+    "lose",
+    "pay",
+    "meet",
+    "include",
+    "continue",
+    "set",
+    "learn",
+    "lead",
+    "understand",
+    "watch",
+    "follow",
+    "stop",
+    "create",
+    "speak",
+    "read",
+    "spend",
+    "grow",
+    "open",
+    "walk",
+    "win",
+    "offer",
+    "remember",
+    "love",
+    "consider",
+    "appear",
+    "buy",
+    "wait",
+    "serve",
+    "die",
+    "send",
+    "expect",
+    "build",
+    "stay",
+    "fall",
+    "cut",
+    "reach",
+    "kill",
+    "remain",
+];
+
+/// One prepared request: the JSON body and what it asks for.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    /// Serialized JSON body (shared, cloned by reference count).
+    pub body: Bytes,
+    /// Approximate prompt tokens (words), used when the server reports no `usage`.
+    pub prompt_words: u32,
+    /// Requested `max_tokens`.
+    pub max_tokens: u32,
+}
+
+/// A prepared prompt set, reused round-robin.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    requests: Vec<PreparedRequest>,
+}
+
+impl Workload {
+    /// Prepares `count` requests (at least one) for `plan`. The set depends only on the plan's
+    /// workload (including its seed) and `count`.
+    pub fn prepare(plan: &Plan, count: usize) -> anyhow::Result<Workload> {
+        let w = &plan.workload;
+        let count = count.max(1);
+        let mut rng = StdRng::seed_from_u64(w.seed);
+        let prompts: Vec<(String, u32)> = match &w.dataset {
+            Dataset::Random => (0..count)
+                .map(|_| {
+                    let n = draw(&mut rng, w.input_tokens);
+                    (
+                        synthetic_prompt(&mut rng, n),
+                        draw(&mut rng, w.output_tokens),
+                    )
+                })
+                .collect(),
+            Dataset::Sharegpt {
+                path,
+                output_from_dataset,
+            } => {
+                let mut pairs = load_sharegpt(path)?;
+                pairs.shuffle(&mut rng);
+                pairs
+                    .into_iter()
+                    .cycle()
+                    .take(count)
+                    .map(|(prompt, reply_words)| {
+                        let out = if *output_from_dataset {
+                            reply_words.clamp(1, 4096)
+                        } else {
+                            draw(&mut rng, w.output_tokens)
+                        };
+                        (prompt, out)
+                    })
+                    .collect()
+            }
+        };
+        let requests = prompts
+            .into_iter()
+            .map(|(prompt, max_tokens)| PreparedRequest {
+                prompt_words: word_count(&prompt),
+                max_tokens,
+                body: request_body(plan, &prompt, max_tokens),
+            })
+            .collect();
+        Ok(Workload { requests })
+    }
+
+    /// The request for the `i`-th send (wraps around).
+    pub fn get(&self, i: u64) -> &PreparedRequest {
+        &self.requests[(i % self.requests.len() as u64) as usize]
+    }
+
+    /// Number of distinct requests.
+    pub fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Never true: a workload holds at least one request.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+}
+
+fn draw(rng: &mut StdRng, c: TokenCount) -> u32 {
+    match c {
+        TokenCount::Fixed(n) => n,
+        TokenCount::Range { min, max } => rng.random_range(min..=max.max(min)),
+    }
+}
+
+/// `n` random words separated by spaces.
+pub fn synthetic_prompt(rng: &mut impl Rng, n: u32) -> String {
+    let mut s = String::with_capacity(n as usize * 6);
+    for i in 0..n {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+    }
+    s
+}
+
+/// Whitespace-separated words in `s` (the approximation of a token count used here).
+pub fn word_count(s: &str) -> u32 {
+    s.split_whitespace().count() as u32
+}
+
+fn request_body(plan: &Plan, prompt: &str, max_tokens: u32) -> Bytes {
+    let w = &plan.workload;
+    let mut body = json!({
+        "model": plan.target.model,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": w.stream,
+    });
+    match w.api {
+        Api::Completions => body["prompt"] = json!(prompt),
+        Api::Chat => {
+            body["messages"] = json!([{"role": "user", "content": prompt}]);
+            body["max_completion_tokens"] = json!(max_tokens);
+        }
+    }
+    if w.stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    if w.ignore_eos {
+        body["ignore_eos"] = json!(true);
+    }
+    Bytes::from(serde_json::to_vec(&body).expect("JSON value serializes"))
+}
+
+#[derive(Deserialize)]
+struct Conversation {
+    #[serde(default)]
+    conversations: Vec<Turn>,
+}
+
+#[derive(Deserialize)]
+struct Turn {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    value: String,
+}
+
+/// Reads (first human prompt, reply length in words) pairs from a ShareGPT JSON file.
+pub fn load_sharegpt(path: &Path) -> anyhow::Result<Vec<(String, u32)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading ShareGPT dataset {}", path.display()))?;
+    let convs: Vec<Conversation> = serde_json::from_str(&text)
+        .with_context(|| format!("parsing ShareGPT dataset {}", path.display()))?;
+    let pairs: Vec<(String, u32)> = convs
+        .into_iter()
+        .filter_map(|c| {
+            let i = c
+                .conversations
+                .iter()
+                .position(|t| matches!(t.from.as_str(), "human" | "user"))?;
+            let prompt = c.conversations[i].value.trim().to_owned();
+            let reply = c.conversations.get(i + 1)?;
+            (!prompt.is_empty()).then(|| (prompt, word_count(&reply.value)))
+        })
+        .collect();
+    ensure!(
+        !pairs.is_empty(),
+        "ShareGPT dataset {} has no usable conversation (a human turn followed by a reply)",
+        path.display()
+    );
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        let mut p = Plan::new("http://x", "m");
+        p.workload.input_tokens = TokenCount::Range { min: 5, max: 9 };
+        p
+    }
+
+    #[test]
+    fn synthetic_prompts_are_seeded_and_sized() {
+        let a = Workload::prepare(&plan(), 50).unwrap();
+        let b = Workload::prepare(&plan(), 50).unwrap();
+        let mut other = plan();
+        other.workload.seed = 43;
+        let c = Workload::prepare(&other, 50).unwrap();
+        assert_eq!(a.len(), 50);
+        let bodies = |w: &Workload| (0..50).map(|i| w.get(i).body.clone()).collect::<Vec<_>>();
+        assert_eq!(bodies(&a), bodies(&b));
+        assert_ne!(bodies(&a), bodies(&c));
+        let lens: Vec<u32> = (0..50).map(|i| a.get(i).prompt_words).collect();
+        assert!(lens.iter().all(|&n| (5..=9).contains(&n)), "{lens:?}");
+        assert!(
+            lens.iter().any(|&n| n != lens[0]),
+            "range not used: {lens:?}"
+        );
+        assert_eq!(a.get(50).body, a.get(0).body);
+    }
+
+    #[test]
+    fn bodies_follow_the_api() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&Workload::prepare(&plan(), 1).unwrap().get(0).body).unwrap();
+        assert_eq!(v["model"], "m");
+        assert_eq!(v["max_tokens"], 128);
+        assert_eq!(v["ignore_eos"], true);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!((5..=9).contains(&word_count(v["prompt"].as_str().unwrap())));
+        let mut p = plan();
+        p.workload.api = Api::Chat;
+        p.workload.stream = false;
+        p.workload.ignore_eos = false;
+        let v: serde_json::Value =
+            serde_json::from_slice(&Workload::prepare(&p, 1).unwrap().get(0).body).unwrap();
+        assert_eq!(v["messages"][0]["role"], "user");
+        assert!(
+            v.get("prompt").is_none()
+                && v.get("stream_options").is_none()
+                && v.get("ignore_eos").is_none()
+        );
+        assert_eq!(v["stream"], false);
+    }
+
+    #[test]
+    fn sharegpt_prompts_and_output_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sg.json");
+        std::fs::write(
+            &path,
+            r#"[{"conversations":[{"from":"human","value":"hello there"},{"from":"gpt","value":"one two three"}]},
+                {"conversations":[{"from":"gpt","value":"orphan"}]},
+                {"id":"x"}]"#,
+        )
+        .unwrap();
+        let mut p = plan();
+        p.workload.dataset = Dataset::Sharegpt {
+            path: path.clone(),
+            output_from_dataset: true,
+        };
+        let w = Workload::prepare(&p, 3).unwrap();
+        assert_eq!(w.len(), 3);
+        assert_eq!((w.get(0).prompt_words, w.get(0).max_tokens), (2, 3));
+        std::fs::write(&path, "[]").unwrap();
+        assert!(Workload::prepare(&p, 3).is_err());
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(Workload::prepare(&p, 3).is_err());
+    }
+}

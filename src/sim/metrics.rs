@@ -1,0 +1,290 @@
+//! Prometheus metrics with vLLM's names, types and buckets, plus simulated DCGM gauges.
+//!
+//! Exposed in the OpenMetrics text format. prometheus-client appends `_total` to counter
+//! samples, so counters are registered without it: the family `vllm:prompt_tokens` is exposed
+//! as the sample `vllm:prompt_tokens_total`, exactly vLLM's name.
+//!
+//! Every series carries `model_name`; with more than one replica also `replica="N"` and
+//! `pod="sim-N"`. DCGM gauges carry `gpu`, `modelName="<GPU> (simulated)"` and
+//! `simulated="true"` so nobody mistakes them for real hardware.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::profile::SimOptions;
+
+/// A label set.
+pub type Labels = Vec<(String, String)>;
+
+/// Float gauge.
+pub type FGauge = Gauge<f64, AtomicU64>;
+
+type HistFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// vLLM's buckets for `vllm:time_to_first_token_seconds`.
+pub const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+];
+/// vLLM's buckets for `vllm:inter_token_latency_seconds`.
+pub const ITL_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
+];
+/// vLLM's buckets for request-level latencies (e2e, queue time).
+pub const REQUEST_BUCKETS: &[f64] = &[
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
+];
+
+fn ttft_hist() -> Histogram {
+    Histogram::new(TTFT_BUCKETS.iter().copied())
+}
+fn itl_hist() -> Histogram {
+    Histogram::new(ITL_BUCKETS.iter().copied())
+}
+fn request_hist() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS.iter().copied())
+}
+
+/// Handles to every series of one replica (cheap clones of shared atomics).
+#[derive(Clone)]
+pub struct ReplicaMetrics {
+    /// `vllm:num_requests_running`.
+    pub running: Gauge,
+    /// `vllm:num_requests_waiting`.
+    pub waiting: Gauge,
+    /// `vllm:kv_cache_usage_perc` (0..1).
+    pub kv_usage: FGauge,
+    /// `vllm:num_preemptions_total`.
+    pub preemptions: Counter,
+    /// `vllm:time_to_first_token_seconds`.
+    pub ttft: Histogram,
+    /// `vllm:inter_token_latency_seconds`.
+    pub itl: Histogram,
+    /// `vllm:e2e_request_latency_seconds`.
+    pub e2e: Histogram,
+    /// `vllm:request_queue_time_seconds`.
+    pub queue: Histogram,
+    /// `vllm:prompt_tokens_total`.
+    pub prompt_tokens: Counter,
+    /// `vllm:generation_tokens_total`.
+    pub generation_tokens: Counter,
+    /// `vllm:request_success_total{finished_reason="length"}`.
+    pub success_length: Counter,
+    /// `vllm:request_success_total{finished_reason="stop"}`.
+    pub success_stop: Counter,
+    /// `DCGM_FI_DEV_GPU_UTIL` (only exposed with `--dcgm`).
+    pub gpu_util: FGauge,
+    /// `DCGM_FI_DEV_FB_USED` (MiB).
+    pub fb_used: FGauge,
+    /// `DCGM_FI_DEV_POWER_USAGE` (W).
+    pub power: FGauge,
+}
+
+/// The registry and every replica's handles.
+pub struct Metrics {
+    registry: Registry,
+    /// Per replica, by index.
+    pub replicas: Vec<ReplicaMetrics>,
+}
+
+impl Metrics {
+    /// Register every family and create the series of every replica.
+    pub fn new(o: &SimOptions) -> Metrics {
+        let mut reg = Registry::default();
+        let running = Family::<Labels, Gauge>::default();
+        let waiting = Family::<Labels, Gauge>::default();
+        let kv = Family::<Labels, FGauge>::default();
+        let preempt = Family::<Labels, Counter>::default();
+        let ttft = HistFamily::new_with_constructor(ttft_hist);
+        let itl = HistFamily::new_with_constructor(itl_hist);
+        let e2e = HistFamily::new_with_constructor(request_hist);
+        let queue = HistFamily::new_with_constructor(request_hist);
+        let prompt = Family::<Labels, Counter>::default();
+        let gen_tokens = Family::<Labels, Counter>::default();
+        let success = Family::<Labels, Counter>::default();
+        reg.register(
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches",
+            running.clone(),
+        );
+        reg.register(
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed",
+            waiting.clone(),
+        );
+        reg.register(
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage",
+            kv.clone(),
+        );
+        reg.register(
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine",
+            preempt.clone(),
+        );
+        reg.register(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds",
+            ttft.clone(),
+        );
+        reg.register(
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds",
+            itl.clone(),
+        );
+        reg.register(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds",
+            e2e.clone(),
+        );
+        reg.register(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request",
+            queue.clone(),
+        );
+        reg.register(
+            "vllm:prompt_tokens",
+            "Number of prefill tokens processed",
+            prompt.clone(),
+        );
+        reg.register(
+            "vllm:generation_tokens",
+            "Number of generation tokens processed",
+            gen_tokens.clone(),
+        );
+        reg.register(
+            "vllm:request_success",
+            "Count of successfully processed requests",
+            success.clone(),
+        );
+        let util = Family::<Labels, FGauge>::default();
+        let fb = Family::<Labels, FGauge>::default();
+        let power = Family::<Labels, FGauge>::default();
+        if o.dcgm {
+            reg.register(
+                "DCGM_FI_DEV_GPU_UTIL",
+                "GPU utilization (in %). Simulated by inferops sim",
+                util.clone(),
+            );
+            reg.register(
+                "DCGM_FI_DEV_FB_USED",
+                "Framebuffer memory used (in MiB). Simulated by inferops sim",
+                fb.clone(),
+            );
+            reg.register(
+                "DCGM_FI_DEV_POWER_USAGE",
+                "Power draw (in W). Simulated by inferops sim",
+                power.clone(),
+            );
+        }
+        let replicas = (0..o.replicas)
+            .map(|r| {
+                let labels = replica_labels(o, r);
+                let with = |k: &str, v: &str| {
+                    let mut l = labels.clone();
+                    l.push((k.to_string(), v.to_string()));
+                    l
+                };
+                let gpu = gpu_labels(o, r);
+                let m = ReplicaMetrics {
+                    running: running.get_or_create_owned(&labels),
+                    waiting: waiting.get_or_create_owned(&labels),
+                    kv_usage: kv.get_or_create_owned(&labels),
+                    preemptions: preempt.get_or_create_owned(&labels),
+                    ttft: ttft.get_or_create_owned(&labels),
+                    itl: itl.get_or_create_owned(&labels),
+                    e2e: e2e.get_or_create_owned(&labels),
+                    queue: queue.get_or_create_owned(&labels),
+                    prompt_tokens: prompt.get_or_create_owned(&labels),
+                    generation_tokens: gen_tokens.get_or_create_owned(&labels),
+                    success_length: success.get_or_create_owned(&with("finished_reason", "length")),
+                    success_stop: success.get_or_create_owned(&with("finished_reason", "stop")),
+                    gpu_util: util.get_or_create_owned(&gpu),
+                    fb_used: fb.get_or_create_owned(&gpu),
+                    power: power.get_or_create_owned(&gpu),
+                };
+                m.fb_used.set(o.gpu.fb_used_base_mib);
+                m.power.set(o.gpu.power_idle_w);
+                m
+            })
+            .collect();
+        Metrics {
+            registry: reg,
+            replicas,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut s = String::with_capacity(16 * 1024);
+        encode(&mut s, &self.registry).expect("encoding to a String cannot fail");
+        s
+    }
+}
+
+/// `model_name` plus, with several replicas, `replica` and `pod`.
+pub fn replica_labels(o: &SimOptions, replica: usize) -> Labels {
+    let mut l = vec![("model_name".to_string(), o.model.clone())];
+    if o.replicas > 1 {
+        l.push(("replica".into(), replica.to_string()));
+        l.push(("pod".into(), format!("sim-{replica}")));
+    }
+    l
+}
+
+/// Labels of the DCGM-style gauges of one replica's GPU.
+pub fn gpu_labels(o: &SimOptions, replica: usize) -> Labels {
+    let mut l = vec![
+        ("gpu".to_string(), replica.to_string()),
+        ("UUID".into(), format!("GPU-sim-{replica:04}")),
+        ("modelName".into(), format!("{} (simulated)", o.gpu.name)),
+        ("Hostname".into(), "inferops-sim".into()),
+        ("simulated".into(), "true".into()),
+    ];
+    if o.replicas > 1 {
+        l.push(("replica".into(), replica.to_string()));
+        l.push(("pod".into(), format!("sim-{replica}")));
+    }
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_uses_vllm_names() {
+        let mut o = SimOptions::profile("zero").unwrap();
+        o.dcgm = true;
+        let m = Metrics::new(&o);
+        m.replicas[0].prompt_tokens.inc_by(3);
+        let text = m.encode();
+        for name in [
+            "# TYPE vllm:num_requests_running gauge",
+            "# TYPE vllm:num_requests_waiting gauge",
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            "# TYPE vllm:time_to_first_token_seconds histogram",
+            "# TYPE vllm:inter_token_latency_seconds histogram",
+            "# TYPE vllm:e2e_request_latency_seconds histogram",
+            "# TYPE vllm:request_queue_time_seconds histogram",
+            "# TYPE vllm:prompt_tokens counter",
+            "vllm:prompt_tokens_total{model_name=\"sim-zero\"} 3",
+            "vllm:generation_tokens_total{",
+            "vllm:request_success_total{",
+            "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\"",
+            "simulated=\"true\"",
+            "modelName=\"NVIDIA L4 (simulated)\"",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        assert!(!text.contains("_total_total"));
+    }
+}

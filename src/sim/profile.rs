@@ -1,0 +1,304 @@
+//! Simulator configuration: [`SimOptions`] and the named, calibrated profiles.
+//!
+//! Every number that shapes the simulated engine's behaviour lives here, so a profile is a
+//! plain value that can be printed, cloned and tweaked by tests. The calibration of each
+//! profile against its published source is explained in `docs/simulator.md`.
+
+use std::time::Duration;
+
+/// Names accepted by [`SimOptions::profile`], in display order.
+pub const PROFILE_NAMES: &[&str] = &[
+    "qwen2.5-0.5b-l4",
+    "llama3.2-3b-t4",
+    "tinyllama-a10",
+    "zero",
+    "fixed",
+];
+
+/// Default profile of `inferops sim` and of `inferops bench` without `--url`.
+pub const DEFAULT_PROFILE: &str = "qwen2.5-0.5b-l4";
+
+/// How request timing is produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimingMode {
+    /// The continuous-batching engine model ([`PerfModel`]): one engine per replica.
+    Engine,
+    /// No delays at all: every token is written as fast as possible (client benchmarks).
+    Zero,
+    /// Exact delays regardless of load: the first token `ttft` after the request arrived and
+    /// each later token `itl` after the previous one (scheduled on absolute deadlines).
+    Fixed {
+        /// Time to first token.
+        ttft: Duration,
+        /// Inter-token latency.
+        itl: Duration,
+    },
+}
+
+/// Cost model of one engine step and of the API-server front end, in microseconds.
+///
+/// One engine step runs every scheduled sequence once, and lasts
+/// `(step_base + step_per_seq * decodes + step_per_prefill_token * prefill_tokens) * (1 + J)`,
+/// where `J` is exponentially distributed with mean `step_jitter` (GPU and CPU
+/// noise; it skews inter-token latency to the right like real measurements).
+///
+/// Before a request reaches the engine it spends `frontend_base * n^frontend_exp` in the
+/// front end (HTTP, tokenization, and contention with the other `n - 1` streams that the API
+/// server's event loop is serving on the same replica), times a log-normal factor with
+/// sigma `frontend_jitter`. This is the part of TTFT that is not prefill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerfModel {
+    /// Fixed cost of one engine step (µs).
+    pub step_base_us: f64,
+    /// Cost per decoding sequence in a step (µs).
+    pub step_per_seq_us: f64,
+    /// Cost per prompt (prefill) token computed in a step (µs).
+    pub step_per_prefill_token_us: f64,
+    /// Mean of the exponential multiplicative jitter applied to each step (0 = none).
+    pub step_jitter: f64,
+    /// Front-end latency of a request alone on its replica (µs).
+    pub frontend_base_us: f64,
+    /// Exponent of the growth of front-end latency with the requests active on the replica.
+    pub frontend_exp: f64,
+    /// Sigma of the log-normal jitter of the front-end latency (0 = none).
+    pub frontend_jitter: f64,
+}
+
+impl PerfModel {
+    /// A model with no cost at all (used by the `zero` and `fixed` profiles, where the
+    /// engine is bypassed).
+    pub fn free() -> Self {
+        PerfModel {
+            step_base_us: 0.0,
+            step_per_seq_us: 0.0,
+            step_per_prefill_token_us: 0.0,
+            step_jitter: 0.0,
+            frontend_base_us: 0.0,
+            frontend_exp: 0.0,
+            frontend_jitter: 0.0,
+        }
+    }
+}
+
+/// The simulated GPU, for the DCGM-style gauges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuModel {
+    /// Marketing name, e.g. `NVIDIA L4`; exposed as `modelName="NVIDIA L4 (simulated)"`.
+    pub name: String,
+    /// Frame buffer in use once the engine has started (weights + KV reservation), MiB.
+    pub fb_used_base_mib: f64,
+    /// Extra frame buffer (activations) at full load, MiB.
+    pub fb_used_active_mib: f64,
+    /// Power draw when idle, W.
+    pub power_idle_w: f64,
+    /// Power draw at 100 % utilisation, W.
+    pub power_max_w: f64,
+}
+
+/// How requests are spread over replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Routing {
+    /// Send to the replica with the fewest running + waiting requests (ties: round robin).
+    #[default]
+    LeastLoaded,
+    /// Strict rotation.
+    RoundRobin,
+}
+
+/// Everything configurable about a simulated server. Start from [`SimOptions::profile`] and
+/// change fields as needed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOptions {
+    /// Profile name this was built from.
+    pub profile: String,
+    /// Served model name (`model` field of requests and responses, `model_name` label).
+    pub model: String,
+    /// Timing mode.
+    pub mode: TimingMode,
+    /// Engine and front-end cost model (used in [`TimingMode::Engine`]).
+    pub perf: PerfModel,
+    /// Simulated GPU (DCGM gauges).
+    pub gpu: GpuModel,
+    /// Maximum sequences running in one engine (vLLM `--max-num-seqs`).
+    pub max_num_seqs: usize,
+    /// Token budget of one engine step, shared by decodes and prefill chunks
+    /// (vLLM `--max-num-batched-tokens`, chunked prefill).
+    pub max_num_batched_tokens: usize,
+    /// KV cache size of one engine, in blocks.
+    pub num_gpu_blocks: usize,
+    /// Tokens per KV block (vLLM default 16).
+    pub block_size: usize,
+    /// Maximum prompt + output tokens of a request (vLLM `--max-model-len`).
+    pub max_model_len: usize,
+    /// Number of replicas (engines) behind the one port.
+    pub replicas: usize,
+    /// Routing over replicas.
+    pub routing: Routing,
+    /// Expose DCGM-exporter-style GPU gauges (marked simulated).
+    pub dcgm: bool,
+    /// Seed of every random choice (step jitter, front-end jitter, output length, words).
+    pub seed: u64,
+    /// Mean natural output length (tokens) when a request does not set `ignore_eos`.
+    pub eos_mean_tokens: f64,
+    /// Requests kept by the ground-truth trace ring buffer.
+    pub trace_capacity: usize,
+}
+
+impl SimOptions {
+    /// The named profile. Valid names are [`PROFILE_NAMES`]; anything else is an error that
+    /// lists them.
+    pub fn profile(name: &str) -> anyhow::Result<SimOptions> {
+        let base = SimOptions {
+            profile: name.to_string(),
+            model: String::new(),
+            mode: TimingMode::Engine,
+            perf: PerfModel::free(),
+            gpu: GpuModel {
+                name: "NVIDIA L4".into(),
+                fb_used_base_mib: 14_234.0,
+                fb_used_active_mib: 300.0,
+                power_idle_w: 16.0,
+                power_max_w: 72.0,
+            },
+            max_num_seqs: 256,
+            max_num_batched_tokens: 2048,
+            num_gpu_blocks: 68_000,
+            block_size: 16,
+            max_model_len: 8192,
+            replicas: 1,
+            routing: Routing::LeastLoaded,
+            dcgm: false,
+            seed: 42,
+            eos_mean_tokens: 200.0,
+            trace_capacity: 100_000,
+        };
+        let opts = match name {
+            // Qwen2.5-0.5B-Instruct, vLLM V1 on one L4, 256 in / 128 out.
+            "qwen2.5-0.5b-l4" => SimOptions {
+                model: "Qwen/Qwen2.5-0.5B-Instruct".into(),
+                perf: PerfModel {
+                    step_base_us: 4_880.0,
+                    step_per_seq_us: 65.0,
+                    step_per_prefill_token_us: 19.0,
+                    step_jitter: 0.04,
+                    frontend_base_us: 16_500.0,
+                    frontend_exp: 0.57,
+                    frontend_jitter: 0.2,
+                },
+                ..base
+            },
+            // Llama 3.2 3B Instruct on a T4 (fp16, gpu-memory-utilization 0.9, 4096 ctx).
+            "llama3.2-3b-t4" => SimOptions {
+                model: "meta-llama/Llama-3.2-3B-Instruct".into(),
+                perf: PerfModel {
+                    step_base_us: 26_500.0,
+                    step_per_seq_us: 330.0,
+                    step_per_prefill_token_us: 150.0,
+                    step_jitter: 0.02,
+                    frontend_base_us: 8_000.0,
+                    frontend_exp: 0.3,
+                    frontend_jitter: 0.1,
+                },
+                gpu: GpuModel {
+                    name: "Tesla T4".into(),
+                    fb_used_base_mib: 14_000.0,
+                    fb_used_active_mib: 200.0,
+                    power_idle_w: 10.0,
+                    power_max_w: 70.0,
+                },
+                num_gpu_blocks: 3_500,
+                max_model_len: 4096,
+                ..base
+            },
+            // TinyLlama-1.1B-Chat on an A10 at ~240 active requests per replica.
+            "tinyllama-a10" => SimOptions {
+                model: "TinyLlama/TinyLlama-1.1B-Chat-v1.0".into(),
+                perf: PerfModel {
+                    step_base_us: 8_000.0,
+                    step_per_seq_us: 355.0,
+                    step_per_prefill_token_us: 30.0,
+                    step_jitter: 0.03,
+                    frontend_base_us: 15_000.0,
+                    frontend_exp: 0.3,
+                    frontend_jitter: 0.2,
+                },
+                gpu: GpuModel {
+                    name: "NVIDIA A10".into(),
+                    fb_used_base_mib: 20_700.0,
+                    fb_used_active_mib: 500.0,
+                    power_idle_w: 25.0,
+                    power_max_w: 150.0,
+                },
+                num_gpu_blocks: 14_000,
+                max_model_len: 2048,
+                eos_mean_tokens: 450.0,
+                ..base
+            },
+            "zero" => SimOptions {
+                model: "sim-zero".into(),
+                mode: TimingMode::Zero,
+                ..base
+            },
+            "fixed" => SimOptions {
+                model: "sim-fixed".into(),
+                mode: TimingMode::Fixed {
+                    ttft: Duration::from_millis(50),
+                    itl: Duration::from_millis(10),
+                },
+                ..base
+            },
+            other => anyhow::bail!(
+                "unknown simulator profile `{other}`; valid profiles: {}",
+                PROFILE_NAMES.join(", ")
+            ),
+        };
+        Ok(opts)
+    }
+
+    /// The `fixed` profile with the given delays.
+    pub fn fixed(ttft: Duration, itl: Duration) -> SimOptions {
+        let mut o = SimOptions::profile("fixed").expect("fixed profile exists");
+        o.mode = TimingMode::Fixed { ttft, itl };
+        o
+    }
+
+    /// Check the options are usable.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.replicas >= 1, "replicas must be at least 1");
+        anyhow::ensure!(self.max_num_seqs >= 1, "max_num_seqs must be at least 1");
+        anyhow::ensure!(self.block_size >= 1, "block_size must be at least 1");
+        anyhow::ensure!(
+            self.num_gpu_blocks >= 1,
+            "num_gpu_blocks must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_num_batched_tokens >= 1,
+            "max_num_batched_tokens must be at least 1"
+        );
+        anyhow::ensure!(self.max_model_len >= 2, "max_model_len must be at least 2");
+        anyhow::ensure!(!self.model.is_empty(), "model name must not be empty");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_builds_and_validates() {
+        for name in PROFILE_NAMES {
+            let o = SimOptions::profile(name).unwrap();
+            o.validate().unwrap();
+            assert_eq!(o.profile, *name);
+        }
+    }
+
+    #[test]
+    fn unknown_profile_lists_valid_names() {
+        let err = SimOptions::profile("nope").unwrap_err().to_string();
+        for name in PROFILE_NAMES {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+}
