@@ -313,13 +313,21 @@ def benchmarks():
         q(f"max by (namespace, name) (inferops_benchmarkrun_ttft_p95_ms{{{RSEL}}})", instant=True, fmt="table"),
         q(f"max by (namespace, name) (inferops_benchmarkrun_steps_done{{{RSEL}}})", instant=True, fmt="table"),
         q(f"max by (namespace, name) (inferops_benchmarkrun_steps_total{{{RSEL}}})", instant=True, fmt="table"),
-    ], 24, 7, "short", "One row per BenchmarkRun: phase, peak output tokens/s, TTFT p95 at the peak, progress.",
+        q(f"max by (namespace, name) (inferops_benchmarkrun_saturation_requests_per_second{{{RSEL}}})", instant=True, fmt="table"),
+        q(f"max by (namespace, name) (inferops_benchmarkrun_recommended_queue_depth_target{{{RSEL}}})", instant=True, fmt="table"),
+        q(f"max by (namespace, name) (inferops_benchmarkrun_cost_per_million_output_tokens{{{RSEL}}})", instant=True, fmt="table"),
+        q(f"max by (namespace, name) (inferops_benchmarkrun_regressed{{{RSEL}}})", instant=True, fmt="table"),
+        q(f"max by (namespace, name, target, bottleneck) (inferops_benchmarkrun_info{{{RSEL}}})", instant=True, fmt="table"),
+    ], 24, 7, "short", "One row per BenchmarkRun: phase, target, bottleneck, peak output tokens/s, TTFT p95 at the "
+                       "peak, progress, saturation point, suggested queue-depth HPA target, cost, baseline regression.",
         {"transformations": [
             {"id": "merge", "options": {}},
             {"id": "organize", "options": {
-                "excludeByName": {"Time": True, "Value #A": True},
+                "excludeByName": {"Time": True, "Value #A": True, "Value #J": True},
                 "renameByName": {"Value #B": "peak out tok/s", "Value #C": "TTFT p95 ms at peak",
-                                 "Value #D": "steps done", "Value #E": "steps planned"},
+                                 "Value #D": "steps done", "Value #E": "steps planned",
+                                 "Value #F": "saturation req/s", "Value #G": "HPA queue target",
+                                 "Value #H": "cost / M out tok", "Value #I": "regressed"},
             }},
         ]})
 

@@ -204,7 +204,8 @@ def test_prometheus_rule_has_the_alerts():
     a = alerts(rule_groups({}))
     assert set(a) == {
         "VLLMHighE2ELatencyP95", "VLLMQueueDepthGrowing", "VLLMKVCacheNearlyFull",
-        "GPUUtilizationSustainedHigh", "GPUMemoryHigh", "BenchmarkRunFailed", "InferopsReconcileErrors",
+        "GPUUtilizationSustainedHigh", "GPUMemoryHigh", "BenchmarkRunFailed", "BenchmarkRunRegressed",
+        "InferopsReconcileErrors",
     }
     assert "> 2" in a["VLLMHighE2ELatencyP95"]["expr"]
     assert "> 95" in a["GPUUtilizationSustainedHigh"]["expr"] and a["GPUUtilizationSustainedHigh"]["for"] == "15m"
@@ -224,7 +225,7 @@ def test_rules_pass_promtool_check(tmp_path, gpu_labels):
     groups = rule_groups({"monitoring": {"gpuLabels": gpu_labels}})
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     out = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
-    assert "SUCCESS: 7 rules found" in out
+    assert "SUCCESS: 8 rules found" in out
 
 
 def alert_case(alert, at, labels=None):
@@ -318,6 +319,16 @@ def test_alerts_fire_when_they_should_and_not_otherwise(tmp_path):
             ],
             "alert_rule_test": [
                 alert_case("BenchmarkRunFailed", "2m", {**hot, "namespace": "ml", "name": "bad"}),
+            ],
+        },
+        {  # One run regressed against its baseline
+            "interval": "1m",
+            "input_series": [
+                {"series": 'inferops_benchmarkrun_regressed{namespace="ml", name="v2"}', "values": "1+0x5"},
+                {"series": 'inferops_benchmarkrun_regressed{namespace="ml", name="v1"}', "values": "0+0x5"},
+            ],
+            "alert_rule_test": [
+                alert_case("BenchmarkRunRegressed", "2m", {"severity": "info", "team": "ml", "namespace": "ml", "name": "v2"}),
             ],
         },
         {  # One reconcile error a second, sustained

@@ -1,7 +1,8 @@
 -- Argo CD health check for inferops.dev/BenchmarkRun.
 -- A run is a one-shot experiment: Succeeded is Healthy, Failed is Degraded, and
 -- Pending / WaitingForTarget / Running / Collecting are Progressing. A Degraded condition
--- that is True marks the run Degraded before it reaches Failed.
+-- that is True marks the run Degraded before it reaches Failed, and a Succeeded run that
+-- regressed against its spec.baseline (condition Regressed=True) is Degraded too.
 -- Lua 5.1 (Argo CD runs gopher-lua); tested by tests/charts/test_argocd_health.py.
 local hs = {}
 
@@ -57,6 +58,21 @@ end
 local phase = status.phase
 
 if phase == "Succeeded" then
+  -- A run compared with spec.baseline that regressed gates a pipeline like a failure.
+  local regressed = condition(status, "Regressed")
+  if regressed ~= nil and regressed.status == "True" then
+    hs.status = "Degraded"
+    hs.message = "Succeeded but regressed against its baseline: " .. describe(regressed, "Regressed")
+    return hs
+  end
+  if regressed == nil and status.comparison ~= nil and status.comparison.regressed == true then
+    hs.status = "Degraded"
+    hs.message = "Succeeded but regressed against baseline " .. tostring(status.comparison.baseline)
+    if status.comparison.message ~= nil then
+      hs.message = hs.message .. ": " .. status.comparison.message
+    end
+    return hs
+  end
   hs.status = "Healthy"
   local msg = "Succeeded" .. progress(status)
   if status.summary ~= nil and status.summary.peakOutputTokensPerSecond ~= nil then
