@@ -9,12 +9,10 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# Manifests first, so the dependency download is cached across source changes.
 COPY Cargo.toml Cargo.lock ./
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    cargo fetch --locked
 COPY src ./src
 COPY crds ./crds
+# BuildKit cache mounts keep the crate downloads and compiled dependencies between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin inferops \
