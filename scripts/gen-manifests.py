@@ -64,9 +64,21 @@ def strip_helm(obj):
     return obj
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (dashboards, rule expressions, configs) as literal blocks."""
+
+
+def _str(dumper, s):
+    style = "|" if "\n" in s else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", s, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def dump(objs):
     return HEADER + "".join(
-        "---\n" + yaml.safe_dump(o, sort_keys=False, default_flow_style=False, width=100) for o in objs
+        "---\n" + yaml.dump(o, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100) for o in objs
     )
 
 
