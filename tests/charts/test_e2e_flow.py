@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 
 from conftest import ROOT
 from test_e2e_harness import good_run
@@ -131,9 +132,17 @@ def test_bad_status_table_fails(fake):
 
 def test_without_helm_uses_the_go_sdk(fake, tmp_path):
     os.remove(tmp_path / "bin" / "helm")
-    res, calls = fake("--image", "ghcr.io/inferops/inferops:0.1.0", FAKE_CONTEXT="kind-e2e")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-e2e",
+        # port 1 on loopback: refused at once
+        "clusters": [{"name": "kind-e2e", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "kind-e2e", "user": {"token": "x"}}],
+        "contexts": [{"name": "kind-e2e", "context": {"cluster": "kind-e2e", "user": "kind-e2e"}}],
+    }))
+    res, calls = fake("--image", "ghcr.io/inferops/inferops:0.1.0", FAKE_CONTEXT="kind-e2e", KUBECONFIG=str(kubeconfig))
     # The stand-in kubectl has no API server behind it, so Helm's Go SDK (e2e/helm_install.py
-    # from .venv) gets as far as connecting to the default loopback address and fails loudly.
+    # from .venv) gets as far as connecting to the cluster and fails loudly.
     assert res.returncode == 1
     assert "e2e/helm_install.py" in res.stderr and "unreachable" in res.stderr
     assert not [c for c in calls if c.startswith("helm ")]
