@@ -27,6 +27,8 @@ KUBE_VERSION = "1.34.0"
 THIRD_PARTY_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("monitoring.googleapis.com/v1", "PodMonitoring"),
+    ("monitoring.googleapis.com/v1", "ClusterRules"),
 }
 PRESETS = {
     "default": None,

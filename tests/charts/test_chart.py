@@ -39,6 +39,7 @@ VALUE_SETS = {
     "everything": EVERYTHING,
     "namespaced": NAMESPACED,
     "gke-namespaced": deep_merge(preset_values("gke"), NAMESPACED),
+    "gke-gmp": deep_merge(preset_values("gke"), {"monitoring": {"stack": "gmp"}}),
 }
 
 
@@ -323,3 +324,19 @@ def test_pdb_only_with_more_than_one_replica():
         (dep,) = objects_of(render(preset_values(preset)), "Deployment")
         assert pdb["spec"]["minAvailable"] == 1
         assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def test_gmp_stack_uses_managed_prometheus_kinds():
+    gmp = render(deep_merge(preset_values("gke"), {"monitoring": {"stack": "gmp"}}))
+    kinds = {o["kind"] for _, o in gmp}
+    assert {"PodMonitoring", "ClusterRules"} <= kinds
+    assert not {"ServiceMonitor", "PrometheusRule"} & kinds
+    (pm,) = objects_of(gmp, "PodMonitoring")
+    (dep,) = objects_of(gmp, "Deployment")
+    assert pm["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert pm["spec"]["endpoints"][0]["port"] == "metrics"
+    (cr,) = objects_of(gmp, "ClusterRules")
+    assert "namespace" not in cr["metadata"], "ClusterRules is cluster-scoped"
+    (pr,) = objects_of(render(preset_values("gke")), "PrometheusRule")
+    assert all(g.pop("interval") == "30s" for g in cr["spec"]["groups"])
+    assert cr["spec"]["groups"] == pr["spec"]["groups"]
