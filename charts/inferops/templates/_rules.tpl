@@ -1,6 +1,7 @@
 {{/*
-What the controllers read and write, and nothing else (no Secrets: the engine pods read the
-Hugging Face token Secret themselves through a secretKeyRef). Owned objects are applied with
+What the controllers read and write, and nothing else (no Secrets unless
+rbac.tokenSecretAccess: the engine pods read the Hugging Face token Secret themselves through
+a secretKeyRef). Owned objects are applied with
 server-side apply (create + patch) and removed when a feature is turned off (delete).
 */}}
 {{- define "inferops.rules" -}}
@@ -47,6 +48,12 @@ server-side apply (create + patch) and removed when a feature is turned off (del
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.rbac.tokenSecretAccess }}
+# Opt-in (rbac.tokenSecretAccess): check that spec.model.tokenSecretRef exists.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
 {{- if .Values.rbac.podMonitors }}
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["podmonitors"]
