@@ -145,7 +145,9 @@ pub fn remove_condition(conditions: &mut Vec<Condition>, type_: ConditionType) {
 /// Whether a condition transition is bad news (Warning Event) or not (Normal).
 pub fn event_type_for(update: &ConditionUpdate) -> EventType {
     let bad = match update.type_ {
-        ConditionType::Degraded | ConditionType::MetricsUnavailable => update.status,
+        ConditionType::Degraded | ConditionType::MetricsUnavailable | ConditionType::Regressed => {
+            update.status
+        }
         ConditionType::Ready => {
             !update.status
                 && !matches!(

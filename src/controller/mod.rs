@@ -8,6 +8,7 @@
 //! - [`metrics`]: the operator's Prometheus metrics and health endpoints.
 
 pub mod apply;
+pub mod benchmark_run;
 pub mod inference_service;
 pub mod isvc_status;
 pub mod leader;
@@ -57,6 +58,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Reconcile counters and durations.
     pub metrics: Arc<Metrics>,
+    /// Asks a BenchmarkRun target which models it serves (replaceable in tests).
+    pub probe: Arc<dyn benchmark_run::TargetProbe>,
     /// Consecutive failures per object, for exponential backoff in the error policy.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -73,6 +76,7 @@ impl Context {
             client,
             render,
             metrics: Arc::new(Metrics::default()),
+            probe: Arc::new(benchmark_run::HttpProbe::default()),
             failures: Mutex::new(HashMap::new()),
         }
     }
