@@ -105,7 +105,7 @@ pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
         ttft_p95_ms: m.ttft_p95_ms.map(round3),
         itl_p95_ms: m.itl_p95_ms.map(round3),
         queue_time_p95_ms: m.queue_time_p95_ms.map(round3),
-        kv_cache_usage_max: m.kv_cache_usage_max.map(round3),
+        kv_cache_usage_max: m.kv_cache_usage_max,
         running_max: m.num_requests_running_max,
         waiting_max: m.num_requests_waiting_max,
         per_replica_running: match (m.per_replica_running_min, m.per_replica_running_max) {

@@ -217,7 +217,15 @@ async fn resolve_target(
             let status = isvc.status.clone().unwrap_or_default();
             let ready = find_condition(&status.conditions, ConditionType::Ready)
                 .is_some_and(|c| c.status == "True");
-            let enough = slot.is_none_or(|n| status.ready_replicas >= n);
+            // After a scale, wait until the InferenceService controller has seen the new
+            // spec and the pods have converged to it (a stale status would still count
+            // the old pods).
+            let observed = match (status.observed_generation, isvc.metadata.generation) {
+                (Some(seen), Some(generation)) => seen >= generation,
+                _ => slot.is_none(),
+            };
+            let enough =
+                slot.is_none_or(|n| observed && status.ready_replicas >= n && status.replicas == n);
             if !ready || !enough {
                 let why = find_condition(&status.conditions, ConditionType::Ready)
                     .map(|c| format!("{}: {}", c.reason, c.message))
@@ -438,8 +446,14 @@ async fn scale_target(ctx: &Context, ns: &str, name: &str, replicas: i32) -> Res
         .await
     {
         Ok(_) => Ok(()),
-        // Clients without the scale subresource (e.g. test doubles): patch the spec.
+        // An API without the scale subresource (an old CRD, a test double) answers 404/405
+        // or with the object itself: patch the spec instead.
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 405 => {
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            Ok(())
+        }
+        Err(kube::Error::SerdeError(_)) => {
             api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
             Ok(())

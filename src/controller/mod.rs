@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -32,7 +33,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::InferenceService;
+use crate::api::{BenchmarkRun, InferenceService};
 use crate::render::{RenderContext, default_operator_image};
 use metrics::{HttpState, Metrics};
 
@@ -183,6 +184,37 @@ async fn reconcile_isvc(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Resul
     result
 }
 
+/// Reconcile a BenchmarkRun with metrics and failure bookkeeping.
+async fn reconcile_run(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let key = format!(
+        "BenchmarkRun/{}/{}",
+        run.namespace().unwrap_or_default(),
+        run.name_any()
+    );
+    let result = benchmark_run::reconcile(run, ctx.clone()).await;
+    ctx.metrics
+        .observe("BenchmarkRun", start.elapsed(), result.is_ok());
+    ctx.record(key, result.is_ok()).await;
+    result
+}
+
+fn error_policy_run(run: Arc<BenchmarkRun>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!(
+        "BenchmarkRun/{}/{}",
+        run.namespace().unwrap_or_default(),
+        run.name_any()
+    );
+    let failures = ctx
+        .failures
+        .try_lock()
+        .map(|f| f.get(&key).copied().unwrap_or(1))
+        .unwrap_or(1);
+    let wait = backoff(failures);
+    tracing::warn!(object = %key, %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
 fn error_policy_isvc(isvc: Arc<InferenceService>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!(
         "InferenceService/{}/{}",
@@ -225,17 +257,30 @@ pub async fn run_controllers(
     .owns(api::<Service>(&client, &ns), owned.clone())
     .owns(api::<HorizontalPodAutoscaler>(&client, &ns), owned.clone())
     .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
-    .owns(api::<PersistentVolumeClaim>(&client, &ns), owned)
+    .owns(api::<PersistentVolumeClaim>(&client, &ns), owned.clone())
     .graceful_shutdown_on(token.clone().cancelled_owned())
-    .run(reconcile_isvc, error_policy_isvc, ctx)
+    .run(reconcile_isvc, error_policy_isvc, ctx.clone())
     .for_each(|res| async move {
         match res {
             Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
             Err(e) => tracing::debug!(error = %e, "reconcile error"),
         }
     });
-    // The BenchmarkRun controller joins here (futures::join!).
-    isvc.await;
+    let runs = Controller::new(
+        api::<BenchmarkRun>(&client, &ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<Job>(&client, &ns), owned.clone())
+    .owns(api::<ConfigMap>(&client, &ns), owned)
+    .graceful_shutdown_on(token.clone().cancelled_owned())
+    .run(reconcile_run, error_policy_run, ctx.clone())
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "reconcile error"),
+        }
+    });
+    futures::join!(isvc, runs);
 }
 
 /// `inferops operator`: metrics/health server, leader election, controllers, graceful
