@@ -118,9 +118,15 @@ fn gke_l4_deployment() {
     let budget = sp.failure_threshold.unwrap() * sp.period_seconds.unwrap();
     assert!((1800..=3600).contains(&budget), "startup budget {budget}s");
     let rp = c.readiness_probe.as_ref().unwrap();
-    assert_eq!(rp.http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
+    assert_eq!(
+        rp.http_get.as_ref().unwrap().path.as_deref(),
+        Some("/health")
+    );
     let port = &c.ports.as_ref().unwrap()[0];
-    assert_eq!((port.name.as_deref(), port.container_port), (Some("http"), 8000));
+    assert_eq!(
+        (port.name.as_deref(), port.container_port),
+        (Some("http"), 8000)
+    );
     // Cache PVC mounted at the HF cache.
     let pvc = r.pvc.as_ref().unwrap();
     assert_eq!(pvc.metadata.name.as_deref(), Some("qwen-hf-cache"));
@@ -129,7 +135,11 @@ fn gke_l4_deployment() {
         Some("standard-rwo")
     );
     let mounts = c.volume_mounts.as_ref().unwrap();
-    assert!(mounts.iter().any(|m| m.mount_path == "/root/.cache/huggingface"));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mount_path == "/root/.cache/huggingface")
+    );
     // Single replica: no PDB; no autoscaling: no HPA; monitoring default: PodMonitor.
     assert!(r.pdb.is_none());
     assert!(r.hpa.is_none());
@@ -158,7 +168,11 @@ fn every_object_has_labels_and_a_controller_owner_reference() {
     }
     // Without a uid (rendering a file) there is nothing to reference.
     let r = render(&example("infsvc-gke-l4.yaml"), &ctx()).unwrap();
-    assert!(r.to_values().iter().all(|o| o["metadata"].get("ownerReferences").is_none()));
+    assert!(
+        r.to_values()
+            .iter()
+            .all(|o| o["metadata"].get("ownerReferences").is_none())
+    );
 }
 
 #[test]
@@ -202,7 +216,10 @@ fn autoscaling_leaves_replicas_to_the_hpa() {
     let m = &hpa["spec"]["metrics"][0];
     assert_eq!(m["type"], "Pods");
     assert_eq!(m["pods"]["metric"]["name"], "vllm_num_requests_waiting");
-    assert_eq!(m["pods"]["target"], json!({"type": "AverageValue", "averageValue": "5"}));
+    assert_eq!(
+        m["pods"]["target"],
+        json!({"type": "AverageValue", "averageValue": "5"})
+    );
     assert_eq!(
         hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
         300
@@ -257,12 +274,22 @@ fn tensor_parallel_gets_shared_memory() {
     assert_eq!(ed.medium.as_deref(), Some("Memory"));
     assert_eq!(ed.size_limit.as_ref().unwrap().0, "32Gi");
     let c = &pod.containers[0];
-    assert!(c.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == "/dev/shm"));
+    assert!(
+        c.volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_path == "/dev/shm")
+    );
     assert_eq!(
         c.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0,
         "4"
     );
-    assert!(args(&r).windows(2).any(|w| w == ["--tensor-parallel-size", "4"]));
+    assert!(
+        args(&r)
+            .windows(2)
+            .any(|w| w == ["--tensor-parallel-size", "4"])
+    );
 }
 
 #[test]
@@ -274,8 +301,16 @@ fn sim_has_no_gpu_and_runs_restricted() {
     assert_eq!(
         c.args.as_ref().unwrap()[..],
         [
-            "sim", "--host", "0.0.0.0", "--port", "8000", "--profile", "qwen2.5-0.5b-l4",
-            "--model", "qwen", "--dcgm"
+            "sim",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--profile",
+            "qwen2.5-0.5b-l4",
+            "--model",
+            "qwen",
+            "--dcgm"
         ]
     );
     let yaml = serde_yaml::to_string(&r.deployment).unwrap();
@@ -286,7 +321,10 @@ fn sim_has_no_gpu_and_runs_restricted() {
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
-    assert_eq!(sc.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".into()]));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop,
+        Some(vec!["ALL".into()])
+    );
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(
         psc.seccomp_profile.as_ref().unwrap().type_,
@@ -297,11 +335,14 @@ fn sim_has_no_gpu_and_runs_restricted() {
 #[test]
 fn scheduling_overrides_win() {
     let mut isvc = example("infsvc-gke-l4.yaml");
-    isvc.spec.scheduling = Some(serde_json::from_value(json!({
-        "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4-custom", "pool": "a"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-        "priorityClassName": "inference",
-    })).unwrap());
+    isvc.spec.scheduling = Some(
+        serde_json::from_value(json!({
+            "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4-custom", "pool": "a"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "inference",
+        }))
+        .unwrap(),
+    );
     let pod = pod_spec(&render(&isvc, &ctx()).unwrap());
     let ns = pod.node_selector.unwrap();
     assert_eq!(ns["cloud.google.com/gke-accelerator"], "nvidia-l4-custom");
@@ -349,20 +390,32 @@ fn err(isvc: &InferenceService) -> RenderError {
 
 #[test]
 fn render_errors_name_the_field_and_the_fix() {
-    let e = err(&spec(EngineKind::Vllm, acc(AcceleratorType::NvidiaA10g, 3, Platform::Eks)));
+    let e = err(&spec(
+        EngineKind::Vllm,
+        acc(AcceleratorType::NvidiaA10g, 3, Platform::Eks),
+    ));
     assert_eq!(
         e.to_string(),
         "spec.accelerator.count: 3 GPUs is not offered by EKS g5 instances (1, 4 or 8); use 1, 4 or 8"
     );
-    let e = err(&spec(EngineKind::Vllm, acc(AcceleratorType::NvidiaA100_80gb, 2, Platform::Eks)));
+    let e = err(&spec(
+        EngineKind::Vllm,
+        acc(AcceleratorType::NvidiaA100_80gb, 2, Platform::Eks),
+    ));
     assert_eq!(e.field(), "spec.accelerator.count");
     assert!(e.to_string().contains("p4de"), "{e}");
 
-    let e = err(&spec(EngineKind::Vllm, acc(AcceleratorType::NvidiaL40s, 1, Platform::Gke)));
+    let e = err(&spec(
+        EngineKind::Vllm,
+        acc(AcceleratorType::NvidiaL40s, 1, Platform::Gke),
+    ));
     assert_eq!(e.field(), "spec.accelerator.type");
     assert!(e.fix().contains("platform"), "{e}");
 
-    let mut tp = spec(EngineKind::Vllm, acc(AcceleratorType::NvidiaL4, 1, Platform::Gke));
+    let mut tp = spec(
+        EngineKind::Vllm,
+        acc(AcceleratorType::NvidiaL4, 1, Platform::Gke),
+    );
     tp.spec.engine.tensor_parallel_size = Some(2);
     let e = err(&tp);
     assert_eq!(e.field(), "spec.engine.tensorParallelSize");
@@ -371,7 +424,10 @@ fn render_errors_name_the_field_and_the_fix() {
     let e = err(&spec(EngineKind::Vllm, None));
     assert_eq!(e.field(), "spec.accelerator");
 
-    let mut it = spec(EngineKind::Vllm, acc(AcceleratorType::NvidiaL4, 1, Platform::Gke));
+    let mut it = spec(
+        EngineKind::Vllm,
+        acc(AcceleratorType::NvidiaL4, 1, Platform::Gke),
+    );
     it.spec.accelerator.as_mut().unwrap().instance_type = Some("g6.xlarge".into());
     assert_eq!(err(&it).field(), "spec.accelerator.instanceType");
 }
@@ -455,7 +511,10 @@ fn cli_renders_every_example_deterministically() {
         let (code, first, stderr) = run_cli(&args, None);
         assert_eq!(code, 0, "{file}: {stderr}");
         let (_, second, _) = run_cli(&args, None);
-        assert_eq!(first, second, "{file}: output must be byte-identical across runs");
+        assert_eq!(
+            first, second,
+            "{file}: output must be byte-identical across runs"
+        );
         let golden = std::fs::read_to_string(repo(&format!("tests/golden/{file}"))).unwrap();
         assert_eq!(first, golden, "{file}: CLI and golden differ");
         let docs = parse_documents(&first).unwrap();
@@ -516,14 +575,23 @@ spec:
                spec:\n  model: {name: m}\n  accelerator: {type: nvidia-a10g, count: 3, platform: eks}\n";
     let (code, _, err) = run_cli(&["render", "-f", "-"], Some(bad));
     assert_ne!(code, 0);
-    assert!(err.contains("spec.accelerator.count: 3 GPUs is not offered by EKS g5"), "{err}");
+    assert!(
+        err.contains("spec.accelerator.count: 3 GPUs is not offered by EKS g5"),
+        "{err}"
+    );
 }
 
 #[test]
 fn render_output_has_no_volatile_fields() {
     for file in EXAMPLES {
         let out = std::fs::read_to_string(repo(&format!("tests/golden/{file}"))).unwrap();
-        for word in ["creationTimestamp", "uid:", "resourceVersion", "generateName", "status:"] {
+        for word in [
+            "creationTimestamp",
+            "uid:",
+            "resourceVersion",
+            "generateName",
+            "status:",
+        ] {
             assert!(!out.contains(word), "{file} contains {word}");
         }
         let docs: Vec<Value> = parse_documents(&out).unwrap();
