@@ -803,3 +803,73 @@ async fn an_expired_lease_is_taken_over() {
     assert!(b.try_acquire_or_renew().await.unwrap());
     assert!(!a.try_acquire_or_renew().await.unwrap(), "a lost the lease");
 }
+
+#[tokio::test]
+async fn health_and_metrics_endpoints() {
+    use inferops::controller::metrics::{HttpState, Metrics, router};
+    let metrics = Arc::new(Metrics::default());
+    metrics.observe("InferenceService", Duration::from_millis(30), false);
+    let state = Arc::new(HttpState {
+        metrics,
+        ready: false.into(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, router(state.clone())).into_future());
+    let get = |path: &'static str| async move {
+        let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".to_string()));
+    assert_eq!(get("/readyz").await.0, 503);
+    state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get("/readyz").await.0, 200);
+    let (code, body) = get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("inferops_reconciles_total{kind=\"InferenceService\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("inferops_reconcile_errors_total{kind=\"InferenceService\"} 1"));
+    assert!(body.contains("inferops_reconcile_duration_seconds_bucket"));
+}
+
+#[test]
+fn error_backoff_grows_and_is_capped() {
+    use inferops::controller::backoff;
+    assert_eq!(backoff(1), Duration::from_secs(5));
+    assert_eq!(backoff(2), Duration::from_secs(10));
+    assert_eq!(backoff(4), Duration::from_secs(40));
+    assert_eq!(backoff(30), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn a_rejected_apply_is_reported_and_retried() {
+    use kube_fake_client::{Error as FakeError, interceptor};
+    let builder =
+        ClientBuilder::new().with_interceptor_funcs(interceptor::Funcs::new().patch(|ctx| {
+            if ctx.name == "qwen-hf-cache" {
+                return Err(FakeError::ImmutableField {
+                    field: "spec.storageClassName".into(),
+                });
+            }
+            Ok(None)
+        }));
+    let h = Harness::new(builder).await;
+    h.create(&example("infsvc-gke-l4.yaml")).await;
+    let isvc = h.get("qwen").await;
+    let err = reconcile(Arc::new(isvc), h.ctx.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("Kubernetes API"), "{err}");
+    let degraded = h.condition("qwen", "Degraded").await;
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ApplyFailed")
+    );
+    assert!(
+        degraded.message.contains("storageClassName"),
+        "{}",
+        degraded.message
+    );
+}

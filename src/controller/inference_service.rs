@@ -296,7 +296,26 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
         }
     };
 
-    let applied = apply_all(&ctx, &isvc, &rendered, &ns).await?;
+    let applied = match apply_all(&ctx, &isvc, &rendered, &ns).await {
+        Ok(a) => a,
+        Err(e) => {
+            // The API server rejected an object (immutable field, RBAC, admission policy):
+            // say so in the status, then retry with backoff.
+            if let Error::Kube(kube::Error::Api(s)) = &e {
+                let msg = format!(
+                    "applying the rendered objects failed: {} ({}); fix the spec or the \
+                     cluster policy, the operator retries with backoff",
+                    s.message, s.reason
+                );
+                let update =
+                    ConditionUpdate::new(ConditionType::Degraded, true, reason::APPLY_FAILED, msg);
+                if let Err(status_err) = finish(&ctx, &isvc, base, vec![update], false).await {
+                    tracing::warn!(error = %status_err, "writing status after a failed apply");
+                }
+            }
+            return Err(e);
+        }
+    };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_list = pods
         .list(&ListParams::default().labels(&render_isvc::selector_string(&name)))

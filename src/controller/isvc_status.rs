@@ -34,6 +34,8 @@ pub mod reason {
     pub const SECRET_MISSING: &str = "SecretMissing";
     /// The spec cannot be rendered (see the message for the field and the fix).
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server rejected an apply (immutable field, RBAC, admission policy).
+    pub const APPLY_FAILED: &str = "ApplyFailed";
     /// `autoscaling.provider: keda` but the KEDA CRDs are not installed.
     pub const KEDA_MISSING: &str = "KEDAMissing";
     /// `monitoring.podMonitor` but the Prometheus Operator CRDs are not installed.
@@ -153,8 +155,8 @@ fn starting_pods(pods: &[Pod]) -> usize {
         .count()
 }
 
-/// Compute replica counts and conditions. `generation` is the InferenceService's;
-/// `endpoint` goes into the Ready message.
+/// Compute replica counts and conditions from the Deployment and its pods; `endpoint` goes
+/// into the Ready message.
 pub fn observe(deployment: Option<&Deployment>, pods: &[Pod], endpoint: &str) -> Observed {
     let desired = deployment
         .and_then(|d| d.spec.as_ref())
