@@ -164,27 +164,39 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// Reconcile with metrics and per-object failure bookkeeping (what the Controller runs).
-async fn reconcile_isvc(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// `Kind/namespace/name`: the key of an object in metrics, logs and the backoff table.
+pub fn object_key<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Run one reconcile with metrics (labelled by kind) and per-object failure bookkeeping.
+/// Every controller's `run` callback wraps its reconcile function with this.
+pub async fn instrumented<K, F>(obj: &K, ctx: &Context, reconcile: F) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
     let start = Instant::now();
-    let key = format!(
-        "InferenceService/{}/{}",
-        isvc.namespace().unwrap_or_default(),
-        isvc.name_any()
-    );
-    let result = inference_service::reconcile(isvc, ctx.clone()).await;
+    let result = reconcile.await;
     ctx.metrics
-        .observe("InferenceService", start.elapsed(), result.is_ok());
-    ctx.record(key, result.is_ok()).await;
+        .observe(&K::kind(&()), start.elapsed(), result.is_ok());
+    ctx.record(object_key(obj), result.is_ok()).await;
     result
 }
 
-fn error_policy_isvc(isvc: Arc<InferenceService>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "InferenceService/{}/{}",
-        isvc.namespace().unwrap_or_default(),
-        isvc.name_any()
-    );
+/// The error policy every controller shares: log, then requeue after [`backoff`] of the
+/// object's consecutive failures.
+pub fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = object_key(obj.as_ref());
     let failures = ctx
         .failures
         .try_lock()
@@ -193,6 +205,15 @@ fn error_policy_isvc(isvc: Arc<InferenceService>, error: &Error, ctx: Arc<Contex
     let wait = backoff(failures);
     tracing::warn!(object = %key, %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+async fn reconcile_isvc(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result<Action, Error> {
+    instrumented(
+        isvc.as_ref(),
+        &ctx,
+        inference_service::reconcile(isvc.clone(), ctx.clone()),
+    )
+    .await
 }
 
 /// Run every controller until `token` is cancelled.
@@ -223,7 +244,7 @@ pub async fn run_controllers(
     .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
     .owns(api::<PersistentVolumeClaim>(&client, &ns), owned)
     .graceful_shutdown_on(token.clone().cancelled_owned())
-    .run(reconcile_isvc, error_policy_isvc, ctx)
+    .run(reconcile_isvc, error_policy::<InferenceService>, ctx)
     .for_each(|res| async move {
         match res {
             Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
