@@ -320,7 +320,12 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
     let pod_list = pods
         .list(&ListParams::default().labels(&render_isvc::selector_string(&name)))
         .await?;
-    let observed = isvc_status::observe(Some(&applied.deployment), &pod_list.items, &endpoint);
+    let observed = isvc_status::observe(
+        Some(&applied.deployment),
+        &pod_list.items,
+        &endpoint,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
     let progressing = observed
         .conditions
         .iter()
