@@ -1,4 +1,4 @@
-//! The `InferenceService` reconciler: fetch -> check the token Secret -> render -> server-side
+//! The `InferenceService` reconciler: fetch -> render -> check the token Secret -> server-side
 //! apply -> prune what is no longer rendered -> status from the Deployment and its pods ->
 //! Events on condition transitions.
 //!
@@ -266,19 +266,6 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
         conditions: Vec::new(),
     };
 
-    if let Some(msg) = secret_problem(&ctx, &isvc, &ns).await? {
-        tracing::info!(%name, %ns, "token secret missing");
-        finish(
-            &ctx,
-            &isvc,
-            base,
-            isvc_status::blocked(reason::SECRET_MISSING, &msg),
-            false,
-        )
-        .await?;
-        return Ok(Action::requeue(REQUEUE_SECRET));
-    }
-
     let rendered = match render_isvc::render(&isvc, &ctx.render) {
         Ok(r) => r,
         Err(e) => {
@@ -295,6 +282,19 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
             return Ok(Action::await_change());
         }
     };
+
+    if let Some(msg) = secret_problem(&ctx, &isvc, &ns).await? {
+        tracing::info!(%name, %ns, "token secret missing");
+        finish(
+            &ctx,
+            &isvc,
+            base,
+            isvc_status::blocked(reason::SECRET_MISSING, &msg),
+            false,
+        )
+        .await?;
+        return Ok(Action::requeue(REQUEUE_SECRET));
+    }
 
     let applied = match apply_all(&ctx, &isvc, &rendered, &ns).await {
         Ok(a) => a,
