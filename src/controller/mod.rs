@@ -169,66 +169,65 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// Reconcile with metrics and per-object failure bookkeeping (what the Controller runs).
+/// `Kind/namespace/name`: the key of an object in metrics, logs and the backoff table.
+pub fn object_key<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Run one reconcile with metrics (labelled by kind) and per-object failure bookkeeping.
+/// Every controller's `run` callback wraps its reconcile function with this.
+pub async fn instrumented<K, F>(obj: &K, ctx: &Context, reconcile: F) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
+    let start = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics
+        .observe(&K::kind(&()), start.elapsed(), result.is_ok());
+    ctx.record(object_key(obj), result.is_ok()).await;
+    result
+}
+
+/// The error policy every controller shares: log, then requeue after [`backoff`] of the
+/// object's consecutive failures.
+pub fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = object_key(obj.as_ref());
+    let failures = ctx
+        .failures
+        .try_lock()
+        .map(|f| f.get(&key).copied().unwrap_or(1))
+        .unwrap_or(1);
+    let wait = backoff(failures);
+    tracing::warn!(object = %key, %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
 async fn reconcile_isvc(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = Instant::now();
-    let key = format!(
-        "InferenceService/{}/{}",
-        isvc.namespace().unwrap_or_default(),
-        isvc.name_any()
-    );
-    let result = inference_service::reconcile(isvc, ctx.clone()).await;
-    ctx.metrics
-        .observe("InferenceService", start.elapsed(), result.is_ok());
-    ctx.record(key, result.is_ok()).await;
-    result
+    instrumented(
+        isvc.as_ref(),
+        &ctx,
+        inference_service::reconcile(isvc.clone(), ctx.clone()),
+    )
+    .await
 }
 
-/// Reconcile a BenchmarkRun with metrics and failure bookkeeping.
 async fn reconcile_run(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = Instant::now();
-    let key = format!(
-        "BenchmarkRun/{}/{}",
-        run.namespace().unwrap_or_default(),
-        run.name_any()
-    );
-    let result = benchmark_run::reconcile(run, ctx.clone()).await;
-    ctx.metrics
-        .observe("BenchmarkRun", start.elapsed(), result.is_ok());
-    ctx.record(key, result.is_ok()).await;
-    result
-}
-
-fn error_policy_run(run: Arc<BenchmarkRun>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "BenchmarkRun/{}/{}",
-        run.namespace().unwrap_or_default(),
-        run.name_any()
-    );
-    let failures = ctx
-        .failures
-        .try_lock()
-        .map(|f| f.get(&key).copied().unwrap_or(1))
-        .unwrap_or(1);
-    let wait = backoff(failures);
-    tracing::warn!(object = %key, %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
-}
-
-fn error_policy_isvc(isvc: Arc<InferenceService>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "InferenceService/{}/{}",
-        isvc.namespace().unwrap_or_default(),
-        isvc.name_any()
-    );
-    let failures = ctx
-        .failures
-        .try_lock()
-        .map(|f| f.get(&key).copied().unwrap_or(1))
-        .unwrap_or(1);
-    let wait = backoff(failures);
-    tracing::warn!(object = %key, %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    instrumented(
+        run.as_ref(),
+        &ctx,
+        benchmark_run::reconcile(run.clone(), ctx.clone()),
+    )
+    .await
 }
 
 /// Run every controller until `token` is cancelled.
@@ -259,7 +258,11 @@ pub async fn run_controllers(
     .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
     .owns(api::<PersistentVolumeClaim>(&client, &ns), owned.clone())
     .graceful_shutdown_on(token.clone().cancelled_owned())
-    .run(reconcile_isvc, error_policy_isvc, ctx.clone())
+    .run(
+        reconcile_isvc,
+        error_policy::<InferenceService>,
+        ctx.clone(),
+    )
     .for_each(|res| async move {
         match res {
             Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
@@ -273,7 +276,7 @@ pub async fn run_controllers(
     .owns(api::<Job>(&client, &ns), owned.clone())
     .owns(api::<ConfigMap>(&client, &ns), owned)
     .graceful_shutdown_on(token.clone().cancelled_owned())
-    .run(reconcile_run, error_policy_run, ctx.clone())
+    .run(reconcile_run, error_policy::<BenchmarkRun>, ctx.clone())
     .for_each(|res| async move {
         match res {
             Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
