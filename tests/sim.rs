@@ -514,6 +514,13 @@ struct StepResult {
     requests: usize,
 }
 
+fn secs_env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Closed loop: `concurrency` workers each sending requests back to back for `duration`;
 /// throughput counts the tokens of requests completed within the window.
 async fn closed_loop(sim: &SimHandle, concurrency: usize, duration: Duration) -> StepResult {
@@ -568,11 +575,26 @@ async fn closed_loop(sim: &SimHandle, concurrency: usize, duration: Duration) ->
 async fn qwen_calibration_sweep() {
     let full = std::env::var("SIM_CALIBRATION_FULL").is_ok_and(|v| v == "1");
     let (levels, secs): (&[usize], u64) = if full {
-        (&[1, 2, 4, 8, 16, 32], 8)
+        (&[1, 2, 4, 8, 16, 32], secs_env("SIM_CALIBRATION_SECS", 8))
     } else {
         (&[1, 4, 16], 3)
     };
-    let sim = start(SimOptions::profile("qwen2.5-0.5b-l4").unwrap()).await;
+    let mut opts = SimOptions::profile("qwen2.5-0.5b-l4").unwrap();
+    // Calibration aid: SIM_TUNE="step_base_us,per_seq_us,per_prefill_token_us,step_jitter,\
+    // frontend_base_us,frontend_exp,frontend_jitter" overrides the profile's cost model.
+    if let Ok(t) = std::env::var("SIM_TUNE") {
+        let v: Vec<f64> = t.split(',').map(|x| x.parse().unwrap()).collect();
+        let p = &mut opts.perf;
+        (
+            p.step_base_us,
+            p.step_per_seq_us,
+            p.step_per_prefill_token_us,
+            p.step_jitter,
+        ) = (v[0], v[1], v[2], v[3]);
+        (p.frontend_base_us, p.frontend_exp, p.frontend_jitter) = (v[4], v[5], v[6]);
+        println!("tuning with {p:?}");
+    }
+    let sim = start(opts).await;
     println!(
         "| conc | out tok/s (pub) | TTFT p50 ms (pub) | ITL p50 ms (pub) | requests |\n\
          |-----:|----------------:|------------------:|-----------------:|---------:|"
