@@ -524,6 +524,17 @@ fn secs_env(name: &str, default: u64) -> u64 {
 /// Closed loop: `concurrency` workers each sending requests back to back for `duration`;
 /// throughput counts the tokens of requests completed within the window.
 async fn closed_loop(sim: &SimHandle, concurrency: usize, duration: Duration) -> StepResult {
+    closed_loop_shaped(sim, concurrency, duration, 256, 128).await
+}
+
+/// [`closed_loop`] with a given prompt and output length.
+async fn closed_loop_shaped(
+    sim: &SimHandle,
+    concurrency: usize,
+    duration: Duration,
+    input: usize,
+    output: usize,
+) -> StepResult {
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -537,7 +548,7 @@ async fn closed_loop(sim: &SimHandle, concurrency: usize, duration: Duration) ->
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 while Instant::now() < end {
-                    let o = stream_request(&c, &url, completion_body(&model, 256, 128)).await;
+                    let o = stream_request(&c, &url, completion_body(&model, input, output)).await;
                     out.push((Instant::now(), o));
                 }
                 out
@@ -632,4 +643,86 @@ async fn qwen_calibration_sweep() {
     assert_eq!(sample(&m, &format!("vllm:num_requests_waiting{l}")), 0.0);
     sim.shutdown().await;
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// With `SIM_CALIBRATION_FULL=1`: check and print the other calibrated profiles.
+/// `llama3.2-3b-t4`: ~37 tok/s for one stream and ~265 tok/s at 8 (100 output tokens,
+/// 2.7-3.0 s per request). `tinyllama-a10`: ~240 active requests, ITL just under 100 ms,
+/// KV cache usage 50-60 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_profiles_calibration() {
+    if std::env::var("SIM_CALIBRATION_FULL").is_ok_and(|v| v == "1") {
+        llama_t4().await;
+        tinyllama_a10().await;
+    }
+}
+
+async fn llama_t4() {
+    let sim = start(SimOptions::profile("llama3.2-3b-t4").unwrap()).await;
+    println!("llama3.2-3b-t4, 64 in / 100 out");
+    println!("| conc | out tok/s (pub) | s/request (pub) | ITL p50 ms |");
+    for (conc, tok, lat) in [
+        (1, 37.0, 2.70),
+        (2, 69.0, 2.90),
+        (4, 135.6, 2.95),
+        (8, 265.1, 3.02),
+    ] {
+        let r = closed_loop_shaped(&sim, conc, Duration::from_secs(12), 64, 100).await;
+        let per_req = conc as f64 * 100.0 / r.out_tok_s;
+        println!(
+            "| {conc:>4} | {:>6.1} ({tok:>5.1}) | {per_req:>5.2} ({lat:.2}) | {:>5.1} |",
+            r.out_tok_s, r.itl_p50
+        );
+        assert!(
+            (r.out_tok_s / tok - 1.0).abs() < 0.2,
+            "c={conc}: {}",
+            r.out_tok_s
+        );
+    }
+    sim.shutdown().await;
+}
+
+async fn tinyllama_a10() {
+    let sim = start(SimOptions::profile("tinyllama-a10").unwrap()).await;
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/completions", sim.base_url());
+    let tasks: Vec<_> = (0..240)
+        .map(|_| {
+            let (c, url, body) = (
+                c.clone(),
+                url.clone(),
+                completion_body(sim.model(), 256, 500),
+            );
+            tokio::spawn(async move { stream_request(&c, &url, body).await })
+        })
+        .collect();
+    let l = format!("{{model_name=\"{}\"}}", sim.model());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let m0 = metrics_text(&sim).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let m1 = metrics_text(&sim).await;
+    let d = |name: &str| {
+        let k = format!("{name}{l}");
+        sample(&m1, &k) - sample(&m0, &k)
+    };
+    let itl_ms = d("vllm:inter_token_latency_seconds_sum")
+        / d("vllm:inter_token_latency_seconds_count")
+        * 1e3;
+    let running = sample(&m1, &format!("vllm:num_requests_running{l}"));
+    let kv = sample(&m1, &format!("vllm:kv_cache_usage_perc{l}"));
+    println!(
+        "tinyllama-a10, 240 streams of 256 in / 500 out after 25 s: running {running}, \
+         mean ITL {itl_ms:.1} ms (published just under 100), KV usage {:.0} % (published 50-60)",
+        kv * 100.0
+    );
+    for t in tasks {
+        t.abort();
+    }
+    sim.shutdown().await;
+    assert_eq!(running, 240.0);
+    assert!(itl_ms > 80.0 && itl_ms < 100.0, "{itl_ms}");
+    assert!(kv > 0.4 && kv < 0.65, "{kv}");
 }
