@@ -359,6 +359,43 @@ async fn full_kv_cache_makes_requests_wait() {
 }
 
 #[tokio::test]
+async fn client_disconnect_frees_the_request() {
+    let sim = start(SimOptions::profile("qwen2.5-0.5b-l4").unwrap()).await;
+    let c = reqwest::Client::new();
+    let resp = c
+        .post(format!("{}/v1/completions", sim.base_url()))
+        .json(&completion_body(sim.model(), 16, 1000))
+        .send()
+        .await
+        .unwrap();
+    let mut s = resp.bytes_stream();
+    s.next().await.unwrap().unwrap();
+    drop(s);
+    let l = format!("{{model_name=\"{}\"}}", sim.model());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = metrics_text(&sim).await;
+        if sample(&m, &format!("vllm:num_requests_running{l}")) == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "request still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let trace: Value = c
+        .get(format!("{}/sim/trace", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = &trace["requests"][0];
+    assert!(r["finish_reason"].is_null());
+    assert!(r["completion_tokens"].as_u64().unwrap() < 1000);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn fixed_profile_delays_are_accurate() {
     let ttft = Duration::from_millis(40);
     let itl = Duration::from_millis(8);

@@ -289,11 +289,12 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         )
         .try_init();
     let opts = args.to_options()?;
-    let ip: std::net::IpAddr = args
-        .host
-        .parse()
-        .with_context(|| format!("--host {} is not an IP address", args.host))?;
-    let handle = spawn(opts.clone(), SocketAddr::new(ip, args.port)).await?;
+    let addr = tokio::net::lookup_host((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("resolving --host {}", args.host))?
+        .next()
+        .with_context(|| format!("--host {} resolves to no address", args.host))?;
+    let handle = spawn(opts.clone(), addr).await?;
     tracing::info!(
         url = %handle.base_url(),
         profile = %opts.profile,
