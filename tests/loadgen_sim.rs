@@ -28,15 +28,22 @@ fn plan(sim: &SimHandle, concurrency: Vec<u32>, requests: u64) -> Plan {
 }
 
 async fn run(p: &Plan) -> Results {
-    tokio::time::timeout(Duration::from_secs(120), run_plan(p, CancellationToken::new(), &mut NoObserver))
-        .await
-        .expect("finished in time")
-        .expect("ran")
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        run_plan(p, CancellationToken::new(), &mut NoObserver),
+    )
+    .await
+    .expect("finished in time")
+    .expect("ran")
 }
 
 #[tokio::test]
 async fn sweep_against_the_simulator() {
-    let s = sim(SimOptions::fixed(Duration::from_millis(20), Duration::from_millis(2))).await;
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(20),
+        Duration::from_millis(2),
+    ))
+    .await;
     let mut p = plan(&s, vec![1, 4], 12);
     p.workload.api = Api::Chat;
     let r = run(&p).await;
@@ -44,7 +51,12 @@ async fn sweep_against_the_simulator() {
     assert_eq!(r.steps.len(), 2);
     for (step, c) in r.steps.iter().zip([1, 4]) {
         assert_eq!(step.max_concurrency, Some(c));
-        assert_eq!((step.completed, step.failed), (12, 0), "{}", step.one_line());
+        assert_eq!(
+            (step.completed, step.failed),
+            (12, 0),
+            "{}",
+            step.one_line()
+        );
         assert_eq!(step.total_output_tokens, 12 * 16, "server usage counts");
         assert!(step.total_input_tokens >= 12 * 32);
         assert!(step.median_ttft_ms >= 20.0, "{}", step.median_ttft_ms);
@@ -65,7 +77,12 @@ async fn wrong_model_fails_with_the_simulators_message() {
     p.target.model = "no-such-model".into();
     let r = run(&p).await;
     let step = &r.steps[0];
-    assert_eq!((step.completed, step.errors.http4xx), (0, 6), "{}", step.one_line());
+    assert_eq!(
+        (step.completed, step.errors.http4xx),
+        (0, 6),
+        "{}",
+        step.one_line()
+    );
     let msg = step.error_messages[&ErrorClass::Http4xx].join(" ");
     assert!(msg.contains("no-such-model"), "{msg}");
     assert_eq!(r.summary.steps_over_error_budget.len(), 1);
@@ -74,7 +91,11 @@ async fn wrong_model_fails_with_the_simulators_message() {
 
 #[tokio::test]
 async fn split_load_merges_into_one_result() {
-    let s = sim(SimOptions::fixed(Duration::from_millis(5), Duration::from_millis(1))).await;
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(5),
+        Duration::from_millis(1),
+    ))
+    .await;
     let mut base = plan(&s, vec![4], 20);
     base.parallelism.count = 2;
     let mut a = base.clone();
@@ -98,10 +119,19 @@ async fn split_load_merges_into_one_result() {
 async fn client_timing_matches_the_server_trace() {
     // Client-measured TTFT and inter-token gaps against the simulator's record of when it
     // wrote each chunk. Loopback adds tens of microseconds; the bound is generous for CI.
-    let s = sim(SimOptions::fixed(Duration::from_millis(20), Duration::from_millis(5))).await;
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(20),
+        Duration::from_millis(5),
+    ))
+    .await;
     let p = plan(&s, vec![1], 1);
-    let client =
-        Client::new(&ClientConfig::new(&p.target, Api::Completions, true, Duration::from_secs(10))).unwrap();
+    let client = Client::new(&ClientConfig::new(
+        &p.target,
+        Api::Completions,
+        true,
+        Duration::from_secs(10),
+    ))
+    .unwrap();
     let w = Workload::prepare(&p, 4).unwrap();
     let mut ours = Vec::new();
     let mut scratch = Scratch::with_trace();
@@ -122,7 +152,10 @@ async fn client_timing_matches_the_server_trace() {
     let mut ttft_err = Vec::new();
     let mut itl_err = Vec::new();
     for (id, ttft_us, itl) in &ours {
-        let rec = recs.iter().find(|r| r["id"] == id.as_str()).expect("traced");
+        let rec = recs
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .expect("traced");
         let offs: Vec<i64> = rec["token_offsets_ns"]
             .as_array()
             .unwrap()
@@ -130,7 +163,6 @@ async fn client_timing_matches_the_server_trace() {
             .map(|v| v.as_i64().unwrap() / 1000)
             .collect();
         assert_eq!(offs.len(), 16);
-        eprintln!("client ttft {ttft_us} itl {:?}\nserver {:?}", &itl[..5], &offs[..6]);
         ttft_err.push(*ttft_us as i64 - offs[0]);
         for (k, gap) in itl.iter().enumerate() {
             itl_err.push(i64::from(*gap) - (offs[k + 1] - offs[k]));
@@ -141,8 +173,16 @@ async fn client_timing_matches_the_server_trace() {
     let med = |v: &[i64]| v[v.len() / 2];
     // The client can't see the first token before the server sent it.
     assert!(ttft_err[0] >= 0, "{ttft_err:?}");
-    assert!(med(&ttft_err) < 3_000, "median TTFT error {} µs", med(&ttft_err));
-    assert!(med(&itl_err).abs() < 1_000, "median ITL error {} µs", med(&itl_err));
+    assert!(
+        med(&ttft_err) < 3_000,
+        "median TTFT error {} µs",
+        med(&ttft_err)
+    );
+    assert!(
+        med(&itl_err).abs() < 1_000,
+        "median ITL error {} µs",
+        med(&itl_err)
+    );
     s.shutdown().await;
 }
 
@@ -164,13 +204,29 @@ async fn loadgen_command_writes_results_and_fails_on_errors() {
     std::fs::write(&plan_path, &yaml).unwrap();
     let o = tokio::task::spawn_blocking({
         let (plan_path, out) = (plan_path.clone(), out.clone());
-        move || bin().arg("loadgen").arg("--plan").arg(plan_path).env("INFEROPS_OUT", out).output().unwrap()
+        move || {
+            bin()
+                .arg("loadgen")
+                .arg("--plan")
+                .arg(plan_path)
+                .env("INFEROPS_OUT", out)
+                .output()
+                .unwrap()
+        }
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("step ")).count(), 2, "{stdout}");
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("step ")).count(),
+        2,
+        "{stdout}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(v["metadata"]["status"], "completed");
     assert_eq!(v["steps"][1]["max_concurrency"], 2);
@@ -179,13 +235,22 @@ async fn loadgen_command_writes_results_and_fails_on_errors() {
 
     std::fs::write(&plan_path, yaml.replace(s.model(), "wrong-model")).unwrap();
     let o = tokio::task::spawn_blocking(move || {
-        bin().args(["loadgen", "--plan"]).arg(&plan_path).arg("--out").arg(&out).output().unwrap()
+        bin()
+            .args(["loadgen", "--plan"])
+            .arg(&plan_path)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     assert!(!o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("http4xx") && stderr.contains("wrong-model"), "{stderr}");
+    assert!(
+        stderr.contains("http4xx") && stderr.contains("wrong-model"),
+        "{stderr}"
+    );
     s.shutdown().await;
 }
 
@@ -199,7 +264,18 @@ async fn bench_command_prints_a_table_and_writes_json() {
         let json = json.clone();
         move || {
             bin()
-                .args(["bench", "--url", &url, "--concurrency", "1,3", "--requests", "6", "--output-tokens", "8", "--json"])
+                .args([
+                    "bench",
+                    "--url",
+                    &url,
+                    "--concurrency",
+                    "1,3",
+                    "--requests",
+                    "6",
+                    "--output-tokens",
+                    "8",
+                    "--json",
+                ])
                 .arg(json)
                 .output()
                 .unwrap()
@@ -208,7 +284,11 @@ async fn bench_command_prints_a_table_and_writes_json() {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(stdout.contains("| concurrency | req/s | out tok/s | TTFT p50 | TTFT p95 | ITL p50 | ITL p95 | E2E p50 | E2E p95 | errors |"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("| 3 ")), "{stdout}");
     let r: Results = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
