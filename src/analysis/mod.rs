@@ -2,6 +2,8 @@
 //! scaling efficiency and findings in plain sentences. Pure functions over status rows, so
 //! the operator (BenchmarkRun status) and `inferops bench` (local table) agree.
 
+pub mod rows;
+
 use std::collections::BTreeMap;
 
 use crate::api::{

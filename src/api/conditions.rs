@@ -14,6 +14,8 @@ pub enum ConditionType {
     Degraded,
     /// Prometheus could not be queried; client results are kept.
     MetricsUnavailable,
+    /// A BenchmarkRun is worse than its baseline beyond the spec's thresholds.
+    Regressed,
 }
 
 impl ConditionType {
@@ -24,6 +26,7 @@ impl ConditionType {
             ConditionType::Progressing => "Progressing",
             ConditionType::Degraded => "Degraded",
             ConditionType::MetricsUnavailable => "MetricsUnavailable",
+            ConditionType::Regressed => "Regressed",
         }
     }
 }

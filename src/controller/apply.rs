@@ -145,7 +145,9 @@ pub fn remove_condition(conditions: &mut Vec<Condition>, type_: ConditionType) {
 /// Whether a condition transition is bad news (Warning Event) or not (Normal).
 pub fn event_type_for(update: &ConditionUpdate) -> EventType {
     let bad = match update.type_ {
-        ConditionType::Degraded | ConditionType::MetricsUnavailable => update.status,
+        ConditionType::Degraded | ConditionType::MetricsUnavailable | ConditionType::Regressed => {
+            update.status
+        }
         ConditionType::Ready => {
             !update.status
                 && !matches!(
@@ -162,6 +164,21 @@ pub fn event_type_for(update: &ConditionUpdate) -> EventType {
     }
 }
 
+/// The API server rejects Event notes above 1 kB.
+const EVENT_NOTE_MAX: usize = 1000;
+
+/// Cut `s` to at most `max` bytes on a character boundary, marking the cut with `...`.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
 /// Publish one Event per condition transition on `reference`. Event failures are logged,
 /// never fatal: an Event is a courtesy, the status is the record.
 pub async fn publish_transitions(
@@ -175,11 +192,14 @@ pub async fn publish_transitions(
         let ev = Event {
             type_: event_type_for(t),
             reason: t.reason.to_string(),
-            note: Some(format!(
-                "{}={}: {}",
-                t.type_.as_str(),
-                if t.status { "True" } else { "False" },
-                t.message
+            note: Some(truncate(
+                &format!(
+                    "{}={}: {}",
+                    t.type_.as_str(),
+                    if t.status { "True" } else { "False" },
+                    t.message
+                ),
+                EVENT_NOTE_MAX,
             )),
             action: "Reconcile".to_string(),
             secondary: None,
@@ -199,4 +219,18 @@ where
     let patch = serde_json::json!({ "status": status });
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("abcdefghij", 8), "abcde...");
+        let s = "é".repeat(10);
+        let t = truncate(&s, 8);
+        assert!(t.len() <= 8 && t.ends_with("..."), "{t}");
+    }
 }

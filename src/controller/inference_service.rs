@@ -1,4 +1,4 @@
-//! The `InferenceService` reconciler: fetch -> check the token Secret -> render -> server-side
+//! The `InferenceService` reconciler: fetch -> render -> check the token Secret -> server-side
 //! apply -> prune what is no longer rendered -> status from the Deployment and its pods ->
 //! Events on condition transitions.
 //!
@@ -266,19 +266,6 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
         conditions: Vec::new(),
     };
 
-    if let Some(msg) = secret_problem(&ctx, &isvc, &ns).await? {
-        tracing::info!(%name, %ns, "token secret missing");
-        finish(
-            &ctx,
-            &isvc,
-            base,
-            isvc_status::blocked(reason::SECRET_MISSING, &msg),
-            false,
-        )
-        .await?;
-        return Ok(Action::requeue(REQUEUE_SECRET));
-    }
-
     let rendered = match render_isvc::render(&isvc, &ctx.render) {
         Ok(r) => r,
         Err(e) => {
@@ -296,12 +283,49 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
         }
     };
 
-    let applied = apply_all(&ctx, &isvc, &rendered, &ns).await?;
+    if let Some(msg) = secret_problem(&ctx, &isvc, &ns).await? {
+        tracing::info!(%name, %ns, "token secret missing");
+        finish(
+            &ctx,
+            &isvc,
+            base,
+            isvc_status::blocked(reason::SECRET_MISSING, &msg),
+            false,
+        )
+        .await?;
+        return Ok(Action::requeue(REQUEUE_SECRET));
+    }
+
+    let applied = match apply_all(&ctx, &isvc, &rendered, &ns).await {
+        Ok(a) => a,
+        Err(e) => {
+            // The API server rejected an object (immutable field, RBAC, admission policy):
+            // say so in the status, then retry with backoff.
+            if let Error::Kube(kube::Error::Api(s)) = &e {
+                let msg = format!(
+                    "applying the rendered objects failed: {} ({}); fix the spec or the \
+                     cluster policy, the operator retries with backoff",
+                    s.message, s.reason
+                );
+                let update =
+                    ConditionUpdate::new(ConditionType::Degraded, true, reason::APPLY_FAILED, msg);
+                if let Err(status_err) = finish(&ctx, &isvc, base, vec![update], false).await {
+                    tracing::warn!(error = %status_err, "writing status after a failed apply");
+                }
+            }
+            return Err(e);
+        }
+    };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_list = pods
         .list(&ListParams::default().labels(&render_isvc::selector_string(&name)))
         .await?;
-    let observed = isvc_status::observe(Some(&applied.deployment), &pod_list.items, &endpoint);
+    let observed = isvc_status::observe(
+        Some(&applied.deployment),
+        &pod_list.items,
+        &endpoint,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
     let progressing = observed
         .conditions
         .iter()

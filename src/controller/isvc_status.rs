@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{ConditionType, ConditionUpdate};
 
@@ -34,6 +35,8 @@ pub mod reason {
     pub const SECRET_MISSING: &str = "SecretMissing";
     /// The spec cannot be rendered (see the message for the field and the fix).
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server rejected an apply (immutable field, RBAC, admission policy).
+    pub const APPLY_FAILED: &str = "ApplyFailed";
     /// `autoscaling.provider: keda` but the KEDA CRDs are not installed.
     pub const KEDA_MISSING: &str = "KEDAMissing";
     /// `monitoring.podMonitor` but the Prometheus Operator CRDs are not installed.
@@ -53,9 +56,18 @@ pub struct Observed {
     pub conditions: Vec<ConditionUpdate>,
 }
 
-/// A pod-level problem, worst first.
-fn pod_problem(pods: &[Pod]) -> Option<(&'static str, String)> {
-    let mut found: Vec<(u8, &'static str, String)> = Vec::new();
+/// How long a pod may stay unschedulable before it counts as Degraded: GPU node pools
+/// usually scale from zero (cluster autoscaler, GKE node auto-provisioning, Karpenter), and a
+/// GPU node takes minutes to join. Until then the reason shows in Ready / Progressing only.
+pub const UNSCHEDULABLE_GRACE: SignedDuration = SignedDuration::from_mins(10);
+
+/// A pod-level problem: (rank, reason, message, degraded). `degraded` is false while an
+/// unschedulable pod is within [`UNSCHEDULABLE_GRACE`].
+type Problem = (u8, &'static str, String, bool);
+
+/// The worst pod-level problem: Degraded ones first, then by rank.
+fn pod_problem(pods: &[Pod], now: Timestamp) -> Option<Problem> {
+    let mut found: Vec<Problem> = Vec::new();
     for pod in pods {
         let name = pod.metadata.name.as_deref().unwrap_or("?");
         let Some(status) = &pod.status else { continue };
@@ -64,6 +76,11 @@ fn pod_problem(pods: &[Pod]) -> Option<(&'static str, String)> {
                 && c.status == "False"
                 && c.reason.as_deref() == Some("Unschedulable")
             {
+                // Without a transition time, assume it has been stuck for long.
+                let degraded = c
+                    .last_transition_time
+                    .as_ref()
+                    .is_none_or(|t| t.0 + UNSCHEDULABLE_GRACE <= now);
                 let msg = c.message.clone().unwrap_or_default();
                 if msg.contains("nvidia.com/gpu") {
                     found.push((
@@ -74,6 +91,7 @@ fn pod_problem(pods: &[Pod]) -> Option<(&'static str, String)> {
                              ({msg}); add GPU nodes matching spec.accelerator (or enable node \
                              auto-provisioning), or lower spec.accelerator.count / spec.replicas"
                         ),
+                        degraded,
                     ));
                 } else {
                     found.push((
@@ -83,6 +101,7 @@ fn pod_problem(pods: &[Pod]) -> Option<(&'static str, String)> {
                             "pod {name} cannot be scheduled ({msg}); check spec.scheduling and \
                              the node pool's labels, taints and capacity"
                         ),
+                        degraded,
                     ));
                 }
             }
@@ -116,24 +135,33 @@ fn pod_problem(pods: &[Pod]) -> Option<(&'static str, String)> {
                              spec.engine.maxModelLen or gpuMemoryUtilization) or a bad extraArgs flag",
                             cs.name, cs.restart_count
                         ),
+                        true,
                     ));
                 }
                 "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => found.push((
                     0,
                     reason::IMAGE_PULL_ERROR,
-                    format!("pod {name} cannot pull image {}: {detail}; check spec.engine.image", cs.image),
+                    format!(
+                        "pod {name} cannot pull image {}: {detail}; check spec.engine.image",
+                        cs.image
+                    ),
+                    true,
                 )),
                 "CreateContainerConfigError" => found.push((
                     0,
                     reason::CONTAINER_CONFIG_ERROR,
-                    format!("pod {name} cannot start: {detail}; check spec.model.tokenSecretRef and spec.engine.env"),
+                    format!(
+                        "pod {name} cannot start: {detail}; check spec.model.tokenSecretRef and \
+                         spec.engine.env"
+                    ),
+                    true,
                 )),
                 _ => {}
             }
         }
     }
-    found.sort_by_key(|(rank, _, _)| *rank);
-    found.into_iter().next().map(|(_, r, m)| (r, m))
+    found.sort_by_key(|(rank, _, _, degraded)| (!*degraded, *rank));
+    found.into_iter().next()
 }
 
 /// Pods whose engine container runs but has not passed its startup probe yet.
@@ -153,9 +181,14 @@ fn starting_pods(pods: &[Pod]) -> usize {
         .count()
 }
 
-/// Compute replica counts and conditions. `generation` is the InferenceService's;
-/// `endpoint` goes into the Ready message.
-pub fn observe(deployment: Option<&Deployment>, pods: &[Pod], endpoint: &str) -> Observed {
+/// Compute replica counts and conditions from the Deployment and its pods; `endpoint` goes
+/// into the Ready message.
+pub fn observe(
+    deployment: Option<&Deployment>,
+    pods: &[Pod],
+    endpoint: &str,
+    now: Timestamp,
+) -> Observed {
     let desired = deployment
         .and_then(|d| d.spec.as_ref())
         .and_then(|s| s.replicas)
@@ -181,9 +214,21 @@ pub fn observe(deployment: Option<&Deployment>, pods: &[Pod], endpoint: &str) ->
         && available >= desired
         && replicas <= desired;
 
-    let problem = pod_problem(pods);
+    let (problem, pending) = match pod_problem(pods, now) {
+        Some((_, r, m, true)) => (Some((r, m)), None),
+        Some((_, r, m, false)) => (None, Some((r, m))),
+        None => (None, None),
+    };
     let starting = starting_pods(pods);
-    let (wait_reason, wait_message) = if starting > 0 {
+    let (wait_reason, wait_message) = if let Some((r, m)) = pending {
+        (
+            r,
+            format!(
+                "{m} (waiting for node autoscaling; reported as Degraded after {} minutes)",
+                UNSCHEDULABLE_GRACE.as_secs() / 60
+            ),
+        )
+    } else if starting > 0 {
         (
             reason::MODEL_DOWNLOADING,
             format!(
@@ -260,4 +305,80 @@ pub fn blocked(reason: &'static str, message: &str) -> Vec<ConditionUpdate> {
         ConditionUpdate::new(ConditionType::Progressing, false, reason, message),
         ConditionUpdate::new(ConditionType::Degraded, true, reason, message),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p-1"},
+            "spec": {"containers": [{"name": "engine"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn unschedulable(at: &str) -> Pod {
+        pod(
+            json!({"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "lastTransitionTime": at,
+            "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]}),
+        )
+    }
+
+    fn find(o: &Observed, t: ConditionType) -> &ConditionUpdate {
+        o.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn a_fresh_unschedulable_pod_waits_for_node_autoscaling() {
+        let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let o = observe(None, &[unschedulable("2026-01-01T00:00:00Z")], "e", now);
+        assert_eq!(
+            find(&o, ConditionType::Ready).reason,
+            reason::INSUFFICIENT_GPU
+        );
+        let p = find(&o, ConditionType::Progressing);
+        assert!(p.status);
+        assert_eq!(p.reason, reason::INSUFFICIENT_GPU);
+        assert!(p.message.contains("waiting for node autoscaling"));
+        assert!(!find(&o, ConditionType::Degraded).status);
+
+        let later: Timestamp = "2026-01-01T00:10:00Z".parse().unwrap();
+        let o = observe(None, &[unschedulable("2026-01-01T00:00:00Z")], "e", later);
+        let d = find(&o, ConditionType::Degraded);
+        assert!(d.status);
+        assert_eq!(d.reason, reason::INSUFFICIENT_GPU);
+    }
+
+    #[test]
+    fn crash_loop_outranks_a_pending_pod() {
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let crashing = pod(
+            json!({"containerStatuses": [{"name": "engine", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
+        let o = observe(
+            None,
+            &[unschedulable("2026-01-01T00:00:00Z"), crashing],
+            "e",
+            now,
+        );
+        assert_eq!(find(&o, ConditionType::Degraded).reason, reason::CRASH_LOOP);
+        assert_eq!(find(&o, ConditionType::Ready).reason, reason::CRASH_LOOP);
+    }
+
+    #[test]
+    fn scaled_to_zero_is_not_ready() {
+        let d: Deployment = serde_json::from_value(json!({"spec": {"replicas": 0, "selector": {},
+                "template": {}}}))
+        .unwrap();
+        let o = observe(Some(&d), &[], "e", Timestamp::now());
+        let r = find(&o, ConditionType::Ready);
+        assert_eq!((r.status, r.reason), (false, reason::SCALED_TO_ZERO));
+    }
 }

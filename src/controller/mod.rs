@@ -8,6 +8,7 @@
 //! - [`metrics`]: the operator's Prometheus metrics and health endpoints.
 
 pub mod apply;
+pub mod benchmark_run;
 pub mod inference_service;
 pub mod isvc_status;
 pub mod leader;
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -31,7 +33,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::InferenceService;
+use crate::api::{BenchmarkRun, InferenceService};
 use crate::render::{RenderContext, default_operator_image};
 use metrics::{HttpState, Metrics};
 
@@ -57,6 +59,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Reconcile counters and durations.
     pub metrics: Arc<Metrics>,
+    /// Asks a BenchmarkRun target which models it serves (replaceable in tests).
+    pub probe: Arc<dyn benchmark_run::TargetProbe>,
     /// Consecutive failures per object, for exponential backoff in the error policy.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -73,6 +77,7 @@ impl Context {
             client,
             render,
             metrics: Arc::new(Metrics::default()),
+            probe: Arc::new(benchmark_run::HttpProbe::default()),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -164,27 +169,39 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// Reconcile with metrics and per-object failure bookkeeping (what the Controller runs).
-async fn reconcile_isvc(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// `Kind/namespace/name`: the key of an object in metrics, logs and the backoff table.
+pub fn object_key<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Run one reconcile with metrics (labelled by kind) and per-object failure bookkeeping.
+/// Every controller's `run` callback wraps its reconcile function with this.
+pub async fn instrumented<K, F>(obj: &K, ctx: &Context, reconcile: F) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
     let start = Instant::now();
-    let key = format!(
-        "InferenceService/{}/{}",
-        isvc.namespace().unwrap_or_default(),
-        isvc.name_any()
-    );
-    let result = inference_service::reconcile(isvc, ctx.clone()).await;
+    let result = reconcile.await;
     ctx.metrics
-        .observe("InferenceService", start.elapsed(), result.is_ok());
-    ctx.record(key, result.is_ok()).await;
+        .observe(&K::kind(&()), start.elapsed(), result.is_ok());
+    ctx.record(object_key(obj), result.is_ok()).await;
     result
 }
 
-fn error_policy_isvc(isvc: Arc<InferenceService>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "InferenceService/{}/{}",
-        isvc.namespace().unwrap_or_default(),
-        isvc.name_any()
-    );
+/// The error policy every controller shares: log, then requeue after [`backoff`] of the
+/// object's consecutive failures.
+pub fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = object_key(obj.as_ref());
     let failures = ctx
         .failures
         .try_lock()
@@ -193,6 +210,24 @@ fn error_policy_isvc(isvc: Arc<InferenceService>, error: &Error, ctx: Arc<Contex
     let wait = backoff(failures);
     tracing::warn!(object = %key, %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+async fn reconcile_isvc(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result<Action, Error> {
+    instrumented(
+        isvc.as_ref(),
+        &ctx,
+        inference_service::reconcile(isvc.clone(), ctx.clone()),
+    )
+    .await
+}
+
+async fn reconcile_run(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    instrumented(
+        run.as_ref(),
+        &ctx,
+        benchmark_run::reconcile(run.clone(), ctx.clone()),
+    )
+    .await
 }
 
 /// Run every controller until `token` is cancelled.
@@ -221,17 +256,34 @@ pub async fn run_controllers(
     .owns(api::<Service>(&client, &ns), owned.clone())
     .owns(api::<HorizontalPodAutoscaler>(&client, &ns), owned.clone())
     .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
-    .owns(api::<PersistentVolumeClaim>(&client, &ns), owned)
+    .owns(api::<PersistentVolumeClaim>(&client, &ns), owned.clone())
     .graceful_shutdown_on(token.clone().cancelled_owned())
-    .run(reconcile_isvc, error_policy_isvc, ctx)
+    .run(
+        reconcile_isvc,
+        error_policy::<InferenceService>,
+        ctx.clone(),
+    )
     .for_each(|res| async move {
         match res {
             Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
             Err(e) => tracing::debug!(error = %e, "reconcile error"),
         }
     });
-    // The BenchmarkRun controller joins here (futures::join!).
-    isvc.await;
+    let runs = Controller::new(
+        api::<BenchmarkRun>(&client, &ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<Job>(&client, &ns), owned.clone())
+    .owns(api::<ConfigMap>(&client, &ns), owned)
+    .graceful_shutdown_on(token.clone().cancelled_owned())
+    .run(reconcile_run, error_policy::<BenchmarkRun>, ctx.clone())
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "reconcile error"),
+        }
+    });
+    futures::join!(isvc, runs);
 }
 
 /// `inferops operator`: metrics/health server, leader election, controllers, graceful

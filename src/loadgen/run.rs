@@ -98,7 +98,6 @@ pub async fn run_plan(
                     runner.results.summary.stopped_early = Some(format!(
                         "every request of {point} failed; later steps skipped"
                     ));
-                    runner.observer.step_finished(runner.results);
                     break;
                 }
             }

@@ -79,6 +79,25 @@ pub fn eks_offer(gpu: AcceleratorType) -> PlatformOffer {
     }
 }
 
+/// GPUs on one EKS GPU instance type (`g5.12xlarge` -> 4), for the families above; `None`
+/// for sizes this table does not know (they are not rejected).
+pub fn eks_instance_gpus(instance_type: &str) -> Option<u32> {
+    let (family, size) = instance_type.split_once('.')?;
+    let gpus = match (family, size) {
+        ("g5" | "g6" | "g6e", "12xlarge" | "24xlarge") => 4,
+        ("g5" | "g6" | "g6e", "48xlarge") => 8,
+        ("g5" | "g6" | "g6e", "xlarge" | "2xlarge" | "4xlarge" | "8xlarge" | "16xlarge") => 1,
+        ("g4dn", "12xlarge") => 4,
+        ("g4dn", "metal") => 8,
+        ("g4dn", "xlarge" | "2xlarge" | "4xlarge" | "8xlarge" | "16xlarge") => 1,
+        ("p4de", "24xlarge") => 8,
+        ("p5", "48xlarge") => 8,
+        ("p5", "4xlarge") => 1,
+        _ => return None,
+    };
+    Some(gpus)
+}
+
 /// The user-facing name of a GPU type (`nvidia-l4`).
 pub fn type_name(gpu: AcceleratorType) -> String {
     serde_json::to_value(gpu)
@@ -195,6 +214,21 @@ pub fn profile(acc: &AcceleratorSpec) -> Result<Placement, RenderError> {
                         ),
                     ));
                 }
+                if let Some(gpus) = eks_instance_gpus(instance_type)
+                    && acc.count > gpus
+                {
+                    return Err(RenderError::unsupported(
+                        "spec.accelerator.count",
+                        format!(
+                            "{} GPUs do not fit on {instance_type}, which has {gpus}",
+                            acc.count
+                        ),
+                        format!(
+                            "lower count to {gpus} or pick a larger {} instance type",
+                            offer.family
+                        ),
+                    ));
+                }
                 placement
                     .node_selector
                     .insert(INSTANCE_TYPE_LABEL.into(), instance_type.clone());
@@ -274,6 +308,15 @@ mod tests {
         let p = profile(&a).unwrap();
         assert_eq!(p.node_selector[INSTANCE_TYPE_LABEL], "g5.2xlarge");
         assert!(!p.node_selector.contains_key(KARPENTER_GPU_NAME_LABEL));
+        a.count = 4;
+        let e = profile(&a).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "spec.accelerator.count: 4 GPUs do not fit on g5.2xlarge, which has 1; lower count \
+             to 1 or pick a larger g5 instance type"
+        );
+        a.instance_type = Some("g5.12xlarge".into());
+        assert!(profile(&a).is_ok());
     }
 
     #[test]

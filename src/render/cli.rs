@@ -187,8 +187,8 @@ pub fn render_documents(yaml: &str, opts: &RenderOptions) -> Result<RenderOutput
 }
 
 impl RenderArgs {
-    /// Run the subcommand: YAML on stdout, notes and errors on stderr, an error (non-zero
-    /// exit) when any document is invalid.
+    /// Run the subcommand: YAML on stdout, notes and errors on stderr; exits with status 1
+    /// when any document is invalid.
     pub fn run(&self) -> anyhow::Result<()> {
         let text = if self.file.as_os_str() == "-" {
             let mut s = String::new();
@@ -217,11 +217,13 @@ impl RenderArgs {
                 for p in &problems {
                     eprintln!("{}: {p}", self.file.display());
                 }
-                anyhow::bail!(
-                    "{}: {} problem(s); nothing rendered",
+                eprintln!(
+                    "error: {}: {} problem(s); nothing rendered",
                     self.file.display(),
                     problems.len()
-                )
+                );
+                // A plain non-zero exit: the problems above are the whole message.
+                std::process::exit(1)
             }
         }
     }

@@ -29,6 +29,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -215,6 +216,11 @@ pub async fn spawn(opts: SimOptions, addr: SocketAddr) -> anyhow::Result<SimHand
     let app = server::app(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
+        // Without TCP_NODELAY, Nagle's algorithm holds the first token's chunk until the
+        // client's delayed ACK of the headers (up to 40 ms).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let res = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
@@ -283,11 +289,12 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         )
         .try_init();
     let opts = args.to_options()?;
-    let ip: std::net::IpAddr = args
-        .host
-        .parse()
-        .with_context(|| format!("--host {} is not an IP address", args.host))?;
-    let handle = spawn(opts.clone(), SocketAddr::new(ip, args.port)).await?;
+    let addr = tokio::net::lookup_host((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("resolving --host {}", args.host))?
+        .next()
+        .with_context(|| format!("--host {} resolves to no address", args.host))?;
+    let handle = spawn(opts.clone(), addr).await?;
     tracing::info!(
         url = %handle.base_url(),
         profile = %opts.profile,

@@ -177,13 +177,13 @@ impl SimOptions {
             "qwen2.5-0.5b-l4" => SimOptions {
                 model: "Qwen/Qwen2.5-0.5B-Instruct".into(),
                 perf: PerfModel {
-                    step_base_us: 4_880.0,
-                    step_per_seq_us: 65.0,
-                    step_per_prefill_token_us: 19.0,
-                    step_jitter: 0.04,
-                    frontend_base_us: 16_500.0,
-                    frontend_exp: 0.57,
-                    frontend_jitter: 0.2,
+                    step_base_us: 4_705.0,
+                    step_per_seq_us: 60.0,
+                    step_per_prefill_token_us: 12.0,
+                    step_jitter: 0.1,
+                    frontend_base_us: 17_700.0,
+                    frontend_exp: 0.45,
+                    frontend_jitter: 0.35,
                 },
                 ..base
             },

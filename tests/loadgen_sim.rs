@@ -1,0 +1,298 @@
+//! The load generator against the built-in simulator over loopback: sweeps, split loads merged
+//! through histograms, the `loadgen` and `bench` commands, wrong model names, and timing
+//! accuracy against the simulator's own record of when it sent each token.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use inferops::loadgen::client::{Client, ClientConfig, Scratch};
+use inferops::loadgen::workload::Workload;
+use inferops::loadgen::{
+    Api, ErrorClass, NoObserver, Plan, Results, RunStatus, TokenCount, merge_results, run_plan,
+};
+use inferops::sim::{SimHandle, SimOptions, spawn};
+use tokio_util::sync::CancellationToken;
+
+async fn sim(opts: SimOptions) -> SimHandle {
+    spawn(opts, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+fn plan(sim: &SimHandle, concurrency: Vec<u32>, requests: u64) -> Plan {
+    let mut p = Plan::new(sim.base_url(), sim.model());
+    p.workload.input_tokens = TokenCount::Fixed(32);
+    p.workload.output_tokens = TokenCount::Fixed(16);
+    p.load.concurrency = concurrency;
+    p.load.requests_per_step = Some(requests);
+    p.load.request_timeout = Duration::from_secs(20);
+    p
+}
+
+async fn run(p: &Plan) -> Results {
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        run_plan(p, CancellationToken::new(), &mut NoObserver),
+    )
+    .await
+    .expect("finished in time")
+    .expect("ran")
+}
+
+#[tokio::test]
+async fn sweep_against_the_simulator() {
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(20),
+        Duration::from_millis(2),
+    ))
+    .await;
+    let mut p = plan(&s, vec![1, 4], 12);
+    p.workload.api = Api::Chat;
+    let r = run(&p).await;
+    assert_eq!(r.metadata.status, RunStatus::Completed);
+    assert_eq!(r.steps.len(), 2);
+    for (step, c) in r.steps.iter().zip([1, 4]) {
+        assert_eq!(step.max_concurrency, Some(c));
+        assert_eq!(
+            (step.completed, step.failed),
+            (12, 0),
+            "{}",
+            step.one_line()
+        );
+        assert_eq!(step.total_output_tokens, 12 * 16, "server usage counts");
+        assert!(step.total_input_tokens >= 12 * 32);
+        assert!(step.median_ttft_ms >= 20.0, "{}", step.median_ttft_ms);
+        assert!(step.median_itl_ms >= 1.9, "{}", step.median_itl_ms);
+        assert!(step.window_end > step.window_start);
+        assert!(step.request_throughput > 0.0);
+    }
+    // Four in flight finish the same work faster than one.
+    assert!(r.steps[1].request_throughput > 1.5 * r.steps[0].request_throughput);
+    assert!(r.steps[1].window_start >= r.steps[0].window_end);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_model_fails_with_the_simulators_message() {
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let mut p = plan(&s, vec![2], 6);
+    p.target.model = "no-such-model".into();
+    let r = run(&p).await;
+    let step = &r.steps[0];
+    assert_eq!(
+        (step.completed, step.errors.http4xx),
+        (0, 6),
+        "{}",
+        step.one_line()
+    );
+    let msg = step.error_messages[&ErrorClass::Http4xx].join(" ");
+    assert!(msg.contains("no-such-model"), "{msg}");
+    assert_eq!(r.summary.steps_over_error_budget.len(), 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn split_load_merges_into_one_result() {
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(5),
+        Duration::from_millis(1),
+    ))
+    .await;
+    let mut base = plan(&s, vec![4], 20);
+    base.parallelism.count = 2;
+    let mut a = base.clone();
+    a.parallelism.index = 0;
+    let mut b = base;
+    b.parallelism.index = 1;
+    let (ra, rb) = tokio::join!(run(&a), run(&b));
+    assert_eq!(ra.steps[0].max_concurrency, Some(2));
+    assert_eq!(ra.steps[0].completed + rb.steps[0].completed, 20);
+    let m = merge_results(&[ra.clone(), rb.clone()]).unwrap();
+    let step = &m.steps[0];
+    assert_eq!((step.max_concurrency, step.completed), (Some(4), 20));
+    let h = step.histograms.decode().unwrap();
+    assert_eq!(h.ttft.len(), 20);
+    assert_eq!(step.total_output_tokens, 20 * 16);
+    assert!(step.p99_ttft_ms >= ra.steps[0].p99_ttft_ms.min(rb.steps[0].p99_ttft_ms));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_timing_matches_the_server_trace() {
+    // Client-measured TTFT and inter-token gaps against the simulator's record of when it
+    // wrote each chunk. Loopback adds tens of microseconds; the bound is generous for CI.
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(20),
+        Duration::from_millis(5),
+    ))
+    .await;
+    let p = plan(&s, vec![1], 1);
+    let client = Client::new(&ClientConfig::new(
+        &p.target,
+        Api::Completions,
+        true,
+        Duration::from_secs(10),
+    ))
+    .unwrap();
+    let w = Workload::prepare(&p, 4).unwrap();
+    let mut ours = Vec::new();
+    let mut scratch = Scratch::with_trace();
+    for i in 0..8 {
+        let t0 = Instant::now();
+        let m = client.send(w.get(i), t0, &mut scratch).await.unwrap();
+        let t = scratch.trace.clone().unwrap();
+        assert_eq!(t.chunk_times.len(), 16);
+        ours.push((t.id, m.ttft_us, scratch.itl_us.clone()));
+    }
+    let trace: serde_json::Value = reqwest::get(format!("{}/sim/trace", s.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recs = trace["requests"].as_array().unwrap();
+    let mut ttft_err = Vec::new();
+    let mut itl_err = Vec::new();
+    for (id, ttft_us, itl) in &ours {
+        let rec = recs
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .expect("traced");
+        let offs: Vec<i64> = rec["token_offsets_ns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap() / 1000)
+            .collect();
+        assert_eq!(offs.len(), 16);
+        ttft_err.push(*ttft_us as i64 - offs[0]);
+        for (k, gap) in itl.iter().enumerate() {
+            itl_err.push(i64::from(*gap) - (offs[k + 1] - offs[k]));
+        }
+    }
+    ttft_err.sort();
+    itl_err.sort();
+    let med = |v: &[i64]| v[v.len() / 2];
+    // The client can't see the first token before the server sent it.
+    assert!(ttft_err[0] >= 0, "{ttft_err:?}");
+    assert!(
+        med(&ttft_err) < 3_000,
+        "median TTFT error {} µs",
+        med(&ttft_err)
+    );
+    assert!(
+        med(&itl_err).abs() < 1_000,
+        "median ITL error {} µs",
+        med(&itl_err)
+    );
+    s.shutdown().await;
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_inferops"))
+}
+
+#[tokio::test]
+async fn loadgen_command_writes_results_and_fails_on_errors() {
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.yaml");
+    let out = dir.path().join("results.json");
+    let yaml = format!(
+        "target: {{url: '{}', model: '{}'}}\nworkload: {{inputTokens: 16, outputTokens: 8}}\nload: {{concurrency: [1, 2], requestsPerStep: 5}}\n",
+        s.base_url(),
+        s.model()
+    );
+    std::fs::write(&plan_path, &yaml).unwrap();
+    let o = tokio::task::spawn_blocking({
+        let (plan_path, out) = (plan_path.clone(), out.clone());
+        move || {
+            bin()
+                .arg("loadgen")
+                .arg("--plan")
+                .arg(plan_path)
+                .env("INFEROPS_OUT", out)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("step ")).count(),
+        2,
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["metadata"]["status"], "completed");
+    assert_eq!(v["steps"][1]["max_concurrency"], 2);
+    assert_eq!(v["steps"][1]["completed"], 5);
+    assert!(v["steps"][0]["p99_ttft_ms"].is_number());
+
+    std::fs::write(&plan_path, yaml.replace(s.model(), "wrong-model")).unwrap();
+    let o = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["loadgen", "--plan"])
+            .arg(&plan_path)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("http4xx") && stderr.contains("wrong-model"),
+        "{stderr}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn bench_command_prints_a_table_and_writes_json() {
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let url = s.base_url();
+    let o = tokio::task::spawn_blocking({
+        let json = json.clone();
+        move || {
+            bin()
+                .args([
+                    "bench",
+                    "--url",
+                    &url,
+                    "--concurrency",
+                    "1,3",
+                    "--requests",
+                    "6",
+                    "--output-tokens",
+                    "8",
+                    "--json",
+                ])
+                .arg(json)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("| concurrency | req/s | out tok/s | TTFT p50 | TTFT p95 | ITL p50 | ITL p95 | E2E p50 | E2E p95 | errors |"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("| 3 ")), "{stdout}");
+    let r: Results = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r.metadata.model, s.model(), "model taken from /v1/models");
+    assert_eq!(r.steps.len(), 2);
+    s.shutdown().await;
+}
