@@ -1,6 +1,7 @@
 -- Argo CD health check for inferops.dev/InferenceService.
 -- Healthy: the operator has seen the current generation and Ready is True.
 -- Degraded: Degraded is True, or Ready is False and nothing is progressing any more.
+-- Suspended: scaled to zero on purpose (Ready=False, reason ScaledToZero).
 -- Progressing: everything else (not reconciled yet, rolling out, waiting for GPUs to attach).
 -- Lua 5.1 (Argo CD runs gopher-lua); tested by tests/charts/test_argocd_health.py.
 local hs = {}
@@ -78,6 +79,13 @@ if current(ready) and ready.status == "True" then
     end
   end
   hs.message = msg
+  return hs
+end
+
+-- spec.replicas: 0 is a choice, not a failure.
+if current(ready) and ready.status == "False" and ready.reason == "ScaledToZero" then
+  hs.status = "Suspended"
+  hs.message = describe(ready, "Scaled to zero")
   return hs
 end
 
