@@ -16,6 +16,8 @@ enum Command {
     Loadgen(inferops::loadgen::cli::LoadgenArgs),
     /// Run the vLLM-compatible simulated engine (OpenAI API, vllm:* and DCGM-style metrics).
     Sim(inferops::sim::SimArgs),
+    /// Write an HTML + Markdown report with charts from a results JSON or a BenchmarkRun.
+    Report(inferops::report::cli::ReportArgs),
     /// Print every object the operator would create for the resources in a file.
     Render(inferops::render::cli::RenderArgs),
     /// Print both CRDs (InferenceService, BenchmarkRun) as multi-document YAML.
@@ -31,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => inferops::loadgen::cli::bench(args).await,
         Command::Loadgen(args) => inferops::loadgen::cli::loadgen(args).await,
         Command::Sim(args) => inferops::sim::run(args).await,
+        Command::Report(args) => args.run().await,
         Command::Render(args) => args.run(),
         Command::Crds => {
             print!("{}", inferops::api::crds_yaml());

@@ -3,6 +3,7 @@
 //! baseline, a side-by-side comparison with deltas.
 
 pub mod charts;
+pub mod cli;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
