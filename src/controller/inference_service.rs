@@ -57,7 +57,15 @@ async fn secret_problem(
         return Ok(None);
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let msg = match api.get_opt(&r.name).await? {
+    let secret = match api.get_opt(&r.name).await {
+        Ok(s) => s,
+        // Least privilege: by default the operator may not read Secrets (the chart's
+        // `rbac.tokenSecretAccess` grants it). Then the kubelet's CreateContainerConfigError
+        // on the pods reports a missing Secret instead.
+        Err(kube::Error::Api(e)) if e.code == 403 => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let msg = match secret {
         None => format!(
             "spec.model.tokenSecretRef: Secret {ns}/{} not found; create it, e.g. `kubectl -n {ns} \
              create secret generic {} --from-literal={}=hf_...`, or remove tokenSecretRef for \

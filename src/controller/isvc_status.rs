@@ -147,6 +147,17 @@ fn pod_problem(pods: &[Pod], now: Timestamp) -> Option<Problem> {
                     ),
                     true,
                 )),
+                // The kubelet reports a missing Secret (or key) this way; the operator
+                // itself does not need to read Secrets to tell.
+                "CreateContainerConfigError" if detail.contains("secret") => found.push((
+                    0,
+                    reason::SECRET_MISSING,
+                    format!(
+                        "pod {name} cannot start: {detail}; create the Secret named in \
+                         spec.model.tokenSecretRef (or fix its key)"
+                    ),
+                    true,
+                )),
                 "CreateContainerConfigError" => found.push((
                     0,
                     reason::CONTAINER_CONFIG_ERROR,
