@@ -609,3 +609,29 @@ async fn target_deleted_mid_run_fails_with_rows_kept_and_a_restarted_operator_re
     assert!(message.contains("measured steps are kept"), "{message}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_restarted_load_pod_never_shrinks_the_rows() {
+    let sim = sim("qwen", false).await;
+    let h = Harness::new().await;
+    h.create(url_run("retry", &sim.base_url(), "qwen", json!({})))
+        .await;
+    h.reconcile("retry").await;
+    let plan = h.plan("retry-plan").await;
+    h.load_pod(&plan, "retry-results", "", 0).await;
+    let run = h.reconcile("retry").await;
+    assert_eq!(run.status.unwrap().steps.len(), 2);
+    // The pod was killed and its retry has so far rewritten its key with one step.
+    let mut first = plan.clone();
+    first.load.concurrency = vec![2];
+    h.load_pod(&first, "retry-results", "", 0).await;
+    let run = h.reconcile("retry").await;
+    let steps = run.status.unwrap().steps;
+    assert_eq!(
+        steps.len(),
+        2,
+        "the step measured before the restart is kept"
+    );
+    assert_eq!(steps[1].load.concurrency, Some(8));
+    sim.shutdown().await;
+}

@@ -924,25 +924,22 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
         }
     };
     if let Some(r) = &results {
-        let fresh = rows_of(r, slot);
-        let kept: Vec<StepStatus> = status
-            .steps
-            .iter()
-            .filter(|s| s.replicas != slot)
-            .cloned()
-            .collect();
-        // Keep server metrics already collected for rows of this sweep.
-        let mut merged = kept;
-        for mut row in fresh {
-            if let Some(old) = status
-                .steps
-                .iter()
+        // Rows only grow: a fresh row replaces the same load point of this sweep (keeping
+        // server metrics already collected), and rows a restarted load pod has not
+        // re-measured yet stay.
+        let mut merged = status.steps.clone();
+        for mut row in rows_of(r, slot) {
+            match merged
+                .iter_mut()
                 .find(|s| s.replicas == slot && s.load == row.load)
             {
-                row.server = old.server.clone();
-                row.gpu = old.gpu.clone();
+                Some(old) => {
+                    row.server = old.server.take();
+                    row.gpu = old.gpu.take();
+                    *old = row;
+                }
+                None => merged.push(row),
             }
-            merged.push(row);
         }
         status.steps = merged;
         status.current_step = status.steps.len() as u32;
