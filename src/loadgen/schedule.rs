@@ -132,6 +132,11 @@ impl Clock {
         }
     }
 
+    /// Unix time of `i` in nanoseconds.
+    pub fn unix_ns(&self, i: Instant) -> i64 {
+        self.wall(i).timestamp_nanos_opt().unwrap_or_default()
+    }
+
     /// The wall-clock time of `i`.
     pub fn wall(&self, i: Instant) -> DateTime<Utc> {
         let t = if i >= self.instant {
