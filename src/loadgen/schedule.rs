@@ -132,6 +132,11 @@ impl Clock {
         }
     }
 
+    /// Unix time of `i` in nanoseconds.
+    pub fn unix_ns(&self, i: Instant) -> i64 {
+        self.wall(i).timestamp_nanos_opt().unwrap_or_default()
+    }
+
     /// The wall-clock time of `i`.
     pub fn wall(&self, i: Instant) -> DateTime<Utc> {
         let t = if i >= self.instant {
@@ -183,10 +188,8 @@ async fn closed_loop(
             loop {
                 let now = Instant::now();
                 let measured = now >= measure_start;
-                if measured {
-                    if measure_end.is_some_and(|e| now >= e) || !shared.claim(limit) {
-                        break;
-                    }
+                if measured && (measure_end.is_some_and(|e| now >= e) || !shared.claim(limit)) {
+                    break;
                 }
                 let req = ctx
                     .workload
@@ -265,7 +268,7 @@ async fn open_loop(
         });
         while set.try_join_next().is_some() {}
         n += 1;
-        at += gaps.next();
+        at += gaps.next_gap();
     }
     tokio::select! {
         biased;
@@ -300,7 +303,7 @@ impl Gaps {
     }
 
     /// The next gap.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_gap(&mut self) -> Duration {
         match (self.kind, &self.exp) {
             (Arrival::Poisson, Some(e)) => {
                 Duration::from_secs_f64(e.sample(&mut self.rng).min(3600.0))
@@ -317,16 +320,16 @@ mod tests {
     #[test]
     fn poisson_gaps_have_the_right_mean_and_spread() {
         let mut g = Gaps::new(Arrival::Poisson, 100.0, 1);
-        let xs: Vec<f64> = (0..20_000).map(|_| g.next().as_secs_f64()).collect();
+        let xs: Vec<f64> = (0..20_000).map(|_| g.next_gap().as_secs_f64()).collect();
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
         assert!((mean - 0.01).abs() < 0.0005, "{mean}");
         // Exponential: standard deviation equals the mean.
         assert!((var.sqrt() - 0.01).abs() < 0.001, "{}", var.sqrt());
         let mut c = Gaps::new(Arrival::Constant, 4.0, 1);
-        assert_eq!(c.next(), Duration::from_millis(250));
+        assert_eq!(c.next_gap(), Duration::from_millis(250));
         let same: Vec<Duration> = (0..5)
-            .map(|_| Gaps::new(Arrival::Poisson, 3.0, 9).next())
+            .map(|_| Gaps::new(Arrival::Poisson, 3.0, 9).next_gap())
             .collect();
         assert!(same.windows(2).all(|w| w[0] == w[1]));
     }

@@ -190,6 +190,12 @@ pub struct AccuracyRow {
     pub ttft_err_p50_us: i64,
     /// 99th percentile TTFT error.
     pub ttft_err_p99_us: i64,
+    /// Median of (client arrival of the first token − server write of it), absolute clocks.
+    pub first_token_delivery_p50_us: i64,
+    /// 99th percentile of the same.
+    pub first_token_delivery_p99_us: i64,
+    /// Client CPU time / wall time during the run.
+    pub client_cpu_cores: f64,
     /// Median inter-token gap error.
     pub itl_err_p50_us: i64,
     /// 99th percentile of |inter-token gap error|.
@@ -232,7 +238,9 @@ async fn throughput(
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
 }
 
-type Sample = (String, u64, Vec<u32>);
+/// One compared request: id, client TTFT (µs), client inter-token gaps (µs), and the
+/// client's arrival time of the first token (unix ns).
+type Sample = (String, u64, Vec<u32>, i64);
 
 async fn accuracy_samples(
     url_model: (String, String),
@@ -249,24 +257,28 @@ async fn accuracy_samples(
         Duration::from_secs(60),
     ))?;
     let workload = Arc::new(Workload::prepare(&plan, streams as usize)?);
+    let clock = super::schedule::Clock::now();
     let mut set = tokio::task::JoinSet::new();
     for s in 0..streams {
         let (client, workload) = (client.clone(), workload.clone());
         set.spawn(async move {
-            let mut out = Vec::new();
+            let mut out: Vec<Sample> = Vec::new();
             let mut scratch = Scratch::with_trace();
-            for _ in 0..per_stream {
+            // The first round opens the connections; it is not compared.
+            for round in 0..=per_stream {
                 let t0 = Instant::now();
                 if let Ok(m) = client
                     .send(workload.get(u64::from(s)), t0, &mut scratch)
                     .await
                 {
-                    let id = scratch
-                        .trace
-                        .as_ref()
-                        .map(|t| t.id.clone())
-                        .unwrap_or_default();
-                    out.push((id, m.ttft_us, scratch.itl_us.clone()));
+                    let Some(t) = scratch.trace.as_ref().filter(|_| round > 0) else {
+                        continue;
+                    };
+                    let Some(first) = t.chunk_times.first() else {
+                        continue;
+                    };
+                    let arrival = clock.unix_ns(*first);
+                    out.push((t.id.clone(), m.ttft_us, scratch.itl_us.clone(), arrival));
                 }
             }
             out
@@ -296,23 +308,26 @@ async fn compare_with_trace(
         .json()
         .await?;
     let recs = v["requests"].as_array().context("trace has no requests")?;
-    let by_id: std::collections::HashMap<&str, Vec<i64>> = recs
+    let by_id: std::collections::HashMap<&str, (Vec<i64>, i64)> = recs
         .iter()
         .filter_map(|r| {
             let id = r["id"].as_str()?;
-            let offs = r["token_offsets_ns"]
+            let offs: Vec<i64> = r["token_offsets_ns"]
                 .as_array()?
                 .iter()
                 .filter_map(|x| x.as_i64())
                 .collect();
-            Some((id, offs))
+            let first = r["first_token_unix_ns"].as_i64()?;
+            Some((id, (offs, first)))
         })
         .collect();
     let (mut ttft, mut itl, mut client_ttft, mut server_ttft) = (vec![], vec![], vec![], vec![]);
-    for (id, ttft_us, gaps) in samples {
-        let Some(offs) = by_id.get(id.as_str()) else {
+    let mut delivery = vec![];
+    for (id, ttft_us, gaps, first_unix_ns) in samples {
+        let Some((offs, server_first_ns)) = by_id.get(id.as_str()) else {
             continue;
         };
+        delivery.push((first_unix_ns - server_first_ns) / 1000);
         if offs.is_empty() {
             continue;
         }
@@ -334,6 +349,7 @@ async fn compare_with_trace(
         &mut abs_itl,
         &mut client_ttft,
         &mut server_ttft,
+        &mut delivery,
     ] {
         v.sort_unstable();
     }
@@ -342,6 +358,9 @@ async fn compare_with_trace(
         requests: ttft.len(),
         ttft_err_p50_us: pct(&ttft, 0.5),
         ttft_err_p99_us: pct(&ttft, 0.99),
+        first_token_delivery_p50_us: pct(&delivery, 0.5),
+        first_token_delivery_p99_us: pct(&delivery, 0.99),
+        client_cpu_cores: 0.0,
         itl_err_p50_us: pct(&itl, 0.5),
         itl_abs_err_p99_us: pct(&abs_itl, 0.99),
         client_ttft_p50_ms: pct(&client_ttft, 0.5) as f64 / 1000.0,
@@ -451,9 +470,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .send()
             .await;
         let um = (sim.url.clone(), sim.model.clone());
-        let (samples, _) =
+        let wall = Instant::now();
+        let (samples, cpu) =
             on_client_core(pin, move || accuracy_samples(um, streams, per_stream)).await?;
-        let row = compare_with_trace(&sim, streams, &samples).await?;
+        let mut row = compare_with_trace(&sim, streams, &samples).await?;
+        row.client_cpu_cores = cpu.as_secs_f64() / wall.elapsed().as_secs_f64();
         eprintln!("{streams} streams: {row:?}");
         report.accuracy.push(row);
     }
@@ -495,19 +516,22 @@ pub fn render(r: &SelfTestReport) -> String {
         ));
     }
     s.push_str("\nTiming error against the simulator's trace (`fixed`: 20 ms TTFT, 5 ms ITL), client minus server, µs:\n\n");
-    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) |\n");
-    s.push_str("| ------- | -------- | ------------ | ------------ | ----------- | --------------- | ----------------------------- |\n");
+    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | first-token delivery p50 | p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
+    s.push_str("| ------- | -------- | ------------ | ------------ | ------------------------ | --- | ----------- | --------------- | ----------------------------- | ------------------ |\n");
     for a in &r.accuracy {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.2} / {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} |\n",
             a.streams,
             a.requests,
             a.ttft_err_p50_us,
             a.ttft_err_p99_us,
+            a.first_token_delivery_p50_us,
+            a.first_token_delivery_p99_us,
             a.itl_err_p50_us,
             a.itl_abs_err_p99_us,
             a.client_ttft_p50_ms,
-            a.server_ttft_p50_ms
+            a.server_ttft_p50_ms,
+            a.client_cpu_cores
         ));
     }
     s
