@@ -593,6 +593,50 @@ fn metadata(target: &Target, run: &BenchmarkRun) -> BTreeMap<String, String> {
     m
 }
 
+/// Node labels that describe the hardware: instance type, GPU product and count.
+const NODE_LABELS: [&str; 5] = [
+    "node.kubernetes.io/instance-type",
+    "nvidia.com/gpu.product",
+    "nvidia.com/gpu.count",
+    "cloud.google.com/gke-accelerator",
+    "karpenter.k8s.aws/instance-gpu-name",
+];
+
+/// Hardware facts from the node of the target's first pod (best effort: without the RBAC
+/// to read nodes, or before pods are scheduled, nothing is added).
+async fn node_metadata(ctx: &Context, ns: &str, isvc: &str) -> BTreeMap<String, String> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = render_isvc::selector_string(isvc);
+    let node = match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .find_map(|p| p.spec.and_then(|s| s.node_name)),
+        Err(e) => {
+            tracing::debug!(error = %e, "listing target pods for metadata");
+            None
+        }
+    };
+    let Some(node) = node else {
+        return BTreeMap::new();
+    };
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(ctx.client.clone());
+    match nodes.get_opt(&node).await {
+        Ok(Some(n)) => {
+            let labels = n.metadata.labels.unwrap_or_default();
+            NODE_LABELS
+                .iter()
+                .filter_map(|k| labels.get(*k).map(|v| (format!("node:{k}"), v.clone())))
+                .collect()
+        }
+        Ok(None) => BTreeMap::new(),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the target's node for metadata");
+            BTreeMap::new()
+        }
+    }
+}
+
 /// Rows for one sweep from merged results, at `replicas`.
 fn rows_of(results: &Results, replicas: Option<i32>) -> Vec<StepStatus> {
     results
@@ -894,6 +938,11 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
     };
     if status.metadata.is_empty() {
         status.metadata = metadata(&target, &run);
+        if let Some(isvc) = &target.isvc {
+            status
+                .metadata
+                .extend(node_metadata(&ctx, &ns, &isvc.name_any()).await);
+        }
     }
 
     let names = Names::new(&name, slot);
