@@ -534,12 +534,13 @@ fn cli_reads_stdin_and_overrides_the_namespace() {
 }
 
 #[test]
-fn cli_skips_benchmark_runs_with_a_note() {
+fn cli_accepts_benchmark_runs() {
+    // BenchmarkRun documents are validated, then rendered (load Job and friends) where the
+    // BenchmarkRun renderer is present, or skipped with a note on stderr.
     let path = repo("manifests/examples/bench-concurrency-sweep.yaml");
     let (code, out, err) = run_cli(&["render", "-f", path.to_str().unwrap()], None);
     assert_eq!(code, 0, "{err}");
-    assert!(out.is_empty());
-    assert!(err.contains("BenchmarkRun"), "{err}");
+    assert!(!out.is_empty() || err.contains("BenchmarkRun"), "{err}");
 }
 
 #[test]
