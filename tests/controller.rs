@@ -873,3 +873,38 @@ async fn a_rejected_apply_is_reported_and_retried() {
         degraded.message
     );
 }
+
+#[tokio::test]
+async fn an_object_someone_else_created_is_not_taken_over() {
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "qwen", "namespace": NS, "labels": {"team": "a"}},
+        "spec": {"ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    let h = Harness::new(ClientBuilder::new().with_object(svc)).await;
+    h.create(&example("infsvc-gke-l4.yaml")).await;
+    h.reconcile("qwen").await;
+    let degraded = h.condition("qwen", "Degraded").await;
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "NameConflict")
+    );
+    assert!(
+        degraded
+            .message
+            .starts_with("Service default/qwen already exist"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let svc = h.api::<Service>().get("qwen").await.unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 80, "left alone");
+    assert!(svc.metadata.owner_references.is_none());
+}
