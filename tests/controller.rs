@@ -908,3 +908,21 @@ async fn an_object_someone_else_created_is_not_taken_over() {
     assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 80, "left alone");
     assert!(svc.metadata.owner_references.is_none());
 }
+
+#[test]
+fn engine_pods_map_to_their_inference_service() {
+    use inferops::controller::inference_service::pod_owner;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "qwen-1-a", "namespace": "team-a",
+                     "labels": {"inferops.dev/inference-service": "qwen"}},
+    }))
+    .unwrap();
+    let r = pod_owner(pod).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.namespace.as_deref()),
+        ("qwen", Some("team-a"))
+    );
+    let other: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "x", "namespace": "team-a"}})).unwrap();
+    assert!(pod_owner(other).is_none());
+}

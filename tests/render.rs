@@ -599,3 +599,38 @@ fn render_output_has_no_volatile_fields() {
         assert!(docs.iter().all(|d| d["metadata"]["namespace"] == "default"));
     }
 }
+
+#[test]
+fn existing_claim_and_eks_spot() {
+    let mut isvc = example("infsvc-eks-g5-lora.yaml");
+    isvc.spec.model.cache =
+        Some(serde_json::from_value(json!({"claimName": "shared-weights"})).unwrap());
+    isvc.spec.accelerator.as_mut().unwrap().spot = true;
+    let r = render(&isvc, &ctx()).unwrap();
+    assert!(r.pvc.is_none(), "an existing claim is mounted, not created");
+    let pod = pod_spec(&r);
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "hf-cache")
+        .unwrap();
+    assert_eq!(
+        vol.persistent_volume_claim.unwrap().claim_name,
+        "shared-weights"
+    );
+    assert_eq!(
+        pod.node_selector.unwrap()["karpenter.sh/capacity-type"],
+        "spot"
+    );
+}
+
+#[test]
+fn a_shared_cache_for_several_replicas_is_read_write_many() {
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    isvc.spec.replicas = 2;
+    let r = render(&isvc, &ctx()).unwrap();
+    let modes = r.pvc.unwrap().spec.unwrap().access_modes.unwrap();
+    assert_eq!(modes, ["ReadWriteMany"]);
+    assert!(r.pdb.is_some());
+}
