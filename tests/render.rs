@@ -634,3 +634,24 @@ fn a_shared_cache_for_several_replicas_is_read_write_many() {
     assert_eq!(modes, ["ReadWriteMany"]);
     assert!(r.pdb.is_some());
 }
+
+#[test]
+fn user_resources_are_kept_and_the_gpu_count_wins() {
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    isvc.spec.accelerator.as_mut().unwrap().count = 2;
+    isvc.spec.engine.resources = Some(
+        serde_json::from_value(json!({
+            "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+            "limits": {"memory": "16Gi", "nvidia.com/gpu": "1"},
+        }))
+        .unwrap(),
+    );
+    let r = render(&isvc, &ctx()).unwrap();
+    let res = pod_spec(&r).containers[0].resources.clone().unwrap();
+    let limits = res.limits.unwrap();
+    let requests = res.requests.unwrap();
+    assert_eq!(limits["nvidia.com/gpu"].0, "2");
+    assert_eq!(requests["nvidia.com/gpu"].0, "2");
+    assert_eq!(limits["memory"].0, "16Gi");
+    assert_eq!(requests["cpu"].0, "4");
+}
