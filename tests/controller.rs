@@ -873,3 +873,56 @@ async fn a_rejected_apply_is_reported_and_retried() {
         degraded.message
     );
 }
+
+#[tokio::test]
+async fn an_object_someone_else_created_is_not_taken_over() {
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "qwen", "namespace": NS, "labels": {"team": "a"}},
+        "spec": {"ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    let h = Harness::new(ClientBuilder::new().with_object(svc)).await;
+    h.create(&example("infsvc-gke-l4.yaml")).await;
+    h.reconcile("qwen").await;
+    let degraded = h.condition("qwen", "Degraded").await;
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "NameConflict")
+    );
+    assert!(
+        degraded
+            .message
+            .starts_with("Service default/qwen already exist"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let svc = h.api::<Service>().get("qwen").await.unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 80, "left alone");
+    assert!(svc.metadata.owner_references.is_none());
+}
+
+#[test]
+fn engine_pods_map_to_their_inference_service() {
+    use inferops::controller::inference_service::pod_owner;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "qwen-1-a", "namespace": "team-a",
+                     "labels": {"inferops.dev/inference-service": "qwen"}},
+    }))
+    .unwrap();
+    let r = pod_owner(pod).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.namespace.as_deref()),
+        ("qwen", Some("team-a"))
+    );
+    let other: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "x", "namespace": "team-a"}})).unwrap();
+    assert!(pod_owner(other).is_none());
+}

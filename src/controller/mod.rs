@@ -252,6 +252,12 @@ pub async fn run_controllers(
         api::<InferenceService>(&client, &ns),
         watcher::Config::default(),
     )
+    // Pod changes (scheduling, crash loops, readiness) update the status at once.
+    .watches(
+        api::<k8s_openapi::api::core::v1::Pod>(&client, &ns),
+        owned.clone(),
+        inference_service::pod_owner,
+    )
     .owns(api::<Deployment>(&client, &ns), owned.clone())
     .owns(api::<Service>(&client, &ns), owned.clone())
     .owns(api::<HorizontalPodAutoscaler>(&client, &ns), owned.clone())

@@ -487,6 +487,12 @@ fn render_deployment(
             resources["limits"] = json!({});
         }
         resources["limits"][GPU_RESOURCE] = json!(count.to_string());
+        // Extended resources need requests == limits; fix a user-set request too.
+        if let Some(req) = resources.get_mut("requests").and_then(Value::as_object_mut)
+            && req.contains_key(GPU_RESOURCE)
+        {
+            req.insert(GPU_RESOURCE.to_string(), json!(count.to_string()));
+        }
         env.push(json!({"name": "HF_HOME", "value": HF_HOME}));
         if let Some(token) = &spec.model.token_secret_ref {
             env.push(json!({
