@@ -131,6 +131,13 @@ pub struct BenchArgs {
     /// against the simulator's ground truth) instead of running a sweep.
     #[arg(long)]
     pub self_test: bool,
+    /// Prometheus scraping the target: add its vLLM and DCGM figures for each step's window
+    /// (the results' `server` object and a second table).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// With `--prometheus`: a regular expression of the target's pod names (label `pod`).
+    #[arg(long, value_name = "REGEX")]
+    pub prometheus_pods: Option<String>,
 }
 
 /// Arguments of `inferops loadgen` (the in-cluster load Job).
@@ -145,6 +152,13 @@ pub struct LoadgenArgs {
     /// This pod's index in a split load (overrides `parallelism.index`; set by Indexed Jobs).
     #[arg(long, env = "JOB_COMPLETION_INDEX")]
     pub index: Option<u32>,
+    /// In a cluster: also write the results into this ConfigMap (namespace `POD_NAMESPACE`)
+    /// after every step, under the key `<prefix>pod-<index>.json`.
+    #[arg(long, env = "INFEROPS_RESULTS_CONFIGMAP", value_name = "NAME")]
+    pub results_configmap: Option<String>,
+    /// Prefix of this pod's key in the results ConfigMap (a scaling study's `r<N>-`).
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub results_key_prefix: String,
 }
 
 /// Builds the plan for `bench` from an optional BenchmarkRun file and flags.
@@ -454,7 +468,26 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(s) = sim {
         s.shutdown().await;
     }
-    let results = results?;
+    let mut results = results?;
+    if let Some(prom) = &args.prometheus {
+        let scope = crate::prom::Scope {
+            model_name: Some(plan.target.model.clone()),
+            pod_regex: args.prometheus_pods.clone(),
+            ..Default::default()
+        };
+        let collector = crate::prom::Collector::new(prom, scope)?;
+        for step in &mut results.steps {
+            // Windows end at the last response; include the scrape that follows it.
+            let end = step.window_end + chrono::Duration::seconds(1);
+            match collector.collect(step.window_start, end).await {
+                Ok(m) => step.server = Some(m),
+                Err(e) => {
+                    eprintln!("warning: {e}; client results are kept");
+                    break;
+                }
+            }
+        }
+    }
     println!();
     println!(
         "Latencies in ms. {} ({}), {} in / {} out tokens.",
@@ -462,6 +495,17 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!();
     print!("{}", table::render(&results));
+    if results.steps.iter().any(|s| s.server.is_some()) {
+        println!();
+        print!("{}", table::render_server(&results));
+    }
+    let record = crate::report::cli::from_results(&results, &plan.target.model);
+    if !record.summary.findings.is_empty() {
+        println!();
+        for f in &record.summary.findings {
+            println!("- {f}");
+        }
+    }
     finish(&results, args.json.as_deref())
 }
 
@@ -507,6 +551,8 @@ fn finish(results: &Results, json: Option<&Path>) -> anyhow::Result<()> {
 struct LoadgenObserver {
     out: PathBuf,
     steps_hint: usize,
+    /// Hands results to the ConfigMap writer task (latest wins).
+    sink: Option<tokio::sync::mpsc::UnboundedSender<Results>>,
 }
 
 impl Observer for LoadgenObserver {
@@ -522,7 +568,32 @@ impl Observer for LoadgenObserver {
         if let Err(e) = write_results(&self.out, results) {
             eprintln!("warning: {e:#}");
         }
+        if let Some(tx) = &self.sink {
+            let _ = tx.send(results.clone());
+        }
     }
+}
+
+/// Writes results to the ConfigMap in the background, always the latest, so a slow API
+/// server never holds up the load.
+fn spawn_sink_writer(
+    sink: Arc<super::sink::ConfigMapSink>,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<Results>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Results>();
+    let task = tokio::spawn(async move {
+        while let Some(mut latest) = rx.recv().await {
+            while let Ok(newer) = rx.try_recv() {
+                latest = newer;
+            }
+            if let Err(e) = sink.write(&latest).await {
+                eprintln!("warning: {e:#}");
+            }
+        }
+    });
+    (tx, task)
 }
 
 /// `inferops loadgen`.
@@ -536,11 +607,29 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
+    let sink = match &args.results_configmap {
+        Some(name) => {
+            let key = super::sink::key(&args.results_key_prefix, plan.parallelism.index);
+            Some(Arc::new(
+                super::sink::ConfigMapSink::from_env(name, key).await?,
+            ))
+        }
+        None => None,
+    };
+    let writer = sink.clone().map(spawn_sink_writer);
     let mut observer = LoadgenObserver {
         out: args.out.clone(),
         steps_hint: plan.points().len(),
+        sink: writer.as_ref().map(|(tx, _)| tx.clone()),
     };
     let results = run_plan(&plan, cancel, &mut observer).await?;
+    drop(observer);
+    if let (Some(sink), Some((tx, task))) = (&sink, writer) {
+        drop(tx);
+        let _ = task.await;
+        // The final write must land: without it the operator has no results.
+        sink.write(&results).await?;
+    }
     let s = &results.summary;
     println!(
         "done: {} steps, {} completed, {} failed, peak {:.0} out tok/s, {:.2} req/s",
