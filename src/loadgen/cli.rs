@@ -13,7 +13,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::benchmarkrun::{benchmark_run_spec, plan_from_benchmark_run_spec};
 use super::plan::{
     self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
 };
@@ -164,12 +163,7 @@ pub struct LoadgenArgs {
 /// Builds the plan for `bench` from an optional BenchmarkRun file and flags.
 pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Plan> {
     let mut plan = match &args.file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            plan_from_benchmark_run_spec(&benchmark_run_spec(&text)?)
-                .with_context(|| format!("in {}", path.display()))?
-        }
+        Some(path) => super::benchmarkrun::read(path)?.plan,
         None => {
             let mut p = Plan::new("", "");
             p.load.requests_per_step = Some(64);
@@ -416,9 +410,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         return super::selftest::run(&args).await;
     }
     let mut sim = None;
-    let (url, model) = match &args.url {
+    let file = match &args.file {
+        Some(path) => Some(super::benchmarkrun::read(path)?),
+        None => None,
+    };
+    let file_url = file.as_ref().and_then(|f| f.url.clone());
+    let file_model = file.as_ref().and_then(|f| f.model.clone());
+    let (url, model) = match args.url.as_ref().or(file_url.as_ref()) {
         Some(url) => {
-            let model = match &args.model {
+            let model = match args.model.as_ref().or(file_model.as_ref()) {
                 Some(m) => m.clone(),
                 None => first_model(url)
                     .await
