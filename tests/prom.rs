@@ -69,7 +69,8 @@ async fn window_figures_come_from_the_target_pods_only() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let start = Utc::now();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Long enough that a scrape of the zero histogram falls inside the window's whole seconds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     *state.lock().unwrap() = State {
         util: 40.0,
         hist: [50, 90, 100, 100],

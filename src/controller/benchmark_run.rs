@@ -519,9 +519,12 @@ async fn collect_metrics(
         .filter(|r| r.server.is_none() && r.gpu.is_none())
     {
         let Some(w) = &row.window else { continue };
+        // Status times have whole-second precision: the true window starts within the
+        // second after `start` and ends within the second after `end`, so query the part
+        // surely inside it.
         let (Some(start), Some(end)) = (
-            chrono::DateTime::from_timestamp(w.start.0.as_second(), 0),
-            chrono::DateTime::from_timestamp(w.end.0.as_second() + 1, 0),
+            chrono::DateTime::from_timestamp(w.start.0.as_second() + 1, 0),
+            chrono::DateTime::from_timestamp(w.end.0.as_second(), 0),
         ) else {
             continue;
         };

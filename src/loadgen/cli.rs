@@ -477,9 +477,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         };
         let collector = crate::prom::Collector::new(prom, scope)?;
         for step in &mut results.steps {
-            // Windows end at the last response; include the scrape that follows it.
-            let end = step.window_end + chrono::Duration::seconds(1);
-            match collector.collect(step.window_start, end).await {
+            match collector.collect(step.window_start, step.window_end).await {
                 Ok(m) => step.server = Some(m),
                 Err(e) => {
                     eprintln!("warning: {e}; client results are kept");

@@ -321,13 +321,20 @@ impl Collector {
         })
     }
 
-    /// Query every figure for the window `[start, end]`.
+    /// Query every figure for the window `[start, end]` (whole seconds inside it; a window
+    /// shorter than the scrape interval may find no samples, and its figures stay `None`).
     pub async fn collect(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<WindowMetrics, CollectError> {
-        let seconds = ((end - start).num_milliseconds().max(1000) as u64).div_ceil(1000);
+        // Only samples strictly inside the window count: adjacent steps of a sweep must not
+        // bleed into each other. Evaluate at the last whole second before `end`, over the
+        // whole seconds after `start`.
+        let at = end.timestamp();
+        let first = start.timestamp() + i64::from(start.timestamp_subsec_nanos() > 0);
+        let seconds = (at - first).max(1) as u64;
+        let end = DateTime::from_timestamp(at, 0).unwrap_or(end);
         let resolution = if seconds <= 120 { 1 } else { 5 };
         let mut out = WindowMetrics::default();
         for query in queries(&self.scope, seconds, resolution) {
