@@ -80,15 +80,43 @@ fn draw_err(e: impl std::fmt::Display) -> String {
     format!("chart drawing failed: {e}")
 }
 
+/// Axis titles and layout of one chart.
+struct Axes<'a> {
+    title: &'a str,
+    x: &'a str,
+    y: &'a str,
+    /// Only whole numbers on the x axis (replica counts).
+    integer_x: bool,
+    /// Where the legend goes (away from the data).
+    legend: SeriesLabelPosition,
+}
+
+impl<'a> Axes<'a> {
+    fn new(title: &'a str, x: &'a str, y: &'a str) -> Self {
+        Axes {
+            title,
+            x,
+            y,
+            integer_x: false,
+            legend: SeriesLabelPosition::UpperLeft,
+        }
+    }
+}
+
 /// Draw line series into `area`, x on a log scale when the loads span a wide range.
 fn line_chart(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
+    axes: Axes<'_>,
     series: &[Series],
     marker: Option<(f64, f64, String)>,
 ) -> Result<(), String> {
+    let Axes {
+        title,
+        x: x_label,
+        y: y_label,
+        integer_x,
+        legend,
+    } = axes;
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
     let y_max = series
@@ -126,7 +154,14 @@ fn line_chart(
         .x_desc(x_label)
         .y_desc(y_label)
         .x_labels(ticks)
-        .x_label_formatter(&|v| trim(if log_x { v.exp2() } else { *v }))
+        .x_label_formatter(&|v| {
+            let v = if log_x { v.exp2() } else { *v };
+            if integer_x && (v - v.round()).abs() > 1e-6 {
+                String::new()
+            } else {
+                trim(v)
+            }
+        })
         .y_label_formatter(&|v| trim(*v))
         .light_line_style(WHITE.mix(0.0))
         .bold_line_style(BLACK.mix(0.08))
@@ -165,7 +200,7 @@ fn line_chart(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font(("sans-serif", 13))
@@ -222,9 +257,11 @@ pub fn throughput(
     render(W, H, |area| {
         line_chart(
             area,
-            "Output throughput vs load",
-            load_axis(steps),
-            "Output tokens / s",
+            Axes::new(
+                "Output throughput vs load",
+                load_axis(steps),
+                "Output tokens / s",
+            ),
             &series,
             marker,
         )
@@ -251,7 +288,12 @@ pub fn latency(steps: &[StepStatus]) -> Result<Option<String>, String> {
             if series.is_empty() {
                 continue;
             }
-            line_chart(area, title, load_axis(steps), "Milliseconds", &series, None)?;
+            line_chart(
+                area,
+                Axes::new(title, load_axis(steps), "Milliseconds"),
+                &series,
+                None,
+            )?;
         }
         Ok(())
     })
@@ -272,9 +314,11 @@ pub fn queue(steps: &[StepStatus]) -> Result<Option<String>, String> {
     render(W, H, |area| {
         line_chart(
             area,
-            "Requests running vs waiting in vLLM",
-            load_axis(steps),
-            "Requests",
+            Axes::new(
+                "Requests running vs waiting in vLLM",
+                load_axis(steps),
+                "Requests",
+            ),
             &series,
             None,
         )
@@ -297,9 +341,11 @@ pub fn gpu(steps: &[StepStatus]) -> Result<Option<String>, String> {
     render(W, H, |area| {
         line_chart(
             area,
-            "GPU utilisation and KV cache usage",
-            load_axis(steps),
-            "Percent",
+            Axes::new(
+                "GPU utilisation and KV cache usage",
+                load_axis(steps),
+                "Percent",
+            ),
             &series,
             None,
         )
@@ -331,9 +377,15 @@ pub fn scaling(efficiency: &[(i32, f64)]) -> Result<Option<String>, String> {
     render(W, H, |area| {
         line_chart(
             area,
-            "Scaling efficiency: throughput at N / (N x throughput at 1)",
-            "Replicas",
-            "Percent of linear",
+            Axes {
+                integer_x: true,
+                legend: SeriesLabelPosition::LowerLeft,
+                ..Axes::new(
+                    "Scaling efficiency: throughput at N / (N x throughput at 1)",
+                    "Replicas",
+                    "Percent of linear",
+                )
+            },
             &[measured, ideal],
             None,
         )
