@@ -419,6 +419,22 @@ fn fail(status: &mut BenchmarkRunStatus, c: ConditionUpdate) -> Vec<ConditionUpd
     ]
 }
 
+/// End the run as Failed with `c` (plus `extra` conditions): scaling restored, status
+/// written, measured steps kept.
+async fn end_failed(
+    ctx: &Context,
+    run: &BenchmarkRun,
+    mut status: BenchmarkRunStatus,
+    c: ConditionUpdate,
+    extra: Vec<ConditionUpdate>,
+) -> Result<Action, Error> {
+    let mut updates = fail(&mut status, c);
+    updates.extend(extra);
+    restore_scaling(ctx, run, &mut status).await?;
+    write_status(ctx, run, &mut status, updates).await?;
+    Ok(Action::await_change())
+}
+
 async fn set_finalizer(ctx: &Context, run: &BenchmarkRun, present: bool) -> Result<(), Error> {
     let api: Api<BenchmarkRun> =
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
@@ -913,10 +929,7 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
                     reason::TARGET_DELETED,
                     format!("{} during the run; measured steps are kept", c.message),
                 );
-                let updates = fail(&mut status, c);
-                restore_scaling(&ctx, &run, &mut status).await?;
-                write_status(&ctx, &run, &mut status, updates).await?;
-                return Ok(Action::await_change());
+                return end_failed(&ctx, &run, status, c, vec![]).await;
             }
             if !matches!(status.phase, Phase::Running | Phase::Collecting) {
                 status.phase = Phase::WaitingForTarget;
@@ -933,10 +946,7 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::requeue(POLL));
         }
         Resolution::Fail(c) => {
-            let updates = fail(&mut status, c);
-            restore_scaling(&ctx, &run, &mut status).await?;
-            write_status(&ctx, &run, &mut status, updates).await?;
-            return Ok(Action::await_change());
+            return end_failed(&ctx, &run, status, c, vec![]).await;
         }
     };
     if status.metadata.is_empty() {
@@ -969,10 +979,7 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
                     names.results
                 ),
             );
-            let updates = fail(&mut status, c);
-            restore_scaling(&ctx, &run, &mut status).await?;
-            write_status(&ctx, &run, &mut status, updates).await?;
-            return Ok(Action::await_change());
+            return end_failed(&ctx, &run, status, c, vec![]).await;
         }
     };
     if let Some(r) = &results {
@@ -1009,10 +1016,7 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
                     names.job
                 ),
             );
-            let updates = fail(&mut status, c);
-            restore_scaling(&ctx, &run, &mut status).await?;
-            write_status(&ctx, &run, &mut status, updates).await?;
-            return Ok(Action::await_change());
+            return end_failed(&ctx, &run, status, c, vec![]).await;
         }
         // Start the load.
         let pods = run.spec.loadgen.parallelism.max(1) as u32;
@@ -1085,11 +1089,7 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
                     status.steps.len()
                 ),
             );
-            let mut updates = fail(&mut status, c);
-            updates.extend(metrics);
-            restore_scaling(&ctx, &run, &mut status).await?;
-            write_status(&ctx, &run, &mut status, updates).await?;
-            Ok(Action::await_change())
+            end_failed(&ctx, &run, status, c, metrics.into_iter().collect()).await
         }
         JobOutcome::Succeeded if status.phase != Phase::Collecting => {
             status.phase = Phase::Collecting;
@@ -1110,21 +1110,16 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
                     .collect();
             let merged: Vec<StepResult> = results.map(|r| r.steps).unwrap_or_default();
             if merged.is_empty() {
-                updates.extend(fail(
-                    &mut status,
-                    cond(
-                        ConditionType::Ready,
-                        false,
-                        reason::RESULTS_CORRUPT,
-                        format!(
-                            "Job {} completed but wrote no results to ConfigMap {}",
-                            names.job, names.results
-                        ),
+                let c = cond(
+                    ConditionType::Ready,
+                    false,
+                    reason::RESULTS_CORRUPT,
+                    format!(
+                        "Job {} completed but wrote no results to ConfigMap {}",
+                        names.job, names.results
                     ),
-                ));
-                restore_scaling(&ctx, &run, &mut status).await?;
-                write_status(&ctx, &run, &mut status, updates).await?;
-                return Ok(Action::await_change());
+                );
+                return end_failed(&ctx, &run, status, c, updates).await;
             }
             let next =
                 all.iter().flatten().copied().find(|r| {
