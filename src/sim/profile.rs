@@ -177,12 +177,12 @@ impl SimOptions {
             "qwen2.5-0.5b-l4" => SimOptions {
                 model: "Qwen/Qwen2.5-0.5B-Instruct".into(),
                 perf: PerfModel {
-                    step_base_us: 4_705.0,
+                    step_base_us: 4_772.0,
                     step_per_seq_us: 60.0,
-                    step_per_prefill_token_us: 12.0,
-                    step_jitter: 0.1,
-                    frontend_base_us: 17_700.0,
-                    frontend_exp: 0.45,
+                    step_per_prefill_token_us: 8.0,
+                    step_jitter: 0.08,
+                    frontend_base_us: 19_000.0,
+                    frontend_exp: 0.5,
                     frontend_jitter: 0.35,
                 },
                 ..base
