@@ -512,6 +512,53 @@ async fn replicas_get_their_own_labels_and_share_load() {
 }
 
 #[tokio::test]
+async fn round_robin_alternates_replicas() {
+    let mut opts = SimOptions::profile("zero").unwrap();
+    opts.replicas = 2;
+    opts.routing = inferops::sim::Routing::RoundRobin;
+    let sim = start(opts).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/completions", sim.base_url());
+    for _ in 0..6 {
+        stream_request(&c, &url, completion_body(sim.model(), 4, 3)).await;
+    }
+    let trace: Value = c
+        .get(format!("{}/sim/trace", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replicas: Vec<u64> = trace["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["replica"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replicas, [0, 1, 0, 1, 0, 1]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_larger_than_the_kv_cache_is_rejected() {
+    let mut opts = SimOptions::profile("qwen2.5-0.5b-l4").unwrap();
+    opts.num_gpu_blocks = 4;
+    let sim = start(opts).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/completions", sim.base_url()))
+        .json(&completion_body(sim.model(), 60, 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("KV cache"), "{e}");
+    // Dropping the handle without shutdown() also stops it.
+    drop(sim);
+}
+
+#[tokio::test]
 async fn many_concurrent_streams() {
     let sim = start(SimOptions::fixed(
         Duration::from_millis(20),

@@ -190,16 +190,28 @@ impl SimHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let abort = self.server.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), &mut self.server)
             .await
             .is_err()
         {
-            abort.abort();
+            self.server.abort();
         }
         self.sampler.abort();
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || state.stop()).await;
+    }
+}
+
+impl Drop for SimHandle {
+    /// A handle dropped without [`SimHandle::shutdown`] still stops the server, its engines
+    /// and timer (without waiting for them).
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+            self.server.abort();
+            self.sampler.abort();
+            self.state.stop_nowait();
+        }
     }
 }
 

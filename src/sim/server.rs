@@ -101,6 +101,15 @@ impl SimState {
         self.timer.stop();
     }
 
+    /// Tell engines and the timer to stop without waiting for them.
+    pub fn stop_nowait(&self) {
+        for r in &self.replicas {
+            // Dropping an engine sends it the stop message.
+            drop(r.engine.lock().expect("engine lock").take());
+        }
+        self.timer.stop();
+    }
+
     /// Choose a replica for a new request.
     fn pick(&self) -> usize {
         let n = self.replicas.len();
@@ -228,6 +237,17 @@ async fn generate(st: Arc<SimState>, api_kind: Api, body: Bytes) -> Response {
     let active = st.replicas[replica].active.fetch_add(1, Ordering::Relaxed) + 1;
     let mut rng = request_rng(st.opts.seed, id);
     let target = output_len(&req, &mut rng, st.opts.eos_mean_tokens);
+    let kv_tokens = st.opts.num_gpu_blocks * st.opts.block_size;
+    if st.opts.mode == TimingMode::Engine && req.prompt_tokens + target > kv_tokens {
+        st.replicas[replica].active.fetch_sub(1, Ordering::Relaxed);
+        return ApiError::bad_request(format!(
+            "The request needs {} tokens of KV cache ({} prompt + {target} output) but the \
+             simulated KV cache holds {kv_tokens} tokens.",
+            req.prompt_tokens + target,
+            req.prompt_tokens
+        ))
+        .into_response();
+    }
     let gen_state = Gen::new(st.clone(), replica, id, &req, target, arrival);
     let source = match &st.opts.mode {
         TimingMode::Zero => Source::Zero,
