@@ -98,7 +98,8 @@ pub struct GpuModel {
 /// How requests are spread over replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Routing {
-    /// Send to the replica with the fewest running + waiting requests (ties: round robin).
+    /// Send to the replica with the fewest requests in flight (running, waiting or still in
+    /// the front end; ties rotate).
     #[default]
     LeastLoaded,
     /// Strict rotation.
