@@ -189,12 +189,19 @@ struct TraceQuery {
     clear: bool,
 }
 
+/// Body of `GET /sim/trace`.
+#[derive(serde::Serialize)]
+struct TraceBody {
+    requests: Vec<TraceRecord>,
+}
+
 async fn trace_get(
     State(st): State<Arc<SimState>>,
     Query(q): Query<TraceQuery>,
-) -> axum::Json<serde_json::Value> {
-    let records = st.trace.snapshot(q.clear);
-    axum::Json(json!({ "requests": records }))
+) -> axum::Json<TraceBody> {
+    axum::Json(TraceBody {
+        requests: st.trace.snapshot(q.clear),
+    })
 }
 
 async fn trace_delete(State(st): State<Arc<SimState>>) -> StatusCode {
