@@ -10,7 +10,7 @@
 //! 2. If nothing was preempted, waiting requests are admitted in FIFO order while there is
 //!    token budget, a free sequence slot (`max_num_seqs`) and enough free KV blocks.
 //! 3. The step lasts `base + per_seq * decodes + per_prefill_token * prefill_tokens`, with
-//!    jitter (see [`PerfModel`](super::profile::PerfModel)). The thread sleeps until the step's
+//!    jitter (see [`PerfModel`]). The thread sleeps until the step's
 //!    end on the virtual clock (absolute deadlines, so errors never accumulate), then every
 //!    sequence whose tokens are all computed samples one token, which is sent to its request.
 //!
