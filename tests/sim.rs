@@ -810,3 +810,107 @@ async fn tinyllama_a10() {
     assert!(itl_ms > 80.0 && itl_ms < 100.0, "{itl_ms}");
     assert!(kv > 0.4 && kv < 0.65, "{kv}");
 }
+
+/// Kills the child process when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus (when installed) scrapes the simulator and sees vLLM's exact series names.
+#[tokio::test]
+async fn prometheus_ingests_the_vllm_names() {
+    let bin = std::path::Path::new("/usr/bin/prometheus");
+    if !bin.exists() {
+        eprintln!("skipped: no /usr/bin/prometheus");
+        return;
+    }
+    let mut opts = SimOptions::profile("zero").unwrap();
+    opts.dcgm = true;
+    let sim = start(opts).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/completions", sim.base_url());
+    stream_request(&c, &url, completion_body(sim.model(), 7, 3)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sim\n    \
+             static_configs: [{{targets: ['{}']}}]\n",
+            sim.addr()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prom = ChildGuard(
+        std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = |q: &'static str| {
+        let c = c.clone();
+        async move {
+            let v: Value = c
+                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let r = v["data"]["result"].as_array()?.first()?.clone();
+            Some(r)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let prompt = loop {
+        if let Some(r) = query("vllm:prompt_tokens_total").await {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped the simulator"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(prompt["value"][1], "7");
+    assert_eq!(prompt["metric"]["model_name"], sim.model());
+    for q in [
+        "vllm:generation_tokens_total",
+        "vllm:request_success_total",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_count",
+        "vllm:e2e_request_latency_seconds_sum",
+        "vllm:request_queue_time_seconds_count",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "DCGM_FI_DEV_POWER_USAGE",
+    ] {
+        assert!(query(q).await.is_some(), "{q} not in prometheus");
+    }
+    let util = query("DCGM_FI_DEV_GPU_UTIL").await.unwrap();
+    assert_eq!(util["metric"]["simulated"], "true");
+    sim.shutdown().await;
+}
