@@ -914,3 +914,56 @@ async fn prometheus_ingests_the_vllm_names() {
     assert_eq!(util["metric"]["simulated"], "true");
     sim.shutdown().await;
 }
+
+/// `inferops sim` as a process: serves on the requested port and exits 0 on SIGTERM.
+#[tokio::test]
+async fn cli_serves_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let mut child = ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_inferops"))
+            .args(["sim", "--port", "0", "--profile", "zero", "--model", "m1"])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Keep reading stderr to the end: a closed pipe would make the logger fail.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if let Some(i) = line.find("url=")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line[i + 4..].split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    let url = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("url logged in time")
+        .expect("url logged");
+    let models: Value = reqwest::get(format!("{url}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "m1");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            assert!(s.success(), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
