@@ -83,9 +83,12 @@ pub struct SimArgs {
     /// Token budget of one engine step (chunked prefill).
     #[arg(long)]
     pub max_num_batched_tokens: Option<usize>,
-    /// Requests kept in the /sim/trace ring buffer.
+    /// Requests kept in the /sim/trace ring buffer (default 100000).
     #[arg(long)]
     pub trace_capacity: Option<usize>,
+    /// Token times kept in the /sim/trace ring buffer in total (default 10000000, 80 MB).
+    #[arg(long)]
+    pub trace_max_tokens: Option<usize>,
 }
 
 impl SimArgs {
@@ -131,6 +134,9 @@ impl SimArgs {
         }
         if let Some(v) = self.trace_capacity {
             o.trace_capacity = v;
+        }
+        if let Some(v) = self.trace_max_tokens {
+            o.trace_max_tokens = v;
         }
         o.validate()?;
         Ok(o)

@@ -143,6 +143,8 @@ pub struct SimOptions {
     pub eos_mean_tokens: f64,
     /// Requests kept by the ground-truth trace ring buffer.
     pub trace_capacity: usize,
+    /// Token times kept by the trace in total (8 bytes each; oldest requests dropped first).
+    pub trace_max_tokens: usize,
 }
 
 impl SimOptions {
@@ -172,6 +174,7 @@ impl SimOptions {
             seed: 42,
             eos_mean_tokens: 200.0,
             trace_capacity: 100_000,
+            trace_max_tokens: 10_000_000,
         };
         let opts = match name {
             // Qwen2.5-0.5B-Instruct, vLLM V1 on one L4, 256 in / 128 out.

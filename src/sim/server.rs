@@ -81,7 +81,7 @@ impl SimState {
             })
             .collect();
         SimState {
-            trace: Trace::new(opts.trace_capacity),
+            trace: Trace::new(opts.trace_capacity, opts.trace_max_tokens),
             metrics,
             replicas,
             timer: PreciseTimer::start(),
