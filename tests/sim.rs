@@ -513,6 +513,53 @@ async fn replicas_get_their_own_labels_and_share_load() {
 }
 
 #[tokio::test]
+async fn round_robin_alternates_replicas() {
+    let mut opts = SimOptions::profile("zero").unwrap();
+    opts.replicas = 2;
+    opts.routing = inferops::sim::Routing::RoundRobin;
+    let sim = start(opts).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/completions", sim.base_url());
+    for _ in 0..6 {
+        stream_request(&c, &url, completion_body(sim.model(), 4, 3)).await;
+    }
+    let trace: Value = c
+        .get(format!("{}/sim/trace", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replicas: Vec<u64> = trace["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["replica"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replicas, [0, 1, 0, 1, 0, 1]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_larger_than_the_kv_cache_is_rejected() {
+    let mut opts = SimOptions::profile("qwen2.5-0.5b-l4").unwrap();
+    opts.num_gpu_blocks = 4;
+    let sim = start(opts).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/completions", sim.base_url()))
+        .json(&completion_body(sim.model(), 60, 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("KV cache"), "{e}");
+    // Dropping the handle without shutdown() also stops it.
+    drop(sim);
+}
+
+#[tokio::test]
 async fn many_concurrent_streams() {
     let sim = start(SimOptions::fixed(
         Duration::from_millis(20),
@@ -763,4 +810,161 @@ async fn tinyllama_a10() {
     assert_eq!(running, 240.0);
     assert!(itl_ms > 80.0 && itl_ms < 100.0, "{itl_ms}");
     assert!(kv > 0.4 && kv < 0.65, "{kv}");
+}
+
+/// Kills the child process when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus (when installed) scrapes the simulator and sees vLLM's exact series names.
+#[tokio::test]
+async fn prometheus_ingests_the_vllm_names() {
+    let bin = std::path::Path::new("/usr/bin/prometheus");
+    if !bin.exists() {
+        eprintln!("skipped: no /usr/bin/prometheus");
+        return;
+    }
+    let mut opts = SimOptions::profile("zero").unwrap();
+    opts.dcgm = true;
+    let sim = start(opts).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/completions", sim.base_url());
+    stream_request(&c, &url, completion_body(sim.model(), 7, 3)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sim\n    \
+             static_configs: [{{targets: ['{}']}}]\n",
+            sim.addr()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prom = ChildGuard(
+        std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = |q: &'static str| {
+        let c = c.clone();
+        async move {
+            let v: Value = c
+                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let r = v["data"]["result"].as_array()?.first()?.clone();
+            Some(r)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let prompt = loop {
+        if let Some(r) = query("vllm:prompt_tokens_total").await {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped the simulator"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(prompt["value"][1], "7");
+    assert_eq!(prompt["metric"]["model_name"], sim.model());
+    for q in [
+        "vllm:generation_tokens_total",
+        "vllm:request_success_total",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_count",
+        "vllm:e2e_request_latency_seconds_sum",
+        "vllm:request_queue_time_seconds_count",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "DCGM_FI_DEV_POWER_USAGE",
+    ] {
+        assert!(query(q).await.is_some(), "{q} not in prometheus");
+    }
+    let util = query("DCGM_FI_DEV_GPU_UTIL").await.unwrap();
+    assert_eq!(util["metric"]["simulated"], "true");
+    sim.shutdown().await;
+}
+
+/// `inferops sim` as a process: serves on the requested port and exits 0 on SIGTERM.
+#[tokio::test]
+async fn cli_serves_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let mut child = ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_inferops"))
+            .args(["sim", "--port", "0", "--profile", "zero", "--model", "m1"])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Keep reading stderr to the end: a closed pipe would make the logger fail.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if let Some(i) = line.find("url=")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line[i + 4..].split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    let url = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("url logged in time")
+        .expect("url logged");
+    let models: Value = reqwest::get(format!("{url}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "m1");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            assert!(s.success(), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

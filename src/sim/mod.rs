@@ -83,9 +83,12 @@ pub struct SimArgs {
     /// Token budget of one engine step (chunked prefill).
     #[arg(long)]
     pub max_num_batched_tokens: Option<usize>,
-    /// Requests kept in the /sim/trace ring buffer.
+    /// Requests kept in the /sim/trace ring buffer (default 100000).
     #[arg(long)]
     pub trace_capacity: Option<usize>,
+    /// Token times kept in the /sim/trace ring buffer in total (default 10000000, 80 MB).
+    #[arg(long)]
+    pub trace_max_tokens: Option<usize>,
 }
 
 impl SimArgs {
@@ -131,6 +134,9 @@ impl SimArgs {
         }
         if let Some(v) = self.trace_capacity {
             o.trace_capacity = v;
+        }
+        if let Some(v) = self.trace_max_tokens {
+            o.trace_max_tokens = v;
         }
         o.validate()?;
         Ok(o)
@@ -190,16 +196,28 @@ impl SimHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let abort = self.server.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), &mut self.server)
             .await
             .is_err()
         {
-            abort.abort();
+            self.server.abort();
         }
         self.sampler.abort();
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || state.stop()).await;
+    }
+}
+
+impl Drop for SimHandle {
+    /// A handle dropped without [`SimHandle::shutdown`] still stops the server, its engines
+    /// and timer (without waiting for them).
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+            self.server.abort();
+            self.sampler.abort();
+            self.state.stop_nowait();
+        }
     }
 }
 
@@ -283,6 +301,8 @@ async fn dcgm_sampler(state: Arc<server::SimState>) {
 /// `inferops sim`: serve until Ctrl-C or SIGTERM.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -98,7 +98,8 @@ pub struct GpuModel {
 /// How requests are spread over replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Routing {
-    /// Send to the replica with the fewest running + waiting requests (ties: round robin).
+    /// Send to the replica with the fewest requests in flight (running, waiting or still in
+    /// the front end; ties rotate).
     #[default]
     LeastLoaded,
     /// Strict rotation.
@@ -142,6 +143,8 @@ pub struct SimOptions {
     pub eos_mean_tokens: f64,
     /// Requests kept by the ground-truth trace ring buffer.
     pub trace_capacity: usize,
+    /// Token times kept by the trace in total (8 bytes each; oldest requests dropped first).
+    pub trace_max_tokens: usize,
 }
 
 impl SimOptions {
@@ -171,18 +174,19 @@ impl SimOptions {
             seed: 42,
             eos_mean_tokens: 200.0,
             trace_capacity: 100_000,
+            trace_max_tokens: 10_000_000,
         };
         let opts = match name {
             // Qwen2.5-0.5B-Instruct, vLLM V1 on one L4, 256 in / 128 out.
             "qwen2.5-0.5b-l4" => SimOptions {
                 model: "Qwen/Qwen2.5-0.5B-Instruct".into(),
                 perf: PerfModel {
-                    step_base_us: 4_705.0,
+                    step_base_us: 4_772.0,
                     step_per_seq_us: 60.0,
-                    step_per_prefill_token_us: 12.0,
-                    step_jitter: 0.1,
-                    frontend_base_us: 17_700.0,
-                    frontend_exp: 0.45,
+                    step_per_prefill_token_us: 8.0,
+                    step_jitter: 0.08,
+                    frontend_base_us: 19_000.0,
+                    frontend_exp: 0.5,
                     frontend_jitter: 0.35,
                 },
                 ..base

@@ -3,7 +3,8 @@
 //!
 //! Served at `GET /sim/trace` (JSON; `?clear=true` also empties it) and cleared with
 //! `DELETE /sim/trace`. Records are kept in a ring buffer of the last `trace_capacity`
-//! requests; a request is recorded when it ends (completed, failed or disconnected).
+//! requests holding at most `trace_max_tokens` token times in total (8 bytes each), oldest
+//! dropped first; a request is recorded when it ends (completed, failed or disconnected).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -36,14 +37,21 @@ pub struct TraceRecord {
 /// The trace ring buffer.
 pub struct Trace {
     capacity: usize,
+    max_tokens: usize,
     anchor: Instant,
     anchor_unix_ns: u64,
-    records: Mutex<VecDeque<TraceRecord>>,
+    records: Mutex<Records>,
+}
+
+#[derive(Default)]
+struct Records {
+    list: VecDeque<TraceRecord>,
+    tokens: usize,
 }
 
 impl Trace {
-    /// A trace keeping the last `capacity` requests.
-    pub fn new(capacity: usize) -> Trace {
+    /// A trace keeping the last `capacity` requests and at most `max_tokens` token times.
+    pub fn new(capacity: usize, max_tokens: usize) -> Trace {
         let anchor = Instant::now();
         let anchor_unix_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -51,9 +59,10 @@ impl Trace {
             .unwrap_or(0);
         Trace {
             capacity,
+            max_tokens,
             anchor,
             anchor_unix_ns,
-            records: Mutex::new(VecDeque::new()),
+            records: Mutex::new(Records::default()),
         }
     }
 
@@ -69,29 +78,34 @@ impl Trace {
 
     /// Add a finished request.
     pub fn push(&self, r: TraceRecord) {
-        if self.capacity == 0 {
+        if self.capacity == 0 || r.token_offsets_ns.len() > self.max_tokens {
             return;
         }
         let mut g = self.records.lock().expect("trace lock");
-        if g.len() >= self.capacity {
-            g.pop_front();
+        g.tokens += r.token_offsets_ns.len();
+        g.list.push_back(r);
+        while g.list.len() > self.capacity || g.tokens > self.max_tokens {
+            let old = g.list.pop_front().expect("non-empty");
+            g.tokens -= old.token_offsets_ns.len();
         }
-        g.push_back(r);
     }
 
     /// All records, oldest first; with `clear` the buffer is emptied.
     pub fn snapshot(&self, clear: bool) -> Vec<TraceRecord> {
         let mut g = self.records.lock().expect("trace lock");
         if clear {
-            std::mem::take(&mut *g).into()
+            g.tokens = 0;
+            std::mem::take(&mut g.list).into()
         } else {
-            g.iter().cloned().collect()
+            g.list.iter().cloned().collect()
         }
     }
 
     /// Empty the buffer.
     pub fn clear(&self) {
-        self.records.lock().expect("trace lock").clear();
+        let mut g = self.records.lock().expect("trace lock");
+        g.list.clear();
+        g.tokens = 0;
     }
 }
 
@@ -99,25 +113,36 @@ impl Trace {
 mod tests {
     use super::*;
 
-    fn rec(id: &str) -> TraceRecord {
+    fn rec(id: &str, tokens: usize) -> TraceRecord {
         TraceRecord {
             id: id.into(),
             replica: 0,
             prompt_tokens: 1,
-            completion_tokens: 0,
+            completion_tokens: tokens,
             finish_reason: None,
             arrival_unix_ns: 0,
             first_token_unix_ns: None,
-            token_offsets_ns: vec![],
+            token_offsets_ns: vec![0; tokens],
         }
     }
 
     #[test]
+    fn token_budget_drops_the_oldest() {
+        let t = Trace::new(10, 5);
+        t.push(rec("a", 2));
+        t.push(rec("b", 2));
+        t.push(rec("c", 2));
+        t.push(rec("huge", 6));
+        let ids: Vec<_> = t.snapshot(false).into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
+
+    #[test]
     fn ring_buffer_keeps_the_newest() {
-        let t = Trace::new(2);
-        t.push(rec("a"));
-        t.push(rec("b"));
-        t.push(rec("c"));
+        let t = Trace::new(2, 100);
+        t.push(rec("a", 0));
+        t.push(rec("b", 1));
+        t.push(rec("c", 1));
         let ids: Vec<_> = t.snapshot(true).into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["b", "c"]);
         assert!(t.snapshot(false).is_empty());
