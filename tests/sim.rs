@@ -730,29 +730,35 @@ async fn qwen_calibration_sweep() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// With `SIM_CALIBRATION_FULL=1`: check and print the other calibrated profiles.
 /// `llama3.2-3b-t4`: ~37 tok/s for one stream and ~265 tok/s at 8 (100 output tokens,
-/// 2.7-3.0 s per request). `tinyllama-a10`: ~240 active requests, ITL just under 100 ms,
-/// KV cache usage 50-60 %.
+/// 2.7-3.0 s per request): batch 1 and 8 for 6 s each by default, every published row for
+/// 12 s with `SIM_CALIBRATION_FULL=1`, which also checks `tinyllama-a10` (~240 active
+/// requests, ITL just under 100 ms, KV cache usage 50-60 %; about a minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_profiles_calibration() {
-    if std::env::var("SIM_CALIBRATION_FULL").is_ok_and(|v| v == "1") {
-        llama_t4().await;
+    let full = std::env::var("SIM_CALIBRATION_FULL").is_ok_and(|v| v == "1");
+    llama_t4(full).await;
+    if full {
         tinyllama_a10().await;
     }
 }
 
-async fn llama_t4() {
+async fn llama_t4(full: bool) {
     let sim = start(SimOptions::profile("llama3.2-3b-t4").unwrap()).await;
     println!("llama3.2-3b-t4, 64 in / 100 out");
     println!("| conc | out tok/s (pub) | s/request (pub) | ITL p50 ms |");
-    for (conc, tok, lat) in [
+    let published = [
         (1, 37.0, 2.70),
         (2, 69.0, 2.90),
         (4, 135.6, 2.95),
         (8, 265.1, 3.02),
-    ] {
-        let r = closed_loop_shaped(&sim, conc, Duration::from_secs(12), 64, 100).await;
+    ];
+    let secs = if full { 12 } else { 6 };
+    for (conc, tok, lat) in published
+        .into_iter()
+        .filter(|(c, _, _)| full || *c == 1 || *c == 8)
+    {
+        let r = closed_loop_shaped(&sim, conc, Duration::from_secs(secs), 64, 100).await;
         let per_req = conc as f64 * 100.0 / r.out_tok_s;
         println!(
             "| {conc:>4} | {:>6.1} ({tok:>5.1}) | {per_req:>5.2} ({lat:.2}) | {:>5.1} |",
