@@ -635,3 +635,63 @@ async fn a_restarted_load_pod_never_shrinks_the_rows() {
     assert_eq!(steps[1].load.concurrency, Some(8));
     sim.shutdown().await;
 }
+
+/// Run `name` against `url` through to its end, acting as the load pod.
+async fn run_to_end(h: &Harness, name: &str, url: &str, extra: serde_json::Value) -> BenchmarkRun {
+    h.create(url_run(name, url, "qwen", extra)).await;
+    h.reconcile(name).await;
+    let plan = h.plan(&format!("{name}-plan")).await;
+    h.load_pod(&plan, &format!("{name}-results"), "", 0).await;
+    h.finish_job(&format!("{name}-load"), "Complete", "").await;
+    h.reconcile(name).await;
+    h.reconcile(name).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slower_engine_than_the_baseline_is_a_regression() {
+    let fast = sim("qwen", false).await;
+    let mut opts = SimOptions::profile("llama3.2-3b-t4").unwrap();
+    opts.model = "qwen".into();
+    let slow = spawn(opts, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let h = Harness::new().await;
+    let base = run_to_end(&h, "monday", &fast.base_url(), json!({})).await;
+    assert_eq!(base.status.unwrap().phase, Phase::Succeeded);
+    let same = run_to_end(&h, "tuesday", &fast.base_url(), json!({"baseline": {"name": "monday", "maxThroughputDrop": 0.5, "maxTtftP95Increase": 2.0}})).await;
+    let (s, reason, _) = condition(&same, ConditionType::Regressed);
+    assert_eq!((s.as_str(), reason.as_str()), ("False", "NoRegression"));
+    let worse = run_to_end(
+        &h,
+        "wednesday",
+        &slow.base_url(),
+        json!({"baseline": {"name": "monday"}}),
+    )
+    .await;
+    let status = worse.status.clone().unwrap();
+    assert_eq!(
+        status.phase,
+        Phase::Succeeded,
+        "a regression is reported, not a failure"
+    );
+    let (s, reason, message) = condition(&worse, ConditionType::Regressed);
+    assert_eq!((s.as_str(), reason.as_str()), ("True", "Regressed"));
+    assert!(message.contains("peak output throughput fell"), "{message}");
+    let c = status.comparison.unwrap();
+    assert!(
+        c.regressed && c.peak_throughput_change.unwrap() < -0.5,
+        "{c:?}"
+    );
+    let missing = run_to_end(
+        &h,
+        "thursday",
+        &fast.base_url(),
+        json!({"baseline": {"name": "nope"}}),
+    )
+    .await;
+    let (s, reason, _) = condition(&missing, ConditionType::Regressed);
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", "BaselineUnavailable")
+    );
+    fast.shutdown().await;
+    slow.shutdown().await;
+}
