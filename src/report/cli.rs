@@ -193,3 +193,60 @@ impl ReportArgs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BenchmarkRunStatus, Phase};
+
+    fn run(status: Option<BenchmarkRunStatus>) -> BenchmarkRun {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/examples/bench-concurrency-sweep.yaml"
+        ))
+        .unwrap();
+        let mut run: BenchmarkRun = serde_yaml::from_str(&text).unwrap();
+        run.status = status;
+        run
+    }
+
+    #[test]
+    fn a_run_without_results_says_why() {
+        let err = from_run(&run(None)).unwrap_err().to_string();
+        assert!(err.contains("has no status yet"), "{err}");
+        let pending = BenchmarkRunStatus {
+            phase: Phase::WaitingForTarget,
+            ..Default::default()
+        };
+        let err = from_run(&run(Some(pending))).unwrap_err().to_string();
+        assert!(
+            err.contains("no measured steps yet (phase WaitingForTarget)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_finished_run_becomes_a_record_with_its_metadata() {
+        let mut status = BenchmarkRunStatus {
+            phase: Phase::Succeeded,
+            target: Some("infsvc/qwen".into()),
+            ..Default::default()
+        };
+        status.steps = vec![crate::api::StepStatus {
+            requests: 10,
+            succeeded: 10,
+            output_tokens_per_second: 100.0,
+            ..Default::default()
+        }];
+        status
+            .metadata
+            .insert("accelerator".into(), "nvidia-l4".into());
+        let record = from_run(&run(Some(status))).unwrap();
+        assert_eq!(record.title, "qwen-concurrency-sweep");
+        assert_eq!(record.metadata["accelerator"], "nvidia-l4");
+        assert_eq!(record.metadata["target"], "infsvc/qwen");
+        assert_eq!(record.steps.len(), 1);
+        let hint = apply_hint(&record).unwrap_err().to_string();
+        assert!(hint.contains("no saturation point"), "{hint}");
+    }
+}
