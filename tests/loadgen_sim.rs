@@ -296,3 +296,49 @@ async fn bench_command_prints_a_table_and_writes_json() {
     assert_eq!(r.steps.len(), 2);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn bench_reads_a_benchmark_run_file() {
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run.yaml");
+    std::fs::write(
+        &run,
+        format!(
+            "apiVersion: inferops.dev/v1alpha1\nkind: BenchmarkRun\nmetadata: {{name: t}}\nspec:\n  target: {{url: '{}', model: '{}'}}\n  workload: {{api: chat, inputTokens: 16, outputTokens: 4}}\n  load: {{mode: rate, rate: [200], arrival: constant, requestsPerStep: 10, requestTimeout: 5s}}\n",
+            s.base_url(),
+            s.model()
+        ),
+    )
+    .unwrap();
+    let json = dir.path().join("r.json");
+    let o = tokio::task::spawn_blocking({
+        let (run, json) = (run.clone(), json.clone());
+        move || {
+            bin()
+                .arg("bench")
+                .arg("-f")
+                .arg(run)
+                .arg("--json")
+                .arg(json)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("| rate (req/s) |"), "{stdout}");
+    let r: Results = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r.metadata.api, "chat");
+    assert_eq!(r.steps[0].request_rate, Some(200.0));
+    assert_eq!(r.steps[0].completed, 10);
+    // The file's target is used when no --url is given (no simulator is started).
+    assert_eq!(r.metadata.url, s.base_url());
+    s.shutdown().await;
+}

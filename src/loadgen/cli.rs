@@ -131,6 +131,9 @@ pub struct BenchArgs {
     /// against the simulator's ground truth) instead of running a sweep.
     #[arg(long)]
     pub self_test: bool,
+    /// Self-test part to run: all, throughput or accuracy.
+    #[arg(long, default_value = "all", hide = true)]
+    pub self_test_part: String,
 }
 
 /// Arguments of `inferops loadgen` (the in-cluster load Job).
@@ -147,9 +150,9 @@ pub struct LoadgenArgs {
     pub index: Option<u32>,
 }
 
-/// Builds the plan for `bench` from an optional BenchmarkRun file and flags.
-pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Plan> {
-    let mut plan = match &args.file {
+/// The plan `bench` starts from: the BenchmarkRun file's, or quick-demo defaults.
+pub fn base_plan(args: &BenchArgs) -> anyhow::Result<Plan> {
+    Ok(match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -162,7 +165,12 @@ pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Pl
             p.load.duration_per_step = Some(Duration::from_secs(4));
             p
         }
-    };
+    })
+}
+
+/// Builds the plan for `bench`: flags applied over [`base_plan`], against `url`/`model`.
+pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Plan> {
+    let mut plan = base_plan(args)?;
     plan.target.url = url.to_owned();
     plan.target.model = model.to_owned();
     let w = &mut plan.workload;
@@ -402,9 +410,18 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         return super::selftest::run(&args).await;
     }
     let mut sim = None;
-    let (url, model) = match &args.url {
+    let file_target = base_plan(&args)?.target;
+    let url = args
+        .url
+        .clone()
+        .or_else(|| Some(file_target.url.clone()).filter(|u| !u.is_empty()));
+    let model = args
+        .model
+        .clone()
+        .or_else(|| Some(file_target.model.clone()).filter(|m| !m.is_empty()));
+    let (url, model) = match &url {
         Some(url) => {
-            let model = match &args.model {
+            let model = match &model {
                 Some(m) => m.clone(),
                 None => first_model(url)
                     .await

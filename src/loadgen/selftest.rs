@@ -377,6 +377,8 @@ pub struct SelfTestReport {
     pub machine: String,
     /// Whether server and client were pinned to separate cores.
     pub pinned: bool,
+    /// 1-minute load average at the start and at the end.
+    pub load_average: (String, String),
     /// Throughput rows.
     pub throughput: Vec<ThroughputRow>,
     /// Accuracy rows.
@@ -397,6 +399,14 @@ fn machine() -> String {
     format!("{model}, {cores} cores")
 }
 
+/// The 1-minute load average (other work on the machine skews the timing figures).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".into())
+}
+
 /// Runs the self-test and prints a Markdown report (and JSON with `--json`).
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let duration = args.duration.unwrap_or(Duration::from_secs(10));
@@ -412,6 +422,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         command: command.join(" "),
         machine: machine(),
         pinned: pin,
+        load_average: (load_average(), String::new()),
         throughput: Vec::new(),
         accuracy: Vec::new(),
     };
@@ -426,8 +437,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         duration.as_secs_f64()
     );
 
+    let part = args.self_test_part.as_str();
     let sim = SimProcess::start(&["--profile", "zero", "--trace-capacity", "0"], pin).await?;
-    for &c in &levels {
+    for &c in levels.iter().filter(|_| part != "accuracy") {
         reset_peak_rss();
         let um = (sim.url.clone(), sim.model.clone());
         let wall = Instant::now();
@@ -464,7 +476,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         pin,
     )
     .await?;
-    for (streams, per_stream) in [(32u32, 8u32), (256, 2)] {
+    let rounds: &[(u32, u32)] = if part == "throughput" {
+        &[]
+    } else {
+        &[(32, 8), (256, 2)]
+    };
+    for &(streams, per_stream) in rounds {
         let _ = reqwest::Client::new()
             .delete(format!("{}/sim/trace", sim.url))
             .send()
@@ -479,6 +496,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         report.accuracy.push(row);
     }
     drop(sim);
+    report.load_average.1 = load_average();
 
     print!("{}", render(&report));
     if let Some(p) = &args.json {
@@ -491,9 +509,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 /// The report as Markdown.
 pub fn render(r: &SelfTestReport) -> String {
     let mut s = format!(
-        "\nLoad generator self-test: `{}`\n{}; {}; {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, streaming, closed loop.\n\n",
+        "\nLoad generator self-test: `{}`\n{} (load average {} at start, {} at end); {}; {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, streaming, closed loop.\n\n",
         r.command,
         r.machine,
+        r.load_average.0,
+        r.load_average.1,
         if r.pinned {
             "simulator pinned to CPU 1, client (one single-threaded runtime) pinned to CPU 0"
         } else {
