@@ -342,3 +342,47 @@ async fn bench_reads_a_benchmark_run_file() {
     assert_eq!(r.metadata.url, s.base_url());
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn split_pods_start_steps_on_common_slots() {
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(5),
+        Duration::from_millis(1),
+    ))
+    .await;
+    let mut base = plan(&s, vec![1, 4], 1);
+    base.load.requests_per_step = None;
+    base.load.duration_per_step = Some(Duration::from_millis(300));
+    base.parallelism.count = 2;
+    base.parallelism.step_slack = Duration::from_millis(200);
+    let t0 = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    base.parallelism.start_at = Some(t0);
+    let mut a = base.clone();
+    a.parallelism.index = 0;
+    let mut b = base;
+    b.parallelism.index = 1;
+    // Pod 1 has no share of concurrency 1: it idles through that slot instead of running ahead.
+    let (ra, rb) = tokio::join!(run(&a), run(&b));
+    assert_eq!(rb.steps[0].max_concurrency, Some(0));
+    assert_eq!(rb.steps[0].completed, 0);
+    let slot2 = t0 + chrono::Duration::milliseconds(500);
+    for r in [&ra, &rb] {
+        assert!(
+            r.steps[0].window_start >= t0,
+            "{:?}",
+            r.steps[0].window_start
+        );
+        assert!(
+            r.steps[1].window_start >= slot2,
+            "{:?} < {slot2:?}",
+            r.steps[1].window_start
+        );
+    }
+    let skew = (ra.steps[1].window_start - rb.steps[1].window_start)
+        .num_milliseconds()
+        .abs();
+    assert!(skew < 150, "step windows {skew} ms apart");
+    let merged = merge_results(&[ra, rb]).unwrap();
+    assert_eq!(merged.steps[1].max_concurrency, Some(4));
+    s.shutdown().await;
+}

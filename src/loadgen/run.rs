@@ -140,6 +140,13 @@ impl Runner<'_> {
                 .wrapping_add(index as u64)
                 .wrapping_add(u64::from(par.index) << 32),
         };
+        if let Some(at) = plan.step_slot(index) {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = self.ctx.cancel.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
         let progress = Arc::new(StepProgress::default());
         self.observer
             .step_started(index, point, spec.requests, spec.duration, progress.clone());
