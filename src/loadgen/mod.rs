@@ -8,6 +8,7 @@
 pub mod benchmarkrun;
 pub mod cli;
 pub mod client;
+pub mod direct;
 pub mod outcome;
 pub mod plan;
 pub mod results;
