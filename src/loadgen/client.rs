@@ -1,6 +1,8 @@
-//! OpenAI-compatible HTTP client: one shared connection pool, `POST /v1/completions` or
-//! `/v1/chat/completions`, streaming (SSE parsed incrementally, a timestamp per received
-//! chunk) or not. Every request ends in [`Metrics`] or a classified [`Failure`] carrying the
+//! OpenAI-compatible HTTP client: `POST /v1/completions` or `/v1/chat/completions`,
+//! streaming (SSE parsed incrementally, a timestamp per received chunk) or not. `http://`
+//! targets use the direct hyper transport ([`super::direct`]: one kept-alive connection per
+//! worker, chunks stamped at the socket read); `https://` targets use one shared reqwest
+//! (rustls) pool. Every request ends in [`Metrics`] or a classified [`Failure`] carrying the
 //! server's message; nothing outlives the request deadline.
 //!
 //! Timing follows `vllm bench serve`: TTFT is the arrival of the first chunk with non-empty

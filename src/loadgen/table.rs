@@ -103,6 +103,9 @@ pub fn render(results: &Results) -> String {
     for r in &rows {
         line(r, &mut out);
     }
+    if results.steps.iter().any(|s| s.interrupted) {
+        out.push_str("\n* interrupted: the step was cut short\n");
+    }
     out
 }
 
@@ -138,7 +141,8 @@ mod tests {
         };
         let t = render(&results);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines.len(), 6, "{t}");
+        assert_eq!(lines[5], "* interrupted: the step was cut short");
         assert!(lines[0].starts_with("| concurrency | req/s | out tok/s | TTFT p50"));
         assert!(
             lines[3].contains("| 32* ") && lines[3].contains("1 (timeout)"),
