@@ -178,10 +178,8 @@ impl DirectTarget {
             None => url.path().to_owned(),
         };
         Ok(DirectTarget {
-            addr: format!(
-                "{}:{port}",
-                host.trim_start_matches('[').trim_end_matches(']')
-            ),
+            // `host_str` keeps IPv6 brackets, which `host:port` parsing needs.
+            addr: format!("{host}:{port}"),
             host: HeaderValue::from_str(&host_header)?,
             path: path.parse()?,
             auth,
@@ -307,6 +305,38 @@ impl DirectTarget {
             // still in the body, which reports the rest.
             _ = driver.as_mut() => fut.await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_from_urls() {
+        let t = |u: &str| {
+            DirectTarget::new(
+                &reqwest::Url::parse(u).unwrap(),
+                None,
+                Duration::from_secs(1),
+            )
+            .unwrap()
+        };
+        let a = t("http://h:8000/v1/completions");
+        assert_eq!(
+            (
+                a.addr.as_str(),
+                a.host.to_str().unwrap(),
+                a.path.to_string().as_str()
+            ),
+            ("h:8000", "h:8000", "/v1/completions")
+        );
+        let b = t("http://[::1]/v1/chat/completions?x=1");
+        assert_eq!(
+            (b.addr.as_str(), b.host.to_str().unwrap()),
+            ("[::1]:80", "[::1]")
+        );
+        assert_eq!(b.path.to_string(), "/v1/chat/completions?x=1");
     }
 }
 
