@@ -359,6 +359,43 @@ async fn full_kv_cache_makes_requests_wait() {
 }
 
 #[tokio::test]
+async fn client_disconnect_frees_the_request() {
+    let sim = start(SimOptions::profile("qwen2.5-0.5b-l4").unwrap()).await;
+    let c = reqwest::Client::new();
+    let resp = c
+        .post(format!("{}/v1/completions", sim.base_url()))
+        .json(&completion_body(sim.model(), 16, 1000))
+        .send()
+        .await
+        .unwrap();
+    let mut s = resp.bytes_stream();
+    s.next().await.unwrap().unwrap();
+    drop(s);
+    let l = format!("{{model_name=\"{}\"}}", sim.model());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = metrics_text(&sim).await;
+        if sample(&m, &format!("vllm:num_requests_running{l}")) == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "request still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let trace: Value = c
+        .get(format!("{}/sim/trace", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = &trace["requests"][0];
+    assert!(r["finish_reason"].is_null());
+    assert!(r["completion_tokens"].as_u64().unwrap() < 1000);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn fixed_profile_delays_are_accurate() {
     let ttft = Duration::from_millis(40);
     let itl = Duration::from_millis(8);
@@ -475,6 +512,53 @@ async fn replicas_get_their_own_labels_and_share_load() {
 }
 
 #[tokio::test]
+async fn round_robin_alternates_replicas() {
+    let mut opts = SimOptions::profile("zero").unwrap();
+    opts.replicas = 2;
+    opts.routing = inferops::sim::Routing::RoundRobin;
+    let sim = start(opts).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/completions", sim.base_url());
+    for _ in 0..6 {
+        stream_request(&c, &url, completion_body(sim.model(), 4, 3)).await;
+    }
+    let trace: Value = c
+        .get(format!("{}/sim/trace", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replicas: Vec<u64> = trace["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["replica"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replicas, [0, 1, 0, 1, 0, 1]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_larger_than_the_kv_cache_is_rejected() {
+    let mut opts = SimOptions::profile("qwen2.5-0.5b-l4").unwrap();
+    opts.num_gpu_blocks = 4;
+    let sim = start(opts).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/completions", sim.base_url()))
+        .json(&completion_body(sim.model(), 60, 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("KV cache"), "{e}");
+    // Dropping the handle without shutdown() also stops it.
+    drop(sim);
+}
+
+#[tokio::test]
 async fn many_concurrent_streams() {
     let sim = start(SimOptions::fixed(
         Duration::from_millis(20),
@@ -514,9 +598,27 @@ struct StepResult {
     requests: usize,
 }
 
+fn secs_env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Closed loop: `concurrency` workers each sending requests back to back for `duration`;
 /// throughput counts the tokens of requests completed within the window.
 async fn closed_loop(sim: &SimHandle, concurrency: usize, duration: Duration) -> StepResult {
+    closed_loop_shaped(sim, concurrency, duration, 256, 128).await
+}
+
+/// [`closed_loop`] with a given prompt and output length.
+async fn closed_loop_shaped(
+    sim: &SimHandle,
+    concurrency: usize,
+    duration: Duration,
+    input: usize,
+    output: usize,
+) -> StepResult {
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -530,7 +632,7 @@ async fn closed_loop(sim: &SimHandle, concurrency: usize, duration: Duration) ->
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 while Instant::now() < end {
-                    let o = stream_request(&c, &url, completion_body(&model, 256, 128)).await;
+                    let o = stream_request(&c, &url, completion_body(&model, input, output)).await;
                     out.push((Instant::now(), o));
                 }
                 out
@@ -568,11 +670,26 @@ async fn closed_loop(sim: &SimHandle, concurrency: usize, duration: Duration) ->
 async fn qwen_calibration_sweep() {
     let full = std::env::var("SIM_CALIBRATION_FULL").is_ok_and(|v| v == "1");
     let (levels, secs): (&[usize], u64) = if full {
-        (&[1, 2, 4, 8, 16, 32], 8)
+        (&[1, 2, 4, 8, 16, 32], secs_env("SIM_CALIBRATION_SECS", 8))
     } else {
         (&[1, 4, 16], 3)
     };
-    let sim = start(SimOptions::profile("qwen2.5-0.5b-l4").unwrap()).await;
+    let mut opts = SimOptions::profile("qwen2.5-0.5b-l4").unwrap();
+    // Calibration aid: SIM_TUNE="step_base_us,per_seq_us,per_prefill_token_us,step_jitter,\
+    // frontend_base_us,frontend_exp,frontend_jitter" overrides the profile's cost model.
+    if let Ok(t) = std::env::var("SIM_TUNE") {
+        let v: Vec<f64> = t.split(',').map(|x| x.parse().unwrap()).collect();
+        let p = &mut opts.perf;
+        (
+            p.step_base_us,
+            p.step_per_seq_us,
+            p.step_per_prefill_token_us,
+            p.step_jitter,
+        ) = (v[0], v[1], v[2], v[3]);
+        (p.frontend_base_us, p.frontend_exp, p.frontend_jitter) = (v[4], v[5], v[6]);
+        println!("tuning with {p:?}");
+    }
+    let sim = start(opts).await;
     println!(
         "| conc | out tok/s (pub) | TTFT p50 ms (pub) | ITL p50 ms (pub) | requests |\n\
          |-----:|----------------:|------------------:|-----------------:|---------:|"
@@ -610,4 +727,243 @@ async fn qwen_calibration_sweep() {
     assert_eq!(sample(&m, &format!("vllm:num_requests_waiting{l}")), 0.0);
     sim.shutdown().await;
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// With `SIM_CALIBRATION_FULL=1`: check and print the other calibrated profiles.
+/// `llama3.2-3b-t4`: ~37 tok/s for one stream and ~265 tok/s at 8 (100 output tokens,
+/// 2.7-3.0 s per request). `tinyllama-a10`: ~240 active requests, ITL just under 100 ms,
+/// KV cache usage 50-60 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_profiles_calibration() {
+    if std::env::var("SIM_CALIBRATION_FULL").is_ok_and(|v| v == "1") {
+        llama_t4().await;
+        tinyllama_a10().await;
+    }
+}
+
+async fn llama_t4() {
+    let sim = start(SimOptions::profile("llama3.2-3b-t4").unwrap()).await;
+    println!("llama3.2-3b-t4, 64 in / 100 out");
+    println!("| conc | out tok/s (pub) | s/request (pub) | ITL p50 ms |");
+    for (conc, tok, lat) in [
+        (1, 37.0, 2.70),
+        (2, 69.0, 2.90),
+        (4, 135.6, 2.95),
+        (8, 265.1, 3.02),
+    ] {
+        let r = closed_loop_shaped(&sim, conc, Duration::from_secs(12), 64, 100).await;
+        let per_req = conc as f64 * 100.0 / r.out_tok_s;
+        println!(
+            "| {conc:>4} | {:>6.1} ({tok:>5.1}) | {per_req:>5.2} ({lat:.2}) | {:>5.1} |",
+            r.out_tok_s, r.itl_p50
+        );
+        assert!(
+            (r.out_tok_s / tok - 1.0).abs() < 0.2,
+            "c={conc}: {}",
+            r.out_tok_s
+        );
+    }
+    sim.shutdown().await;
+}
+
+async fn tinyllama_a10() {
+    let sim = start(SimOptions::profile("tinyllama-a10").unwrap()).await;
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/completions", sim.base_url());
+    let tasks: Vec<_> = (0..240)
+        .map(|_| {
+            let (c, url, body) = (
+                c.clone(),
+                url.clone(),
+                completion_body(sim.model(), 256, 500),
+            );
+            tokio::spawn(async move { stream_request(&c, &url, body).await })
+        })
+        .collect();
+    let l = format!("{{model_name=\"{}\"}}", sim.model());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let m0 = metrics_text(&sim).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let m1 = metrics_text(&sim).await;
+    let d = |name: &str| {
+        let k = format!("{name}{l}");
+        sample(&m1, &k) - sample(&m0, &k)
+    };
+    let itl_ms = d("vllm:inter_token_latency_seconds_sum")
+        / d("vllm:inter_token_latency_seconds_count")
+        * 1e3;
+    let running = sample(&m1, &format!("vllm:num_requests_running{l}"));
+    let kv = sample(&m1, &format!("vllm:kv_cache_usage_perc{l}"));
+    println!(
+        "tinyllama-a10, 240 streams of 256 in / 500 out after 25 s: running {running}, \
+         mean ITL {itl_ms:.1} ms (published just under 100), KV usage {:.0} % (published 50-60)",
+        kv * 100.0
+    );
+    for t in tasks {
+        t.abort();
+    }
+    sim.shutdown().await;
+    assert_eq!(running, 240.0);
+    assert!(itl_ms > 80.0 && itl_ms < 100.0, "{itl_ms}");
+    assert!(kv > 0.4 && kv < 0.65, "{kv}");
+}
+
+/// Kills the child process when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus (when installed) scrapes the simulator and sees vLLM's exact series names.
+#[tokio::test]
+async fn prometheus_ingests_the_vllm_names() {
+    let bin = std::path::Path::new("/usr/bin/prometheus");
+    if !bin.exists() {
+        eprintln!("skipped: no /usr/bin/prometheus");
+        return;
+    }
+    let mut opts = SimOptions::profile("zero").unwrap();
+    opts.dcgm = true;
+    let sim = start(opts).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/completions", sim.base_url());
+    stream_request(&c, &url, completion_body(sim.model(), 7, 3)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sim\n    \
+             static_configs: [{{targets: ['{}']}}]\n",
+            sim.addr()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prom = ChildGuard(
+        std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = |q: &'static str| {
+        let c = c.clone();
+        async move {
+            let v: Value = c
+                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let r = v["data"]["result"].as_array()?.first()?.clone();
+            Some(r)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let prompt = loop {
+        if let Some(r) = query("vllm:prompt_tokens_total").await {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped the simulator"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(prompt["value"][1], "7");
+    assert_eq!(prompt["metric"]["model_name"], sim.model());
+    for q in [
+        "vllm:generation_tokens_total",
+        "vllm:request_success_total",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_count",
+        "vllm:e2e_request_latency_seconds_sum",
+        "vllm:request_queue_time_seconds_count",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "DCGM_FI_DEV_POWER_USAGE",
+    ] {
+        assert!(query(q).await.is_some(), "{q} not in prometheus");
+    }
+    let util = query("DCGM_FI_DEV_GPU_UTIL").await.unwrap();
+    assert_eq!(util["metric"]["simulated"], "true");
+    sim.shutdown().await;
+}
+
+/// `inferops sim` as a process: serves on the requested port and exits 0 on SIGTERM.
+#[tokio::test]
+async fn cli_serves_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let mut child = ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_inferops"))
+            .args(["sim", "--port", "0", "--profile", "zero", "--model", "m1"])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Keep reading stderr to the end: a closed pipe would make the logger fail.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if let Some(i) = line.find("url=")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line[i + 4..].split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    let url = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("url logged in time")
+        .expect("url logged");
+    let models: Value = reqwest::get(format!("{url}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "m1");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            assert!(s.success(), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -79,8 +79,7 @@ impl IntoResponse for ApiError {
 
 #[derive(Debug, Deserialize, Default)]
 struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
+    include_usage: Option<bool>,
 }
 
 /// The fields of a completions or chat request that the simulator uses.
@@ -91,11 +90,9 @@ struct RawRequest {
     messages: Option<Vec<Value>>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    stream: bool,
+    stream: Option<bool>,
     stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    ignore_eos: bool,
+    ignore_eos: Option<bool>,
     min_tokens: Option<u64>,
     n: Option<u64>,
 }
@@ -216,9 +213,11 @@ pub fn parse(
         prompt_tokens: prompt,
         max_tokens,
         min_tokens,
-        ignore_eos: raw.ignore_eos,
-        stream: raw.stream,
-        include_usage: raw.stream_options.is_some_and(|o| o.include_usage),
+        ignore_eos: raw.ignore_eos.unwrap_or(false),
+        stream: raw.stream.unwrap_or(false),
+        include_usage: raw
+            .stream_options
+            .is_some_and(|o| o.include_usage.unwrap_or(false)),
     })
 }
 
@@ -255,6 +254,14 @@ mod tests {
         let r = parse(Api::Chat, b, "m", 100).unwrap();
         assert_eq!(r.prompt_tokens, 3);
         assert_eq!(r.max_tokens, 97);
+    }
+
+    #[test]
+    fn nulls_mean_defaults() {
+        let b = br#"{"prompt":"a","max_tokens":null,"stream":null,"ignore_eos":null,"stream_options":null,"temperature":0.5}"#;
+        let r = parse(Api::Completions, b, "m", 100).unwrap();
+        assert!(!r.stream && !r.ignore_eos && !r.include_usage);
+        assert_eq!(r.max_tokens, 99);
     }
 
     #[test]

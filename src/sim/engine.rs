@@ -10,7 +10,7 @@
 //! 2. If nothing was preempted, waiting requests are admitted in FIFO order while there is
 //!    token budget, a free sequence slot (`max_num_seqs`) and enough free KV blocks.
 //! 3. The step lasts `base + per_seq * decodes + per_prefill_token * prefill_tokens`, with
-//!    jitter (see [`PerfModel`](super::profile::PerfModel)). The thread sleeps until the step's
+//!    jitter (see [`PerfModel`]). The thread sleeps until the step's
 //!    end on the virtual clock (absolute deadlines, so errors never accumulate), then every
 //!    sequence whose tokens are all computed samples one token, which is sent to its request.
 //!
@@ -404,5 +404,111 @@ impl Scheduler {
         self.metrics
             .kv_usage
             .set(used as f64 / self.cfg.num_gpu_blocks as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::metrics::Metrics;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    fn scheduler(blocks: usize, budget: usize, max_seqs: usize) -> Scheduler {
+        let mut o = SimOptions::profile("qwen2.5-0.5b-l4").unwrap();
+        o.num_gpu_blocks = blocks;
+        o.max_num_batched_tokens = budget;
+        o.max_num_seqs = max_seqs;
+        let m = Metrics::new(&o).replicas[0].clone();
+        Scheduler::new(
+            EngineConfig::from_options(&o, 0),
+            m,
+            Arc::new(AtomicU64::new(0)),
+        )
+    }
+
+    fn request(
+        s: &mut Scheduler,
+        id: u64,
+        prompt: usize,
+        out: usize,
+    ) -> UnboundedReceiver<TokenEvent> {
+        let (tx, rx) = unbounded_channel();
+        s.enqueue(EngineRequest {
+            id,
+            prompt_tokens: prompt,
+            output_tokens: out,
+            submitted: Instant::now(),
+            events: tx,
+        });
+        rx
+    }
+
+    fn step(s: &mut Scheduler) -> Vec<Scheduled> {
+        let now = Instant::now();
+        let sched = s.schedule(now);
+        s.finish_step(&sched, now);
+        sched
+    }
+
+    #[test]
+    fn chunked_prefill_shares_the_token_budget() {
+        let mut s = scheduler(1000, 150, 8);
+        let mut a = request(&mut s, 1, 100, 3);
+        let mut b = request(&mut s, 2, 100, 3);
+        let _c = request(&mut s, 3, 100, 3);
+        assert_eq!(step(&mut s), vec![(0, 100), (1, 50)]);
+        assert_eq!(a.try_recv().unwrap().index, 0);
+        assert!(b.try_recv().is_err());
+        assert_eq!(s.waiting.len(), 1);
+        // a decodes (1), b finishes its prompt (50), c gets the rest of the budget (99).
+        assert_eq!(step(&mut s), vec![(0, 1), (1, 50), (2, 99)]);
+        assert_eq!(b.try_recv().unwrap().index, 0);
+        let dur = s.step_duration(&[(0, 1)]);
+        assert!(dur >= Duration::from_micros(4_772));
+    }
+
+    #[test]
+    fn full_cache_keeps_requests_waiting() {
+        // 4 blocks of 16 tokens: one 40-token prompt (3 blocks) fits, a second does not.
+        let mut s = scheduler(4, 2048, 8);
+        let _a = request(&mut s, 1, 40, 20);
+        let _b = request(&mut s, 2, 40, 20);
+        assert_eq!(step(&mut s).len(), 1);
+        assert_eq!((s.running.len(), s.waiting.len()), (1, 1));
+        s.publish();
+        assert_eq!(s.metrics.waiting.get(), 1);
+        assert_eq!(s.metrics.kv_usage.get(), 0.75);
+    }
+
+    #[test]
+    fn growing_sequences_preempt_the_last_admitted() {
+        // 6 blocks. a: 40 + 20 tokens (4 blocks at the end), b: 20 + 20 (3 blocks): both
+        // start (3 + 2 blocks), a takes the last free block, and when b needs its third it is
+        // preempted, recomputed after a finishes, and still completes.
+        let mut s = scheduler(6, 2048, 8);
+        let mut a = request(&mut s, 1, 40, 20);
+        let mut b = request(&mut s, 2, 20, 20);
+        for _ in 0..60 {
+            step(&mut s);
+        }
+        assert!(s.metrics.preemptions.get() >= 1);
+        assert!(s.running.is_empty() && s.waiting.is_empty());
+        assert_eq!(s.free_blocks, 6);
+        for rx in [&mut a, &mut b] {
+            let mut last = None;
+            while let Ok(ev) = rx.try_recv() {
+                last = Some(ev);
+            }
+            let last = last.unwrap();
+            assert_eq!((last.index, last.finished), (19, true));
+        }
+    }
+
+    #[test]
+    fn max_num_seqs_limits_the_batch() {
+        let mut s = scheduler(1000, 2048, 2);
+        let _r: Vec<_> = (0..4).map(|i| request(&mut s, i, 10, 5)).collect();
+        step(&mut s);
+        assert_eq!((s.running.len(), s.waiting.len()), (2, 2));
     }
 }

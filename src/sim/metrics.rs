@@ -165,6 +165,12 @@ impl Metrics {
             "Count of successfully processed requests",
             success.clone(),
         );
+        let cache_info = Family::<Labels, Gauge>::default();
+        reg.register(
+            "vllm:cache_config_info",
+            "Information of the LLMEngine CacheConfig",
+            cache_info.clone(),
+        );
         let util = Family::<Labels, FGauge>::default();
         let fb = Family::<Labels, FGauge>::default();
         let power = Family::<Labels, FGauge>::default();
@@ -211,6 +217,12 @@ impl Metrics {
                     fb_used: fb.get_or_create_owned(&gpu),
                     power: power.get_or_create_owned(&gpu),
                 };
+                let mut info = labels.clone();
+                info.push(("block_size".into(), o.block_size.to_string()));
+                info.push(("num_gpu_blocks".into(), o.num_gpu_blocks.to_string()));
+                info.push(("max_num_seqs".into(), o.max_num_seqs.to_string()));
+                info.push(("simulated".into(), "true".into()));
+                cache_info.get_or_create(&info).set(1);
                 m.fb_used.set(o.gpu.fb_used_base_mib);
                 m.power.set(o.gpu.power_idle_w);
                 m
@@ -276,6 +288,7 @@ mod tests {
             "# TYPE vllm:e2e_request_latency_seconds histogram",
             "# TYPE vllm:request_queue_time_seconds histogram",
             "# TYPE vllm:prompt_tokens counter",
+            "vllm:cache_config_info{model_name=\"sim-zero\",block_size=\"16\",num_gpu_blocks=\"68000\"",
             "vllm:prompt_tokens_total{model_name=\"sim-zero\"} 3",
             "vllm:generation_tokens_total{",
             "vllm:request_success_total{",

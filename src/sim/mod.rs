@@ -190,16 +190,28 @@ impl SimHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let abort = self.server.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), &mut self.server)
             .await
             .is_err()
         {
-            abort.abort();
+            self.server.abort();
         }
         self.sampler.abort();
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || state.stop()).await;
+    }
+}
+
+impl Drop for SimHandle {
+    /// A handle dropped without [`SimHandle::shutdown`] still stops the server, its engines
+    /// and timer (without waiting for them).
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+            self.server.abort();
+            self.sampler.abort();
+            self.state.stop_nowait();
+        }
     }
 }
 
@@ -283,17 +295,20 @@ async fn dcgm_sampler(state: Arc<server::SimState>) {
 /// `inferops sim`: serve until Ctrl-C or SIGTERM.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
     let opts = args.to_options()?;
-    let ip: std::net::IpAddr = args
-        .host
-        .parse()
-        .with_context(|| format!("--host {} is not an IP address", args.host))?;
-    let handle = spawn(opts.clone(), SocketAddr::new(ip, args.port)).await?;
+    let addr = tokio::net::lookup_host((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("resolving --host {}", args.host))?
+        .next()
+        .with_context(|| format!("--host {} resolves to no address", args.host))?;
+    let handle = spawn(opts.clone(), addr).await?;
     tracing::info!(
         url = %handle.base_url(),
         profile = %opts.profile,

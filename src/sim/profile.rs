@@ -98,7 +98,8 @@ pub struct GpuModel {
 /// How requests are spread over replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Routing {
-    /// Send to the replica with the fewest running + waiting requests (ties: round robin).
+    /// Send to the replica with the fewest requests in flight (running, waiting or still in
+    /// the front end; ties rotate).
     #[default]
     LeastLoaded,
     /// Strict rotation.
@@ -177,13 +178,13 @@ impl SimOptions {
             "qwen2.5-0.5b-l4" => SimOptions {
                 model: "Qwen/Qwen2.5-0.5B-Instruct".into(),
                 perf: PerfModel {
-                    step_base_us: 4_880.0,
-                    step_per_seq_us: 65.0,
-                    step_per_prefill_token_us: 19.0,
-                    step_jitter: 0.04,
-                    frontend_base_us: 16_500.0,
-                    frontend_exp: 0.57,
-                    frontend_jitter: 0.2,
+                    step_base_us: 4_772.0,
+                    step_per_seq_us: 60.0,
+                    step_per_prefill_token_us: 8.0,
+                    step_jitter: 0.08,
+                    frontend_base_us: 19_000.0,
+                    frontend_exp: 0.5,
+                    frontend_jitter: 0.35,
                 },
                 ..base
             },

@@ -101,6 +101,15 @@ impl SimState {
         self.timer.stop();
     }
 
+    /// Tell engines and the timer to stop without waiting for them.
+    pub fn stop_nowait(&self) {
+        for r in &self.replicas {
+            // Dropping an engine sends it the stop message.
+            drop(r.engine.lock().expect("engine lock").take());
+        }
+        self.timer.stop();
+    }
+
     /// Choose a replica for a new request.
     fn pick(&self) -> usize {
         let n = self.replicas.len();
@@ -180,12 +189,19 @@ struct TraceQuery {
     clear: bool,
 }
 
+/// Body of `GET /sim/trace`.
+#[derive(serde::Serialize)]
+struct TraceBody {
+    requests: Vec<TraceRecord>,
+}
+
 async fn trace_get(
     State(st): State<Arc<SimState>>,
     Query(q): Query<TraceQuery>,
-) -> axum::Json<serde_json::Value> {
-    let records = st.trace.snapshot(q.clear);
-    axum::Json(json!({ "requests": records }))
+) -> axum::Json<TraceBody> {
+    axum::Json(TraceBody {
+        requests: st.trace.snapshot(q.clear),
+    })
 }
 
 async fn trace_delete(State(st): State<Arc<SimState>>) -> StatusCode {
@@ -228,6 +244,17 @@ async fn generate(st: Arc<SimState>, api_kind: Api, body: Bytes) -> Response {
     let active = st.replicas[replica].active.fetch_add(1, Ordering::Relaxed) + 1;
     let mut rng = request_rng(st.opts.seed, id);
     let target = output_len(&req, &mut rng, st.opts.eos_mean_tokens);
+    let kv_tokens = st.opts.num_gpu_blocks * st.opts.block_size;
+    if st.opts.mode == TimingMode::Engine && req.prompt_tokens + target > kv_tokens {
+        st.replicas[replica].active.fetch_sub(1, Ordering::Relaxed);
+        return ApiError::bad_request(format!(
+            "The request needs {} tokens of KV cache ({} prompt + {target} output) but the \
+             simulated KV cache holds {kv_tokens} tokens.",
+            req.prompt_tokens + target,
+            req.prompt_tokens
+        ))
+        .into_response();
+    }
     let gen_state = Gen::new(st.clone(), replica, id, &req, target, arrival);
     let source = match &st.opts.mode {
         TimingMode::Zero => Source::Zero,
