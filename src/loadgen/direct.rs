@@ -308,6 +308,34 @@ impl DirectTarget {
     }
 }
 
+/// Sends a request while driving the connection until the response head arrives.
+async fn send(
+    conn: &mut DirectConn,
+    req: http::Request<Full<Bytes>>,
+) -> Result<http::Response<Incoming>, Failure> {
+    let fail = |e: hyper::Error| {
+        Failure::new(
+            ErrorClass::Stream,
+            format!("connection failed before a response: {}", error_chain(&e)),
+        )
+    };
+    let fut = conn.sender.send_request(req);
+    tokio::pin!(fut);
+    let Some(driver) = conn.conn.as_mut() else {
+        return fut.await.map_err(fail);
+    };
+    let finished = tokio::select! {
+        biased;
+        r = &mut fut => return r.map_err(fail),
+        d = driver.as_mut() => d,
+    };
+    conn.conn = None;
+    match finished {
+        Err(e) => Err(fail(e)),
+        Ok(()) => fut.await.map_err(fail),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,33 +365,5 @@ mod tests {
             ("[::1]:80", "[::1]")
         );
         assert_eq!(b.path.to_string(), "/v1/chat/completions?x=1");
-    }
-}
-
-/// Sends a request while driving the connection until the response head arrives.
-async fn send(
-    conn: &mut DirectConn,
-    req: http::Request<Full<Bytes>>,
-) -> Result<http::Response<Incoming>, Failure> {
-    let fail = |e: hyper::Error| {
-        Failure::new(
-            ErrorClass::Stream,
-            format!("connection failed before a response: {}", error_chain(&e)),
-        )
-    };
-    let fut = conn.sender.send_request(req);
-    tokio::pin!(fut);
-    let Some(driver) = conn.conn.as_mut() else {
-        return fut.await.map_err(fail);
-    };
-    let finished = tokio::select! {
-        biased;
-        r = &mut fut => return r.map_err(fail),
-        d = driver.as_mut() => d,
-    };
-    conn.conn = None;
-    match finished {
-        Err(e) => Err(fail(e)),
-        Ok(()) => fut.await.map_err(fail),
     }
 }

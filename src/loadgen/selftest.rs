@@ -536,8 +536,8 @@ pub fn render(r: &SelfTestReport) -> String {
         ));
     }
     s.push_str("\nTiming error against the simulator's trace (`fixed`: 20 ms TTFT, 5 ms ITL), client minus server, µs:\n\n");
-    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | first-token delivery p50 | p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
-    s.push_str("| ------- | -------- | ------------ | ------------ | ------------------------ | --- | ----------- | --------------- | ----------------------------- | ------------------ |\n");
+    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | first-token delivery p50 | first-token delivery p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
+    s.push_str("| ------- | -------- | ------------ | ------------ | ------------------------ | ------------------------ | ----------- | --------------- | ----------------------------- | ------------------ |\n");
     for a in &r.accuracy {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} |\n",
