@@ -615,3 +615,28 @@ async fn kept_alive_connections_closed_by_the_server_are_replaced() {
         assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     }
 }
+
+#[tokio::test]
+async fn unresolvable_hosts_end_within_their_timeout() {
+    // A name that does not resolve (or whose lookup hangs): the request ends by its deadline.
+    for url in ["http://no-such-host.invalid:8000"] {
+        for force_reqwest in [false, true] {
+            let (client, w) = client_for(url, force_reqwest, Duration::from_millis(500));
+            let started = Instant::now();
+            let mut scratch = Scratch::default();
+            let f = client
+                .send(w.get(0), Instant::now(), &mut scratch)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(f.class, ErrorClass::Connect | ErrorClass::Timeout),
+                "{url}: {f:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{url}: {:?}",
+                started.elapsed()
+            );
+        }
+    }
+}
