@@ -14,8 +14,16 @@ enum Command {
     Bench(inferops::loadgen::cli::BenchArgs),
     /// Run a load plan (the in-cluster load Job) and write the results JSON.
     Loadgen(inferops::loadgen::cli::LoadgenArgs),
-    /// Run the vLLM-compatible simulated engine
+    /// Run the vLLM-compatible simulated engine (OpenAI API, vllm:* and DCGM-style metrics).
     Sim(inferops::sim::SimArgs),
+    /// Write an HTML + Markdown report with charts from a results JSON or a BenchmarkRun.
+    Report(inferops::report::cli::ReportArgs),
+    /// Print every object the operator would create for the resources in a file.
+    Render(inferops::render::cli::RenderArgs),
+    /// Print both CRDs (InferenceService, BenchmarkRun) as multi-document YAML.
+    Crds,
+    /// Run the operator: the InferenceService and BenchmarkRun controllers.
+    Operator(inferops::controller::OperatorArgs),
 }
 
 #[tokio::main]
@@ -25,5 +33,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => inferops::loadgen::cli::bench(args).await,
         Command::Loadgen(args) => inferops::loadgen::cli::loadgen(args).await,
         Command::Sim(args) => inferops::sim::run(args).await,
+        Command::Report(args) => args.run().await,
+        Command::Render(args) => args.run(),
+        Command::Crds => {
+            print!("{}", inferops::api::crds_yaml());
+            Ok(())
+        }
+        Command::Operator(args) => inferops::controller::run(args).await,
     }
 }

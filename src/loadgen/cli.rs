@@ -13,7 +13,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::benchmarkrun::{benchmark_run_spec, plan_from_benchmark_run_spec};
 use super::plan::{
     self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
 };
@@ -131,9 +130,28 @@ pub struct BenchArgs {
     /// against the simulator's ground truth) instead of running a sweep.
     #[arg(long)]
     pub self_test: bool,
-    /// Self-test part to run: all, throughput or accuracy.
-    #[arg(long, default_value = "all", hide = true)]
-    pub self_test_part: String,
+    /// Self-test part to run.
+    #[arg(long, value_enum, default_value_t = SelfTestPart::All, hide = true)]
+    pub self_test_part: SelfTestPart,
+    /// Prometheus scraping the target: add its vLLM and DCGM figures for each step's window
+    /// (the results' `server` object and a second table).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// With `--prometheus`: a regular expression of the target's pod names (label `pod`).
+    #[arg(long, value_name = "REGEX")]
+    pub prometheus_pods: Option<String>,
+}
+
+/// Which measurements `--self-test` runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SelfTestPart {
+    /// Throughput and accuracy.
+    #[default]
+    All,
+    /// Only throughput against the `zero` profile.
+    Throughput,
+    /// Only timing accuracy against the `fixed` profile.
+    Accuracy,
 }
 
 /// Arguments of `inferops loadgen` (the in-cluster load Job).
@@ -148,29 +166,26 @@ pub struct LoadgenArgs {
     /// This pod's index in a split load (overrides `parallelism.index`; set by Indexed Jobs).
     #[arg(long, env = "JOB_COMPLETION_INDEX")]
     pub index: Option<u32>,
+    /// In a cluster: also write the results into this ConfigMap (namespace `POD_NAMESPACE`)
+    /// after every step, under the key `<prefix>pod-<index>.json`.
+    #[arg(long, env = "INFEROPS_RESULTS_CONFIGMAP", value_name = "NAME")]
+    pub results_configmap: Option<String>,
+    /// Prefix of this pod's key in the results ConfigMap (a scaling study's `r<N>-`).
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub results_key_prefix: String,
 }
 
-/// The plan `bench` starts from: the BenchmarkRun file's, or quick-demo defaults.
-pub fn base_plan(args: &BenchArgs) -> anyhow::Result<Plan> {
-    Ok(match &args.file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            plan_from_benchmark_run_spec(&benchmark_run_spec(&text)?)
-                .with_context(|| format!("in {}", path.display()))?
-        }
+/// Builds the plan for `bench` from an optional BenchmarkRun file and flags.
+pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Plan> {
+    let mut plan = match &args.file {
+        Some(path) => super::benchmarkrun::read(path)?.plan,
         None => {
             let mut p = Plan::new("", "");
             p.load.requests_per_step = Some(64);
             p.load.duration_per_step = Some(Duration::from_secs(4));
             p
         }
-    })
-}
-
-/// Builds the plan for `bench`: flags applied over [`base_plan`], against `url`/`model`.
-pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Plan> {
-    let mut plan = base_plan(args)?;
+    };
     plan.target.url = url.to_owned();
     plan.target.model = model.to_owned();
     let w = &mut plan.workload;
@@ -410,18 +425,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         return super::selftest::run(&args).await;
     }
     let mut sim = None;
-    let file_target = base_plan(&args)?.target;
-    let url = args
-        .url
-        .clone()
-        .or_else(|| Some(file_target.url.clone()).filter(|u| !u.is_empty()));
-    let model = args
-        .model
-        .clone()
-        .or_else(|| Some(file_target.model.clone()).filter(|m| !m.is_empty()));
-    let (url, model) = match &url {
+    let file = match &args.file {
+        Some(path) => Some(super::benchmarkrun::read(path)?),
+        None => None,
+    };
+    let file_url = file.as_ref().and_then(|f| f.url.clone());
+    let file_model = file.as_ref().and_then(|f| f.model.clone());
+    let (url, model) = match args.url.as_ref().or(file_url.as_ref()) {
         Some(url) => {
-            let model = match &model {
+            let model = match args.model.as_ref().or(file_model.as_ref()) {
                 Some(m) => m.clone(),
                 None => first_model(url)
                     .await
@@ -471,7 +483,24 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(s) = sim {
         s.shutdown().await;
     }
-    let results = results?;
+    let mut results = results?;
+    if let Some(prom) = &args.prometheus {
+        let scope = crate::prom::Scope {
+            model_name: Some(plan.target.model.clone()),
+            pod_regex: args.prometheus_pods.clone(),
+            ..Default::default()
+        };
+        let collector = crate::prom::Collector::new(prom, scope)?;
+        for step in &mut results.steps {
+            match collector.collect(step.window_start, step.window_end).await {
+                Ok(m) => step.server = Some(m),
+                Err(e) => {
+                    eprintln!("warning: {e}; client results are kept");
+                    break;
+                }
+            }
+        }
+    }
     println!();
     println!(
         "Latencies in ms. {} ({}), {} in / {} out tokens.",
@@ -479,6 +508,17 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!();
     print!("{}", table::render(&results));
+    if results.steps.iter().any(|s| s.server.is_some()) {
+        println!();
+        print!("{}", table::render_server(&results));
+    }
+    let record = crate::report::cli::from_results(&results, &plan.target.model);
+    if !record.summary.findings.is_empty() {
+        println!();
+        for f in &record.summary.findings {
+            println!("- {f}");
+        }
+    }
     finish(&results, args.json.as_deref())
 }
 
@@ -524,6 +564,8 @@ fn finish(results: &Results, json: Option<&Path>) -> anyhow::Result<()> {
 struct LoadgenObserver {
     out: PathBuf,
     steps_hint: usize,
+    /// Hands results to the ConfigMap writer task (latest wins).
+    sink: Option<tokio::sync::mpsc::UnboundedSender<Results>>,
 }
 
 impl Observer for LoadgenObserver {
@@ -539,7 +581,32 @@ impl Observer for LoadgenObserver {
         if let Err(e) = write_results(&self.out, results) {
             eprintln!("warning: {e:#}");
         }
+        if let Some(tx) = &self.sink {
+            let _ = tx.send(results.clone());
+        }
     }
+}
+
+/// Writes results to the ConfigMap in the background, always the latest, so a slow API
+/// server never holds up the load.
+fn spawn_sink_writer(
+    sink: Arc<super::sink::ConfigMapSink>,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<Results>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Results>();
+    let task = tokio::spawn(async move {
+        while let Some(mut latest) = rx.recv().await {
+            while let Ok(newer) = rx.try_recv() {
+                latest = newer;
+            }
+            if let Err(e) = sink.write(&latest).await {
+                eprintln!("warning: {e:#}");
+            }
+        }
+    });
+    (tx, task)
 }
 
 /// `inferops loadgen`.
@@ -553,11 +620,29 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
+    let sink = match &args.results_configmap {
+        Some(name) => {
+            let key = super::sink::key(&args.results_key_prefix, plan.parallelism.index);
+            Some(Arc::new(
+                super::sink::ConfigMapSink::from_env(name, key).await?,
+            ))
+        }
+        None => None,
+    };
+    let writer = sink.clone().map(spawn_sink_writer);
     let mut observer = LoadgenObserver {
         out: args.out.clone(),
         steps_hint: plan.points().len(),
+        sink: writer.as_ref().map(|(tx, _)| tx.clone()),
     };
     let results = run_plan(&plan, cancel, &mut observer).await?;
+    drop(observer);
+    if let (Some(sink), Some((tx, task))) = (&sink, writer) {
+        drop(tx);
+        let _ = task.await;
+        // The final write must land: without it the operator has no results.
+        sink.write(&results).await?;
+    }
     let s = &results.summary;
     println!(
         "done: {} steps, {} completed, {} failed, peak {:.0} out tok/s, {:.2} req/s",

@@ -15,6 +15,7 @@ pub mod results;
 pub mod run;
 pub mod schedule;
 pub mod selftest;
+pub mod sink;
 pub mod sse;
 pub mod stats;
 pub mod table;

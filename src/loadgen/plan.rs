@@ -288,6 +288,10 @@ pub struct Load {
     /// Raise the rate until an SLO breaks (`rate` mode; replaces `rate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<Saturation>,
+    /// Time allowed for in-flight requests to finish between steps aligned to
+    /// `parallelism.startAt` (split runs with `durationPerStep`).
+    #[serde(default = "default_step_slack", with = "duration")]
+    pub step_slack: Duration,
 }
 
 fn default_timeout() -> Duration {
@@ -314,6 +318,7 @@ impl Default for Load {
             max_in_flight: default_max_in_flight(),
             max_error_rate: default_max_error_rate(),
             saturation: None,
+            step_slack: default_step_slack(),
         }
     }
 }
@@ -381,12 +386,9 @@ pub struct Parallelism {
     pub count: u32,
     /// Wall-clock barrier: wait until this instant before the first step, so every pod's
     /// step windows line up. With `load.durationPerStep`, step `i` also starts no earlier than
-    /// `startAt + i × (warmup + durationPerStep + stepSlack)`, keeping later steps aligned.
+    /// `startAt + i × (warmup + durationPerStep + load.stepSlack)`, keeping later steps aligned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
-    /// Time allowed for in-flight requests to finish between aligned steps.
-    #[serde(default = "default_step_slack", with = "duration")]
-    pub step_slack: Duration,
 }
 
 fn default_step_slack() -> Duration {
@@ -403,7 +405,6 @@ impl Default for Parallelism {
             index: 0,
             count: 1,
             start_at: None,
-            step_slack: default_step_slack(),
         }
     }
 }
@@ -551,7 +552,7 @@ impl Plan {
     pub fn step_slot(&self, index: usize) -> Option<DateTime<Utc>> {
         let start = self.parallelism.start_at?;
         let duration = self.load.duration_per_step?;
-        let slot = self.load.warmup + duration + self.parallelism.step_slack;
+        let slot = self.load.warmup + duration + self.load.step_slack;
         let offset = chrono::Duration::from_std(slot * index as u32).ok()?;
         Some(start + offset)
     }

@@ -165,6 +165,9 @@ pub struct StepResult {
     pub interrupted: bool,
     /// Serialized histograms, for merging per-pod results.
     pub histograms: EncodedHistograms,
+    /// What Prometheus reported for this window (`inferops bench --prometheus URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::prom::WindowMetrics>,
 }
 
 impl StepResult {
@@ -219,6 +222,7 @@ impl StepResult {
             window_end: window_end.max(window_start),
             interrupted,
             histograms: stats.hist.encode(),
+            server: None,
         };
         s.set_point(point);
         s.fill_derived(&stats.hist);

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::cli::BenchArgs;
+use super::cli::{BenchArgs, SelfTestPart};
 use super::client::{Client, ClientConfig, Scratch};
 use super::plan::{Arrival, LoadPoint, Plan, TokenCount};
 use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
@@ -437,9 +437,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         duration.as_secs_f64()
     );
 
-    let part = args.self_test_part.as_str();
+    let part = args.self_test_part;
     let sim = SimProcess::start(&["--profile", "zero", "--trace-capacity", "0"], pin).await?;
-    for &c in levels.iter().filter(|_| part != "accuracy") {
+    for &c in levels.iter().filter(|_| part != SelfTestPart::Accuracy) {
         reset_peak_rss();
         let um = (sim.url.clone(), sim.model.clone());
         let wall = Instant::now();
@@ -476,7 +476,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         pin,
     )
     .await?;
-    let rounds: &[(u32, u32)] = if part == "throughput" {
+    let rounds: &[(u32, u32)] = if part == SelfTestPart::Throughput {
         &[]
     } else {
         &[(32, 8), (256, 2)]

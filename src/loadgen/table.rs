@@ -54,11 +54,7 @@ pub fn render(results: &Results) -> String {
         .steps
         .iter()
         .map(|s| {
-            let point = match s.point() {
-                Some(LoadPoint::Concurrency(c)) => c.to_string(),
-                Some(LoadPoint::Rate(r)) => adaptive(r),
-                None => "-".into(),
-            };
+            let point = point_cell(s);
             let point = if s.interrupted {
                 format!("{point}*")
             } else {
@@ -78,6 +74,58 @@ pub fn render(results: &Results) -> String {
             ]
         })
         .collect();
+    let mut out = markdown(&header, &rows);
+    if results.steps.iter().any(|s| s.interrupted) {
+        out.push_str("\n* interrupted: the step was cut short\n");
+    }
+    out
+}
+
+fn point_cell(s: &StepResult) -> String {
+    match s.point() {
+        Some(LoadPoint::Concurrency(c)) => c.to_string(),
+        Some(LoadPoint::Rate(r)) => adaptive(r),
+        None => "-".into(),
+    }
+}
+
+/// What Prometheus reported per step (`inferops bench --prometheus`).
+pub fn render_server(results: &Results) -> String {
+    let header = [
+        "load",
+        "GPU util max %",
+        "GPU util mean %",
+        "GPU mem max GiB",
+        "KV cache max %",
+        "running max",
+        "waiting max",
+        "server TTFT p95",
+        "server ITL p95",
+    ];
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = results
+        .steps
+        .iter()
+        .map(|s| {
+            let m = s.server.clone().unwrap_or_default();
+            vec![
+                point_cell(s),
+                opt(m.gpu_util_max, &|v| num(v, 0)),
+                opt(m.gpu_util_mean, &|v| num(v, 0)),
+                opt(m.gpu_fb_used_max_bytes, &|v| num(v / 1024f64.powi(3), 1)),
+                opt(m.kv_cache_usage_max, &|v| num(v * 100.0, 1)),
+                opt(m.num_requests_running_max, &|v| num(v, 0)),
+                opt(m.num_requests_waiting_max, &|v| num(v, 0)),
+                opt(m.ttft_p95_ms, &|v| num(v, 1)),
+                opt(m.itl_p95_ms, &|v| num(v, 2)),
+            ]
+        })
+        .collect();
+    markdown(&header, &rows)
+}
+
+/// A Markdown table with padded columns.
+fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
@@ -95,16 +143,16 @@ pub fn render(results: &Results) -> String {
         }
         out.push('\n');
     };
-    line(&header.map(String::from), &mut out);
+    line(
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        &mut out,
+    );
     line(
         &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
         &mut out,
     );
-    for r in &rows {
+    for r in rows {
         line(r, &mut out);
-    }
-    if results.steps.iter().any(|s| s.interrupted) {
-        out.push_str("\n* interrupted: the step was cut short\n");
     }
     out
 }

@@ -1,0 +1,69 @@
+{{/* Chart name, truncated to the 63 characters a label allows. */}}
+{{- define "inferops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, unless it already contains the chart name. */}}
+{{- define "inferops.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "inferops.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "inferops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "inferops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "inferops.labels" -}}
+helm.sh/chart: {{ include "inferops.chart" . }}
+{{ include "inferops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: inferops
+{{- end }}
+
+{{- define "inferops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "inferops.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image; the tag defaults to the chart's appVersion. */}}
+{{- define "inferops.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces the operator watches in namespaced mode (the release namespace by default). */}}
+{{- define "inferops.watchNamespaces" -}}
+{{- if .Values.operator.watchNamespaces }}
+{{- join "," .Values.operator.watchNamespaces }}
+{{- else if .Values.rbac.namespaced }}
+{{- .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/* DCGM label names: "ns" and "pod" keys, from monitoring.gpuLabels. */}}
+{{- define "inferops.gpuNsLabel" -}}
+{{- if eq .Values.monitoring.gpuLabels "gke-managed" }}exported_namespace{{ else }}namespace{{ end }}
+{{- end }}
+{{- define "inferops.gpuPodLabel" -}}
+{{- if eq .Values.monitoring.gpuLabels "gke-managed" }}exported_pod{{ else }}pod{{ end }}
+{{- end }}

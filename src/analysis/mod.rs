@@ -1,0 +1,791 @@
+//! Conclusions from a sweep: peak throughput, the saturation point, what limited the target,
+//! scaling efficiency and findings in plain sentences. Pure functions over status rows, so
+//! the operator (BenchmarkRun status) and `inferops bench` (local table) agree.
+
+pub mod rows;
+
+use std::collections::BTreeMap;
+
+use crate::api::{
+    BaselineSpec, Bottleneck, Comparison, LatencyMs, LoadPoint, Recommendation, RunSummary,
+    Saturation, StepStatus,
+};
+
+/// The service level objective a step must meet to count as "held".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slo {
+    /// Highest acceptable TTFT p95, ms.
+    pub ttft_p95_ms: Option<f64>,
+    /// Highest acceptable ITL p95, ms.
+    pub itl_p95_ms: Option<f64>,
+    /// Highest acceptable failed/total ratio.
+    pub max_error_rate: Option<f64>,
+}
+
+impl Slo {
+    /// True when at least one term is set.
+    pub fn is_set(&self) -> bool {
+        self.ttft_p95_ms.is_some() || self.itl_p95_ms.is_some() || self.max_error_rate.is_some()
+    }
+
+    /// The first SLO term the step breaks, by its spec name.
+    pub fn broken_by(&self, step: &StepStatus) -> Option<&'static str> {
+        let over = |limit: Option<f64>, value: Option<f64>| match (limit, value) {
+            (Some(limit), Some(v)) => v > limit,
+            // A step without the measurement (e.g. nothing succeeded) cannot hold the SLO.
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if over(self.max_error_rate, Some(error_rate(step))) {
+            Some("maxErrorRate")
+        } else if over(self.ttft_p95_ms, step.ttft_ms.as_ref().map(|l| l.p95)) {
+            Some("ttftP95")
+        } else if over(self.itl_p95_ms, step.itl_ms.as_ref().map(|l| l.p95)) {
+            Some("itlP95")
+        } else {
+            None
+        }
+    }
+}
+
+/// GPU pricing for cost figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// Price of one GPU-hour.
+    pub gpu_hourly_price: f64,
+    /// GPUs per replica.
+    pub gpus_per_replica: u32,
+}
+
+impl Cost {
+    /// Cost of a million output tokens at `output_tps` on `replicas` replicas.
+    pub fn per_million_tokens(&self, output_tps: f64, replicas: i32) -> Option<f64> {
+        if output_tps <= 0.0 {
+            return None;
+        }
+        let gpus = f64::from(self.gpus_per_replica) * f64::from(replicas.max(1));
+        let per_hour = self.gpu_hourly_price * gpus;
+        Some(round2(per_hour / (output_tps * 3600.0) * 1e6))
+    }
+}
+
+/// Set each step's cost per million output tokens.
+pub fn price_steps(steps: &mut [StepStatus], cost: &Cost) {
+    for s in steps {
+        s.cost_per_million_output_tokens =
+            cost.per_million_tokens(s.output_tokens_per_second, s.replicas.unwrap_or(1));
+    }
+}
+
+/// Replicas and queue-depth target from the saturation point. `None` without one.
+pub fn recommend(
+    steps: &[StepStatus],
+    saturation: &Saturation,
+    target_request_rate: Option<f64>,
+) -> Option<Recommendation> {
+    let at = saturation.at.as_ref()?;
+    let knee = steps.iter().find(|s| &s.load == at)?;
+    let replicas = f64::from(knee.replicas.unwrap_or(1).max(1));
+    let per_replica = knee.requests_per_second / replicas;
+    if per_replica <= 0.0 {
+        return None;
+    }
+    // Waiting requests per replica just past the knee is where queueing starts to hurt;
+    // scale out before it. Never below 1 (a target of 0 would scale on any queue at all).
+    let waiting = saturation
+        .first_broken
+        .as_ref()
+        .and_then(|b| steps.iter().find(|s| &s.load == b))
+        .or(Some(knee))
+        .and_then(|s| s.server.as_ref()?.waiting_max)
+        .unwrap_or(0.0);
+    let queue_depth_target = ((waiting / replicas) / 2.0).round().max(1.0);
+    Some(Recommendation {
+        requests_per_second_per_replica: round2(per_replica),
+        queue_depth_target,
+        target_request_rate,
+        replicas_for_target_rate: target_request_rate
+            .map(|r| (r / per_replica).ceil().max(1.0) as i32),
+    })
+}
+
+/// Compare a run's summary with its baseline's.
+pub fn compare(this: &RunSummary, base: &RunSummary, spec: &BaselineSpec) -> Comparison {
+    let change = |new: f64, old: f64| (old > 0.0).then(|| round4((new - old) / old));
+    let throughput = change(
+        this.peak_output_tokens_per_second,
+        base.peak_output_tokens_per_second,
+    );
+    let ttft = match (this.ttft_p95_ms, base.ttft_p95_ms) {
+        (Some(a), Some(b)) => change(a, b),
+        _ => None,
+    };
+    let mut problems = Vec::new();
+    if let Some(t) = throughput
+        && -t > spec.max_throughput_drop
+    {
+        problems.push(format!(
+            "peak output throughput fell {:.1}% ({:.0} -> {:.0} tok/s; allowed {:.0}%)",
+            -t * 100.0,
+            base.peak_output_tokens_per_second,
+            this.peak_output_tokens_per_second,
+            spec.max_throughput_drop * 100.0
+        ));
+    }
+    if let Some(t) = ttft
+        && t > spec.max_ttft_p95_increase
+    {
+        problems.push(format!(
+            "TTFT p95 at peak rose {:.1}% (allowed {:.0}%)",
+            t * 100.0,
+            spec.max_ttft_p95_increase * 100.0
+        ));
+    }
+    Comparison {
+        baseline: spec.name.clone(),
+        peak_throughput_change: throughput,
+        ttft_p95_change: ttft,
+        regressed: !problems.is_empty(),
+        message: (!problems.is_empty())
+            .then(|| format!("against {}: {}", spec.name, problems.join("; "))),
+    }
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10000.0).round() / 10000.0
+}
+
+/// failed / (succeeded + failed); 0 for an empty step.
+pub fn error_rate(step: &StepStatus) -> f64 {
+    let total = step.succeeded + step.failed;
+    if total == 0 {
+        0.0
+    } else {
+        step.failed as f64 / total as f64
+    }
+}
+
+/// A load point for sentences: `concurrency 8` or `5 req/s`.
+pub fn describe(point: &LoadPoint) -> String {
+    match (point.concurrency, point.rate) {
+        (Some(c), _) => format!("concurrency {c}"),
+        (None, Some(r)) => format!("{} req/s", trim(r)),
+        (None, None) => "unknown load".to_string(),
+    }
+}
+
+fn trim(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// What a summary needs besides the steps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    /// The objective defining saturation (none: the throughput knee).
+    pub slo: Slo,
+    /// The request rate to plan replicas for.
+    pub target_request_rate: Option<f64>,
+}
+
+/// Everything the summary says about a run's steps (price them first with
+/// [`price_steps`] to get cost figures).
+pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
+    let slo = &options.slo;
+    let Some(peak) = steps.iter().max_by(|a, b| {
+        a.output_tokens_per_second
+            .total_cmp(&b.output_tokens_per_second)
+    }) else {
+        return RunSummary::default();
+    };
+    let groups = by_replicas(steps);
+    // Saturation and bottleneck are judged on the first replica group (the plain sweep).
+    let first = groups.values().next().cloned().unwrap_or_default();
+    let saturation = saturation(&first, slo);
+    let bottleneck = bottleneck(&first);
+    let mut findings = Vec::new();
+    findings.extend(throughput_finding(&first));
+    findings.extend(e2e_finding(peak));
+    findings.extend(ttft_tail_finding(&first));
+    findings.extend(kv_finding(&first));
+    findings.extend(error_finding(steps));
+    findings.extend(balance_finding(steps));
+    if let Some(sentence) = bottleneck_sentence(bottleneck, &first) {
+        findings.push(sentence);
+    }
+    let knee = saturation
+        .as_ref()
+        .and_then(|sat| sat.at.as_ref())
+        .and_then(|at| first.iter().find(|s| &s.load == at));
+    let recommendation = saturation
+        .as_ref()
+        .and_then(|sat| recommend(steps, sat, options.target_request_rate));
+    RunSummary {
+        cost_per_million_output_tokens_at_saturation: knee
+            .and_then(|k| k.cost_per_million_output_tokens),
+        recommendation,
+        peak_output_tokens_per_second: round2(peak.output_tokens_per_second),
+        ttft_p95_ms: peak.ttft_ms.as_ref().map(|l| round2(l.p95)),
+        saturation,
+        bottleneck: Some(bottleneck),
+        scaling_efficiency: scaling_efficiency(&groups),
+        findings,
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Steps grouped by replica count (steps without one are group 0), in load order.
+fn by_replicas(steps: &[StepStatus]) -> BTreeMap<i32, Vec<&StepStatus>> {
+    let mut groups: BTreeMap<i32, Vec<&StepStatus>> = BTreeMap::new();
+    for s in steps {
+        groups.entry(s.replicas.unwrap_or(0)).or_default().push(s);
+    }
+    groups
+}
+
+/// With an SLO: the highest load that held it and the first that broke it. Without one:
+/// the knee, where another load step adds less than 10% throughput.
+pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
+    if steps.is_empty() {
+        return None;
+    }
+    if slo.is_set() {
+        let mut held: Option<&StepStatus> = None;
+        for s in steps {
+            match slo.broken_by(s) {
+                None => held = Some(s),
+                Some(term) => {
+                    return Some(Saturation {
+                        requests_per_second: held.map(|h| round2(h.requests_per_second)),
+                        at: held.map(|h| h.load.clone()),
+                        first_broken: Some(s.load.clone()),
+                        limited_by: Some(term.to_string()),
+                    });
+                }
+            }
+        }
+        return held.map(|h| Saturation {
+            requests_per_second: Some(round2(h.requests_per_second)),
+            at: Some(h.load.clone()),
+            first_broken: None,
+            limited_by: None,
+        });
+    }
+    steps.windows(2).find_map(|w| {
+        let (prev, next) = (w[0], w[1]);
+        let gain = next.output_tokens_per_second / prev.output_tokens_per_second.max(1e-9);
+        (gain < 1.10).then(|| Saturation {
+            requests_per_second: Some(round2(prev.requests_per_second)),
+            at: Some(prev.load.clone()),
+            first_broken: Some(next.load.clone()),
+            limited_by: Some("throughputPlateau".to_string()),
+        })
+    })
+}
+
+/// What limited the target over the sweep.
+pub fn bottleneck(steps: &[&StepStatus]) -> Bottleneck {
+    let Some(last) = steps.last() else {
+        return Bottleneck::None;
+    };
+    let server = last.server.clone().unwrap_or_default();
+    let gpu = last.gpu.clone().unwrap_or_default();
+    let total = (last.succeeded + last.failed).max(1) as f64;
+    let timeouts = last.errors.timeout as f64 / total;
+    let gpu_idle = gpu.util_mean.is_some_and(|u| u < 50.0);
+    if timeouts > 0.1 && (gpu_idle || gpu.util_mean.is_none()) {
+        return Bottleneck::Api;
+    }
+    if server.kv_cache_usage_max.is_some_and(|kv| kv >= 0.9) {
+        return Bottleneck::KvCache;
+    }
+    if server.waiting_max.is_some_and(|w| w >= 1.0) {
+        return Bottleneck::Queueing;
+    }
+    let itl_growth = match (
+        steps.first().and_then(|s| s.itl_ms.as_ref()),
+        last.itl_ms.as_ref(),
+    ) {
+        (Some(a), Some(b)) if a.p50 > 0.0 => b.p50 / a.p50,
+        _ => 1.0,
+    };
+    let knee = saturation(steps, &Slo::default()).is_some();
+    if gpu.util_max.is_some_and(|u| u >= 90.0) && (knee || itl_growth >= 1.3) {
+        return Bottleneck::Compute;
+    }
+    if knee && itl_growth >= 1.3 {
+        return Bottleneck::Compute;
+    }
+    Bottleneck::None
+}
+
+fn bottleneck_sentence(b: Bottleneck, steps: &[&StepStatus]) -> Option<String> {
+    let last = steps.last()?;
+    let at = describe(&last.load);
+    Some(match b {
+        Bottleneck::Api => format!(
+            "API-bound: at {at} {} requests timed out while the GPU was mostly idle; the layer in front of the engine (proxy, API server, client timeouts) limits throughput, not the GPU.",
+            last.errors.timeout
+        ),
+        Bottleneck::KvCache => format!(
+            "KV-cache-bound: the KV cache reached {:.0}% at {at}; requests wait for cache blocks. More GPU memory for the cache (gpuMemoryUtilization, a shorter maxModelLen) or another replica raises capacity.",
+            last.server.as_ref()?.kv_cache_usage_max? * 100.0
+        ),
+        Bottleneck::Queueing => format!(
+            "Queueing: up to {:.0} requests waited at {at} while the KV cache had room; the batch limit (maxNumSeqs) or the scheduler caps concurrency.",
+            last.server.as_ref()?.waiting_max?
+        ),
+        Bottleneck::Compute => "Compute-bound: throughput flattens while inter-token latency grows with the batch; the GPU is the limit. Add replicas or a faster accelerator.".to_string(),
+        Bottleneck::Client => "Client-bound: the load generator could not keep its schedule; add loadgen.parallelism or CPU.".to_string(),
+        Bottleneck::None => format!(
+            "No saturation up to {at}: throughput still grows with load; extend the sweep to find the limit."
+        ),
+    })
+}
+
+fn throughput_finding(steps: &[&StepStatus]) -> Option<String> {
+    let (first, last) = (steps.first()?, steps.last()?);
+    if steps.len() < 2 || first.output_tokens_per_second <= 0.0 {
+        return None;
+    }
+    let (i0, i1) = (first.itl_ms.as_ref()?, last.itl_ms.as_ref()?);
+    Some(format!(
+        "Output throughput went from {:.0} tok/s at {} to {:.0} tok/s at {} ({:.1}x) while ITL p50 went from {:.1} to {:.1} ms.",
+        first.output_tokens_per_second,
+        describe(&first.load),
+        last.output_tokens_per_second,
+        describe(&last.load),
+        last.output_tokens_per_second / first.output_tokens_per_second,
+        i0.p50,
+        i1.p50
+    ))
+}
+
+/// "E2E is decode-dominated: E2E ~ TTFT + 127 x ITL".
+fn e2e_finding(step: &StepStatus) -> Option<String> {
+    let (ttft, itl, e2e) = (
+        step.ttft_ms.as_ref()?,
+        step.itl_ms.as_ref()?,
+        step.e2e_ms.as_ref()?,
+    );
+    if step.requests_per_second <= 0.0 || e2e.p50 <= 0.0 {
+        return None;
+    }
+    let tokens = (step.output_tokens_per_second / step.requests_per_second).round();
+    if tokens < 2.0 {
+        return None;
+    }
+    let gaps = tokens - 1.0;
+    let modelled = ttft.p50 + gaps * itl.p50;
+    let decode_share = gaps * itl.p50 / e2e.p50;
+    let kind = if decode_share >= 0.5 {
+        "decode-dominated"
+    } else {
+        "prefill-dominated"
+    };
+    Some(format!(
+        "E2E is {kind}: E2E ~ TTFT + {gaps:.0} x ITL = {:.0} + {gaps:.0} x {:.1} = {modelled:.0} ms against {:.0} ms measured (p50, at {}).",
+        ttft.p50,
+        itl.p50,
+        e2e.p50,
+        describe(&step.load)
+    ))
+}
+
+fn ttft_tail_finding(steps: &[&StepStatus]) -> Option<String> {
+    let first = steps.first()?;
+    let LatencyMs { p50, p95, .. } = first.ttft_ms.clone()?;
+    (p50 > 0.0 && p95 > 3.0 * p50).then(|| {
+        format!(
+            "TTFT p95 at {} is {:.1}x the median ({p95:.0} vs {p50:.0} ms) with no contention: first requests pay warm-up costs (CUDA graphs, connections); use a warmup.",
+            describe(&first.load),
+            p95 / p50
+        )
+    })
+}
+
+fn kv_finding(steps: &[&StepStatus]) -> Option<String> {
+    let peak = steps
+        .iter()
+        .filter_map(|s| s.server.as_ref()?.kv_cache_usage_max)
+        .reduce(f64::max)?;
+    (peak < 0.2).then(|| {
+        format!(
+            "KV cache usage peaked at {:.1}%: memory is not the constraint at these loads; there is room for longer contexts or more concurrent sequences.",
+            peak * 100.0
+        )
+    })
+}
+
+fn error_finding(steps: &[StepStatus]) -> Option<String> {
+    let failed: u64 = steps.iter().map(|s| s.failed).sum();
+    if failed == 0 {
+        return None;
+    }
+    let total: u64 = steps.iter().map(|s| s.succeeded + s.failed).sum();
+    Some(format!(
+        "{failed} of {total} requests failed ({}).",
+        error_classes(steps)
+    ))
+}
+
+/// "12 timeout, 3 http5xx" over all steps.
+pub fn error_classes(steps: &[StepStatus]) -> String {
+    let mut counts = [
+        ("timeout", 0u64),
+        ("connect", 0),
+        ("http4xx", 0),
+        ("http5xx", 0),
+        ("stream", 0),
+        ("body", 0),
+    ];
+    for s in steps {
+        let e = &s.errors;
+        for (i, n) in [e.timeout, e.connect, e.http4xx, e.http5xx, e.stream, e.body]
+            .into_iter()
+            .enumerate()
+        {
+            counts[i].1 += n;
+        }
+    }
+    counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn balance_finding(steps: &[StepStatus]) -> Option<String> {
+    let worst = steps
+        .iter()
+        .filter_map(|s| {
+            let mm = s.server.as_ref()?.per_replica_running.as_ref()?;
+            (mm.max > 0.0).then(|| (s, mm.min / mm.max))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let (step, ratio) = worst;
+    let mm = step.server.as_ref()?.per_replica_running.as_ref()?;
+    (ratio < 0.7).then(|| {
+        format!(
+            "Load is unbalanced across replicas at {}: the least loaded replica ran {:.1} requests on average against {:.1} on the busiest; check the Service's load balancing (least-request routing helps).",
+            describe(&step.load),
+            mm.min,
+            mm.max
+        )
+    })
+}
+
+/// Peak throughput at N replicas / (N x peak throughput at the smallest count, scaled to 1).
+fn scaling_efficiency(groups: &BTreeMap<i32, Vec<&StepStatus>>) -> BTreeMap<String, f64> {
+    let peak = |steps: &Vec<&StepStatus>| {
+        steps
+            .iter()
+            .map(|s| s.output_tokens_per_second)
+            .fold(0.0, f64::max)
+    };
+    let mut out = BTreeMap::new();
+    let mut base: Option<(i32, f64)> = None;
+    for (&replicas, steps) in groups {
+        if replicas <= 0 {
+            continue;
+        }
+        let p = peak(steps);
+        let (n0, p0) = *base.get_or_insert((replicas, p));
+        if p0 > 0.0 {
+            let eff = (p / replicas as f64) / (p0 / n0 as f64);
+            out.insert(replicas.to_string(), round2(eff));
+        }
+    }
+    if out.len() < 2 { BTreeMap::new() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ErrorCounts, GpuMetrics, MinMax, ServerMetrics};
+
+    fn lat(p50: f64, p95: f64) -> Option<LatencyMs> {
+        Some(LatencyMs {
+            mean: p50,
+            p50,
+            p90: p95,
+            p95,
+            p99: p95,
+        })
+    }
+
+    /// A row of the published Qwen2.5-0.5B / L4 sweep.
+    fn row(c: u32, rps: f64, tps: f64, ttft: (f64, f64), itl: (f64, f64), e2e: f64) -> StepStatus {
+        StepStatus {
+            load: LoadPoint {
+                concurrency: Some(c),
+                rate: None,
+            },
+            requests: 200,
+            succeeded: 200,
+            requests_per_second: rps,
+            output_tokens_per_second: tps,
+            ttft_ms: lat(ttft.0, ttft.1),
+            itl_ms: lat(itl.0, itl.1),
+            e2e_ms: lat(e2e, e2e * 1.1),
+            server: Some(ServerMetrics {
+                kv_cache_usage_max: Some(0.01),
+                waiting_max: Some(0.0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn published() -> Vec<StepStatus> {
+        vec![
+            row(1, 1.3, 168.0, (27.0, 115.5), (5.1, 6.1), 679.0),
+            row(2, 2.9, 367.0, (37.8, 48.2), (5.2, 6.3), 698.0),
+            row(4, 5.4, 698.0, (50.1, 85.4), (5.3, 6.4), 722.0),
+            row(8, 10.2, 1312.0, (60.9, 88.4), (5.5, 7.4), 772.0),
+            row(16, 17.8, 2277.0, (103.8, 140.0), (6.0, 8.0), 870.0),
+            row(32, 29.5, 3773.0, (135.3, 200.0), (7.1, 9.5), 1040.0),
+        ]
+    }
+
+    #[test]
+    fn published_sweep_reads_as_unsaturated_decode_dominated_with_idle_kv() {
+        let s = summarize(&published(), &Options::default());
+        assert_eq!(s.peak_output_tokens_per_second, 3773.0);
+        assert_eq!(s.ttft_p95_ms, Some(200.0));
+        assert!(s.saturation.is_none(), "{:?}", s.saturation);
+        assert_eq!(s.bottleneck, Some(Bottleneck::None));
+        let all = s.findings.join("\n");
+        assert!(all.contains("E2E is decode-dominated"), "{all}");
+        assert!(all.contains("+ 127 x ITL"), "{all}");
+        assert!(all.contains("KV cache usage peaked at 1.0%"), "{all}");
+        assert!(all.contains("TTFT p95 at concurrency 1 is 4.3x"), "{all}");
+        assert!(all.contains("22.5x"), "{all}");
+    }
+
+    #[test]
+    fn slo_finds_highest_held_and_first_broken() {
+        let slo = Slo {
+            ttft_p95_ms: Some(100.0),
+            ..Default::default()
+        };
+        let steps = published();
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        // Concurrency 1 already breaks a 100 ms TTFT p95 (115.5 ms).
+        let sat = saturation(&refs, &slo).unwrap();
+        assert_eq!(sat.at, None);
+        assert_eq!(sat.first_broken.unwrap().concurrency, Some(1));
+        let sat = saturation(&refs[1..], &slo).unwrap();
+        assert_eq!(sat.at.unwrap().concurrency, Some(8));
+        assert_eq!(sat.first_broken.unwrap().concurrency, Some(16));
+        assert_eq!(sat.limited_by.as_deref(), Some("ttftP95"));
+        assert_eq!(sat.requests_per_second, Some(10.2));
+    }
+
+    #[test]
+    fn plateau_with_growing_itl_is_compute_bound() {
+        let mut steps = published();
+        steps[5].output_tokens_per_second = 2300.0;
+        steps[5].itl_ms = lat(12.0, 15.0);
+        if let Some(s) = steps[5].server.as_mut() {
+            s.kv_cache_usage_max = Some(0.3);
+        }
+        steps[5].gpu = Some(GpuMetrics {
+            util_max: Some(99.0),
+            util_mean: Some(97.0),
+            ..Default::default()
+        });
+        let s = summarize(&steps, &Options::default());
+        let sat = s.saturation.unwrap();
+        assert_eq!(sat.at.unwrap().concurrency, Some(16));
+        assert_eq!(sat.limited_by.as_deref(), Some("throughputPlateau"));
+        assert_eq!(s.bottleneck, Some(Bottleneck::Compute));
+    }
+
+    #[test]
+    fn timeouts_with_idle_gpu_are_api_bound_and_errors_are_counted() {
+        let mut steps = published();
+        let last = steps.last_mut().unwrap();
+        last.succeeded = 88;
+        last.failed = 112;
+        last.errors = ErrorCounts {
+            timeout: 112,
+            ..Default::default()
+        };
+        last.gpu = Some(GpuMetrics {
+            util_mean: Some(20.0),
+            ..Default::default()
+        });
+        let s = summarize(&steps, &Options::default());
+        assert_eq!(s.bottleneck, Some(Bottleneck::Api));
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.contains("112 of 1200 requests failed (112 timeout)"))
+        );
+    }
+
+    #[test]
+    fn full_cache_and_waiting_are_kv_bound_or_queueing() {
+        let mut steps = published();
+        steps[5].server = Some(ServerMetrics {
+            kv_cache_usage_max: Some(0.97),
+            waiting_max: Some(40.0),
+            ..Default::default()
+        });
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        assert_eq!(bottleneck(&refs), Bottleneck::KvCache);
+        steps[5].server = Some(ServerMetrics {
+            kv_cache_usage_max: Some(0.5),
+            waiting_max: Some(12.0),
+            ..Default::default()
+        });
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        assert_eq!(bottleneck(&refs), Bottleneck::Queueing);
+    }
+
+    #[test]
+    fn scaling_efficiency_and_balance() {
+        // Published: one GPU plateaued near 13.7 req/s, four reached 34 req/s (~2.5x).
+        let mut steps = Vec::new();
+        for (replicas, tps) in [(1, 1370.0), (2, 2500.0), (4, 3400.0)] {
+            let mut r = row(64, tps / 100.0, tps, (50.0, 80.0), (6.0, 8.0), 800.0);
+            r.replicas = Some(replicas);
+            if replicas == 4 {
+                r.server.as_mut().unwrap().per_replica_running = Some(MinMax {
+                    min: 5.0,
+                    max: 30.0,
+                });
+            }
+            steps.push(r);
+        }
+        let s = summarize(&steps, &Options::default());
+        assert_eq!(s.scaling_efficiency["1"], 1.0);
+        assert_eq!(s.scaling_efficiency["2"], 0.91);
+        assert_eq!(s.scaling_efficiency["4"], 0.62);
+        assert!(
+            s.findings.iter().any(|f| f.contains("unbalanced")),
+            "{:?}",
+            s.findings
+        );
+    }
+
+    #[test]
+    fn empty_and_failed_steps_do_not_panic() {
+        assert_eq!(summarize(&[], &Options::default()), RunSummary::default());
+        let dead = StepStatus {
+            load: LoadPoint {
+                concurrency: Some(4),
+                rate: None,
+            },
+            requests: 10,
+            failed: 10,
+            errors: ErrorCounts {
+                http4xx: 10,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let slo = Slo {
+            ttft_p95_ms: Some(500.0),
+            ..Default::default()
+        };
+        let s = summarize(
+            std::slice::from_ref(&dead),
+            &Options {
+                slo,
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.saturation.unwrap().limited_by.as_deref(), Some("ttftP95"));
+        assert!(s.findings.iter().any(|f| f.contains("10 http4xx")));
+    }
+
+    #[test]
+    fn cost_per_million_tokens_and_at_saturation() {
+        // One L4 at 0.71/h producing 3773 tok/s: 0.71 / (3773 * 3600) * 1e6 = 0.0523.
+        let cost = Cost {
+            gpu_hourly_price: 0.71,
+            gpus_per_replica: 1,
+        };
+        assert_eq!(cost.per_million_tokens(3773.0, 1), Some(0.05));
+        assert_eq!(cost.per_million_tokens(168.0, 1), Some(1.17));
+        assert_eq!(cost.per_million_tokens(168.0, 2), Some(2.35));
+        assert_eq!(cost.per_million_tokens(0.0, 1), None);
+        let mut steps = published();
+        price_steps(&mut steps, &cost);
+        let options = Options {
+            slo: Slo {
+                ttft_p95_ms: Some(100.0),
+                ..Default::default()
+            },
+            target_request_rate: Some(50.0),
+        };
+        let s = summarize(&steps[1..], &options);
+        // Held up to concurrency 8 (10.2 req/s, 1312 tok/s).
+        assert_eq!(s.cost_per_million_output_tokens_at_saturation, Some(0.15));
+        let rec = s.recommendation.unwrap();
+        assert_eq!(rec.requests_per_second_per_replica, 10.2);
+        assert_eq!(rec.replicas_for_target_rate, Some(5));
+        assert_eq!(rec.queue_depth_target, 1.0, "nothing waited: the floor");
+    }
+
+    #[test]
+    fn queue_depth_target_follows_waiting_past_the_knee() {
+        let mut steps = published();
+        steps[4].server.as_mut().unwrap().waiting_max = Some(12.0);
+        let sat = Saturation {
+            requests_per_second: Some(10.2),
+            at: Some(steps[3].load.clone()),
+            first_broken: Some(steps[4].load.clone()),
+            limited_by: Some("ttftP95".into()),
+        };
+        let rec = recommend(&steps, &sat, None).unwrap();
+        assert_eq!(rec.queue_depth_target, 6.0);
+        assert_eq!(rec.replicas_for_target_rate, None);
+    }
+
+    #[test]
+    fn comparison_flags_regressions_beyond_thresholds() {
+        let spec = BaselineSpec {
+            name: "last-week".into(),
+            max_throughput_drop: 0.1,
+            max_ttft_p95_increase: 0.2,
+        };
+        let base = RunSummary {
+            peak_output_tokens_per_second: 3773.0,
+            ttft_p95_ms: Some(200.0),
+            ..Default::default()
+        };
+        let same = compare(&base, &base, &spec);
+        assert!(!same.regressed);
+        assert_eq!(same.peak_throughput_change, Some(0.0));
+        let worse = RunSummary {
+            peak_output_tokens_per_second: 3000.0,
+            ttft_p95_ms: Some(260.0),
+            ..Default::default()
+        };
+        let c = compare(&worse, &base, &spec);
+        assert!(c.regressed);
+        assert_eq!(c.peak_throughput_change, Some(-0.2049));
+        assert_eq!(c.ttft_p95_change, Some(0.3));
+        let msg = c.message.unwrap();
+        assert!(
+            msg.contains("fell 20.5%") && msg.contains("TTFT p95 at peak rose 30.0%"),
+            "{msg}"
+        );
+        let slightly = RunSummary {
+            peak_output_tokens_per_second: 3600.0,
+            ttft_p95_ms: Some(210.0),
+            ..Default::default()
+        };
+        assert!(!compare(&slightly, &base, &spec).regressed);
+    }
+}

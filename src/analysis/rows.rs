@@ -1,0 +1,127 @@
+//! The one mapping from what the load generator measured (a [`StepResult`]) and what
+//! Prometheus reported for the same window ([`WindowMetrics`]) to a status row
+//! ([`StepStatus`]), used by the BenchmarkRun status, `inferops bench` and reports.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{
+    ErrorCounts, GpuMetrics, LatencyMs, LoadPoint, MinMax, ServerMetrics, StepStatus, Window,
+};
+use crate::loadgen::results::StepResult;
+use crate::prom::WindowMetrics;
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> Option<Time> {
+    k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(t.timestamp_nanos_opt()?))
+        .ok()
+        .map(Time)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn lat(mean: f64, p50: f64, p90: f64, p95: f64, p99: f64) -> LatencyMs {
+    LatencyMs {
+        mean: round3(mean),
+        p50: round3(p50),
+        p90: round3(p90),
+        p95: round3(p95),
+        p99: round3(p99),
+    }
+}
+
+/// A status row for one measured step, at `replicas` in a scaling study.
+pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
+    let measured = s.completed > 0;
+    let window = match (time(s.window_start), time(s.window_end)) {
+        (Some(start), Some(end)) => Some(Window { start, end }),
+        _ => None,
+    };
+    StepStatus {
+        load: LoadPoint {
+            concurrency: s.max_concurrency,
+            rate: s.request_rate,
+        },
+        replicas,
+        window,
+        requests: s.completed + s.failed,
+        succeeded: s.completed,
+        failed: s.failed,
+        errors: ErrorCounts {
+            timeout: s.errors.timeout,
+            connect: s.errors.connect,
+            http4xx: s.errors.http4xx,
+            http5xx: s.errors.http5xx,
+            stream: s.errors.stream,
+            body: s.errors.body,
+        },
+        requests_per_second: round3(s.request_throughput),
+        output_tokens_per_second: round3(s.output_throughput),
+        ttft_ms: measured.then(|| {
+            lat(
+                s.mean_ttft_ms,
+                s.median_ttft_ms,
+                s.p90_ttft_ms,
+                s.p95_ttft_ms,
+                s.p99_ttft_ms,
+            )
+        }),
+        itl_ms: measured.then(|| {
+            lat(
+                s.mean_itl_ms,
+                s.median_itl_ms,
+                s.p90_itl_ms,
+                s.p95_itl_ms,
+                s.p99_itl_ms,
+            )
+        }),
+        tpot_ms: measured.then(|| {
+            lat(
+                s.mean_tpot_ms,
+                s.median_tpot_ms,
+                s.p90_tpot_ms,
+                s.p95_tpot_ms,
+                s.p99_tpot_ms,
+            )
+        }),
+        e2e_ms: measured.then(|| {
+            lat(
+                s.mean_e2el_ms,
+                s.median_e2el_ms,
+                s.p90_e2el_ms,
+                s.p95_e2el_ms,
+                s.p99_e2el_ms,
+            )
+        }),
+        server: None,
+        gpu: None,
+        cost_per_million_output_tokens: None,
+    }
+}
+
+/// Attach what Prometheus reported for the row's window.
+pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
+    let server = ServerMetrics {
+        ttft_p95_ms: m.ttft_p95_ms.map(round3),
+        itl_p95_ms: m.itl_p95_ms.map(round3),
+        queue_time_p95_ms: m.queue_time_p95_ms.map(round3),
+        kv_cache_usage_max: m.kv_cache_usage_max,
+        running_max: m.num_requests_running_max,
+        waiting_max: m.num_requests_waiting_max,
+        per_replica_running: match (m.per_replica_running_min, m.per_replica_running_max) {
+            (Some(min), Some(max)) => Some(MinMax {
+                min: round3(min),
+                max: round3(max),
+            }),
+            _ => None,
+        },
+    };
+    let gpu = GpuMetrics {
+        util_max: m.gpu_util_max.map(round3),
+        util_mean: m.gpu_util_mean.map(round3),
+        fb_used_max_bytes: m.gpu_fb_used_max_bytes,
+        power_mean_watts: m.gpu_power_mean_watts.map(round3),
+    };
+    row.server = (server != ServerMetrics::default()).then_some(server);
+    row.gpu = (gpu != GpuMetrics::default()).then_some(gpu);
+}

@@ -1,0 +1,829 @@
+//! `BenchmarkRun`: a declarative load sweep against an `InferenceService` or a URL, with
+//! client latencies joined to GPU and vLLM server metrics in status.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::core::Duration;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{LocalObjectRef, default_true};
+
+/// Desired benchmark: what to hit, with which requests, at which load points.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "inferops.dev",
+    version = "v1alpha1",
+    kind = "BenchmarkRun",
+    namespaced,
+    status = "BenchmarkRunStatus",
+    shortname = "bench",
+    category = "inferops",
+    doc = "A load sweep (concurrency or request rate) against an InferenceService or URL, run by in-cluster load Jobs; results joined with DCGM and vLLM metrics in status.",
+    printcolumn(name = "Target", type_ = "string", json_path = ".status.target"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.progress"),
+    printcolumn(
+        name = "Peak tok/s",
+        type_ = "number",
+        json_path = ".status.summary.peakOutputTokensPerSecond"
+    ),
+    printcolumn(
+        name = "TTFT p95 (ms)",
+        type_ = "number",
+        json_path = ".status.summary.ttftP95Ms"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]
+pub struct BenchmarkRunSpec {
+    /// What to load: an InferenceService in this namespace or any OpenAI-compatible URL.
+    pub target: TargetSpec,
+    /// The requests: API, prompts and output lengths.
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    /// The load points to sweep and how long each lasts.
+    pub load: LoadSpec,
+    /// Repeat the sweep at several replica counts of the target InferenceService.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingSpec>,
+    /// The in-cluster load Job.
+    #[serde(default)]
+    pub loadgen: LoadgenSpec,
+    /// Where to read GPU (DCGM) and vLLM server metrics for each step's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSpec>,
+    /// A step whose failed/total ratio exceeds this fails the run (default 0.01 = 1%).
+    #[serde(default = "default_max_error_rate")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.maxErrorRate must be in [0, 1]"))]
+    pub max_error_rate: f64,
+    /// Price of the GPUs, to report dollars per million output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSpec>,
+    /// Another BenchmarkRun in this namespace to compare against; a regression beyond the
+    /// thresholds sets the `Regressed` condition so CI and GitOps pipelines can gate on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineSpec>,
+    /// Capacity planning: the request rate the service must sustain; status then recommends
+    /// a replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_request_rate: Option<f64>,
+    /// Delete the load Job this long after the run finishes; the run and its results stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+fn default_max_error_rate() -> f64 {
+    0.01
+}
+
+/// GPU pricing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CostSpec {
+    /// Price of one GPU for one hour, in your currency (e.g. `0.71` for an on-demand L4).
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.cost.gpuHourlyPrice must be > 0"))]
+    pub gpu_hourly_price: f64,
+    /// GPUs per replica; defaults to the target InferenceService's `accelerator.count`, or 1
+    /// for a URL target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub gpus_per_replica: Option<u32>,
+}
+
+/// The run to compare against and what counts as a regression.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BaselineSpec {
+    /// Name of a finished BenchmarkRun in the same namespace.
+    pub name: String,
+    /// Regression when peak output throughput drops by more than this fraction (default 0.1).
+    #[serde(default = "default_max_throughput_drop")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.baseline.maxThroughputDrop must be in [0, 1]"))]
+    pub max_throughput_drop: f64,
+    /// Regression when TTFT p95 at the peak step grows by more than this fraction
+    /// (default 0.2).
+    #[serde(default = "default_max_ttft_increase")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.baseline.maxTtftP95Increase must be >= 0"))]
+    pub max_ttft_p95_increase: f64,
+}
+
+fn default_max_throughput_drop() -> f64 {
+    0.1
+}
+fn default_max_ttft_increase() -> f64 {
+    0.2
+}
+
+/// The benchmark target. Exactly one of `inferenceServiceRef` or `url`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.inferenceServiceRef) != has(self.url)").message("spec.target: set exactly one of inferenceServiceRef or url"))]
+pub struct TargetSpec {
+    /// An InferenceService in the run's namespace; the run waits for it to be Ready and
+    /// reads its endpoint and served model name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_service_ref: Option<LocalObjectRef>,
+    /// Base URL of an OpenAI-compatible server (e.g. `http://vllm.ml.svc:8000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.target.url must start with http:// or https://"))]
+    pub url: Option<String>,
+    /// Model name sent in requests. Defaults to the InferenceService's served name, or for
+    /// a URL to the only model `/v1/models` lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// OpenAI endpoint to call.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKind {
+    /// `/v1/completions` with a raw prompt.
+    #[default]
+    Completions,
+    /// `/v1/chat/completions` with one user message.
+    Chat,
+}
+
+/// Prompt source.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// Synthetic prompts of `inputTokens` tokens, reproducible from `seed`.
+    #[default]
+    Random,
+    /// A ShareGPT-format JSON file (conversations), from a ConfigMap or a path.
+    Sharegpt,
+}
+
+/// Where prompts come from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.kind != 'sharegpt' || has(self.configMapRef) || has(self.path)").message("spec.workload.dataset: kind sharegpt needs configMapRef or path"))]
+pub struct DatasetSpec {
+    /// `random` (default) or `sharegpt`.
+    #[serde(default)]
+    pub kind: DatasetKind,
+    /// ConfigMap key holding the dataset JSON (mounted into the load pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+    /// Path of the dataset file inside the load pod image or a local file for `inferops bench`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// A key in a ConfigMap of the run's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapKeyRef {
+    /// ConfigMap name.
+    pub name: String,
+    /// Key inside the ConfigMap.
+    pub key: String,
+}
+
+/// The requests each load point sends.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.inputTokensMax) || self.inputTokensMax >= self.inputTokens").message("spec.workload.inputTokensMax must be >= inputTokens"))]
+pub struct WorkloadSpec {
+    /// `completions` (default) or `chat`.
+    #[serde(default)]
+    pub api: ApiKind,
+    /// Prompt source.
+    #[serde(default)]
+    pub dataset: DatasetSpec,
+    /// Prompt length in tokens for synthetic prompts (the lower bound when
+    /// `inputTokensMax` is set).
+    #[serde(default = "default_input_tokens")]
+    #[schemars(range(min = 1))]
+    pub input_tokens: u32,
+    /// Upper bound for uniformly random prompt lengths; unset for fixed length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens_max: Option<u32>,
+    /// Tokens to generate per request (`max_tokens`).
+    #[serde(default = "default_output_tokens")]
+    #[schemars(range(min = 1))]
+    pub output_tokens: u32,
+    /// Ask the server to ignore end-of-sequence so every request generates exactly
+    /// `outputTokens` (vLLM's `ignore_eos`).
+    #[serde(default = "default_true")]
+    pub ignore_eos: bool,
+    /// Seed for prompt generation and arrival times: same seed, same requests.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Stream tokens (SSE). Needed for TTFT and ITL; without it only E2E is measured.
+    #[serde(default = "default_true")]
+    pub stream: bool,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        Self {
+            api: ApiKind::default(),
+            dataset: DatasetSpec::default(),
+            input_tokens: default_input_tokens(),
+            input_tokens_max: None,
+            output_tokens: default_output_tokens(),
+            ignore_eos: true,
+            seed: default_seed(),
+            stream: true,
+        }
+    }
+}
+
+fn default_input_tokens() -> u32 {
+    256
+}
+fn default_output_tokens() -> u32 {
+    128
+}
+fn default_seed() -> u64 {
+    42
+}
+
+/// How load points are expressed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Closed loop: N requests always in flight.
+    Concurrency,
+    /// Open loop: requests sent at a rate (req/s), whatever the latency.
+    Rate,
+}
+
+/// Arrival process for `mode: rate`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// Exponential gaps (vLLM bench's default).
+    #[default]
+    Poisson,
+    /// Evenly spaced sends.
+    Constant,
+}
+
+/// The sweep.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.mode != 'concurrency' || (has(self.concurrency) && size(self.concurrency) > 0)").message("spec.load.mode is concurrency: spec.load.concurrency must list at least one load point"))]
+#[x_kube(validation = Rule::new("self.mode != 'rate' || (has(self.rate) && size(self.rate) > 0) || has(self.saturation)").message("spec.load.mode is rate: spec.load.rate must list at least one load point, or set spec.load.saturation"))]
+#[x_kube(validation = Rule::new("self.mode == 'rate' || !has(self.saturation)").message("spec.load.saturation needs mode rate"))]
+#[x_kube(validation = Rule::new("!(has(self.requestsPerStep) && has(self.durationPerStep))").message("spec.load: set requestsPerStep or durationPerStep, not both"))]
+pub struct LoadSpec {
+    /// `concurrency` (closed loop) or `rate` (open loop).
+    pub mode: LoadMode,
+    /// Concurrency levels for `mode: concurrency`, each > 0 (e.g. `[1, 2, 4, 8, 16, 32]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(c, c > 0)").message("spec.load.concurrency: every load point must be > 0"))]
+    pub concurrency: Vec<u32>,
+    /// Request rates in req/s for `mode: rate`, each > 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(r, r > 0.0)").message("spec.load.rate: every load point must be > 0 req/s"))]
+    pub rate: Vec<f64>,
+    /// Arrival process for `mode: rate`: `poisson` (default) or `constant`.
+    #[serde(default)]
+    pub arrival: Arrival,
+    /// Requests per load point (default 200 when neither this nor `durationPerStep` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_step: Option<u32>,
+    /// Wall-clock length of each load point (e.g. `60s`), instead of a request count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_per_step: Option<Duration>,
+    /// Load applied before each step's measurement window, not counted (e.g. `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Duration>,
+    /// Per-request timeout (default `60s`); a request past it counts as a timeout error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
+    /// Raise the rate until the SLO breaks, then report the highest rate that held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<SaturationSpec>,
+}
+
+/// A service level objective for the saturation search.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.ttftP95) || has(self.itlP95) || has(self.maxErrorRate)").message("spec.load.saturation.slo: set at least one of ttftP95, itlP95, maxErrorRate"))]
+pub struct SloSpec {
+    /// Highest acceptable p95 time to first token (e.g. `500ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p95: Option<Duration>,
+    /// Highest acceptable p95 inter-token latency (e.g. `50ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_p95: Option<Duration>,
+    /// Highest acceptable failed/total ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+}
+
+/// Saturation search: start at `startRate`, multiply by `factor` while the SLO holds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.startRate) || self.startRate <= self.maxRate").message("spec.load.saturation.startRate must be <= maxRate"))]
+pub struct SaturationSpec {
+    /// The objective that defines "saturated".
+    pub slo: SloSpec,
+    /// First rate tried, req/s (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_rate: Option<f64>,
+    /// Stop here even if the SLO still holds, req/s.
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.load.saturation.maxRate must be > 0"))]
+    pub max_rate: f64,
+    /// Rate multiplier between attempts (default 2; the search then bisects between the last
+    /// good and first bad rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 1.0").message("spec.load.saturation.factor must be > 1"))]
+    pub factor: Option<f64>,
+}
+
+/// Replica counts for a scaling study.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScalingSpec {
+    /// Run the whole sweep once at each replica count of the target (e.g. `[1, 2, 4]`);
+    /// the original count is restored afterwards.
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("size(self) > 0 && self.all(r, r > 0)").message("spec.scaling.replicas must list replica counts > 0"))]
+    pub replicas: Vec<i32>,
+}
+
+/// The load Job's pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadgenSpec {
+    /// Image running `inferops loadgen`; defaults to the operator's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Pods sharing the load (for loads one pod cannot drive); histograms are merged.
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 64))]
+    pub parallelism: i32,
+    /// Load pod resources (default requests 500m CPU / 256Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selector for the load pods (keep them off the GPU nodes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations for the load pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Pod restarts tolerated before the Job fails (`backoffLimit`).
+    #[serde(default = "default_backoff_limit")]
+    #[schemars(range(min = 0))]
+    pub backoff_limit: i32,
+    /// Hard limit on the Job's run time in seconds (`activeDeadlineSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+}
+
+impl Default for LoadgenSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            parallelism: default_parallelism(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            backoff_limit: default_backoff_limit(),
+            active_deadline_seconds: None,
+        }
+    }
+}
+
+fn default_parallelism() -> i32 {
+    1
+}
+fn default_backoff_limit() -> i32 {
+    2
+}
+
+/// Label conventions of the GPU metrics.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuLabels {
+    /// NVIDIA dcgm-exporter scraped with pod attribution: `pod`, `namespace`.
+    #[default]
+    DcgmExporter,
+    /// GKE managed DCGM: `exported_pod`, `exported_namespace`.
+    GkeManaged,
+}
+
+/// Prometheus to query for each step's window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusSpec {
+    /// Base URL, e.g. `http://prometheus-operated.monitoring.svc:9090`.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.prometheus.url must start with http:// or https://"))]
+    pub url: String,
+    /// Label convention of the DCGM metrics.
+    #[serde(default)]
+    pub gpu_labels: GpuLabels,
+}
+
+/// Lifecycle phase of a run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Accepted, nothing started.
+    #[default]
+    Pending,
+    /// Waiting for the target to be Ready / answer with the expected model.
+    WaitingForTarget,
+    /// Load Job running.
+    Running,
+    /// Load done; querying Prometheus.
+    Collecting,
+    /// Finished within the error budget.
+    Succeeded,
+    /// Finished with a reason in the `Ready` condition; measured steps are kept.
+    Failed,
+}
+
+impl Phase {
+    /// True once the run can no longer change.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// Observed state and results of a run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BenchmarkRunStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Lifecycle phase.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Human-readable target: `infsvc/NAME` or the URL, with the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `Ready`, `Progressing`, `Degraded` and `MetricsUnavailable`, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// When the load started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run reached Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Steps finished so far.
+    #[serde(default)]
+    pub current_step: u32,
+    /// Steps planned (load points x replica counts; saturation searches grow it).
+    #[serde(default)]
+    pub total_steps: u32,
+    /// `currentStep/totalSteps`, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// One row per finished step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
+    /// Conclusions across steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<RunSummary>,
+    /// Where the full raw per-step results (including merged histograms) are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_ref: Option<ResultsRef>,
+    /// Comparison with `spec.baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    /// Scaling study bookkeeping: the replica count to restore afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
+    /// Reproducibility: engine image and args, GPU product and count, instance type,
+    /// replicas, operator version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Scaling study progress.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    /// The target's `spec.replicas` before the study; restored when it ends (also on
+    /// failure and deletion).
+    pub original_replicas: i32,
+    /// Replica count of the sweep in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<i32>,
+    /// True once the original count has been restored.
+    #[serde(default)]
+    pub restored: bool,
+}
+
+/// This run against its baseline.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    /// The baseline run's name.
+    pub baseline: String,
+    /// Relative change of peak output throughput (e.g. -0.15 = 15% lower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_throughput_change: Option<f64>,
+    /// Relative change of TTFT p95 at the peak step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_change: Option<f64>,
+    /// True when a change is beyond the spec's thresholds.
+    pub regressed: bool,
+    /// What regressed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The ConfigMap with raw results.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsRef {
+    /// ConfigMap name in the run's namespace (owned by the run).
+    pub config_map_name: String,
+}
+
+/// One load point.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadPoint {
+    /// Requests in flight (closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Offered rate in req/s (open loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
+/// A measurement window.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    /// First request of the measured part of the step.
+    pub start: Time,
+    /// Last response of the step.
+    pub end: Time,
+}
+
+/// Failed requests by class.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorCounts {
+    /// Past the request timeout.
+    #[serde(default)]
+    pub timeout: u64,
+    /// Could not connect.
+    #[serde(default)]
+    pub connect: u64,
+    /// HTTP 4xx (e.g. wrong model name, prompt too long).
+    #[serde(default)]
+    pub http4xx: u64,
+    /// HTTP 5xx.
+    #[serde(default)]
+    pub http5xx: u64,
+    /// Stream broken or truncated.
+    #[serde(default)]
+    pub stream: u64,
+    /// Response body not understood.
+    #[serde(default)]
+    pub body: u64,
+}
+
+/// Latency distribution in milliseconds.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyMs {
+    /// Mean, ms.
+    pub mean: f64,
+    /// Median, ms.
+    pub p50: f64,
+    /// 90th percentile, ms.
+    pub p90: f64,
+    /// 95th percentile, ms.
+    pub p95: f64,
+    /// 99th percentile, ms.
+    pub p99: f64,
+}
+
+/// What vLLM reported during the step window (from its `vllm:*` metrics).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerMetrics {
+    /// Server-side p95 time to first token, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_ms: Option<f64>,
+    /// Server-side p95 inter-token latency, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_p95_ms: Option<f64>,
+    /// Server-side p95 time requests waited in the queue, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_time_p95_ms: Option<f64>,
+    /// Peak KV cache usage, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_usage_max: Option<f64>,
+    /// Peak requests running (summed over replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_max: Option<f64>,
+    /// Peak requests waiting (summed over replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_max: Option<f64>,
+    /// Least and most loaded replica (mean running requests): shows load balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_replica_running: Option<MinMax>,
+}
+
+/// A min/max pair.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MinMax {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+/// What the GPUs (DCGM) reported during the step window.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuMetrics {
+    /// Peak GPU utilisation, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub util_max: Option<f64>,
+    /// Mean GPU utilisation, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub util_mean: Option<f64>,
+    /// Peak framebuffer memory used, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fb_used_max_bytes: Option<f64>,
+    /// Mean power draw, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_mean_watts: Option<f64>,
+}
+
+/// One finished step: client measurements joined with server and GPU metrics.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// The load point.
+    pub load: LoadPoint,
+    /// Target replicas during the step (scaling studies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// The measured wall-clock window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// Requests sent in the window.
+    pub requests: u64,
+    /// Requests that completed.
+    pub succeeded: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Failures by class.
+    #[serde(default)]
+    pub errors: ErrorCounts,
+    /// Completed requests per second.
+    pub requests_per_second: f64,
+    /// Generated tokens per second.
+    pub output_tokens_per_second: f64,
+    /// Time to first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<LatencyMs>,
+    /// Inter-token latency (every gap between streamed tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_ms: Option<LatencyMs>,
+    /// Time per output token after the first, per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<LatencyMs>,
+    /// End-to-end request latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_ms: Option<LatencyMs>,
+    /// vLLM server metrics over the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerMetrics>,
+    /// GPU metrics over the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuMetrics>,
+    /// Cost of a million output tokens at this step's throughput (needs `spec.cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_million_output_tokens: Option<f64>,
+}
+
+/// What limited the target.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Bottleneck {
+    /// GPU busy, ITL rising with batch size.
+    Compute,
+    /// KV cache full, requests preempted or waiting.
+    KvCache,
+    /// Requests queueing in front of the engine.
+    Queueing,
+    /// The load generator could not keep its schedule.
+    Client,
+    /// Timeouts or errors while the GPU idles: the API layer in front of the engine.
+    Api,
+    /// Nothing saturated within the tested load.
+    None,
+}
+
+/// The saturation point.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Saturation {
+    /// Highest load point that met the SLO, in req/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
+    /// The load point it was reached at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<LoadPoint>,
+    /// First load point that broke the SLO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_broken: Option<LoadPoint>,
+    /// The SLO term that broke first (e.g. `ttftP95`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited_by: Option<String>,
+}
+
+/// Conclusions across steps.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Highest output tokens per second of any step.
+    #[serde(default)]
+    pub peak_output_tokens_per_second: f64,
+    /// Client TTFT p95 (ms) at the peak-throughput step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_ms: Option<f64>,
+    /// The saturation point, when the SLO or load points found one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<Saturation>,
+    /// What limited throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottleneck: Option<Bottleneck>,
+    /// Scaling efficiency per replica count: throughput at N / (N x throughput at 1).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scaling_efficiency: BTreeMap<String, f64>,
+    /// Cost of a million output tokens at the saturation point (needs `spec.cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_million_output_tokens_at_saturation: Option<f64>,
+    /// Autoscaling and capacity suggestions derived from the saturation point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<Recommendation>,
+    /// Plain-language findings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+}
+
+/// Suggestions from a saturation result.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommendation {
+    /// Request rate one replica sustains within the SLO (the saturation point divided by
+    /// the replicas that served it).
+    pub requests_per_second_per_replica: f64,
+    /// Suggested queue-depth HPA target: waiting requests per replica at the knee (at least
+    /// 1), as `spec.autoscaling.target`.
+    pub queue_depth_target: f64,
+    /// The `spec.targetRequestRate` this plan is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_request_rate: Option<f64>,
+    /// Replicas needed for `targetRequestRate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas_for_target_rate: Option<i32>,
+}
+
+impl LoadSpec {
+    /// The configured load points, in order.
+    pub fn points(&self) -> Vec<LoadPoint> {
+        match self.mode {
+            LoadMode::Concurrency => self
+                .concurrency
+                .iter()
+                .map(|c| LoadPoint {
+                    concurrency: Some(*c),
+                    rate: None,
+                })
+                .collect(),
+            LoadMode::Rate => self
+                .rate
+                .iter()
+                .map(|r| LoadPoint {
+                    concurrency: None,
+                    rate: Some(*r),
+                })
+                .collect(),
+        }
+    }
+}

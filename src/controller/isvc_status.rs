@@ -1,0 +1,397 @@
+//! Pure status computation for `InferenceService`: from the Deployment and its pods to
+//! replica counts and the Ready / Progressing / Degraded conditions with reasons.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::api::{ConditionType, ConditionUpdate};
+
+/// Condition reasons used by the InferenceService controller.
+pub mod reason {
+    /// Ready: at least one replica passes readiness.
+    pub const AVAILABLE: &str = "Available";
+    /// Pods exist, their startup probe is still waiting for vLLM (downloading / loading).
+    pub const MODEL_DOWNLOADING: &str = "ModelDownloading";
+    /// Pods are being created / scheduled / started.
+    pub const DEPLOYING: &str = "Deploying";
+    /// Replicas are 0 (by spec or autoscaler).
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    /// Progressing False: the rollout is complete.
+    pub const COMPLETE: &str = "Complete";
+    /// Degraded False: nothing wrong.
+    pub const AS_EXPECTED: &str = "AsExpected";
+    /// A pod cannot be scheduled for lack of `nvidia.com/gpu`.
+    pub const INSUFFICIENT_GPU: &str = "InsufficientGPU";
+    /// A pod cannot be scheduled for another reason (CPU, memory, node selector, taints).
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// The engine container is in CrashLoopBackOff.
+    pub const CRASH_LOOP: &str = "CrashLoop";
+    /// The image cannot be pulled.
+    pub const IMAGE_PULL_ERROR: &str = "ImagePullError";
+    /// The container cannot be configured (e.g. a Secret key it references is missing).
+    pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
+    /// `spec.model.tokenSecretRef` names a Secret or key that does not exist.
+    pub const SECRET_MISSING: &str = "SecretMissing";
+    /// An object the operator would create exists and belongs to someone else.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    /// The spec cannot be rendered (see the message for the field and the fix).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server rejected an apply (immutable field, RBAC, admission policy).
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// `autoscaling.provider: keda` but the KEDA CRDs are not installed.
+    pub const KEDA_MISSING: &str = "KEDAMissing";
+    /// `monitoring.podMonitor` but the Prometheus Operator CRDs are not installed.
+    pub const POD_MONITOR_CRD_MISSING: &str = "PodMonitorCRDMissing";
+    /// The PodMonitor was applied.
+    pub const POD_MONITOR_APPLIED: &str = "PodMonitorApplied";
+}
+
+/// What the Deployment and pods say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Pods of the Deployment.
+    pub replicas: i32,
+    /// Pods passing readiness.
+    pub ready_replicas: i32,
+    /// Ready / Progressing / Degraded.
+    pub conditions: Vec<ConditionUpdate>,
+}
+
+/// How long a pod may stay unschedulable before it counts as Degraded: GPU node pools
+/// usually scale from zero (cluster autoscaler, GKE node auto-provisioning, Karpenter), and a
+/// GPU node takes minutes to join. Until then the reason shows in Ready / Progressing only.
+pub const UNSCHEDULABLE_GRACE: SignedDuration = SignedDuration::from_mins(10);
+
+/// A pod-level problem: (rank, reason, message, degraded). `degraded` is false while an
+/// unschedulable pod is within [`UNSCHEDULABLE_GRACE`].
+type Problem = (u8, &'static str, String, bool);
+
+/// The worst pod-level problem: Degraded ones first, then by rank.
+fn pod_problem(pods: &[Pod], now: Timestamp) -> Option<Problem> {
+    let mut found: Vec<Problem> = Vec::new();
+    for pod in pods {
+        let name = pod.metadata.name.as_deref().unwrap_or("?");
+        let Some(status) = &pod.status else { continue };
+        for c in status.conditions.iter().flatten() {
+            if c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+            {
+                // Without a transition time, assume it has been stuck for long.
+                let degraded = c
+                    .last_transition_time
+                    .as_ref()
+                    .is_none_or(|t| t.0 + UNSCHEDULABLE_GRACE <= now);
+                let msg = c.message.clone().unwrap_or_default();
+                if msg.contains("nvidia.com/gpu") {
+                    found.push((
+                        1,
+                        reason::INSUFFICIENT_GPU,
+                        format!(
+                            "pod {name} cannot be scheduled: no node has enough free nvidia.com/gpu \
+                             ({msg}); add GPU nodes matching spec.accelerator (or enable node \
+                             auto-provisioning), or lower spec.accelerator.count / spec.replicas"
+                        ),
+                        degraded,
+                    ));
+                } else {
+                    found.push((
+                        2,
+                        reason::UNSCHEDULABLE,
+                        format!(
+                            "pod {name} cannot be scheduled ({msg}); check spec.scheduling and \
+                             the node pool's labels, taints and capacity"
+                        ),
+                        degraded,
+                    ));
+                }
+            }
+        }
+        for cs in status.container_statuses.iter().flatten() {
+            let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let why = waiting.reason.as_deref().unwrap_or("");
+            let detail = waiting.message.clone().unwrap_or_default();
+            match why {
+                "CrashLoopBackOff" => {
+                    let last = cs
+                        .last_state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .map(|t| {
+                            format!(
+                                "; last exit code {} ({})",
+                                t.exit_code,
+                                t.reason.clone().unwrap_or_default()
+                            )
+                        })
+                        .unwrap_or_default();
+                    found.push((
+                        0,
+                        reason::CRASH_LOOP,
+                        format!(
+                            "container {} of pod {name} keeps crashing ({} restarts{last}); see \
+                             `kubectl logs {name} --previous`: often out of GPU memory (lower \
+                             spec.engine.maxModelLen or gpuMemoryUtilization) or a bad extraArgs flag",
+                            cs.name, cs.restart_count
+                        ),
+                        true,
+                    ));
+                }
+                "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => found.push((
+                    0,
+                    reason::IMAGE_PULL_ERROR,
+                    format!(
+                        "pod {name} cannot pull image {}: {detail}; check spec.engine.image",
+                        cs.image
+                    ),
+                    true,
+                )),
+                // The kubelet reports a missing Secret (or key) this way; the operator
+                // itself does not need to read Secrets to tell.
+                "CreateContainerConfigError" if detail.contains("secret") => found.push((
+                    0,
+                    reason::SECRET_MISSING,
+                    format!(
+                        "pod {name} cannot start: {detail}; create the Secret named in \
+                         spec.model.tokenSecretRef (or fix its key)"
+                    ),
+                    true,
+                )),
+                "CreateContainerConfigError" => found.push((
+                    0,
+                    reason::CONTAINER_CONFIG_ERROR,
+                    format!(
+                        "pod {name} cannot start: {detail}; check spec.model.tokenSecretRef and \
+                         spec.engine.env"
+                    ),
+                    true,
+                )),
+                _ => {}
+            }
+        }
+    }
+    found.sort_by_key(|(rank, _, _, degraded)| (!*degraded, *rank));
+    found.into_iter().next()
+}
+
+/// Pods whose engine container runs but has not passed its startup probe yet.
+fn starting_pods(pods: &[Pod]) -> usize {
+    pods.iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.started == Some(false)
+                            && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                    })
+                })
+        })
+        .count()
+}
+
+/// Compute replica counts and conditions from the Deployment and its pods; `endpoint` goes
+/// into the Ready message.
+pub fn observe(
+    deployment: Option<&Deployment>,
+    pods: &[Pod],
+    endpoint: &str,
+    now: Timestamp,
+) -> Observed {
+    let desired = deployment
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let ds = deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    let replicas = ds.replicas.unwrap_or(0);
+    let ready = ds.ready_replicas.unwrap_or(0);
+    let updated = ds.updated_replicas.unwrap_or(0);
+    let available = ds.available_replicas.unwrap_or(0);
+    let generation_seen = match (
+        deployment.and_then(|d| d.metadata.generation),
+        ds.observed_generation,
+    ) {
+        (Some(g), Some(o)) => o >= g,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let rollout_done = generation_seen
+        && updated >= desired
+        && ready >= desired
+        && available >= desired
+        && replicas <= desired;
+
+    let (problem, pending) = match pod_problem(pods, now) {
+        Some((_, r, m, true)) => (Some((r, m)), None),
+        Some((_, r, m, false)) => (None, Some((r, m))),
+        None => (None, None),
+    };
+    let starting = starting_pods(pods);
+    let (wait_reason, wait_message) = if let Some((r, m)) = pending {
+        (
+            r,
+            format!(
+                "{m} (waiting for node autoscaling; reported as Degraded after {} minutes)",
+                UNSCHEDULABLE_GRACE.as_secs() / 60
+            ),
+        )
+    } else if starting > 0 {
+        (
+            reason::MODEL_DOWNLOADING,
+            format!(
+                "{starting} pod(s) started and are downloading / loading the model (the startup \
+                 probe allows up to 60 minutes)"
+            ),
+        )
+    } else {
+        (
+            reason::DEPLOYING,
+            format!(
+                "{ready}/{desired} replicas ready; waiting for pods to be scheduled and started"
+            ),
+        )
+    };
+
+    let mut conditions = Vec::new();
+    let ready_cond = if desired == 0 {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            false,
+            reason::SCALED_TO_ZERO,
+            "0 replicas requested",
+        )
+    } else if ready > 0 {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            true,
+            reason::AVAILABLE,
+            format!("{ready}/{desired} replicas ready; serving at {endpoint}"),
+        )
+    } else if let Some((r, m)) = &problem {
+        ConditionUpdate::new(ConditionType::Ready, false, r, m.clone())
+    } else {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            false,
+            wait_reason,
+            wait_message.clone(),
+        )
+    };
+    conditions.push(ready_cond);
+    conditions.push(if rollout_done {
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            false,
+            reason::COMPLETE,
+            format!("{ready}/{desired} replicas ready and up to date"),
+        )
+    } else {
+        ConditionUpdate::new(ConditionType::Progressing, true, wait_reason, wait_message)
+    });
+    conditions.push(match problem {
+        Some((r, m)) => ConditionUpdate::new(ConditionType::Degraded, true, r, m),
+        None => ConditionUpdate::new(
+            ConditionType::Degraded,
+            false,
+            reason::AS_EXPECTED,
+            "no problems detected",
+        ),
+    });
+    Observed {
+        replicas,
+        ready_replicas: ready,
+        conditions,
+    }
+}
+
+/// Conditions for a spec problem found before anything was applied (InvalidSpec,
+/// SecretMissing): Ready False and Degraded True with the same message, Progressing False.
+pub fn blocked(reason: &'static str, message: &str) -> Vec<ConditionUpdate> {
+    vec![
+        ConditionUpdate::new(ConditionType::Ready, false, reason, message),
+        ConditionUpdate::new(ConditionType::Progressing, false, reason, message),
+        ConditionUpdate::new(ConditionType::Degraded, true, reason, message),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p-1"},
+            "spec": {"containers": [{"name": "engine"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn unschedulable(at: &str) -> Pod {
+        pod(
+            json!({"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "lastTransitionTime": at,
+            "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]}),
+        )
+    }
+
+    fn find(o: &Observed, t: ConditionType) -> &ConditionUpdate {
+        o.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn a_fresh_unschedulable_pod_waits_for_node_autoscaling() {
+        let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let o = observe(None, &[unschedulable("2026-01-01T00:00:00Z")], "e", now);
+        assert_eq!(
+            find(&o, ConditionType::Ready).reason,
+            reason::INSUFFICIENT_GPU
+        );
+        let p = find(&o, ConditionType::Progressing);
+        assert!(p.status);
+        assert_eq!(p.reason, reason::INSUFFICIENT_GPU);
+        assert!(p.message.contains("waiting for node autoscaling"));
+        assert!(!find(&o, ConditionType::Degraded).status);
+
+        let later: Timestamp = "2026-01-01T00:10:00Z".parse().unwrap();
+        let o = observe(None, &[unschedulable("2026-01-01T00:00:00Z")], "e", later);
+        let d = find(&o, ConditionType::Degraded);
+        assert!(d.status);
+        assert_eq!(d.reason, reason::INSUFFICIENT_GPU);
+    }
+
+    #[test]
+    fn crash_loop_outranks_a_pending_pod() {
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let crashing = pod(
+            json!({"containerStatuses": [{"name": "engine", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
+        let o = observe(
+            None,
+            &[unschedulable("2026-01-01T00:00:00Z"), crashing],
+            "e",
+            now,
+        );
+        assert_eq!(find(&o, ConditionType::Degraded).reason, reason::CRASH_LOOP);
+        assert_eq!(find(&o, ConditionType::Ready).reason, reason::CRASH_LOOP);
+    }
+
+    #[test]
+    fn scaled_to_zero_is_not_ready() {
+        let d: Deployment = serde_json::from_value(json!({"spec": {"replicas": 0, "selector": {},
+                "template": {}}}))
+        .unwrap();
+        let o = observe(Some(&d), &[], "e", Timestamp::now());
+        let r = find(&o, ConditionType::Ready);
+        assert_eq!((r.status, r.reason), (false, reason::SCALED_TO_ZERO));
+    }
+}

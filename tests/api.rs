@@ -1,0 +1,468 @@
+//! The CRD contract: generated YAML in `crds/` matches the code, every example is valid,
+//! and every CEL rule rejects a violating object with a message naming the field.
+
+use std::path::{Path, PathBuf};
+
+use inferops::api::{
+    BenchmarkRun, InferenceService, crds, crds_yaml, parse_documents, validate_object,
+};
+use serde_json::{Value, json};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn crds_directory_matches_the_code() {
+    let on_disk = std::fs::read_to_string(repo("crds/inferops.dev.yaml")).expect(
+        "crds/inferops.dev.yaml exists (regenerate: cargo run -- crds > crds/inferops.dev.yaml)",
+    );
+    assert!(
+        on_disk == crds_yaml(),
+        "crds/inferops.dev.yaml drifted from src/api: run `cargo run -- crds > crds/inferops.dev.yaml`"
+    );
+}
+
+#[test]
+fn crds_have_subresources_columns_and_names() {
+    let [isvc, bench] = <[_; 2]>::try_from(crds()).unwrap();
+    let v = |crd| serde_json::to_value(crd).unwrap();
+    let isvc = v(isvc);
+    let bench = v(bench);
+    assert_eq!(isvc["spec"]["names"]["shortNames"], json!(["infsvc"]));
+    assert_eq!(bench["spec"]["names"]["shortNames"], json!(["bench"]));
+    assert_eq!(isvc["spec"]["names"]["categories"], json!(["inferops"]));
+    assert_eq!(bench["spec"]["names"]["categories"], json!(["inferops"]));
+    let ver = &isvc["spec"]["versions"][0];
+    assert_eq!(ver["subresources"]["status"], json!({}));
+    assert_eq!(
+        ver["subresources"]["scale"],
+        json!({"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+               "labelSelectorPath": ".status.selector"})
+    );
+    let cols = |crd: &Value| -> Vec<String> {
+        crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        cols(&isvc),
+        [
+            "Model",
+            "Accelerator",
+            "Ready",
+            "Replicas",
+            "Endpoint",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        cols(&bench),
+        [
+            "Target",
+            "Phase",
+            "Step",
+            "Peak tok/s",
+            "TTFT p95 (ms)",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        bench["spec"]["versions"][0]["subresources"]["status"],
+        json!({})
+    );
+}
+
+#[test]
+fn every_crd_field_is_documented() {
+    fn walk(schema: &Value, path: &str, missing: &mut Vec<String>) {
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (name, sub) in props {
+                let p = format!("{path}.{name}");
+                if sub.get("description").is_none()
+                    && !["apiVersion", "kind", "metadata"].contains(&name.as_str())
+                {
+                    missing.push(p.clone());
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            walk(items, &format!("{path}[]"), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    for crd in crds() {
+        let v = serde_json::to_value(&crd).unwrap();
+        walk(
+            &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+            &crd.spec.names.kind,
+            &mut missing,
+        );
+    }
+    // Fields of embedded Kubernetes types (tolerations, resources, ...) carry upstream docs.
+    assert!(
+        missing.is_empty(),
+        "fields without a doc comment: {missing:#?}"
+    );
+}
+
+fn examples() -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo("manifests/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in parse_documents(&text).unwrap() {
+                out.push((path.clone(), doc));
+            }
+        }
+    }
+    assert!(
+        out.len() >= 6,
+        "expected the six examples, found {}",
+        out.len()
+    );
+    out
+}
+
+#[test]
+fn every_example_parses_and_passes_schema_and_cel() {
+    for (path, doc) in examples() {
+        if let Err(errors) = validate_object(&doc, None) {
+            panic!("{} rejected: {errors:?}", path.display());
+        }
+        match doc["kind"].as_str().unwrap() {
+            "InferenceService" => {
+                serde_json::from_value::<InferenceService>(doc.clone())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            "BenchmarkRun" => {
+                serde_json::from_value::<BenchmarkRun>(doc.clone())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            other => panic!("{}: unexpected kind {other}", path.display()),
+        }
+    }
+}
+
+#[test]
+fn examples_cover_what_users_asked_for() {
+    let docs: Vec<Value> = examples().into_iter().map(|(_, d)| d).collect();
+    let find = |pred: &dyn Fn(&Value) -> bool| docs.iter().any(pred);
+    assert!(find(&|d| d["spec"]["accelerator"]["type"] == "nvidia-l4"
+        && d["spec"]["accelerator"]["platform"] == "gke"
+        && d["spec"]["engine"]["gpuMemoryUtilization"] == 0.6
+        && d["spec"]["engine"]["maxModelLen"] == 8192));
+    assert!(find(&|d| d["spec"]["accelerator"]["type"] == "nvidia-a10g"
+        && d["spec"]["model"]["loraAdapters"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())));
+    assert!(find(&|d| d["spec"]["autoscaling"]["minReplicas"] == 1
+        && d["spec"]["autoscaling"]["maxReplicas"] == 4
+        && d["spec"]["autoscaling"]["metric"] == "queueDepth"));
+    assert!(find(&|d| d["spec"]["load"]["concurrency"]
+        == json!([1, 2, 4, 8, 16, 32])
+        && d["spec"]["workload"]["inputTokens"] == 256
+        && d["spec"]["workload"]["outputTokens"] == 128
+        && d["spec"]["workload"]["seed"] == 42));
+    assert!(find(
+        &|d| d["spec"]["load"]["saturation"]["slo"]["ttftP95"].is_string()
+    ));
+    assert!(find(
+        &|d| d["spec"]["scaling"]["replicas"] == json!([1, 2, 4])
+    ));
+}
+
+fn minimal_isvc() -> Value {
+    json!({
+        "apiVersion": "inferops.dev/v1alpha1", "kind": "InferenceService",
+        "metadata": {"name": "m"},
+        "spec": {"model": {"name": "Qwen/Qwen2.5-0.5B-Instruct"},
+                 "accelerator": {"type": "nvidia-l4"}}
+    })
+}
+
+fn minimal_bench() -> Value {
+    json!({
+        "apiVersion": "inferops.dev/v1alpha1", "kind": "BenchmarkRun",
+        "metadata": {"name": "b"},
+        "spec": {"target": {"inferenceServiceRef": {"name": "qwen"}},
+                 "load": {"mode": "concurrency", "concurrency": [1, 2]}}
+    })
+}
+
+/// Set a JSON pointer path, creating objects on the way.
+fn with(mut v: Value, pointer: &str, value: Value) -> Value {
+    let mut cur = &mut v;
+    let parts: Vec<&str> = pointer.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            cur.as_object_mut().unwrap().insert(part.to_string(), value);
+            break;
+        }
+        cur = cur
+            .as_object_mut()
+            .unwrap()
+            .entry(part.to_string())
+            .or_insert_with(|| json!({}));
+    }
+    v
+}
+
+fn without(mut v: Value, pointer: &str) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    v.pointer_mut(parent)
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove(key);
+    v
+}
+
+/// Assert the object is rejected and one error mentions `needle`.
+fn rejected(v: &Value, needle: &str) {
+    let errors = validate_object(v, None).expect_err(&format!("should be rejected: {v}"));
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter().any(|t| t.contains(needle)),
+        "no error mentions {needle:?}: {text:#?}"
+    );
+}
+
+#[test]
+fn minimal_objects_are_valid_and_defaults_apply() {
+    validate_object(&minimal_isvc(), None).unwrap();
+    validate_object(&minimal_bench(), None).unwrap();
+    let isvc: InferenceService = serde_json::from_value(minimal_isvc()).unwrap();
+    assert_eq!(isvc.spec.replicas, 1);
+    assert_eq!(isvc.spec.accelerator.unwrap().count, 1);
+    assert!(isvc.spec.monitoring.pod_monitor);
+    let bench: BenchmarkRun = serde_json::from_value(minimal_bench()).unwrap();
+    assert_eq!(bench.spec.workload.input_tokens, 256);
+    assert_eq!(bench.spec.workload.output_tokens, 128);
+    assert!(bench.spec.workload.ignore_eos);
+    assert_eq!(bench.spec.max_error_rate, 0.01);
+}
+
+#[test]
+fn cel_target_needs_exactly_one_of_ref_or_url() {
+    let both = with(minimal_bench(), "/spec/target/url", json!("http://x:8000"));
+    rejected(&both, "exactly one of inferenceServiceRef or url");
+    let neither = without(minimal_bench(), "/spec/target/inferenceServiceRef");
+    rejected(&neither, "exactly one of inferenceServiceRef or url");
+    let url_only = with(
+        without(minimal_bench(), "/spec/target/inferenceServiceRef"),
+        "/spec/target/url",
+        json!("http://vllm:8000"),
+    );
+    validate_object(&url_only, None).unwrap();
+    let bad_scheme = with(
+        without(minimal_bench(), "/spec/target/inferenceServiceRef"),
+        "/spec/target/url",
+        json!("vllm:8000"),
+    );
+    rejected(&bad_scheme, "must start with http://");
+}
+
+#[test]
+fn cel_load_points_match_mode_and_are_positive() {
+    rejected(
+        &with(minimal_bench(), "/spec/load/concurrency", json!([])),
+        "must list at least one load point",
+    );
+    rejected(
+        &with(minimal_bench(), "/spec/load/concurrency", json!([4, 0])),
+        "every load point must be > 0",
+    );
+    let rate = with(
+        minimal_bench(),
+        "/spec/load",
+        json!({"mode": "rate", "concurrency": [1]}),
+    );
+    rejected(&rate, "spec.load.rate must list at least one load point");
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "rate": [5.0, -1.0]}),
+        ),
+        "every load point must be > 0 req/s",
+    );
+    validate_object(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "rate": [0.5, 10]}),
+        ),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load/saturation",
+            json!({"slo": {"ttftP95": "1s"}, "maxRate": 10}),
+        ),
+        "saturation needs mode rate",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "saturation": {"slo": {}, "maxRate": 10}}),
+        ),
+        "set at least one of ttftP95",
+    );
+    rejected(
+        &with(
+            with(minimal_bench(), "/spec/load/requestsPerStep", json!(10)),
+            "/spec/load/durationPerStep",
+            json!("30s"),
+        ),
+        "not both",
+    );
+}
+
+#[test]
+fn cel_autoscaling_bounds() {
+    let v = with(
+        minimal_isvc(),
+        "/spec/autoscaling",
+        json!({"minReplicas": 5, "maxReplicas": 2}),
+    );
+    rejected(&v, "minReplicas must be <= maxReplicas");
+    let ok = with(
+        minimal_isvc(),
+        "/spec/autoscaling",
+        json!({"maxReplicas": 4}),
+    );
+    validate_object(&ok, None).unwrap();
+}
+
+#[test]
+fn cel_accelerator_and_engine_rules() {
+    rejected(
+        &with(minimal_isvc(), "/spec/accelerator/count", json!(0)),
+        "count must be at least 1",
+    );
+    rejected(
+        &with(
+            minimal_isvc(),
+            "/spec/engine/gpuMemoryUtilization",
+            json!(1.5),
+        ),
+        "gpuMemoryUtilization must be in (0, 1]",
+    );
+    rejected(
+        &with(
+            minimal_isvc(),
+            "/spec/engine/gpuMemoryUtilization",
+            json!(0.0),
+        ),
+        "gpuMemoryUtilization must be in (0, 1]",
+    );
+    validate_object(
+        &with(
+            minimal_isvc(),
+            "/spec/engine/gpuMemoryUtilization",
+            json!(1.0),
+        ),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &with(minimal_isvc(), "/spec/engine/tensorParallelSize", json!(2)),
+        "tensorParallelSize must not exceed spec.accelerator.count",
+    );
+    let tp2 = with(
+        with(minimal_isvc(), "/spec/engine/tensorParallelSize", json!(2)),
+        "/spec/accelerator/count",
+        json!(2),
+    );
+    validate_object(&tp2, None).unwrap();
+    rejected(
+        &without(minimal_isvc(), "/spec/accelerator"),
+        "spec.accelerator is required",
+    );
+    let sim = with(
+        without(minimal_isvc(), "/spec/accelerator"),
+        "/spec/engine/kind",
+        json!("sim"),
+    );
+    validate_object(&sim, None).unwrap();
+    rejected(
+        &with(minimal_isvc(), "/spec/accelerator/spot", json!(true)),
+        "spot needs platform gke or eks",
+    );
+    rejected(
+        &with(
+            minimal_isvc(),
+            "/spec/model/cache",
+            json!({"size": "10Gi", "claimName": "x"}),
+        ),
+        "set exactly one of size",
+    );
+}
+
+#[test]
+fn benchmark_spec_is_immutable() {
+    let old = minimal_bench();
+    let new = with(old.clone(), "/spec/load/concurrency", json!([1, 2, 4]));
+    let errors = validate_object(&new, Some(&old)).expect_err("spec change must be rejected");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("spec is immutable")),
+        "{errors:?}"
+    );
+    validate_object(&old, Some(&old)).unwrap();
+}
+
+#[test]
+fn schema_rejects_unknown_fields_wrong_types_and_bad_enums() {
+    rejected(
+        &with(minimal_isvc(), "/spec/engine/maxModelLenght", json!(8192)),
+        "maxModelLenght",
+    );
+    rejected(
+        &with(minimal_bench(), "/spec/workload/inputTokens", json!("many")),
+        "spec.workload.inputTokens",
+    );
+    rejected(
+        &with(
+            minimal_isvc(),
+            "/spec/accelerator/type",
+            json!("nvidia-rtx4090"),
+        ),
+        "spec.accelerator.type",
+    );
+    rejected(
+        &with(minimal_bench(), "/spec/load/mode", json!("burst")),
+        "spec.load.mode",
+    );
+    rejected(&without(minimal_bench(), "/spec/load"), "load");
+    // The Rust types agree with the schema on unknown fields.
+    let typo = with(minimal_bench(), "/spec/workload/outputTokns", json!(1));
+    let err = serde_json::from_value::<BenchmarkRun>(typo).unwrap_err();
+    assert!(err.to_string().contains("outputTokns"), "{err}");
+}
+
+#[test]
+fn wrong_group_or_kind_is_named() {
+    rejected(
+        &with(
+            minimal_isvc(),
+            "/apiVersion",
+            json!("serving.kserve.io/v1beta1"),
+        ),
+        "apiVersion",
+    );
+    rejected(
+        &with(minimal_isvc(), "/kind", json!("InferenceServer")),
+        "kind",
+    );
+}
