@@ -388,3 +388,52 @@ async fn split_pods_start_steps_on_common_slots() {
     assert_eq!(merged.steps[1].max_concurrency, Some(4));
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn tokenizer_sets_exact_prompt_lengths_end_to_end() {
+    // A tokenizer whose tokens are single letters: 64-token prompts have far fewer than 64
+    // words, which the simulator (one word = one token) reports back.
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for (i, c) in ('a'..='z').enumerate() {
+        vocab.insert(c.to_string(), (1 + i).into());
+        vocab.insert(format!("##{c}"), (27 + i).into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let mut p = plan(&s, vec![2], 8);
+    p.workload.input_tokens = TokenCount::Fixed(64);
+    let opts = inferops::loadgen::RunOptions {
+        tokenizer: Some(path),
+    };
+    let r = inferops::loadgen::run_plan_with(&p, &opts, CancellationToken::new(), &mut NoObserver)
+        .await
+        .unwrap();
+    let step = &r.steps[0];
+    assert_eq!(step.completed, 8, "{}", step.one_line());
+    assert!(
+        step.total_input_tokens < 8 * 40,
+        "{}",
+        step.total_input_tokens
+    );
+    let without = run(&p).await;
+    assert!(without.steps[0].total_input_tokens >= 8 * 64);
+    let bad = inferops::loadgen::RunOptions {
+        tokenizer: Some(dir.path().join("missing.json")),
+    };
+    assert!(
+        inferops::loadgen::run_plan_with(&p, &bad, CancellationToken::new(), &mut NoObserver)
+            .await
+            .is_err()
+    );
+    s.shutdown().await;
+}
