@@ -46,6 +46,9 @@ enum Behavior {
     Plain,
     /// One request at a time (global lock), each taking `ttft` for one token.
     Serial { ttft: Duration },
+    /// Keep-alive responses framed by content-length; the server closes the connection once
+    /// it has been idle for 50 ms.
+    KeepAliveThenClose,
 }
 
 struct Server {
@@ -218,6 +221,25 @@ async fn handle(
             let body = r#"{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"a b c d","finish_reason":"length"}],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15}}"#;
             sock.write_all(plain_response("200 OK", "application/json", body).as_bytes())
                 .await?;
+        }
+        Behavior::KeepAliveThenClose => {
+            let body = format!("{}{}", token(0), usage(1));
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            sock.write_all(head.as_bytes()).await?;
+            sock.write_all(body.as_bytes()).await?;
+            // Serve further requests on this connection until it sits idle for 50 ms.
+            while let Ok(Ok(next)) =
+                tokio::time::timeout(Duration::from_millis(50), read_request(&mut sock)).await
+            {
+                if next.is_empty() {
+                    break;
+                }
+                sock.write_all(head.as_bytes()).await?;
+                sock.write_all(body.as_bytes()).await?;
+            }
         }
         Behavior::Serial { ttft } => {
             let _g = lock.lock().await;
@@ -541,5 +563,80 @@ async fn client_reuses_buffers_and_reports_usage() {
         let t = scratch.trace.as_ref().unwrap();
         assert_eq!((t.id.as_str(), t.chunk_times.len()), ("cmpl-t", 4));
         assert!(m.ttft_us <= m.e2el_us);
+    }
+}
+
+fn client_for(url: &str, force_reqwest: bool, timeout: Duration) -> (Client, Workload) {
+    let plan = small_plan(url, 1, 1, timeout);
+    let mut cfg = ClientConfig::new(&plan.target, Api::Completions, true, timeout);
+    cfg.force_reqwest = force_reqwest;
+    (
+        Client::new(&cfg).unwrap(),
+        Workload::prepare(&plan, 1).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn both_transports_classify_alike() {
+    for force_reqwest in [false, true] {
+        for (b, class) in [
+            (Behavior::WrongModel, Some(ErrorClass::Http4xx)),
+            (Behavior::Truncated, Some(ErrorClass::Stream)),
+            (Behavior::Malformed, Some(ErrorClass::Body)),
+            (Behavior::Stall, Some(ErrorClass::Timeout)),
+            (Behavior::Bytewise { tokens: 3 }, None),
+        ] {
+            let server = Server::start(b).await;
+            let (client, w) = client_for(&server.url(), force_reqwest, Duration::from_millis(400));
+            let mut scratch = Scratch::default();
+            let r = client.send(w.get(0), Instant::now(), &mut scratch).await;
+            match class {
+                Some(c) => assert_eq!(r.unwrap_err().class, c, "{b:?} reqwest={force_reqwest}"),
+                None => assert_eq!(r.unwrap().output_tokens, 3, "{b:?} reqwest={force_reqwest}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn kept_alive_connections_closed_by_the_server_are_replaced() {
+    let server = Server::start(Behavior::KeepAliveThenClose).await;
+    for force_reqwest in [false, true] {
+        let (client, w) = client_for(&server.url(), force_reqwest, Duration::from_secs(5));
+        let mut scratch = Scratch::default();
+        for _ in 0..3 {
+            let m = client.send(w.get(0), Instant::now(), &mut scratch).await;
+            assert_eq!(m.unwrap().output_tokens, 1, "reqwest={force_reqwest}");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        // Back to back: the connection is reused while the server still holds it.
+        let a = client.send(w.get(0), Instant::now(), &mut scratch).await;
+        let b = client.send(w.get(0), Instant::now(), &mut scratch).await;
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    }
+}
+
+#[tokio::test]
+async fn unresolvable_hosts_end_within_their_timeout() {
+    // A name that does not resolve (or whose lookup hangs): the request ends by its deadline.
+    for url in ["http://no-such-host.invalid:8000"] {
+        for force_reqwest in [false, true] {
+            let (client, w) = client_for(url, force_reqwest, Duration::from_millis(500));
+            let started = Instant::now();
+            let mut scratch = Scratch::default();
+            let f = client
+                .send(w.get(0), Instant::now(), &mut scratch)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(f.class, ErrorClass::Connect | ErrorClass::Timeout),
+                "{url}: {f:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{url}: {:?}",
+                started.elapsed()
+            );
+        }
     }
 }

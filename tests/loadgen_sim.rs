@@ -298,3 +298,142 @@ async fn bench_command_prints_a_table_and_writes_json() {
     assert_eq!(r.steps.len(), 2);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn bench_reads_a_benchmark_run_file() {
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run.yaml");
+    std::fs::write(
+        &run,
+        format!(
+            "apiVersion: inferops.dev/v1alpha1\nkind: BenchmarkRun\nmetadata: {{name: t}}\nspec:\n  target: {{url: '{}', model: '{}'}}\n  workload: {{api: chat, inputTokens: 16, outputTokens: 4}}\n  load: {{mode: rate, rate: [200], arrival: constant, requestsPerStep: 10, requestTimeout: 5s}}\n",
+            s.base_url(),
+            s.model()
+        ),
+    )
+    .unwrap();
+    let json = dir.path().join("r.json");
+    let o = tokio::task::spawn_blocking({
+        let (run, json) = (run.clone(), json.clone());
+        move || {
+            bin()
+                .arg("bench")
+                .arg("-f")
+                .arg(run)
+                .arg("--json")
+                .arg(json)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("| rate (req/s) |"), "{stdout}");
+    let r: Results = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r.metadata.api, "chat");
+    assert_eq!(r.steps[0].request_rate, Some(200.0));
+    assert_eq!(r.steps[0].completed, 10);
+    // The file's target is used when no --url is given (no simulator is started).
+    assert_eq!(r.metadata.url, s.base_url());
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn split_pods_start_steps_on_common_slots() {
+    let s = sim(SimOptions::fixed(
+        Duration::from_millis(5),
+        Duration::from_millis(1),
+    ))
+    .await;
+    let mut base = plan(&s, vec![1, 4], 1);
+    base.load.requests_per_step = None;
+    base.load.duration_per_step = Some(Duration::from_millis(300));
+    base.parallelism.count = 2;
+    base.load.step_slack = Duration::from_millis(200);
+    let t0 = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    base.parallelism.start_at = Some(t0);
+    let mut a = base.clone();
+    a.parallelism.index = 0;
+    let mut b = base;
+    b.parallelism.index = 1;
+    // Pod 1 has no share of concurrency 1: it idles through that slot instead of running ahead.
+    let (ra, rb) = tokio::join!(run(&a), run(&b));
+    assert_eq!(rb.steps[0].max_concurrency, Some(0));
+    assert_eq!(rb.steps[0].completed, 0);
+    let slot2 = t0 + chrono::Duration::milliseconds(500);
+    for r in [&ra, &rb] {
+        assert!(
+            r.steps[0].window_start >= t0,
+            "{:?}",
+            r.steps[0].window_start
+        );
+        assert!(
+            r.steps[1].window_start >= slot2,
+            "{:?} < {slot2:?}",
+            r.steps[1].window_start
+        );
+    }
+    let skew = (ra.steps[1].window_start - rb.steps[1].window_start)
+        .num_milliseconds()
+        .abs();
+    assert!(skew < 150, "step windows {skew} ms apart");
+    let merged = merge_results(&[ra, rb]).unwrap();
+    assert_eq!(merged.steps[1].max_concurrency, Some(4));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokenizer_sets_exact_prompt_lengths_end_to_end() {
+    // A tokenizer whose tokens are single letters: 64-token prompts have far fewer than 64
+    // words, which the simulator (one word = one token) reports back.
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for (i, c) in ('a'..='z').enumerate() {
+        vocab.insert(c.to_string(), (1 + i).into());
+        vocab.insert(format!("##{c}"), (27 + i).into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let mut p = plan(&s, vec![2], 8);
+    p.workload.input_tokens = TokenCount::Fixed(64);
+    let opts = inferops::loadgen::RunOptions {
+        tokenizer: Some(path),
+    };
+    let r = inferops::loadgen::run_plan_with(&p, &opts, CancellationToken::new(), &mut NoObserver)
+        .await
+        .unwrap();
+    let step = &r.steps[0];
+    assert_eq!(step.completed, 8, "{}", step.one_line());
+    assert!(
+        step.total_input_tokens < 8 * 40,
+        "{}",
+        step.total_input_tokens
+    );
+    let without = run(&p).await;
+    assert!(without.steps[0].total_input_tokens >= 8 * 64);
+    let bad = inferops::loadgen::RunOptions {
+        tokenizer: Some(dir.path().join("missing.json")),
+    };
+    assert!(
+        inferops::loadgen::run_plan_with(&p, &bad, CancellationToken::new(), &mut NoObserver)
+            .await
+            .is_err()
+    );
+    s.shutdown().await;
+}

@@ -17,7 +17,7 @@ use super::plan::{
     self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
 };
 use super::results::{Results, RunStatus};
-use super::run::{Observer, run_plan};
+use super::run::{Observer, RunOptions, run_plan_with};
 use super::schedule::StepProgress;
 use super::table;
 
@@ -34,6 +34,11 @@ fn parse_tokens(s: &str) -> Result<TokenCount, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     plan::duration::parse(s)
+}
+
+/// A path as a `Box<Path>` (keeps the argument struct small).
+fn parse_path(s: &str) -> Result<Box<Path>, String> {
+    Ok(PathBuf::from(s).into_boxed_path())
 }
 
 fn parse_api(s: &str) -> Result<Api, String> {
@@ -107,9 +112,13 @@ pub struct BenchArgs {
     /// Ask for non-streamed responses (only end-to-end latency is measured).
     #[arg(long)]
     pub no_stream: bool,
+    /// The model's HuggingFace tokenizer.json: exact prompt lengths in tokens (default: one
+    /// word ≈ one token).
+    #[arg(long, env = "INFEROPS_TOKENIZER", value_name = "FILE", value_parser = parse_path)]
+    pub tokenizer: Option<Box<Path>>,
     /// ShareGPT JSON dataset to take prompts from.
-    #[arg(long, value_name = "PATH")]
-    pub dataset: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", value_parser = parse_path)]
+    pub dataset: Option<Box<Path>>,
     /// Open-loop arrivals: poisson or constant [default: poisson].
     #[arg(long, value_parser = parse_arrival)]
     pub arrival: Option<Arrival>,
@@ -130,6 +139,9 @@ pub struct BenchArgs {
     /// against the simulator's ground truth) instead of running a sweep.
     #[arg(long)]
     pub self_test: bool,
+    /// Self-test part to run.
+    #[arg(long, value_enum, default_value_t = SelfTestPart::All, hide = true)]
+    pub self_test_part: SelfTestPart,
     /// Prometheus scraping the target: add its vLLM and DCGM figures for each step's window
     /// (the results' `server` object and a second table).
     #[arg(long, value_name = "URL")]
@@ -137,6 +149,18 @@ pub struct BenchArgs {
     /// With `--prometheus`: a regular expression of the target's pod names (label `pod`).
     #[arg(long, value_name = "REGEX")]
     pub prometheus_pods: Option<String>,
+}
+
+/// Which measurements `--self-test` runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SelfTestPart {
+    /// Throughput and accuracy.
+    #[default]
+    All,
+    /// Only throughput against the `zero` profile.
+    Throughput,
+    /// Only timing accuracy against the `fixed` profile.
+    Accuracy,
 }
 
 /// Arguments of `inferops loadgen` (the in-cluster load Job).
@@ -148,6 +172,9 @@ pub struct LoadgenArgs {
     /// Results JSON file, rewritten atomically after every step.
     #[arg(long, env = "INFEROPS_OUT", value_name = "FILE")]
     pub out: PathBuf,
+    /// The model's HuggingFace tokenizer.json for exact prompt lengths.
+    #[arg(long, env = "INFEROPS_TOKENIZER", value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
     /// This pod's index in a split load (overrides `parallelism.index`; set by Indexed Jobs).
     #[arg(long, env = "JOB_COMPLETION_INDEX")]
     pub index: Option<u32>,
@@ -191,7 +218,7 @@ pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Pl
     }
     if let Some(p) = &args.dataset {
         w.dataset = Dataset::Sharegpt {
-            path: p.clone(),
+            path: p.to_path_buf(),
             output_from_dataset: false,
         };
     }
@@ -463,7 +490,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         json: args.json.clone(),
         steps_hint: plan.points().len(),
     };
-    let results = run_plan(&plan, cancel, &mut observer).await;
+    let options = RunOptions {
+        tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
+    };
+    let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
     observer.close_bar();
     if let Some(s) = sim {
         s.shutdown().await;
@@ -620,7 +650,10 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         steps_hint: plan.points().len(),
         sink: writer.as_ref().map(|(tx, _)| tx.clone()),
     };
-    let results = run_plan(&plan, cancel, &mut observer).await?;
+    let options = RunOptions {
+        tokenizer: args.tokenizer.clone(),
+    };
+    let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);

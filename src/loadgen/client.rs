@@ -1,6 +1,8 @@
-//! OpenAI-compatible HTTP client: one shared connection pool, `POST /v1/completions` or
-//! `/v1/chat/completions`, streaming (SSE parsed incrementally, a timestamp per received
-//! chunk) or not. Every request ends in [`Metrics`] or a classified [`Failure`] carrying the
+//! OpenAI-compatible HTTP client: `POST /v1/completions` or `/v1/chat/completions`,
+//! streaming (SSE parsed incrementally, a timestamp per received chunk) or not. `http://`
+//! targets use the direct hyper transport ([`super::direct`]: one kept-alive connection per
+//! worker, chunks stamped at the socket read); `https://` targets use one shared reqwest
+//! (rustls) pool. Every request ends in [`Metrics`] or a classified [`Failure`] carrying the
 //! server's message; nothing outlives the request deadline.
 //!
 //! Timing follows `vllm bench serve`: TTFT is the arrival of the first chunk with non-empty
@@ -9,6 +11,9 @@
 //! `usage.completion_tokens` when sent (we request it with `stream_options.include_usage`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -17,6 +22,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+use super::direct::{DirectBody, DirectConn, DirectTarget};
 use super::outcome::{ErrorClass, Failure, Metrics};
 use super::plan::{Api, Target};
 use super::sse::SseParser;
@@ -35,6 +41,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Bearer token; by default from `INFEROPS_API_KEY` or `OPENAI_API_KEY`.
     pub api_key: Option<String>,
+    /// Use reqwest also for `http://` (instead of the direct hyper transport).
+    pub force_reqwest: bool,
 }
 
 impl ClientConfig {
@@ -49,6 +57,7 @@ impl ClientConfig {
             stream,
             timeout,
             api_key,
+            force_reqwest: false,
         }
     }
 }
@@ -63,11 +72,23 @@ pub fn endpoint(base: &str, api: Api) -> String {
 /// A shared, cheaply clonable client.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    transport: Transport,
     url: reqwest::Url,
-    auth: Option<HeaderValue>,
     stream: bool,
     timeout: Duration,
+}
+
+/// How requests travel.
+#[derive(Clone)]
+enum Transport {
+    /// `http://`: hyper's HTTP/1.1 connection API, one connection per worker, driven in the
+    /// worker's task with socket-read timestamps.
+    Direct(Arc<DirectTarget>),
+    /// `https://`: reqwest (rustls) with its shared pool; chunks stamped when received.
+    Reqwest {
+        http: reqwest::Client,
+        auth: Option<HeaderValue>,
+    },
 }
 
 impl fmt::Debug for Client {
@@ -97,6 +118,8 @@ pub struct Scratch {
     pub itl_us: Vec<u32>,
     /// When `Some`, raw timestamps of the last request are captured here.
     pub trace: Option<Trace>,
+    /// The worker's kept-alive connection (direct `http://` transport).
+    pub conn: Option<DirectConn>,
 }
 
 impl Scratch {
@@ -189,14 +212,6 @@ impl Client {
             matches!(url.scheme(), "http" | "https"),
             "URL {url} must be http or https"
         );
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("inferops-loadgen/", env!("CARGO_PKG_VERSION")))
-            .tcp_nodelay(true)
-            .no_proxy()
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .context("building the HTTP client")?;
         let auth = match &cfg.api_key {
             Some(k) => Some(
                 HeaderValue::from_str(&format!("Bearer {k}"))
@@ -204,10 +219,23 @@ impl Client {
             ),
             None => None,
         };
+        let connect_timeout = cfg.timeout.min(Duration::from_secs(10));
+        let transport = if url.scheme() == "http" && !cfg.force_reqwest {
+            Transport::Direct(Arc::new(DirectTarget::new(&url, auth, connect_timeout)?))
+        } else {
+            let http = reqwest::Client::builder()
+                .user_agent(concat!("inferops-loadgen/", env!("CARGO_PKG_VERSION")))
+                .tcp_nodelay(true)
+                .no_proxy()
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .context("building the HTTP client")?;
+            Transport::Reqwest { http, auth }
+        };
         Ok(Client {
-            http,
+            transport,
             url,
-            auth,
             stream: cfg.stream,
             timeout: cfg.timeout,
         })
@@ -261,18 +289,55 @@ impl Client {
         scratch: &mut Scratch,
         tokens_seen: &mut u32,
     ) -> Result<Metrics, Failure> {
-        let mut rb = self
-            .http
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(req.body.clone());
-        if let Some(a) = &self.auth {
-            rb = rb.header(AUTHORIZATION, a.clone());
+        let Scratch {
+            parser,
+            itl_us,
+            trace,
+            conn,
+        } = scratch;
+        let bufs = Bufs {
+            parser,
+            itl_us,
+            trace,
+        };
+        match &self.transport {
+            Transport::Direct(target) => {
+                target
+                    .exchange(conn, &req.body, |resp| {
+                        let is_json = is_json(&resp.headers);
+                        self.handle(resp.status, is_json, resp.body, req, t0, bufs, tokens_seen)
+                    })
+                    .await
+            }
+            Transport::Reqwest { http, auth } => {
+                let mut rb = http
+                    .post(self.url.clone())
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .body(req.body.clone());
+                if let Some(a) = auth {
+                    rb = rb.header(AUTHORIZATION, a.clone());
+                }
+                let resp = rb.send().await.map_err(|e| transport_failure(&e))?;
+                let (status, is_json) = (resp.status(), is_json(resp.headers()));
+                self.handle(status, is_json, resp, req, t0, bufs, tokens_seen)
+                    .await
+            }
         }
-        let mut resp = rb.send().await.map_err(|e| transport_failure(&e))?;
-        let status = resp.status();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn handle<C: Chunks>(
+        &self,
+        status: http::StatusCode,
+        is_json: bool,
+        mut body: C,
+        req: &PreparedRequest,
+        t0: Instant,
+        bufs: Bufs<'_>,
+        tokens_seen: &mut u32,
+    ) -> Result<Metrics, Failure> {
         if !status.is_success() {
-            let body = read_limited(&mut resp, 64 * 1024).await;
+            let body = read_limited(&mut body, 64 * 1024).await;
             let class = if status.is_server_error() {
                 ErrorClass::Http5xx
             } else {
@@ -284,88 +349,116 @@ impl Client {
             )
             .into_err();
         }
-        let is_json = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
         if self.stream && !is_json {
-            self.read_stream(resp, req, t0, scratch, tokens_seen).await
+            read_stream(body, req, t0, bufs, tokens_seen).await
         } else {
-            read_whole(resp, req, t0, self.stream).await
+            read_whole(body, req, t0, self.stream).await
         }
     }
+}
 
-    async fn read_stream(
-        &self,
-        mut resp: reqwest::Response,
-        req: &PreparedRequest,
-        t0: Instant,
-        scratch: &mut Scratch,
-        tokens_seen: &mut u32,
-    ) -> Result<Metrics, Failure> {
-        let Scratch {
-            parser,
-            itl_us,
-            trace,
-        } = scratch;
-        let mut st = StreamState::default();
-        loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(e) => {
-                    return Failure::new(
-                        ErrorClass::Stream,
-                        format!(
-                            "stream broke after {} chunks: {}",
-                            st.tokens,
-                            error_chain(&e)
-                        ),
-                    )
-                    .into_err();
-                }
-            };
-            let now = Instant::now();
-            parser.feed(&chunk, &mut |data| st.on_event(data, now, itl_us, trace));
-            *tokens_seen = st.tokens;
-            if let Some(f) = st.failure.take() {
-                return Err(f);
-            }
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// The per-request buffers `handle` writes into.
+struct Bufs<'a> {
+    parser: &'a mut SseParser,
+    itl_us: &'a mut Vec<u32>,
+    trace: &'a mut Option<Trace>,
+}
+
+/// A response body read chunk by chunk, each with its arrival time.
+trait Chunks: Send {
+    fn next_chunk(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<(Bytes, Instant)>, String>> + Send;
+}
+
+impl Chunks for reqwest::Response {
+    async fn next_chunk(&mut self) -> Result<Option<(Bytes, Instant)>, String> {
+        match self.chunk().await {
+            Ok(Some(b)) => Ok(Some((b, Instant::now()))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(error_chain(&e)),
         }
-        let end = Instant::now();
-        if !st.done {
-            let trunc = if parser.has_pending() {
-                " (last event truncated)"
-            } else {
-                ""
-            };
-            return Failure::new(
-                ErrorClass::Stream,
-                format!(
-                    "stream ended without [DONE] after {} chunks{trunc}",
-                    st.tokens
-                ),
-            )
-            .into_err();
-        }
-        let e2el_us = micros(end - t0);
-        let ttft_us = st.first.map_or(e2el_us, |f| micros(f - t0));
-        let (prompt_tokens, output_tokens) = match st.usage {
-            Some(u) => (
-                u.prompt_tokens.unwrap_or(req.prompt_words),
-                u.completion_tokens.unwrap_or(st.tokens),
-            ),
-            None => (req.prompt_words, st.tokens),
-        };
-        Ok(Metrics {
-            ttft_us,
-            e2el_us,
-            prompt_tokens,
-            output_tokens,
-            streamed: true,
-        })
     }
+}
+
+impl Chunks for DirectBody {
+    async fn next_chunk(&mut self) -> Result<Option<(Bytes, Instant)>, String> {
+        self.next().await
+    }
+}
+
+async fn read_stream<C: Chunks>(
+    mut body: C,
+    req: &PreparedRequest,
+    t0: Instant,
+    bufs: Bufs<'_>,
+    tokens_seen: &mut u32,
+) -> Result<Metrics, Failure> {
+    let Bufs {
+        parser,
+        itl_us,
+        trace,
+    } = bufs;
+    let mut st = StreamState::default();
+    loop {
+        let (chunk, at) = match body.next_chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                return Failure::new(
+                    ErrorClass::Stream,
+                    format!("stream broke after {} chunks: {e}", st.tokens),
+                )
+                .into_err();
+            }
+        };
+        parser.feed(&chunk, &mut |data| st.on_event(data, at, itl_us, trace));
+        *tokens_seen = st.tokens;
+        if let Some(f) = st.failure.take() {
+            return Err(f);
+        }
+    }
+    let end = Instant::now();
+    if !st.done {
+        let trunc = if parser.has_pending() {
+            " (last event truncated)"
+        } else {
+            ""
+        };
+        return Failure::new(
+            ErrorClass::Stream,
+            format!(
+                "stream ended without [DONE] after {} chunks{trunc}",
+                st.tokens
+            ),
+        )
+        .into_err();
+    }
+    let e2el_us = micros(end - t0);
+    let ttft_us = st
+        .first
+        .map_or(e2el_us, |f| micros(f.saturating_duration_since(t0)));
+    let (prompt_tokens, output_tokens) = match st.usage {
+        Some(u) => (
+            u.prompt_tokens.unwrap_or(req.prompt_words),
+            u.completion_tokens.unwrap_or(st.tokens),
+        ),
+        None => (req.prompt_words, st.tokens),
+    };
+    Ok(Metrics {
+        ttft_us,
+        e2el_us,
+        prompt_tokens,
+        output_tokens,
+        streamed: true,
+    })
 }
 
 trait IntoErr<T> {
@@ -377,9 +470,9 @@ impl<T> IntoErr<T> for Failure {
     }
 }
 
-async fn read_limited(resp: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+async fn read_limited<C: Chunks>(body: &mut C, limit: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    while let Ok(Some(c)) = resp.chunk().await {
+    while let Ok(Some((c, _))) = body.next_chunk().await {
         out.extend_from_slice(&c[..c.len().min(limit - out.len())]);
         if out.len() >= limit {
             break;
@@ -388,21 +481,26 @@ async fn read_limited(resp: &mut reqwest::Response, limit: usize) -> Vec<u8> {
     out
 }
 
-async fn read_whole(
-    resp: reqwest::Response,
+async fn read_whole<C: Chunks>(
+    mut resp: C,
     req: &PreparedRequest,
     t0: Instant,
     wanted_stream: bool,
 ) -> Result<Metrics, Failure> {
-    let body = resp.bytes().await.map_err(|e| {
-        Failure::new(
-            ErrorClass::Stream,
-            format!(
-                "connection broke while reading the body: {}",
-                error_chain(&e)
-            ),
-        )
-    })?;
+    let mut body = Vec::new();
+    loop {
+        match resp.next_chunk().await {
+            Ok(Some((c, _))) => body.extend_from_slice(&c),
+            Ok(None) => break,
+            Err(e) => {
+                return Failure::new(
+                    ErrorClass::Stream,
+                    format!("connection broke while reading the body: {e}"),
+                )
+                .into_err();
+            }
+        }
+    }
     let end = Instant::now();
     let parsed: FullResponse = serde_json::from_slice(&body).map_err(|e| {
         Failure::new(

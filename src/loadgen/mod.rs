@@ -8,6 +8,7 @@
 pub mod benchmarkrun;
 pub mod cli;
 pub mod client;
+pub mod direct;
 pub mod outcome;
 pub mod plan;
 pub mod results;
@@ -28,4 +29,4 @@ pub use plan::{
 pub use results::{
     Metadata, Results, RunStatus, SaturationResult, StepResult, Summary, merge_results, merge_steps,
 };
-pub use run::{NoObserver, Observer, run_plan};
+pub use run::{NoObserver, Observer, RunOptions, run_plan, run_plan_with};

@@ -288,6 +288,10 @@ pub struct Load {
     /// Raise the rate until an SLO breaks (`rate` mode; replaces `rate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<Saturation>,
+    /// Time allowed for in-flight requests to finish between steps aligned to
+    /// `parallelism.startAt` (split runs with `durationPerStep`).
+    #[serde(default = "default_step_slack", with = "duration")]
+    pub step_slack: Duration,
 }
 
 fn default_timeout() -> Duration {
@@ -314,6 +318,7 @@ impl Default for Load {
             max_in_flight: default_max_in_flight(),
             max_error_rate: default_max_error_rate(),
             saturation: None,
+            step_slack: default_step_slack(),
         }
     }
 }
@@ -380,9 +385,14 @@ pub struct Parallelism {
     #[serde(default = "one")]
     pub count: u32,
     /// Wall-clock barrier: wait until this instant before the first step, so every pod's
-    /// step windows line up.
+    /// step windows line up. With `load.durationPerStep`, step `i` also starts no earlier than
+    /// `startAt + i × (warmup + durationPerStep + load.stepSlack)`, keeping later steps aligned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
+}
+
+fn default_step_slack() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn one() -> u32 {
@@ -537,6 +547,16 @@ impl Plan {
         }
     }
 
+    /// When step `index` may start: aligned slots after `parallelism.startAt` when steps are
+    /// time-bounded, else `None` (start right away).
+    pub fn step_slot(&self, index: usize) -> Option<DateTime<Utc>> {
+        let start = self.parallelism.start_at?;
+        let duration = self.load.duration_per_step?;
+        let slot = self.load.warmup + duration + self.load.step_slack;
+        let offset = chrono::Duration::from_std(slot * index as u32).ok()?;
+        Some(start + offset)
+    }
+
     /// Measured requests per step for the whole run, `None` when the step is time-bounded
     /// only. Applies the default of 200 when neither bound is set.
     pub fn requests_per_step(&self) -> Option<u64> {
@@ -662,6 +682,23 @@ parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
     }
 
     #[test]
+    fn aligned_step_slots() {
+        let mut p = Plan::new("http://x", "m");
+        assert_eq!(p.step_slot(1), None);
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        p.parallelism.start_at = Some(t0);
+        assert_eq!(
+            p.step_slot(1),
+            None,
+            "request-bounded steps are not aligned"
+        );
+        p.load.duration_per_step = Some(Duration::from_secs(60));
+        p.load.warmup = Duration::from_secs(10);
+        assert_eq!(p.step_slot(0), Some(t0));
+        assert_eq!(p.step_slot(2), Some(t0 + chrono::Duration::seconds(150)));
+    }
+
+    #[test]
     fn shares_add_up() {
         for total in [0u64, 1, 7, 64] {
             for count in 1..5 {
@@ -672,7 +709,7 @@ parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
         let p = Parallelism {
             index: 0,
             count: 4,
-            start_at: None,
+            ..Parallelism::default()
         };
         assert_eq!(LoadPoint::Rate(10.0).share(&p), LoadPoint::Rate(2.5));
         assert_eq!(

@@ -2,6 +2,7 @@
 //! the rate until an SLO breaks. Reports each finished step to an [`Observer`] (progress bars,
 //! rewriting the results file) and always returns what was measured, also when cancelled.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use super::client::{Client, ClientConfig};
 use super::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
 use super::results::{Metadata, Results, RunStatus, SaturationResult, StepResult, Summary};
 use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
-use super::workload::Workload;
+use super::workload::{Workload, load_tokenizer};
 
 /// Hooks called while a plan runs.
 pub trait Observer: Send {
@@ -51,6 +52,24 @@ pub async fn run_plan(
     cancel: CancellationToken,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Results> {
+    run_plan_with(plan, &RunOptions::default(), cancel, observer).await
+}
+
+/// Settings of a run that are not part of the plan.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// A HuggingFace `tokenizer.json` of the served model: synthetic prompts get exactly
+    /// `inputTokens` tokens (before any chat template) instead of that many words.
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// [`run_plan`] with [`RunOptions`].
+pub async fn run_plan_with(
+    plan: &Plan,
+    options: &RunOptions,
+    cancel: CancellationToken,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Results> {
     plan.validate()?;
     let client = Client::new(&ClientConfig::new(
         &plan.target,
@@ -58,7 +77,15 @@ pub async fn run_plan(
         plan.workload.stream,
         plan.load.request_timeout,
     ))?;
-    let workload = Arc::new(Workload::prepare(plan, prompt_count(plan))?);
+    let tokenizer = match &options.tokenizer {
+        Some(path) => Some(load_tokenizer(path)?),
+        None => None,
+    };
+    let workload = Arc::new(Workload::prepare_with(
+        plan,
+        prompt_count(plan),
+        tokenizer.as_ref(),
+    )?);
     let par = &plan.parallelism;
     let ctx = StepContext {
         client,
@@ -140,6 +167,13 @@ impl Runner<'_> {
                 .wrapping_add(index as u64)
                 .wrapping_add(u64::from(par.index) << 32),
         };
+        if let Some(at) = plan.step_slot(index) {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = self.ctx.cancel.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
         let progress = Arc::new(StepProgress::default());
         self.observer
             .step_started(index, point, spec.requests, spec.duration, progress.clone());

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::cli::BenchArgs;
+use super::cli::{BenchArgs, SelfTestPart};
 use super::client::{Client, ClientConfig, Scratch};
 use super::plan::{Arrival, LoadPoint, Plan, TokenCount};
 use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
@@ -377,6 +377,8 @@ pub struct SelfTestReport {
     pub machine: String,
     /// Whether server and client were pinned to separate cores.
     pub pinned: bool,
+    /// 1-minute load average at the start and at the end.
+    pub load_average: (String, String),
     /// Throughput rows.
     pub throughput: Vec<ThroughputRow>,
     /// Accuracy rows.
@@ -397,6 +399,14 @@ fn machine() -> String {
     format!("{model}, {cores} cores")
 }
 
+/// The 1-minute load average (other work on the machine skews the timing figures).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".into())
+}
+
 /// Runs the self-test and prints a Markdown report (and JSON with `--json`).
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let duration = args.duration.unwrap_or(Duration::from_secs(10));
@@ -412,6 +422,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         command: command.join(" "),
         machine: machine(),
         pinned: pin,
+        load_average: (load_average(), String::new()),
         throughput: Vec::new(),
         accuracy: Vec::new(),
     };
@@ -426,8 +437,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         duration.as_secs_f64()
     );
 
+    let part = args.self_test_part;
     let sim = SimProcess::start(&["--profile", "zero", "--trace-capacity", "0"], pin).await?;
-    for &c in &levels {
+    for &c in levels.iter().filter(|_| part != SelfTestPart::Accuracy) {
         reset_peak_rss();
         let um = (sim.url.clone(), sim.model.clone());
         let wall = Instant::now();
@@ -464,7 +476,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         pin,
     )
     .await?;
-    for (streams, per_stream) in [(32u32, 8u32), (256, 2)] {
+    let rounds: &[(u32, u32)] = if part == SelfTestPart::Throughput {
+        &[]
+    } else {
+        &[(32, 8), (256, 2)]
+    };
+    for &(streams, per_stream) in rounds {
         let _ = reqwest::Client::new()
             .delete(format!("{}/sim/trace", sim.url))
             .send()
@@ -479,6 +496,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         report.accuracy.push(row);
     }
     drop(sim);
+    report.load_average.1 = load_average();
 
     print!("{}", render(&report));
     if let Some(p) = &args.json {
@@ -491,9 +509,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 /// The report as Markdown.
 pub fn render(r: &SelfTestReport) -> String {
     let mut s = format!(
-        "\nLoad generator self-test: `{}`\n{}; {}; {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, streaming, closed loop.\n\n",
+        "\nLoad generator self-test: `{}`\n{} (load average {} at start, {} at end); {}; {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, streaming, closed loop.\n\n",
         r.command,
         r.machine,
+        r.load_average.0,
+        r.load_average.1,
         if r.pinned {
             "simulator pinned to CPU 1, client (one single-threaded runtime) pinned to CPU 0"
         } else {
@@ -516,8 +536,8 @@ pub fn render(r: &SelfTestReport) -> String {
         ));
     }
     s.push_str("\nTiming error against the simulator's trace (`fixed`: 20 ms TTFT, 5 ms ITL), client minus server, µs:\n\n");
-    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | first-token delivery p50 | p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
-    s.push_str("| ------- | -------- | ------------ | ------------ | ------------------------ | --- | ----------- | --------------- | ----------------------------- | ------------------ |\n");
+    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | first-token delivery p50 | first-token delivery p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
+    s.push_str("| ------- | -------- | ------------ | ------------ | ------------------------ | ------------------------ | ----------- | --------------- | ----------------------------- | ------------------ |\n");
     for a in &r.accuracy {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} |\n",

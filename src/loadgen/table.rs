@@ -74,7 +74,11 @@ pub fn render(results: &Results) -> String {
             ]
         })
         .collect();
-    markdown(&header, &rows)
+    let mut out = markdown(&header, &rows);
+    if results.steps.iter().any(|s| s.interrupted) {
+        out.push_str("\n* interrupted: the step was cut short\n");
+    }
+    out
 }
 
 fn point_cell(s: &StepResult) -> String {
@@ -185,14 +189,15 @@ mod tests {
         };
         let t = render(&results);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines.len(), 6, "{t}");
+        assert_eq!(lines[5], "* interrupted: the step was cut short");
         assert!(lines[0].starts_with("| concurrency | req/s | out tok/s | TTFT p50"));
         assert!(
             lines[3].contains("| 32* ") && lines[3].contains("1 (timeout)"),
             "{t}"
         );
         assert!(
-            lines
+            lines[..4]
                 .iter()
                 .all(|l| l.chars().count() == lines[0].chars().count())
         );

@@ -1,20 +1,24 @@
 //! Request bodies, prepared once before the run: synthetic prompts of N words (seeded, so the
 //! same seed gives the same prompt set) or prompts from a ShareGPT JSON file.
 //!
-//! Input lengths are approximate: a synthetic prompt of N common English words is about N
-//! tokens for BPE tokenizers (each word here is a single token with its leading space in the
-//! Llama/Qwen/GPT vocabularies; chat templates add a few more). The simulator counts one word
-//! as one token. Results always report the server's `usage.prompt_tokens`.
+//! Without a tokenizer, input lengths are approximate: a synthetic prompt of N common English
+//! words is about N tokens for BPE tokenizers (each word here is a single token with its
+//! leading space in the Llama/Qwen/GPT vocabularies; chat templates add a few more). The
+//! simulator counts one word as one token. With the model's HuggingFace `tokenizer.json`
+//! ([`load_tokenizer`]), a synthetic prompt is cut to exactly N tokens (before any chat
+//! template) and ShareGPT lengths are counted in tokens. Results always report the server's
+//! `usage.prompt_tokens`.
 
 use std::path::Path;
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, anyhow, ensure};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::json;
+use tokenizers::Tokenizer;
 
 use super::plan::{Api, Dataset, Plan, TokenCount};
 
@@ -273,7 +277,8 @@ const WORDS: &[&str] = &[
 pub struct PreparedRequest {
     /// Serialized JSON body (shared, cloned by reference count).
     pub body: Bytes,
-    /// Approximate prompt tokens (words), used when the server reports no `usage`.
+    /// Prompt tokens (counted with the tokenizer when given, else words), used when the
+    /// server reports no `usage`.
     pub prompt_words: u32,
     /// Requested `max_tokens`.
     pub max_tokens: u32,
@@ -289,6 +294,15 @@ impl Workload {
     /// Prepares `count` requests (at least one) for `plan`. The set depends only on the plan's
     /// workload (including its seed) and `count`.
     pub fn prepare(plan: &Plan, count: usize) -> anyhow::Result<Workload> {
+        Workload::prepare_with(plan, count, None)
+    }
+
+    /// [`Workload::prepare`] with exact token lengths from `tokenizer`.
+    pub fn prepare_with(
+        plan: &Plan,
+        count: usize,
+        tokenizer: Option<&Tokenizer>,
+    ) -> anyhow::Result<Workload> {
         let w = &plan.workload;
         let count = count.max(1);
         let mut rng = StdRng::seed_from_u64(w.seed);
@@ -296,17 +310,18 @@ impl Workload {
             Dataset::Random => (0..count)
                 .map(|_| {
                     let n = draw(&mut rng, w.input_tokens);
-                    (
-                        synthetic_prompt(&mut rng, n),
-                        draw(&mut rng, w.output_tokens),
-                    )
+                    let prompt = match tokenizer {
+                        Some(t) => exact_prompt(&mut rng, t, n)?,
+                        None => synthetic_prompt(&mut rng, n),
+                    };
+                    Ok((prompt, draw(&mut rng, w.output_tokens)))
                 })
-                .collect(),
+                .collect::<anyhow::Result<_>>()?,
             Dataset::Sharegpt {
                 path,
                 output_from_dataset,
             } => {
-                let mut pairs = load_sharegpt(path)?;
+                let mut pairs = load_sharegpt(path, tokenizer)?;
                 pairs.shuffle(&mut rng);
                 pairs
                     .into_iter()
@@ -325,12 +340,14 @@ impl Workload {
         };
         let requests = prompts
             .into_iter()
-            .map(|(prompt, max_tokens)| PreparedRequest {
-                prompt_words: word_count(&prompt),
-                max_tokens,
-                body: request_body(plan, &prompt, max_tokens),
+            .map(|(prompt, max_tokens)| {
+                Ok(PreparedRequest {
+                    prompt_words: count_tokens(tokenizer, &prompt)?,
+                    max_tokens,
+                    body: request_body(plan, &prompt, max_tokens),
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         Ok(Workload { requests })
     }
 
@@ -367,6 +384,44 @@ pub fn synthetic_prompt(rng: &mut impl Rng, n: u32) -> String {
         s.push_str(WORDS[rng.random_range(0..WORDS.len())]);
     }
     s
+}
+
+/// Reads a HuggingFace `tokenizer.json`.
+pub fn load_tokenizer(path: &Path) -> anyhow::Result<Tokenizer> {
+    Tokenizer::from_file(path).map_err(|e| anyhow!("reading tokenizer {}: {e}", path.display()))
+}
+
+/// Tokens of `text` (without special tokens) with `tokenizer`, else its word count.
+pub fn count_tokens(tokenizer: Option<&Tokenizer>, text: &str) -> anyhow::Result<u32> {
+    match tokenizer {
+        Some(t) => Ok(t
+            .encode(text, false)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?
+            .len() as u32),
+        None => Ok(word_count(text)),
+    }
+}
+
+/// A random prompt of exactly `n` tokens of `tokenizer`: random words, encoded, cut to `n`
+/// tokens and decoded (as `vllm bench`'s random dataset does).
+pub fn exact_prompt(rng: &mut impl Rng, tokenizer: &Tokenizer, n: u32) -> anyhow::Result<String> {
+    let mut words = n + n / 2 + 8;
+    loop {
+        let text = synthetic_prompt(rng, words);
+        let enc = tokenizer
+            .encode(text.as_str(), false)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
+        if enc.len() >= n as usize {
+            return tokenizer
+                .decode(&enc.get_ids()[..n as usize], true)
+                .map_err(|e| anyhow!("decoding: {e}"));
+        }
+        ensure!(
+            !enc.is_empty(),
+            "the tokenizer yields no tokens for English words"
+        );
+        words *= 2;
+    }
 }
 
 /// Whitespace-separated words in `s` (the approximation of a token count used here).
@@ -412,8 +467,12 @@ struct Turn {
     value: String,
 }
 
-/// Reads (first human prompt, reply length in words) pairs from a ShareGPT JSON file.
-pub fn load_sharegpt(path: &Path) -> anyhow::Result<Vec<(String, u32)>> {
+/// Reads (first human prompt, reply length) pairs from a ShareGPT JSON file; lengths in
+/// tokens with `tokenizer`, else in words.
+pub fn load_sharegpt(
+    path: &Path,
+    tokenizer: Option<&Tokenizer>,
+) -> anyhow::Result<Vec<(String, u32)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading ShareGPT dataset {}", path.display()))?;
     let convs: Vec<Conversation> = serde_json::from_str(&text)
@@ -427,9 +486,9 @@ pub fn load_sharegpt(path: &Path) -> anyhow::Result<Vec<(String, u32)>> {
                 .position(|t| matches!(t.from.as_str(), "human" | "user"))?;
             let prompt = c.conversations[i].value.trim().to_owned();
             let reply = c.conversations.get(i + 1)?;
-            (!prompt.is_empty()).then(|| (prompt, word_count(&reply.value)))
+            (!prompt.is_empty()).then(|| count_tokens(tokenizer, &reply.value).map(|n| (prompt, n)))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     ensure!(
         !pairs.is_empty(),
         "ShareGPT dataset {} has no usable conversation (a human turn followed by a reply)",
@@ -490,6 +549,52 @@ mod tests {
                 && v.get("ignore_eos").is_none()
         );
         assert_eq!(v["stream"], false);
+    }
+
+    /// A WordPiece tokenizer whose tokens are single letters: a word of k letters is k tokens.
+    pub(crate) fn letter_tokenizer_json() -> String {
+        let mut vocab = serde_json::Map::new();
+        vocab.insert("[UNK]".into(), json!(0));
+        for (i, c) in ('a'..='z').enumerate() {
+            vocab.insert(c.to_string(), json!(1 + i));
+            vocab.insert(format!("##{c}"), json!(27 + i));
+        }
+        json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+            "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                      "max_input_chars_per_word": 100, "vocab": vocab}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn tokenizer_gives_exact_prompt_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, letter_tokenizer_json()).unwrap();
+        let tok = load_tokenizer(&path).unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        for n in [1, 7, 40, 300] {
+            let p = exact_prompt(&mut rng, &tok, n).unwrap();
+            assert_eq!(count_tokens(Some(&tok), &p).unwrap(), n, "{p:?}");
+            assert!(n < 7 || word_count(&p) < n, "{p:?}");
+        }
+        let mut plan = plan();
+        plan.workload.input_tokens = TokenCount::Fixed(30);
+        let w = Workload::prepare_with(&plan, 5, Some(&tok)).unwrap();
+        for i in 0..5 {
+            let r = w.get(i);
+            assert_eq!(r.prompt_words, 30);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(
+                count_tokens(Some(&tok), v["prompt"].as_str().unwrap()).unwrap(),
+                30
+            );
+        }
+        std::fs::write(&path, "{}").unwrap();
+        assert!(load_tokenizer(&path).is_err());
     }
 
     #[test]
