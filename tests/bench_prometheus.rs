@@ -52,7 +52,9 @@ async fn bench_joins_server_and_gpu_figures_per_step() {
         let server = &s["server"];
         let c = s["max_concurrency"].as_f64().unwrap();
         let running = server["num_requests_running_max"].as_f64().unwrap();
-        assert!(running >= 1.0 && running <= c, "{server}");
+        // A finished request leaves the engine's count a moment after the client sees its
+        // last token and sends the next one: a scrape can catch c + 1.
+        assert!(running >= 1.0 && running <= c + 1.0, "{server}");
         assert!(server["gpu_util_max"].as_f64().unwrap() > 0.0, "{server}");
         assert!(
             server["kv_cache_usage_max"].as_f64().unwrap() > 0.0,

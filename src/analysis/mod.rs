@@ -289,6 +289,10 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
     })
 }
 
+/// Client CPU utilisation (fraction of its cores) past which the load generator, not the
+/// server, is taken to limit a step.
+pub const CLIENT_BUSY: f64 = 0.9;
+
 /// What limited the target over the sweep.
 pub fn bottleneck(steps: &[&StepStatus]) -> Bottleneck {
     let Some(last) = steps.last() else {
@@ -299,6 +303,13 @@ pub fn bottleneck(steps: &[&StepStatus]) -> Bottleneck {
     let total = (last.succeeded + last.failed).max(1) as f64;
     let timeouts = last.errors.timeout as f64 / total;
     let gpu_idle = gpu.util_mean.is_some_and(|u| u < 50.0);
+    // A saturated client measures itself: say so before judging the server.
+    if steps
+        .iter()
+        .any(|s| s.client_cpu_util.is_some_and(|u| u >= CLIENT_BUSY))
+    {
+        return Bottleneck::Client;
+    }
     if timeouts > 0.1 && (gpu_idle || gpu.util_mean.is_none()) {
         return Bottleneck::Api;
     }
@@ -342,7 +353,16 @@ fn bottleneck_sentence(b: Bottleneck, steps: &[&StepStatus]) -> Option<String> {
             last.server.as_ref()?.waiting_max?
         ),
         Bottleneck::Compute => "Compute-bound: throughput flattens while inter-token latency grows with the batch; the GPU is the limit. Add replicas or a faster accelerator.".to_string(),
-        Bottleneck::Client => "Client-bound: the load generator could not keep its schedule; add loadgen.parallelism or CPU.".to_string(),
+        Bottleneck::Client => {
+            let (step, util) = steps.iter().find_map(|s| {
+                s.client_cpu_util.filter(|u| *u >= CLIENT_BUSY).map(|u| (s, u))
+            })?;
+            format!(
+                "Client-bound: the load generator used {:.0}% of its CPU at {}; its latencies include its own queueing. Add loadgen.parallelism or CPU and run again.",
+                util * 100.0,
+                describe(&step.load)
+            )
+        }
         Bottleneck::None => format!(
             "No saturation up to {at}: throughput still grows with load; extend the sweep to find the limit."
         ),
@@ -787,5 +807,21 @@ mod tests {
             ..Default::default()
         };
         assert!(!compare(&slightly, &base, &spec).regressed);
+    }
+
+    #[test]
+    fn a_busy_client_is_the_bottleneck_whatever_the_server_says() {
+        let mut steps = published();
+        steps[5].client_cpu_util = Some(0.97);
+        steps[5].server.as_mut().unwrap().kv_cache_usage_max = Some(0.95);
+        let s = summarize(&steps, &Options::default());
+        assert_eq!(s.bottleneck, Some(Bottleneck::Client));
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.contains("used 97% of its CPU at concurrency 32")),
+            "{:?}",
+            s.findings
+        );
     }
 }

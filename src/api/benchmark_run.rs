@@ -715,6 +715,10 @@ pub struct StepStatus {
     /// GPU metrics over the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuMetrics>,
+    /// CPU the load pods used, as a fraction of what they may use (the busiest pod). Near 1
+    /// the client limited the step: add `loadgen.parallelism` or CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_util: Option<f64>,
     /// Cost of a million output tokens at this step's throughput (needs `spec.cost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_million_output_tokens: Option<f64>,

@@ -165,6 +165,10 @@ pub struct StepResult {
     pub interrupted: bool,
     /// Serialized histograms, for merging per-pod results.
     pub histograms: EncodedHistograms,
+    /// CPU the load generator used during the step, as a fraction of the cores it may use
+    /// (its cgroup quota or the machine's). Near 1 the client, not the server, is the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_util: Option<f64>,
     /// What Prometheus reported for this window (`inferops bench --prometheus URL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<crate::prom::WindowMetrics>,
@@ -222,6 +226,7 @@ impl StepResult {
             window_end: window_end.max(window_start),
             interrupted,
             histograms: stats.hist.encode(),
+            client_cpu_util: None,
             server: None,
         };
         s.set_point(point);
@@ -385,6 +390,11 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
         out.window_start = out.window_start.min(p.window_start);
         out.window_end = out.window_end.max(p.window_end);
         out.interrupted |= p.interrupted;
+        // The busiest pod speaks for the split load.
+        out.client_cpu_util = match (out.client_cpu_util, p.client_cpu_util) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);

@@ -177,7 +177,15 @@ impl Runner<'_> {
         let progress = Arc::new(StepProgress::default());
         self.observer
             .step_started(index, point, spec.requests, spec.duration, progress.clone());
-        let step = run_step(&self.ctx, &spec, progress).await;
+        let (cpu0, t0) = (super::selftest::process_cpu(), std::time::Instant::now());
+        let mut step = run_step(&self.ctx, &spec, progress).await;
+        // How busy the load generator itself was: near 1, its numbers are suspect.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let busy = (super::selftest::process_cpu() - cpu0).as_secs_f64();
+        let wall = t0.elapsed().as_secs_f64();
+        if wall > 0.0 {
+            step.client_cpu_util = Some(((busy / wall / cores) * 1000.0).round() / 1000.0);
+        }
         self.results.steps.push(step.clone());
         let old = std::mem::replace(
             &mut self.results.summary,
