@@ -134,7 +134,12 @@ pub fn render_documents(yaml: &str, opts: &RenderOptions) -> Result<RenderOutput
                                 .clone()
                                 .or_else(|| served.get(&r.name).cloned()),
                         ),
-                        (None, None) => unreachable!("validated: exactly one target"),
+                        (None, None) => {
+                            problems.push(format!(
+                                "{what}: spec.target: set exactly one of inferenceServiceRef or url"
+                            ));
+                            continue;
+                        }
                     };
                 let model = model.unwrap_or_else(|| {
                     out.notes.push(format!(
