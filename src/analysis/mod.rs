@@ -293,6 +293,15 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
 /// server, is taken to limit a step.
 pub const CLIENT_BUSY: f64 = 0.9;
 
+/// Fraction of late open-loop sends past which the client is taken to limit a step.
+pub const CLIENT_LATE: f64 = 0.05;
+
+/// The load generator, not the server, limited this step.
+fn client_bound(s: &&StepStatus) -> bool {
+    s.client_cpu_util.is_some_and(|u| u >= CLIENT_BUSY)
+        || s.client_late_send_fraction.is_some_and(|f| f > CLIENT_LATE)
+}
+
 /// What limited the target over the sweep.
 pub fn bottleneck(steps: &[&StepStatus]) -> Bottleneck {
     let Some(last) = steps.last() else {
@@ -304,10 +313,7 @@ pub fn bottleneck(steps: &[&StepStatus]) -> Bottleneck {
     let timeouts = last.errors.timeout as f64 / total;
     let gpu_idle = gpu.util_mean.is_some_and(|u| u < 50.0);
     // A saturated client measures itself: say so before judging the server.
-    if steps
-        .iter()
-        .any(|s| s.client_cpu_util.is_some_and(|u| u >= CLIENT_BUSY))
-    {
+    if steps.iter().any(client_bound) {
         return Bottleneck::Client;
     }
     if timeouts > 0.1 && (gpu_idle || gpu.util_mean.is_none()) {
@@ -354,12 +360,14 @@ fn bottleneck_sentence(b: Bottleneck, steps: &[&StepStatus]) -> Option<String> {
         ),
         Bottleneck::Compute => "Compute-bound: throughput flattens while inter-token latency grows with the batch; the GPU is the limit. Add replicas or a faster accelerator.".to_string(),
         Bottleneck::Client => {
-            let (step, util) = steps.iter().find_map(|s| {
-                s.client_cpu_util.filter(|u| *u >= CLIENT_BUSY).map(|u| (s, u))
-            })?;
+            let step = *steps.iter().find(|s| client_bound(s))?;
+            let why = match (step.client_cpu_util, step.client_late_send_fraction) {
+                (Some(u), _) if u >= CLIENT_BUSY => format!("used {:.0}% of its CPU", u * 100.0),
+                (_, Some(f)) => format!("sent {:.0}% of requests late", f * 100.0),
+                _ => "fell behind".to_string(),
+            };
             format!(
-                "Client-bound: the load generator used {:.0}% of its CPU at {}; its latencies include its own queueing. Add loadgen.parallelism or CPU and run again.",
-                util * 100.0,
+                "Client-bound: the load generator {why} at {}; its latencies include its own queueing. Add loadgen.parallelism or CPU and run again.",
                 describe(&step.load)
             )
         }
@@ -822,6 +830,26 @@ mod tests {
                 .any(|f| f.contains("used 97% of its CPU at concurrency 32")),
             "{:?}",
             s.findings
+        );
+    }
+
+    #[test]
+    fn late_open_loop_sends_are_client_bound() {
+        let mut steps = published();
+        steps[2].client_late_send_fraction = Some(0.2);
+        let s = summarize(&steps, &Options::default());
+        assert_eq!(s.bottleneck, Some(Bottleneck::Client));
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.contains("sent 20% of requests late at concurrency 4")),
+            "{:?}",
+            s.findings
+        );
+        steps[2].client_late_send_fraction = Some(0.01);
+        assert_ne!(
+            summarize(&steps, &Options::default()).bottleneck,
+            Some(Bottleneck::Client)
         );
     }
 }

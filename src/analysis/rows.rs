@@ -96,6 +96,7 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         server: None,
         gpu: None,
         client_cpu_util: s.client_cpu_util,
+        client_late_send_fraction: s.late_send_fraction,
         cost_per_million_output_tokens: None,
     }
 }

@@ -719,6 +719,11 @@ pub struct StepStatus {
     /// the client limited the step: add `loadgen.parallelism` or CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cpu_util: Option<f64>,
+    /// Open loop: fraction of requests the load pods sent more than 10 ms after their
+    /// scheduled time (the busiest pod). Above a few percent the client, not the server,
+    /// limited the offered rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_late_send_fraction: Option<f64>,
     /// Cost of a million output tokens at this step's throughput (needs `spec.cost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_million_output_tokens: Option<f64>,

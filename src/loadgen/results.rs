@@ -169,6 +169,10 @@ pub struct StepResult {
     /// (its cgroup quota or the machine's). Near 1 the client, not the server, is the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cpu_util: Option<f64>,
+    /// Open loop: fraction of requests sent more than 10 ms after their scheduled time. Above
+    /// a few percent the client could not keep the offered rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_send_fraction: Option<f64>,
     /// What Prometheus reported for this window (`inferops bench --prometheus URL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<crate::prom::WindowMetrics>,
@@ -227,6 +231,9 @@ impl StepResult {
             interrupted,
             histograms: stats.hist.encode(),
             client_cpu_util: None,
+            late_send_fraction: (stats.sends > 0).then(|| {
+                ((stats.late_sends as f64 / stats.sends as f64) * 1000.0).round() / 1000.0
+            }),
             server: None,
         };
         s.set_point(point);
@@ -391,10 +398,12 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
         out.window_end = out.window_end.max(p.window_end);
         out.interrupted |= p.interrupted;
         // The busiest pod speaks for the split load.
-        out.client_cpu_util = match (out.client_cpu_util, p.client_cpu_util) {
+        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        out.client_cpu_util = max(out.client_cpu_util, p.client_cpu_util);
+        out.late_send_fraction = max(out.late_send_fraction, p.late_send_fraction);
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);

@@ -107,6 +107,14 @@ impl Shared {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Notes how late an open-loop request left.
+    fn record_send(&self, shard: usize, lag: Duration) {
+        self.shards[shard % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record_send(lag);
+    }
+
     fn merged(&self) -> StepStats {
         let mut all = StepStats::new();
         for s in &self.shards {
@@ -253,7 +261,11 @@ async fn open_loop(
                 .unwrap_or_else(|p| p.into_inner())
                 .pop()
                 .unwrap_or_default();
-            let t0 = scheduled.min(Instant::now());
+            let now = Instant::now();
+            let t0 = scheduled.min(now);
+            if measured {
+                shared2.record_send(shard, now.saturating_duration_since(scheduled));
+            }
             let req = ctx2
                 .workload
                 .get(ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));

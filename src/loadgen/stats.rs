@@ -247,7 +247,15 @@ pub struct StepStats {
     pub output_tokens: u64,
     /// When the last recorded request ended.
     pub last_end: Option<Instant>,
+    /// Open loop: measured requests sent.
+    pub sends: u64,
+    /// Open loop: measured requests sent more than [`LATE_SEND`] after their scheduled time
+    /// (the client fell behind its schedule).
+    pub late_sends: u64,
 }
+
+/// How late an open-loop send may be before it counts as the client falling behind.
+pub const LATE_SEND: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl StepStats {
     /// An empty recorder.
@@ -283,6 +291,12 @@ impl StepStats {
         self.saw_end(end);
     }
 
+    /// Records how late an open-loop request left against its schedule.
+    pub fn record_send(&mut self, lag: std::time::Duration) {
+        self.sends += 1;
+        self.late_sends += u64::from(lag > LATE_SEND);
+    }
+
     /// Records a failed request.
     pub fn record_err(&mut self, f: &Failure, end: Instant) {
         self.errors.add(f.class, 1);
@@ -302,6 +316,8 @@ impl StepStats {
         }
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
+        self.sends += other.sends;
+        self.late_sends += other.late_sends;
         if let Some(e) = other.last_end {
             self.saw_end(e);
         }
@@ -312,6 +328,38 @@ impl StepStats {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn late_sends_are_counted_and_merged() {
+        let mut a = StepStats::new();
+        a.record_send(Duration::from_millis(2));
+        a.record_send(Duration::from_millis(50));
+        let mut b = StepStats::new();
+        b.record_send(LATE_SEND);
+        b.record_send(LATE_SEND + Duration::from_micros(1));
+        a.merge(&b);
+        assert_eq!((a.sends, a.late_sends), (4, 2));
+        let now = chrono::Utc::now();
+        let r = crate::loadgen::results::StepResult::from_stats(
+            crate::loadgen::plan::LoadPoint::Rate(10.0),
+            &a,
+            now,
+            now,
+            false,
+        );
+        assert_eq!(r.late_send_fraction, Some(0.5));
+        let closed = crate::loadgen::results::StepResult::from_stats(
+            crate::loadgen::plan::LoadPoint::Concurrency(4),
+            &StepStats::new(),
+            now,
+            now,
+            false,
+        );
+        assert_eq!(
+            closed.late_send_fraction, None,
+            "no schedule in a closed loop"
+        );
+    }
 
     fn ok(ttft_ms: u64, e2el_ms: u64, out: u32) -> Metrics {
         Metrics {
