@@ -414,6 +414,7 @@ async fn tokenizer_sets_exact_prompt_lengths_end_to_end() {
     p.workload.input_tokens = TokenCount::Fixed(64);
     let opts = inferops::loadgen::RunOptions {
         tokenizer: Some(path),
+        ..Default::default()
     };
     let r = inferops::loadgen::run_plan_with(&p, &opts, CancellationToken::new(), &mut NoObserver)
         .await
@@ -429,11 +430,57 @@ async fn tokenizer_sets_exact_prompt_lengths_end_to_end() {
     assert!(without.steps[0].total_input_tokens >= 8 * 64);
     let bad = inferops::loadgen::RunOptions {
         tokenizer: Some(dir.path().join("missing.json")),
+        ..Default::default()
     };
     assert!(
         inferops::loadgen::run_plan_with(&p, &bad, CancellationToken::new(), &mut NoObserver)
             .await
             .is_err()
     );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_run_keeps_finished_steps_and_continues_after_them() {
+    let s = sim(SimOptions::profile("zero").unwrap()).await;
+    let p = plan(&s, vec![1, 2, 4], 6);
+    let first = run(&p).await;
+    assert_eq!(first.steps.len(), 3);
+    // The pod died during its third step: two finished, the third cut short.
+    let mut prior = first.clone();
+    prior.steps[2].interrupted = true;
+    let opts = inferops::loadgen::RunOptions {
+        resume: Some(prior),
+        ..Default::default()
+    };
+    let again =
+        inferops::loadgen::run_plan_with(&p, &opts, CancellationToken::new(), &mut NoObserver)
+            .await
+            .unwrap();
+    assert_eq!(again.steps.len(), 3);
+    assert_eq!(
+        again.steps[..2],
+        first.steps[..2],
+        "finished steps are kept as they were"
+    );
+    assert!(
+        again.steps[2].window_start > first.steps[2].window_start,
+        "the cut step ran again"
+    );
+    assert!(!again.steps[2].interrupted);
+    assert_eq!(again.metadata.started_at, first.metadata.started_at);
+    // Results of another plan are not resumed.
+    let mut other = p.clone();
+    other.load.concurrency = vec![8];
+    let opts = inferops::loadgen::RunOptions {
+        resume: Some(first.clone()),
+        ..Default::default()
+    };
+    let fresh =
+        inferops::loadgen::run_plan_with(&other, &opts, CancellationToken::new(), &mut NoObserver)
+            .await
+            .unwrap();
+    assert_eq!(fresh.steps.len(), 1);
+    assert_eq!(fresh.steps[0].max_concurrency, Some(8));
     s.shutdown().await;
 }

@@ -492,6 +492,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let options = RunOptions {
         tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
+        resume: None,
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
     observer.close_bar();
@@ -650,8 +651,23 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         steps_hint: plan.points().len(),
         sink: writer.as_ref().map(|(tx, _)| tx.clone()),
     };
+    // A restarted pod (the Job's backoff) continues after the steps it already wrote.
+    let resume = match &sink {
+        Some(sink) => sink.read().await.unwrap_or_else(|e| {
+            eprintln!("warning: {e:#}; starting from the first step");
+            None
+        }),
+        None => None,
+    };
+    if let Some(prior) = &resume {
+        eprintln!(
+            "found {} step(s) of an earlier attempt in the results ConfigMap",
+            prior.steps.len()
+        );
+    }
     let options = RunOptions {
         tokenizer: args.tokenizer.clone(),
+        resume,
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);

@@ -61,6 +61,29 @@ pub struct RunOptions {
     /// A HuggingFace `tokenizer.json` of the served model: synthetic prompts get exactly
     /// `inputTokens` tokens (before any chat template) instead of that many words.
     pub tokenizer: Option<PathBuf>,
+    /// Results an earlier attempt of the same plan already wrote (a restarted load pod):
+    /// its finished steps are kept and the sweep continues after them. Ignored unless the
+    /// plan is the same sweep (a saturation search always starts over).
+    pub resume: Option<Results>,
+}
+
+/// The finished steps of `prior` that a run of `plan` can keep.
+fn resumable(plan: &Plan, prior: Option<&Results>) -> Vec<StepResult> {
+    let Some(prior) = prior else {
+        return Vec::new();
+    };
+    let mut same = prior.metadata.plan.clone();
+    same.parallelism.start_at = plan.parallelism.start_at;
+    if same != *plan || plan.load.saturation.is_some() {
+        return Vec::new();
+    }
+    prior
+        .steps
+        .iter()
+        .take_while(|s| !s.interrupted)
+        .take(plan.points().len())
+        .cloned()
+        .collect()
 }
 
 /// [`run_plan`] with [`RunOptions`].
@@ -94,11 +117,19 @@ pub async fn run_plan_with(
         next_prompt: Arc::new(AtomicU64::new(u64::from(par.index) * 7919)),
         cancel: cancel.clone(),
     };
+    let kept = resumable(plan, options.resume.as_ref());
     let mut results = Results {
         metadata: Metadata::new(plan),
-        steps: Vec::new(),
-        summary: Summary::of(&[], plan.load.max_error_rate),
+        summary: Summary::of(&kept, plan.load.max_error_rate),
+        steps: kept,
     };
+    if let Some(prior) = options
+        .resume
+        .as_ref()
+        .filter(|_| !results.steps.is_empty())
+    {
+        results.metadata.started_at = prior.metadata.started_at;
+    }
     if let Some(at) = par.start_at {
         let wait = (at - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
@@ -115,7 +146,8 @@ pub async fn run_plan_with(
     match (&plan.load.mode, &plan.load.saturation) {
         (Mode::Rate, Some(sat)) => runner.saturation(sat).await,
         _ => {
-            for point in plan.points() {
+            let done = runner.results.steps.len();
+            for point in plan.points().into_iter().skip(done) {
                 if cancel.is_cancelled() {
                     break;
                 }

@@ -44,6 +44,24 @@ impl ConfigMapSink {
         Ok(Self::new(client, &namespace, name, key))
     }
 
+    /// The results this pod's key already holds (an earlier attempt of the pod), if any.
+    pub async fn read(&self) -> anyhow::Result<Option<Results>> {
+        let cm = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .with_context(|| format!("reading ConfigMap {}", self.name))?;
+        let Some(text) = cm
+            .and_then(|c| c.data)
+            .and_then(|mut d| d.remove(&self.key))
+        else {
+            return Ok(None);
+        };
+        let results = serde_json::from_str(&text)
+            .with_context(|| format!("ConfigMap {} key {}", self.name, self.key))?;
+        Ok(Some(results))
+    }
+
     /// Apply the results under this pod's key.
     pub async fn write(&self, results: &Results) -> anyhow::Result<()> {
         let text = serde_json::to_string(results)?;
