@@ -283,9 +283,25 @@ async fn metrics_match_served_traffic() {
         ("gauge", "DCGM_FI_DEV_GPU_UTIL"),
         ("gauge", "DCGM_FI_DEV_FB_USED"),
         ("gauge", "DCGM_FI_DEV_POWER_USAGE"),
+        ("gauge", "DCGM_FI_DEV_FB_FREE"),
+        ("gauge", "DCGM_FI_DEV_GPU_TEMP"),
     ] {
         assert!(m.contains(&format!("# TYPE {name} {ty}\n")), "{name} {ty}");
     }
+    // Used + free is the simulated L4's 23,034 MiB frame buffer.
+    let gpu_sample = |name: &str| {
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} sample"))
+    };
+    assert_eq!(
+        gpu_sample("DCGM_FI_DEV_FB_USED") + gpu_sample("DCGM_FI_DEV_FB_FREE"),
+        23_034.0
+    );
+    let temp = gpu_sample("DCGM_FI_DEV_GPU_TEMP");
+    assert!((38.0..=72.0).contains(&temp), "temperature {temp}");
     assert_eq!(sample(&m, &format!("vllm:prompt_tokens_total{l}")), 60.0);
     assert_eq!(
         sample(&m, &format!("vllm:generation_tokens_total{l}")),

@@ -86,6 +86,10 @@ pub struct ReplicaMetrics {
     pub fb_used: FGauge,
     /// `DCGM_FI_DEV_POWER_USAGE` (W).
     pub power: FGauge,
+    /// `DCGM_FI_DEV_FB_FREE` (MiB).
+    pub fb_free: FGauge,
+    /// `DCGM_FI_DEV_GPU_TEMP` (°C).
+    pub temp: FGauge,
 }
 
 /// The registry and every replica's handles.
@@ -174,7 +178,19 @@ impl Metrics {
         let util = Family::<Labels, FGauge>::default();
         let fb = Family::<Labels, FGauge>::default();
         let power = Family::<Labels, FGauge>::default();
+        let fb_free = Family::<Labels, FGauge>::default();
+        let temp = Family::<Labels, FGauge>::default();
         if o.dcgm {
+            reg.register(
+                "DCGM_FI_DEV_FB_FREE",
+                "Framebuffer memory free (in MiB). Simulated by inferops sim",
+                fb_free.clone(),
+            );
+            reg.register(
+                "DCGM_FI_DEV_GPU_TEMP",
+                "GPU temperature (in C). Simulated by inferops sim",
+                temp.clone(),
+            );
             reg.register(
                 "DCGM_FI_DEV_GPU_UTIL",
                 "GPU utilization (in %). Simulated by inferops sim",
@@ -216,6 +232,8 @@ impl Metrics {
                     gpu_util: util.get_or_create_owned(&gpu),
                     fb_used: fb.get_or_create_owned(&gpu),
                     power: power.get_or_create_owned(&gpu),
+                    fb_free: fb_free.get_or_create_owned(&gpu),
+                    temp: temp.get_or_create_owned(&gpu),
                 };
                 let mut info = labels.clone();
                 info.push(("block_size".into(), o.block_size.to_string()));
@@ -225,6 +243,8 @@ impl Metrics {
                 cache_info.get_or_create(&info).set(1);
                 m.fb_used.set(o.gpu.fb_used_base_mib);
                 m.power.set(o.gpu.power_idle_w);
+                m.fb_free.set(o.gpu.fb_total_mib - o.gpu.fb_used_base_mib);
+                m.temp.set(o.gpu.temp_idle_c);
                 m
             })
             .collect();

@@ -288,12 +288,15 @@ async fn dcgm_sampler(state: Arc<server::SimState>) {
             };
             let g = &state.opts.gpu;
             r.metrics.gpu_util.set((util * 100.0).round());
-            r.metrics
-                .fb_used
-                .set((g.fb_used_base_mib + g.fb_used_active_mib * util).round());
+            let fb_used = (g.fb_used_base_mib + g.fb_used_active_mib * util).round();
+            r.metrics.fb_used.set(fb_used);
+            r.metrics.fb_free.set((g.fb_total_mib - fb_used).max(0.0));
             r.metrics
                 .power
                 .set(g.power_idle_w + (g.power_max_w - g.power_idle_w) * util);
+            r.metrics
+                .temp
+                .set((g.temp_idle_c + (g.temp_max_c - g.temp_idle_c) * util).round());
         }
     }
 }

@@ -93,6 +93,12 @@ pub struct GpuModel {
     pub power_idle_w: f64,
     /// Power draw at 100 % utilisation, W.
     pub power_max_w: f64,
+    /// Total frame buffer, MiB (`DCGM_FI_DEV_FB_FREE` = total - used).
+    pub fb_total_mib: f64,
+    /// Temperature when idle, °C.
+    pub temp_idle_c: f64,
+    /// Temperature at 100 % utilisation, °C.
+    pub temp_max_c: f64,
 }
 
 /// How requests are spread over replicas.
@@ -162,6 +168,9 @@ impl SimOptions {
                 fb_used_active_mib: 300.0,
                 power_idle_w: 16.0,
                 power_max_w: 72.0,
+                fb_total_mib: 23_034.0,
+                temp_idle_c: 38.0,
+                temp_max_c: 72.0,
             },
             max_num_seqs: 256,
             max_num_batched_tokens: 2048,
@@ -209,6 +218,9 @@ impl SimOptions {
                     fb_used_active_mib: 200.0,
                     power_idle_w: 10.0,
                     power_max_w: 70.0,
+                    fb_total_mib: 15_360.0,
+                    temp_idle_c: 40.0,
+                    temp_max_c: 78.0,
                 },
                 num_gpu_blocks: 3_500,
                 max_model_len: 4096,
@@ -232,6 +244,9 @@ impl SimOptions {
                     fb_used_active_mib: 500.0,
                     power_idle_w: 25.0,
                     power_max_w: 150.0,
+                    fb_total_mib: 23_028.0,
+                    temp_idle_c: 35.0,
+                    temp_max_c: 74.0,
                 },
                 num_gpu_blocks: 14_000,
                 max_model_len: 2048,
