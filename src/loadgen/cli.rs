@@ -187,10 +187,16 @@ pub struct LoadgenArgs {
     pub results_key_prefix: String,
 }
 
-/// Builds the plan for `bench` from an optional BenchmarkRun file and flags.
-pub fn bench_plan(args: &BenchArgs, url: &str, model: &str) -> anyhow::Result<Plan> {
-    let mut plan = match &args.file {
-        Some(path) => super::benchmarkrun::read(path)?.plan,
+/// Builds the plan for `bench` from the BenchmarkRun file already read from `args.file`
+/// (if any) and the flags.
+pub fn bench_plan(
+    args: &BenchArgs,
+    file: Option<&super::benchmarkrun::FileRun>,
+    url: &str,
+    model: &str,
+) -> anyhow::Result<Plan> {
+    let mut plan = match file {
+        Some(f) => f.plan.clone(),
         None => {
             let mut p = Plan::new("", "");
             p.load.requests_per_step = Some(64);
@@ -468,7 +474,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             (url, model)
         }
     };
-    let plan = bench_plan(&args, &url, &model)?;
+    let plan = bench_plan(&args, file.as_ref(), &url, &model)?;
     let w = &plan.workload;
     eprintln!(
         "target {} model {:?}: {} in / {} out tokens, {}{}",
@@ -708,7 +714,7 @@ mod tests {
 
     #[test]
     fn flags_build_a_plan() {
-        let p = bench_plan(&args(&[]), "http://x", "m").unwrap();
+        let p = bench_plan(&args(&[]), None, "http://x", "m").unwrap();
         assert_eq!(p.load.concurrency, [1, 2, 4, 8, 16, 32]);
         assert_eq!(p.requests_per_step(), Some(64));
         let a = args(&[
@@ -726,7 +732,7 @@ mod tests {
             "--timeout",
             "2s",
         ]);
-        let p = bench_plan(&a, "http://x", "m").unwrap();
+        let p = bench_plan(&a, None, "http://x", "m").unwrap();
         assert_eq!(p.load.mode, Mode::Rate);
         assert_eq!(p.load.rate, [5.0, 10.0]);
         assert_eq!(
@@ -741,6 +747,7 @@ mod tests {
         assert_eq!(p.load.request_timeout, Duration::from_secs(2));
         let p = bench_plan(
             &args(&["--saturate", "--slo-ttft-p95", "200ms", "--rate", "4"]),
+            None,
             "u",
             "m",
         )
@@ -752,7 +759,7 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["bench", "--concurrency", "1", "--rate", "2"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--input-tokens", "x"]).is_err());
-        assert!(bench_plan(&args(&["--concurrency", "0"]), "u", "m").is_err());
+        assert!(bench_plan(&args(&["--concurrency", "0"]), None, "u", "m").is_err());
     }
 
     #[test]
