@@ -1,9 +1,9 @@
 //! `inferops report` on a real results JSON: a sweep against the simulator, written by the
 //! load generator, read back and turned into a report and an autoscaling hint.
 
-use inferops::loadgen::plan::{Plan, TokenCount};
+use inferops::cli::report::{apply_hint, from_results};
+use inferops::contract::plan::{Plan, TokenCount};
 use inferops::loadgen::run::{NoObserver, run_plan};
-use inferops::report::cli::{apply_hint, from_results};
 use inferops::sim::{SimOptions, spawn};
 use tokio_util::sync::CancellationToken;
 
@@ -33,12 +33,12 @@ async fn results_json_becomes_a_report_with_charts_and_a_hint() {
         .clone()
         .expect("64 in flight on 4 slots plateaus");
     assert_eq!(
-        sat.at.unwrap().concurrency,
+        sat.at.unwrap().concurrency(),
         Some(16),
         "{:?}",
         record.summary
     );
-    assert_eq!(sat.first_broken.unwrap().concurrency, Some(64));
+    assert_eq!(sat.first_broken.unwrap().concurrency(), Some(64));
 
     let dir = tempfile::tempdir().unwrap();
     inferops::report::write(&record, None, dir.path()).unwrap();

@@ -10,7 +10,7 @@ use inferops::api::{
     AcceleratorSpec, AcceleratorType, AutoscalingSpec, EngineKind, InferenceService,
     InferenceServiceSpec, ModelSpec, Platform, parse_documents,
 };
-use inferops::render::cli::{RenderOptions, render_documents};
+use inferops::cli::render::{RenderOptions, render_documents};
 use inferops::render::inference_service::{Rendered, render};
 use inferops::render::{RenderContext, RenderError};
 use k8s_openapi::api::core::v1::PodSpec;
