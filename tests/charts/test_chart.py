@@ -10,8 +10,10 @@ import yaml
 from conftest import (
     CHART,
     CRDS,
+    GMP_APIS,
     NAMESPACE,
     PRESETS,
+    PROMETHEUS_OPERATOR_APIS,
     ROOT,
     deep_merge,
     objects_of,
@@ -40,7 +42,7 @@ VALUE_SETS = {
     "everything": EVERYTHING,
     "namespaced": NAMESPACED,
     "gke-namespaced": deep_merge(preset_values("gke"), NAMESPACED),
-    "gke-gmp": deep_merge(preset_values("gke"), {"monitoring": {"stack": "gmp"}}),
+    "gke-kps": preset_values("gke-kps"),
 }
 
 
@@ -255,22 +257,114 @@ def test_service_monitor_scrapes_the_metrics_port():
     assert not objects_of(render(), "ServiceMonitor"), "off by default: needs the Prometheus Operator"
 
 
-def test_presets_enable_monitoring_for_kube_prometheus_stack():
-    for preset in ("gke", "eks"):
+def env_of(objs):
+    (dep,) = objects_of(objs, "Deployment")
+    return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_presets_enable_monitoring_for_their_stack():
+    for preset in ("eks", "gke-kps"):
         objs = render(preset_values(preset))
         kinds = {o["kind"] for _, o in objs}
         assert {"ServiceMonitor", "PrometheusRule"} <= kinds, preset
+        assert not {"PodMonitoring", "ClusterRules"} & kinds, preset
         for kind in ("ServiceMonitor", "PrometheusRule"):
             assert objects_of(objs, kind)[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        env = env_of(objs)
+        assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
+        # kube-prometheus-stack's default podMonitorSelector: release=<its release name>.
+        assert env["INFEROPS_PODMONITOR_LABELS"] == "release=kube-prometheus-stack"
+    gke = render(preset_values("gke"))
+    kinds = {o["kind"] for _, o in gke}
+    assert {"PodMonitoring", "ClusterRules"} <= kinds and not {"ServiceMonitor", "PrometheusRule"} & kinds
+    assert env_of(gke)["INFEROPS_MONITORING_STACK"] == "gmp"
+    for preset in ("gke", "eks", "gke-kps"):
+        objs = render(preset_values(preset))
         (dep,) = objects_of(objs, "Deployment")
         assert dep["spec"]["replicas"] == 2
         terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         assert all(e["operator"] == "DoesNotExist" for t in terms for e in t["matchExpressions"])
-    gke_rule = objects_of(render(preset_values("gke")), "PrometheusRule")[0]
-    assert "exported_pod" in yaml.safe_dump(gke_rule), "GKE managed DCGM labels"
-    eks_rule = objects_of(render(preset_values("eks")), "PrometheusRule")[0]
-    assert "exported_pod" not in yaml.safe_dump(eks_rule)
+        # GKE managed DCGM, and dcgm-exporter scraped with honorLabels: false (the GPU
+        # operator's ServiceMonitor default), label the workload exported_pod.
+        rules = [o for _, o in objs if o["kind"] in ("PrometheusRule", "ClusterRules")]
+        assert "exported_pod" in yaml.safe_dump(rules), preset
+    default_rule = objects_of(render({"prometheusRule": {"enabled": True}}), "PrometheusRule")[0]
+    assert "exported_pod" not in yaml.safe_dump(default_rule)
+
+
+def test_eks_preset_monitoring_is_the_kube_prometheus_stack_add_on():
+    eks, addon = preset_values("eks"), yaml.safe_load((CHART / "values-kube-prometheus-stack.yaml").read_text())
+    assert {k: eks[k] for k in addon} == addon
+
+
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitoring", "ClusterRules"}
+
+
+@pytest.mark.parametrize("preset", ["gke", "eks", "gke-kps"])
+def test_presets_install_on_a_cluster_without_the_monitoring_stack(preset):
+    values = preset_values(preset)
+    bare = render(values, api_versions=[])
+    assert not {o["kind"] for _, o in bare} & MONITORING_KINDS
+    namespaces = {o["metadata"].get("namespace") for _, o in bare} - {None}
+    assert namespaces == {NAMESPACE}, f"{preset}: objects in a namespace that may not exist: {namespaces}"
+    notes = render_raw(values, api_versions=[])["inferops/templates/NOTES.txt"]
+    assert "SKIPPED alerts" in notes and "SKIPPED operator metrics" in notes
+    if preset != "gke":
+        assert "SKIPPED Grafana dashboards" in notes and "SKIPPED prometheus-adapter rules" in notes
+    # The stack's own APIs bring its objects back; checkAPIs: false renders them regardless.
+    stack_apis = GMP_APIS if preset == "gke" else PROMETHEUS_OPERATOR_APIS
+    full = {(o["kind"], o["metadata"]["name"]) for _, o in render(values)}
+    assert {(o["kind"], o["metadata"]["name"]) for _, o in render(values, api_versions=stack_apis)} == full
+    offline = deep_merge(values, {"monitoring": {"checkAPIs": False}})
+    assert {(o["kind"], o["metadata"]["name"]) for _, o in render(offline, api_versions=[])} == full
+    assert "SKIPPED" not in render_raw(values)["inferops/templates/NOTES.txt"]
+
+
+def test_only_the_chosen_stacks_api_counts():
+    # A cluster with kube-prometheus-stack but the GMP preset: nothing of GMP is rendered.
+    objs = render(preset_values("gke"), api_versions=PROMETHEUS_OPERATOR_APIS)
+    assert not {o["kind"] for _, o in objs} & MONITORING_KINDS
+
+
+def test_stack_none_renders_no_monitoring_objects():
+    objs = render({"monitoring": {"stack": "none"}})
+    assert not {o["kind"] for _, o in objs} & MONITORING_KINDS
+    assert env_of(objs)["INFEROPS_MONITORING_STACK"] == "none"
+    for bad in ({"metrics": {"serviceMonitor": {"enabled": True}}}, {"prometheusRule": {"enabled": True}}):
+        with pytest.raises(helm.HelmError, match="monitoring.stack"):
+            render(deep_merge({"monitoring": {"stack": "none"}}, bad))
+
+
+def test_operator_settings_reach_the_operator_as_env():
+    env = env_of(render())
+    assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
+    for unset in ("INFEROPS_PODMONITOR_LABELS", "INFEROPS_IMAGE_PULL_SECRETS", "INFEROPS_ALLOWED_ENGINE_IMAGES"):
+        assert unset not in env, "empty settings are left out, not passed as empty strings"
+    objs = render({
+        "monitoring": {"podMonitorLabels": {"release": "prom", "team": "ml"}},
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+        "operator": {"allowedEngineImages": ["vllm/vllm-openai:", "registry.example.com/ml/"]},
+    })
+    env = env_of(objs)
+    assert env["INFEROPS_PODMONITOR_LABELS"] == "release=prom,team=ml"
+    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "regcred,mirror"
+    assert env["INFEROPS_ALLOWED_ENGINE_IMAGES"] == "vllm/vllm-openai:,registry.example.com/ml/"
+    (dep,) = objects_of(objs, "Deployment")
+    assert dep["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    # Workload pull secrets of their own (Secrets in the workload namespaces).
+    env = env_of(render({"imagePullSecrets": [{"name": "regcred"}], "operator": {"workloadImagePullSecrets": ["ns-cred"]}}))
+    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "ns-cred"
+    # Values that would break the comma-separated lists are refused by the schema.
+    for bad, where in [
+        ({"monitoring": {"podMonitorLabels": {"release": "a,b"}}}, "podMonitorLabels"),
+        ({"monitoring": {"podMonitorLabels": {"bad key": "x"}}}, "bad key"),
+        ({"operator": {"allowedEngineImages": ["a,b"]}}, "allowedEngineImages"),
+        ({"operator": {"workloadImagePullSecrets": ["Reg_Cred"]}}, "workloadImagePullSecrets"),
+        ({"monitoring": {"stack": "victoria"}}, "stack"),
+    ]:
+        with pytest.raises(helm.HelmError, match=where):
+            render(bad)
 
 
 def test_bad_values_fail_with_a_message():
@@ -322,7 +416,7 @@ def test_pdb_only_with_more_than_one_replica():
 
 
 def test_gmp_stack_uses_managed_prometheus_kinds():
-    gmp = render(deep_merge(preset_values("gke"), {"monitoring": {"stack": "gmp"}}))
+    gmp = render(preset_values("gke"))
     kinds = {o["kind"] for _, o in gmp}
     assert {"PodMonitoring", "ClusterRules"} <= kinds
     assert not {"ServiceMonitor", "PrometheusRule"} & kinds
@@ -332,6 +426,6 @@ def test_gmp_stack_uses_managed_prometheus_kinds():
     assert pm["spec"]["endpoints"][0]["port"] == "metrics"
     (cr,) = objects_of(gmp, "ClusterRules")
     assert "namespace" not in cr["metadata"], "ClusterRules is cluster-scoped"
-    (pr,) = objects_of(render(preset_values("gke")), "PrometheusRule")
+    (pr,) = objects_of(render(preset_values("gke-kps")), "PrometheusRule")
     assert all(g.pop("interval") == "30s" for g in cr["spec"]["groups"])
     assert cr["spec"]["groups"] == pr["spec"]["groups"]
