@@ -2,6 +2,7 @@
 example custom resources, validated like the chart."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import jsonschema
@@ -166,7 +167,8 @@ def test_operator_image_is_one_setting(build):
 
 def image_kustomization(tmp_path, base, with_replacements):
     """A kustomization of one's own on top of `base`, changing the image."""
-    k = {"resources": [str(base)],
+    # kustomize wants relative paths to other kustomizations.
+    k = {"resources": [os.path.relpath(base, tmp_path)],
          "images": [{"name": "ghcr.io/inferops/inferops", "newName": "registry.example.com/inferops", "newTag": "dev"}]}
     if with_replacements:
         # The block docs/install.md tells users to copy, exactly as it stands there.

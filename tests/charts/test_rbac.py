@@ -174,3 +174,24 @@ def test_the_lease_is_scoped_by_name():
     named = [r for r in rules if r.get("resourceNames")]
     assert named == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                       "resourceNames": ["inferops-operator-leader"], "verbs": ["get", "update"]}]
+
+
+def documented_grants():
+    """(group, resource) -> verbs of the table in docs/install.md "What the operator may do"."""
+    text = (ROOT / "docs" / "install.md").read_text()
+    section = text[text.index("### What the operator may do"):]
+    section = section[:section.index("\n### ", 5)]
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or cells[0] in ("API group", "---"):
+            continue
+        group = "" if cells[0] == '""' else cells[0]
+        names = re.split(r"[`(]", cells[1])[0]
+        for res in (r.strip() for r in names.split(",")):
+            out.setdefault((group, res), set()).update(cells[2].split())
+    return out
+
+
+def test_the_install_docs_state_the_grants_as_they_are():
+    assert documented_grants() == expected_grants()
