@@ -8,3 +8,4 @@ pub mod prom;
 pub mod render;
 pub mod report;
 pub mod sim;
+pub mod vllm_metrics;

@@ -368,6 +368,7 @@ fn spec(kind: EngineKind, accelerator: Option<AcceleratorSpec>) -> InferenceServ
             scheduling: None,
             autoscaling: None,
             monitoring: Default::default(),
+            rollout: None,
         },
     );
     isvc.spec.engine.kind = kind;
@@ -381,6 +382,7 @@ fn acc(type_: AcceleratorType, count: u32, platform: Platform) -> Option<Acceler
         platform,
         spot: false,
         instance_type: None,
+        eks_node_labels: None,
     })
 }
 
