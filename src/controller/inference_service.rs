@@ -269,6 +269,40 @@ fn is_code(e: &kube::Error, codes: &[u16]) -> bool {
     matches!(e, kube::Error::Api(s) if codes.contains(&s.code))
 }
 
+/// Whether an optional CRD is installed, from the CRD lookup: a 403 (the operator may not
+/// read CRDs) means "unknown, try the object itself". Pure.
+pub fn classify_crd_lookup(r: Result<bool, kube::Error>) -> Result<bool, kube::Error> {
+    match r {
+        Err(e) if is_code(&e, &[403]) => Ok(true),
+        other => other,
+    }
+}
+
+/// The outcome of applying a wanted optional object: 403 is `Forbidden`, 404 (the resource
+/// type does not exist) `CrdMissing`; only other errors fail the reconcile. Pure.
+pub fn classify_apply(r: Result<(), kube::Error>) -> Result<Optional, kube::Error> {
+    match r {
+        Ok(()) => Ok(Optional::Applied),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(Optional::Forbidden(s.message)),
+        Err(e) if is_code(&e, &[404]) => Ok(Optional::CrdMissing),
+        Err(e) => Err(e),
+    }
+}
+
+/// The outcome of removing an unwanted optional object (lookup, then delete if owned): a
+/// 403 or 404 means there is nothing this operator could have created, so nothing to do.
+/// Pure.
+pub fn classify_removal(r: Result<bool, kube::Error>) -> Result<Optional, kube::Error> {
+    match r {
+        Ok(_) => Ok(Optional::Removed),
+        Err(e) if is_code(&e, &[403, 404]) => {
+            tracing::debug!(error = %e, "cannot look up an optional object; nothing to remove");
+            Ok(Optional::Removed)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Apply or remove one optional object. A 403 or 404 is an outcome, never an error: these
 /// integrations are optional, and the rest of the reconcile must go on.
 async fn sync_optional(
@@ -280,31 +314,14 @@ async fn sync_optional(
     name: &str,
     uid: &str,
 ) -> Result<Optional, kube::Error> {
-    let installed = match apply::crd_exists(client, crd).await {
-        Ok(i) => i,
-        // Not allowed to read CRDs: try the object itself and judge by its answer.
-        Err(e) if is_code(&e, &[403]) => true,
-        Err(e) => return Err(e),
-    };
+    let installed = classify_crd_lookup(apply::crd_exists(client, crd).await)?;
     match desired {
         Some(_) if !installed => Ok(Optional::CrdMissing),
-        Some(obj) => match apply::apply_json(client, ar, obj).await {
-            Ok(_) => Ok(Optional::Applied),
-            Err(kube::Error::Api(s)) if s.code == 403 => Ok(Optional::Forbidden(s.message)),
-            Err(e) if is_code(&e, &[404]) => Ok(Optional::CrdMissing),
-            Err(e) => Err(e),
-        },
+        Some(obj) => classify_apply(apply::apply_json(client, ar, obj).await.map(|_| ())),
         None if !installed => Ok(Optional::Removed),
         None => {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
-            match delete_if_owned(&api, name, uid).await {
-                Ok(_) => Ok(Optional::Removed),
-                Err(e) if is_code(&e, &[403, 404]) => {
-                    tracing::debug!(%ns, %name, kind = %ar.kind, error = %e, "cannot look up an optional object; nothing to remove");
-                    Ok(Optional::Removed)
-                }
-                Err(e) => Err(e),
-            }
+            classify_removal(delete_if_owned(&api, name, uid).await)
         }
     }
 }

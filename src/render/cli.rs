@@ -24,6 +24,9 @@ pub struct RenderArgs {
     /// Operator image (runs `engine.kind: sim` pods).
     #[arg(long, default_value_t = default_operator_image())]
     pub operator_image: String,
+    /// The operator's rendering settings, to render what a so-configured operator applies.
+    #[command(flatten)]
+    pub settings: super::RenderSettings,
 }
 
 /// Options of [`render_documents`].
@@ -205,10 +208,10 @@ impl RenderArgs {
         };
         let opts = RenderOptions {
             namespace: self.namespace.clone(),
-            context: RenderContext {
+            context: self.settings.apply(RenderContext {
                 operator_image: self.operator_image.clone(),
                 ..RenderContext::default()
-            },
+            }),
         };
         match render_documents(&text, &opts) {
             Ok(out) => {
