@@ -38,7 +38,7 @@ use crate::api::{
     AutoscalingMetric, AutoscalingProvider, CacheAccessMode, Dtype, EngineKind, InferenceService,
     InferenceServiceSpec, Quantization, RolloutStrategy,
 };
-use crate::vllm_metrics;
+use crate::contract::vllm_metrics;
 
 /// Pinned vLLM image used when `engine.image` is unset. Its entrypoint is `vllm serve`:
 /// the model is the first (positional) argument.

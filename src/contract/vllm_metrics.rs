@@ -1,16 +1,16 @@
 //! The one table of vLLM metric names the project uses: the renderer (HPA metric, KEDA
 //! query), the simulator, the Prometheus collector, and the chart's dashboards, alerts and
 //! Prometheus-adapter rules. Names are those of vLLM's V1 engine in the release the
-//! renderer defaults to ([`crate::render::inference_service::VLLM_IMAGE`]); [`DEPRECATED`]
+//! renderer defaults to (`render::inference_service::VLLM_IMAGE`); [`DEPRECATED`]
 //! lists the older names still queried as fallbacks for older engines.
 //!
 //! Names here are metric *families*, as vLLM registers them. On the wire (and in PromQL),
 //! a counter family `F` is the sample `F_total`, and a histogram family `F` the samples
 //! `F_bucket`, `F_sum` and `F_count`: see [`sample_names`].
 //!
-//! The tests below check that every `vllm:*` name in the chart (`charts/inferops/files/`,
-//! `charts/inferops/templates/`), in the simulator's exposition and in the collector's
-//! queries is one of these.
+//! `tests/it/vllm_metrics.rs` checks that every `vllm:*` name in the chart
+//! (`charts/inferops/files/`, `charts/inferops/templates/`, `values.yaml`), in the
+//! simulator's exposition and in the collector's queries is one of these.
 
 /// Kind of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +132,15 @@ pub fn adapter_name(family: &str) -> String {
     family.replacen("vllm:", "vllm_", 1)
 }
 
+/// Whether `name` is the Prometheus-adapter name of a family in the table.
+pub fn is_known_adapter_name(name: &str) -> bool {
+    CURRENT
+        .iter()
+        .map(|(f, _)| *f)
+        .chain(DEPRECATED.iter().map(|(f, _, _)| *f))
+        .any(|f| adapter_name(f) == name)
+}
+
 /// Every `vllm:NAME` and `vllm_NAME` token in `text` (recording-rule style
 /// `vllm:a:b` tokens yield `vllm:a`).
 pub fn tokens(text: &str) -> Vec<String> {
@@ -159,31 +168,6 @@ pub fn tokens(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
-
-    fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                files_under(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-
-    /// A `vllm_` token is a known adapter name, or a prefix of one followed by a template
-    /// (`vllm_${1}` in docs).
-    fn known_token(t: &str) -> bool {
-        if t.starts_with("vllm:") {
-            return is_known(t);
-        }
-        CURRENT
-            .iter()
-            .map(|(f, _)| *f)
-            .chain(DEPRECATED.iter().map(|(f, _, _)| *f))
-            .any(|f| adapter_name(f) == t)
-    }
 
     #[test]
     fn tokens_are_found() {
@@ -191,70 +175,14 @@ mod tests {
             tokens("sum(rate(vllm:e2e_request_latency_seconds_bucket[5m])) / vllm_x"),
             ["vllm:e2e_request_latency_seconds_bucket", "vllm_x"]
         );
-        assert_eq!(tokens("vllm:num_requests_waiting:deriv"), ["vllm:num_requests_waiting"]);
-        assert!(tokens("vllmServing: true, my_vllm_x").is_empty());
-        assert!(!known_token("vllm:gpu_cache_usage"));
-        assert!(known_token("vllm:request_success_total"));
-        assert!(known_token("vllm_kv_cache_usage_perc"));
-    }
-
-    #[test]
-    fn chart_dashboards_alerts_and_adapter_rules_use_only_known_names() {
-        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/inferops");
-        let mut files = Vec::new();
-        files_under(&chart.join("files"), &mut files);
-        files_under(&chart.join("templates"), &mut files);
-        files.push(chart.join("values.yaml"));
-        let mut unknown = Vec::new();
-        let mut seen = 0;
-        for f in files {
-            let Ok(text) = std::fs::read_to_string(&f) else {
-                continue;
-            };
-            for t in tokens(&text) {
-                seen += 1;
-                if !known_token(&t) {
-                    unknown.push(format!("{}: {t}", f.display()));
-                }
-            }
-        }
-        assert!(seen > 10, "the chart uses vLLM metrics: found only {seen}");
-        assert!(
-            unknown.is_empty(),
-            "names outside src/vllm_metrics.rs: {unknown:#?}"
+        assert_eq!(
+            tokens("vllm:num_requests_waiting:deriv"),
+            ["vllm:num_requests_waiting"]
         );
-    }
-
-    #[test]
-    fn the_simulator_exposes_only_known_names_and_every_gauge_the_chart_needs() {
-        let o = crate::sim::profile::SimOptions::profile("zero").unwrap();
-        let text = crate::sim::metrics::Metrics::new(&o).encode();
-        let found = tokens(&text);
-        for t in &found {
-            assert!(is_known(t), "the simulator exposes {t}, not in the table");
-        }
-        for needed in [
-            NUM_REQUESTS_RUNNING,
-            NUM_REQUESTS_WAITING,
-            KV_CACHE_USAGE_PERC,
-        ] {
-            assert!(found.iter().any(|t| t == needed), "sim lacks {needed}");
-        }
-    }
-
-    #[test]
-    fn the_collector_queries_only_known_names() {
-        let scope = crate::prom::Scope::default();
-        let mut n = 0;
-        for q in crate::prom::queries(&scope, 60, 5) {
-            for promql in &q.promql {
-                for t in tokens(promql) {
-                    n += 1;
-                    assert!(is_known(&t), "{}: {t} not in the table", q.field);
-                }
-            }
-        }
-        assert!(n > 5);
+        assert!(tokens("vllmServing: true, my_vllm_x").is_empty());
+        assert!(!is_known("vllm:gpu_cache_usage"));
+        assert!(is_known("vllm:request_success_total"));
+        assert!(is_known_adapter_name("vllm_kv_cache_usage_perc"));
     }
 
     #[test]
