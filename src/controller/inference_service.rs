@@ -113,10 +113,7 @@ async fn secret_problem(
 /// (autoscaling was just switched on), let a second field manager co-own the current value
 /// first. Server-side apply then only *releases* the field when the operator stops sending
 /// it, instead of removing it (which would reset the Deployment to 1 replica).
-pub async fn hand_over_replicas(
-    ctx: &Context,
-    desired: &Deployment,
-) -> Result<bool, kube::Error> {
+pub async fn hand_over_replicas(ctx: &Context, desired: &Deployment) -> Result<bool, kube::Error> {
     let ns = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
@@ -234,7 +231,10 @@ pub fn pvc_for_apply(
         if let (Some(w), Some(h)) = (w, h)
             && w < h
         {
-            problems.push(format!("size {} (the PVC has {}; PVCs cannot shrink)", want.0, have.0));
+            problems.push(format!(
+                "size {} (the PVC has {}; PVCs cannot shrink)",
+                want.0, have.0
+            ));
             if let Some(req) = spec.resources.as_mut().and_then(|r| r.requests.as_mut()) {
                 req.insert("storage".into(), have);
             }
@@ -367,7 +367,7 @@ pub fn metrics_condition(kind: &str, outcome: &Optional) -> Option<ConditionUpda
             format!(
                 "monitoring is off: the operator may not manage {kind}s ({}); grant it (the \
                  chart's rbac.podMonitors) or set spec.monitoring.podMonitor: false",
-                apply::truncate(&msg, 300)
+                apply::truncate(msg, 300)
             ),
         ),
     })
@@ -424,7 +424,11 @@ async fn apply_all(
             apply::apply(client, &desired).await.map(|_| ())
         }
         .await;
-        fail(format!("PersistentVolumeClaim {}", pvc.name_any()), r, &mut out);
+        fail(
+            format!("PersistentVolumeClaim {}", pvc.name_any()),
+            r,
+            &mut out,
+        );
     }
 
     let r = async {

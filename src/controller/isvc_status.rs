@@ -122,14 +122,22 @@ fn selector_hint(pod: &Pod, scheduler_message: &str) -> String {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     for term in required.iter().flat_map(|r| r.node_selector_terms.iter()) {
         for e in term.match_expressions.iter().flatten() {
             wanted.push(format!(
                 "{} {} ({})",
                 e.key,
                 e.operator,
-                e.values.iter().flatten().cloned().collect::<Vec<_>>().join(", ")
+                e.values
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -525,9 +533,16 @@ mod tests {
         let deg = find(&o, ConditionType::Degraded);
         assert!(deg.status);
         assert_eq!(deg.reason, reason::REPLICA_FAILURE);
-        assert!(deg.message.contains("exceeded quota: gpu"), "{}", deg.message);
+        assert!(
+            deg.message.contains("exceeded quota: gpu"),
+            "{}",
+            deg.message
+        );
         assert!(deg.message.contains("FailedCreate"), "{}", deg.message);
-        assert_eq!(find(&o, ConditionType::Ready).reason, reason::REPLICA_FAILURE);
+        assert_eq!(
+            find(&o, ConditionType::Ready).reason,
+            reason::REPLICA_FAILURE
+        );
     }
 
     #[test]
@@ -542,7 +557,11 @@ mod tests {
             (deg.status, deg.reason),
             (true, reason::PROGRESS_DEADLINE_EXCEEDED)
         );
-        assert!(deg.message.contains("has timed out progressing"), "{}", deg.message);
+        assert!(
+            deg.message.contains("has timed out progressing"),
+            "{}",
+            deg.message
+        );
         // Healthy conditions are no problem.
         let ok = deployment(json!([
             {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
@@ -586,7 +605,11 @@ mod tests {
             "{}",
             d.message
         );
-        assert!(d.message.contains("eksNodeLabels: instanceType"), "{}", d.message);
+        assert!(
+            d.message.contains("eksNodeLabels: instanceType"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

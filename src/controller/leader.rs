@@ -58,7 +58,7 @@ impl Record {
             renew_time: spec.renew_time.map(|t| t.0.to_string()),
             resource_version: lease.metadata.resource_version.clone(),
             lease_duration: Duration::from_secs(
-                spec.lease_duration_seconds.unwrap_or(15).max(1) as u64,
+                spec.lease_duration_seconds.unwrap_or(15).max(1) as u64
             ),
         }
     }
@@ -336,7 +336,10 @@ mod tests {
         assert_eq!(decide("b", &o, t0), Decision::Wait);
         let t14 = t0 + Duration::from_secs(14);
         let o = observe(Some(&o), record("a", "2026-01-01T00:00:00Z"), t14);
-        assert_eq!(o.since, t0, "unchanged record keeps its first observation time");
+        assert_eq!(
+            o.since, t0,
+            "unchanged record keeps its first observation time"
+        );
         assert_eq!(decide("b", &o, t14), Decision::Wait);
         let t15 = t0 + Duration::from_secs(15);
         assert_eq!(decide("b", &o, t15), Decision::TakeOver);
@@ -361,7 +364,10 @@ mod tests {
             let lease = Duration::from_secs(secs);
             let deadline = renew_deadline_for(lease);
             assert!(deadline < lease, "{secs}s");
-            assert!(retry_period_for(lease) * 3 <= deadline, "{secs}s: retries fit");
+            assert!(
+                retry_period_for(lease) * 3 <= deadline,
+                "{secs}s: retries fit"
+            );
         }
         let t = Instant::now();
         let d = Duration::from_secs(10);

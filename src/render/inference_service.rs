@@ -456,9 +456,9 @@ pub fn rollout(spec: &InferenceServiceSpec) -> (Value, i32) {
             },
         }),
     };
-    let deadline = r.progress_deadline_seconds.unwrap_or(
-        startup_budget_secs(spec.engine.kind) + PROGRESS_DEADLINE_MARGIN_SECS,
-    );
+    let deadline = r
+        .progress_deadline_seconds
+        .unwrap_or(startup_budget_secs(spec.engine.kind) + PROGRESS_DEADLINE_MARGIN_SECS);
     (strategy, deadline)
 }
 

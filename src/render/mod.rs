@@ -75,10 +75,13 @@ impl RenderContext {
     pub fn engine_image_allowed(&self, image: &str) -> bool {
         self.allowed_engine_images.is_empty()
             || image == self.operator_image
-            || self.allowed_engine_images.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => image.starts_with(prefix),
-                None => image == p,
-            })
+            || self
+                .allowed_engine_images
+                .iter()
+                .any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => image.starts_with(prefix),
+                    None => image == p,
+                })
     }
 }
 
@@ -111,11 +114,19 @@ pub struct RenderSettings {
     pub monitoring_stack: MonitoringStack,
     /// Image pull Secret added to engine, simulator and load-generator pods (repeat the
     /// flag, or comma-separate in the env var); each must exist in the pod's namespace.
-    #[arg(long = "image-pull-secret", env = "IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    #[arg(
+        long = "image-pull-secret",
+        env = "IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
     pub image_pull_secrets: Vec<String>,
     /// Engine image InferenceServices may run: an exact image or a prefix ending in `*`
     /// (repeat the flag, or comma-separate in the env var). Unset: any image.
-    #[arg(long = "allowed-engine-image", env = "ALLOWED_ENGINE_IMAGES", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-engine-image",
+        env = "ALLOWED_ENGINE_IMAGES",
+        value_delimiter = ','
+    )]
     pub allowed_engine_images: Vec<String>,
 }
 
@@ -307,7 +318,10 @@ mod tests {
     #[test]
     fn engine_image_allow_list() {
         let mut ctx = RenderContext::default();
-        assert!(ctx.engine_image_allowed("anything:latest"), "empty list: all");
+        assert!(
+            ctx.engine_image_allowed("anything:latest"),
+            "empty list: all"
+        );
         ctx.allowed_engine_images = vec!["vllm/vllm-openai:*".into(), "r.example/v:1".into()];
         assert!(ctx.engine_image_allowed("vllm/vllm-openai:v0.30.0"));
         assert!(ctx.engine_image_allowed("r.example/v:1"));

@@ -781,7 +781,11 @@ async fn gmp_gets_a_pod_monitoring_with_the_extra_labels() {
     let mut h = Harness::new(
         ClientBuilder::new()
             .with_resource::<PodMonitoring>()
-            .with_object(crd("podmonitorings", "monitoring.googleapis.com", "PodMonitoring")),
+            .with_object(crd(
+                "podmonitorings",
+                "monitoring.googleapis.com",
+                "PodMonitoring",
+            )),
     )
     .await;
     let mut render = h.ctx.render.clone();
@@ -793,7 +797,11 @@ async fn gmp_gets_a_pod_monitoring_with_the_extra_labels() {
     let api: Api<DynamicObject> = Api::namespaced_with(
         h.client.clone(),
         NS,
-        &apply::api_resource("monitoring.googleapis.com/v1", "PodMonitoring", "podmonitorings"),
+        &apply::api_resource(
+            "monitoring.googleapis.com/v1",
+            "PodMonitoring",
+            "podmonitorings",
+        ),
     );
     let pm = api.get("qwen-sim").await.unwrap();
     assert_eq!(pm.labels()["release"], "prom");
@@ -808,9 +816,11 @@ async fn gmp_gets_a_pod_monitoring_with_the_extra_labels() {
 async fn a_pod_monitor_crd_without_a_served_resource_is_a_condition_not_a_failure() {
     // The CRD is listed but the resource answers 404 (e.g. a half-installed or removed
     // Prometheus Operator): monitoring is off, the rest reconciles.
-    let h = Harness::new(
-        ClientBuilder::new().with_object(crd("podmonitors", "monitoring.coreos.com", "PodMonitor")),
-    )
+    let h = Harness::new(ClientBuilder::new().with_object(crd(
+        "podmonitors",
+        "monitoring.coreos.com",
+        "PodMonitor",
+    )))
     .await;
     h.create(&example("infsvc-sim.yaml")).await;
     h.reconcile("qwen-sim").await;
@@ -819,7 +829,13 @@ async fn a_pod_monitor_crd_without_a_served_resource_is_a_condition_not_a_failur
         (metrics.status.as_str(), metrics.reason.as_str()),
         ("True", "PodMonitorCRDMissing")
     );
-    assert!(h.api::<Deployment>().get_opt("qwen-sim").await.unwrap().is_some());
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen-sim")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -842,7 +858,13 @@ async fn an_image_outside_the_allow_list_is_refused_with_a_condition() {
         "{}",
         degraded.message
     );
-    assert!(h.api::<Deployment>().get_opt("qwen").await.unwrap().is_none());
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -866,7 +888,11 @@ async fn a_replica_failure_reaches_degraded() {
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "ReplicaFailure")
     );
-    assert!(degraded.message.contains("violates PodSecurity"), "{}", degraded.message);
+    assert!(
+        degraded.message.contains("violates PodSecurity"),
+        "{}",
+        degraded.message
+    );
 }
 
 #[tokio::test]
@@ -1043,13 +1069,21 @@ async fn a_rejected_apply_is_reported_and_retried() {
         degraded.message
     );
     assert!(
-        degraded.message.contains("PersistentVolumeClaim qwen-hf-cache"),
+        degraded
+            .message
+            .contains("PersistentVolumeClaim qwen-hf-cache"),
         "{}",
         degraded.message
     );
     // The PVC's failure did not stop the others: the Deployment and Service exist, and
     // status still follows the Deployment.
-    assert!(h.api::<Deployment>().get_opt("qwen").await.unwrap().is_some());
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen")
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(h.api::<Service>().get_opt("qwen").await.unwrap().is_some());
     assert_eq!(h.condition("qwen", "Ready").await.reason, "Deploying");
 }
@@ -1101,11 +1135,12 @@ async fn scaling_a_shared_cache_never_reapplies_immutable_pvc_fields() {
     })
     .await;
     h.reconcile("qwen").await;
-    let pvc = h.api::<PersistentVolumeClaim>().get("qwen-hf-cache").await.unwrap();
-    assert_eq!(
-        pvc.spec.unwrap().access_modes.unwrap(),
-        ["ReadWriteMany"]
-    );
+    let pvc = h
+        .api::<PersistentVolumeClaim>()
+        .get("qwen-hf-cache")
+        .await
+        .unwrap();
+    assert_eq!(pvc.spec.unwrap().access_modes.unwrap(), ["ReadWriteMany"]);
 }
 
 #[tokio::test]
@@ -1130,9 +1165,21 @@ async fn a_cache_spec_the_live_pvc_cannot_follow_is_reported_not_reapplied() {
         "{}",
         degraded.message
     );
-    assert!(degraded.message.contains("ReadWriteOnce"), "{}", degraded.message);
-    assert!(degraded.message.contains("delete the PVC"), "{}", degraded.message);
-    let pvc = h.api::<PersistentVolumeClaim>().get("qwen-hf-cache").await.unwrap();
+    assert!(
+        degraded.message.contains("ReadWriteOnce"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        degraded.message.contains("delete the PVC"),
+        "{}",
+        degraded.message
+    );
+    let pvc = h
+        .api::<PersistentVolumeClaim>()
+        .get("qwen-hf-cache")
+        .await
+        .unwrap();
     assert_eq!(pvc.spec.unwrap().access_modes.unwrap(), ["ReadWriteOnce"]);
     // Everything else follows the spec.
     let dep = h.api::<Deployment>().get("qwen").await.unwrap();
@@ -1183,13 +1230,22 @@ fn optional_integrations_turn_403_and_404_into_outcomes() {
         }))
     };
     // Lookup-before-delete refused: nothing to remove, no failed reconcile.
-    assert_eq!(classify_removal(Err(api_error(403))).unwrap(), Optional::Removed);
-    assert_eq!(classify_removal(Err(api_error(404))).unwrap(), Optional::Removed);
+    assert_eq!(
+        classify_removal(Err(api_error(403))).unwrap(),
+        Optional::Removed
+    );
+    assert_eq!(
+        classify_removal(Err(api_error(404))).unwrap(),
+        Optional::Removed
+    );
     assert!(classify_removal(Err(api_error(500))).is_err());
     // Apply refused: a condition with the server's message.
     let forbidden = classify_apply(Err(api_error(403))).unwrap();
     assert_eq!(forbidden, Optional::Forbidden("code 403".into()));
-    assert_eq!(classify_apply(Err(api_error(404))).unwrap(), Optional::CrdMissing);
+    assert_eq!(
+        classify_apply(Err(api_error(404))).unwrap(),
+        Optional::CrdMissing
+    );
     assert!(classify_apply(Err(api_error(422))).is_err());
     // May not read CRDs: try the object.
     assert!(classify_crd_lookup(Err(api_error(403))).unwrap());

@@ -98,10 +98,16 @@ fn gke_l4_deployment() {
     let pod = pod_spec(&r);
     let c = &pod.containers[0];
     assert_eq!(c.image.as_deref(), Some(VLLM_IMAGE));
-    assert_ne!(VLLM_IMAGE, "vllm/vllm-openai:v0.11.0", "a current vLLM release");
+    assert_ne!(
+        VLLM_IMAGE, "vllm/vllm-openai:v0.11.0",
+        "a current vLLM release"
+    );
     // The image's entrypoint is `vllm serve`: the model is the positional first argument.
     assert_eq!(args(&r)[0], "Qwen/Qwen2.5-0.5B-Instruct");
-    assert!(!args(&r).contains(&"--model".to_string()), "--model is deprecated");
+    assert!(
+        !args(&r).contains(&"--model".to_string()),
+        "--model is deprecated"
+    );
     assert_eq!(pod.automount_service_account_token, Some(false));
     let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
     assert_eq!(requests["cpu"].0, "2");
@@ -664,7 +670,16 @@ fn existing_claim_and_eks_spot() {
 }
 
 fn strategy(r: &Rendered) -> Value {
-    serde_json::to_value(r.deployment.spec.as_ref().unwrap().strategy.as_ref().unwrap()).unwrap()
+    serde_json::to_value(
+        r.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .strategy
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -734,7 +749,11 @@ fn the_rollout_is_configurable_and_its_deadline_checked() {
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}})
     );
     assert_eq!(
-        r.deployment.spec.as_ref().unwrap().progress_deadline_seconds,
+        r.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .progress_deadline_seconds,
         Some(900)
     );
     let mut gpu = example("infsvc-gke-l4.yaml");
@@ -774,7 +793,10 @@ fn pod_monitors_carry_the_configured_labels_and_gmp_gets_a_pod_monitoring() {
     let r = render(&example("infsvc-sim.yaml"), &c).unwrap();
     let pm = r.pod_monitor.unwrap();
     assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus-stack");
-    assert_eq!(pm["metadata"]["labels"]["app.kubernetes.io/managed-by"], "inferops");
+    assert_eq!(
+        pm["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "inferops"
+    );
     assert!(r.pod_monitoring.is_none());
 
     c.monitoring_stack = MonitoringStack::Gmp;
@@ -797,15 +819,36 @@ fn cpu_and_memory_requests_come_from_the_profile_unless_set() {
     isvc.spec.accelerator.as_mut().unwrap().count = 2;
     isvc.spec.engine.tensor_parallel_size = Some(2);
     let r = render(&isvc, &ctx()).unwrap();
-    let req = pod_spec(&r).containers[0].resources.clone().unwrap().requests.unwrap();
-    assert_eq!((req["cpu"].0.as_str(), req["memory"].0.as_str()), ("4", "20Gi"));
+    let req = pod_spec(&r).containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(
+        (req["cpu"].0.as_str(), req["memory"].0.as_str()),
+        ("4", "20Gi")
+    );
     isvc.spec.engine.resources =
         Some(serde_json::from_value(json!({"requests": {"memory": "30Gi"}})).unwrap());
     let r = render(&isvc, &ctx()).unwrap();
-    let req = pod_spec(&r).containers[0].resources.clone().unwrap().requests.unwrap();
-    assert_eq!((req["cpu"].0.as_str(), req["memory"].0.as_str()), ("4", "30Gi"));
+    let req = pod_spec(&r).containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(
+        (req["cpu"].0.as_str(), req["memory"].0.as_str()),
+        ("4", "30Gi")
+    );
     let sim = render(&example("infsvc-sim.yaml"), &ctx()).unwrap();
-    let req = pod_spec(&sim).containers[0].resources.clone().unwrap().requests.unwrap();
+    let req = pod_spec(&sim).containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
     assert!(req.contains_key("cpu") && req.contains_key("memory"));
 }
 
@@ -816,7 +859,10 @@ fn eks_node_placement_for_every_node_provisioner() {
     isvc.spec.accelerator.as_mut().unwrap().eks_node_labels =
         Some(inferops::api::EksNodeLabels::InstanceType);
     let pod = pod_spec(&render(&isvc, &ctx()).unwrap());
-    assert!(pod.node_selector.is_none_or(|s| !s.keys().any(|k| k.contains("gpu-name"))));
+    assert!(
+        pod.node_selector
+            .is_none_or(|s| !s.keys().any(|k| k.contains("gpu-name")))
+    );
     let term = &pod
         .affinity
         .unwrap()
@@ -827,7 +873,12 @@ fn eks_node_placement_for_every_node_provisioner() {
         .node_selector_terms[0];
     let e = &term.match_expressions.as_ref().unwrap()[0];
     assert_eq!(e.key, "node.kubernetes.io/instance-type");
-    assert!(e.values.as_ref().unwrap().contains(&"g5.2xlarge".to_string()));
+    assert!(
+        e.values
+            .as_ref()
+            .unwrap()
+            .contains(&"g5.2xlarge".to_string())
+    );
 
     // EKS Auto Mode.
     isvc.spec.accelerator.as_mut().unwrap().eks_node_labels =
@@ -855,7 +906,9 @@ fn eks_node_placement_for_every_node_provisioner() {
         EngineKind::Vllm,
         acc(AcceleratorType::NvidiaA100_80gb, 8, Platform::Eks),
     );
-    let sel = pod_spec(&render(&a100, &ctx()).unwrap()).node_selector.unwrap();
+    let sel = pod_spec(&render(&a100, &ctx()).unwrap())
+        .node_selector
+        .unwrap();
     assert_eq!(sel["karpenter.k8s.aws/instance-family"], "p4de");
 }
 
