@@ -128,7 +128,7 @@ pub fn set_conditions(
     for u in updates {
         let status = if u.status { "True" } else { "False" };
         let changed = crate::api::find_condition(conditions, u.type_)
-            .is_none_or(|c| c.status != status || c.reason != u.reason);
+            .is_none_or(|c| c.status != status || c.reason != u.reason.as_str());
         crate::api::set_condition(conditions, u.clone(), generation, now.clone());
         if changed {
             transitions.push(u);
@@ -142,26 +142,10 @@ pub fn remove_condition(conditions: &mut Vec<Condition>, type_: ConditionType) {
     conditions.retain(|c| c.type_ != type_.as_str());
 }
 
-/// Whether a condition transition is bad news (Warning Event) or not (Normal).
+/// Whether a condition transition is bad news (Warning Event) or not (Normal): it follows
+/// from the reason ([`crate::api::Reason::event_type`]).
 pub fn event_type_for(update: &ConditionUpdate) -> EventType {
-    let bad = match update.type_ {
-        ConditionType::Degraded | ConditionType::MetricsUnavailable | ConditionType::Regressed => {
-            update.status
-        }
-        ConditionType::Ready => {
-            !update.status
-                && !matches!(
-                    update.reason,
-                    "Deploying" | "ModelDownloading" | "ScaledToZero"
-                )
-        }
-        ConditionType::Progressing => false,
-    };
-    if bad {
-        EventType::Warning
-    } else {
-        EventType::Normal
-    }
+    update.reason.event_type()
 }
 
 /// The API server rejects Event notes above 1 kB.
@@ -191,7 +175,7 @@ pub async fn publish_transitions(
         // they tell the reader the problem went away.
         let ev = Event {
             type_: event_type_for(t),
-            reason: t.reason.to_string(),
+            reason: t.reason.as_str().to_string(),
             note: Some(truncate(
                 &format!(
                     "{}={}: {}",
@@ -205,9 +189,27 @@ pub async fn publish_transitions(
             secondary: None,
         };
         if let Err(e) = recorder.publish(&ev, reference).await {
-            tracing::warn!(error = %e, reason = t.reason, "failed to publish event");
+            tracing::warn!(error = %e, reason = t.reason.as_str(), "failed to publish event");
         }
     }
+}
+
+/// Server-side apply the whole status subresource as [`FIELD_MANAGER`]: fields absent from
+/// `status` that this manager set before are removed (a merge patch cannot clear a field
+/// it leaves out), and map lists such as `conditions` merge by key.
+pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": name},
+        "status": status,
+    });
+    api.patch_status(name, &apply_params(), &Patch::Apply(&patch))
+        .await
 }
 
 /// Merge-patch the status subresource with `status` (a serializable status struct).
