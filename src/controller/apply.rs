@@ -194,21 +194,51 @@ pub async fn publish_transitions(
     }
 }
 
-/// Server-side apply the whole status subresource as [`FIELD_MANAGER`]: fields absent from
-/// `status` that this manager set before are removed (a merge patch cannot clear a field
-/// it leaves out), and map lists such as `conditions` merge by key.
-pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<K, kube::Error>
+/// `new` as a JSON merge patch over `old`: every field of `old` (at any depth of nested
+/// objects) that `new` lacks becomes an explicit `null`, so the patch clears it. Arrays and
+/// scalars are replaced whole.
+pub fn replacing_patch(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in n {
+                let merged = match o.get(k) {
+                    Some(ov) => replacing_patch(ov, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            for k in o.keys() {
+                if !n.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        (_, n) => n.clone(),
+    }
+}
+
+/// Replace the status subresource with `status`: a merge patch that also clears, with
+/// explicit nulls, every field of the stored `old` status that `status` no longer has (a
+/// plain merge patch cannot clear a field it leaves out).
+pub async fn replace_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    status: &S,
+) -> Result<K, kube::Error>
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
+    K: Resource + DeserializeOwned + Clone + std::fmt::Debug,
     S: Serialize,
 {
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "metadata": {"name": name},
-        "status": status,
-    });
-    api.patch_status(name, &apply_params(), &Patch::Apply(&patch))
+    let new = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    let old = match old {
+        Some(o) => serde_json::to_value(o).map_err(kube::Error::SerdeError)?,
+        None => Value::Null,
+    };
+    let patch = serde_json::json!({ "status": replacing_patch(&old, &new) });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
 }
 
@@ -226,6 +256,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replacing_patch_clears_what_the_new_value_lacks() {
+        let old = serde_json::json!({"phase": "Running", "wait": {"kind": "TargetReady"},
+            "scaling": {"originalReplicas": 3, "currentReplicas": 2}, "steps": [1, 2]});
+        let new = serde_json::json!({"phase": "Succeeded",
+            "scaling": {"originalReplicas": 3, "restored": true}, "steps": [1]});
+        assert_eq!(
+            replacing_patch(&old, &new),
+            serde_json::json!({"phase": "Succeeded", "wait": null,
+                "scaling": {"originalReplicas": 3, "restored": true, "currentReplicas": null},
+                "steps": [1]})
+        );
+        assert_eq!(replacing_patch(&Value::Null, &new), new);
+    }
 
     #[test]
     fn truncate_respects_char_boundaries() {

@@ -1,5 +1,5 @@
 //! Act: carry out a [`Decision`] (finalizer, scale, load Job, stop, TTL) and write the
-//! decided status with server-side apply, so fields the decision dropped are cleared.
+//! decided status so that fields the decision dropped are cleared.
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
@@ -92,8 +92,9 @@ pub async fn act(ctx: &Context, w: &World, d: Decision) -> Result<Decision, Erro
     Ok(d)
 }
 
-/// Write the decided status (server-side apply of the whole status) and publish Events for
-/// condition transitions.
+/// Write the decided status (replacing the stored one: fields the decision dropped, such as
+/// `scaling.currentReplicas` after a restore, are cleared) and publish Events for condition
+/// transitions.
 pub async fn write_status(ctx: &Context, run: &BenchmarkRun, d: &mut Decision) -> Result<(), Error> {
     let updates = std::mem::take(&mut d.conditions);
     let transitions =
@@ -101,7 +102,7 @@ pub async fn write_status(ctx: &Context, run: &BenchmarkRun, d: &mut Decision) -
     if run.status.as_ref() != Some(&d.status) {
         let api: Api<BenchmarkRun> =
             Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
-        apply::apply_status(&api, &run.name_any(), &d.status).await?;
+        apply::replace_status(&api, &run.name_any(), run.status.as_ref(), &d.status).await?;
     }
     if !transitions.is_empty() {
         apply::publish_transitions(&ctx.recorder, &run.object_ref(&()), &transitions).await;

@@ -1253,3 +1253,537 @@ fn conclude(w: &World, status: &mut BenchmarkRunStatus) -> Vec<ConditionUpdate> 
     }
     updates
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::BenchmarkRunStatus;
+    use crate::controller::benchmark_run::observe::JobObs;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn at(secs_ago: i64) -> Time {
+        Time(Timestamp::from_second(NOW - secs_ago).unwrap())
+    }
+
+    fn run(spec: serde_json::Value, status: serde_json::Value) -> BenchmarkRun {
+        let mut r: BenchmarkRun = serde_json::from_value(json!({
+            "apiVersion": "inferops.dev/v1alpha1", "kind": "BenchmarkRun",
+            "metadata": {"name": "r", "namespace": "ml", "uid": "u1", "generation": 1,
+                         // Two hours old: no wait may be measured from here.
+                         "creationTimestamp": "2027-01-15T06:00:00Z"},
+            "spec": spec,
+        }))
+        .unwrap();
+        r.metadata.creation_timestamp = Some(at(7200));
+        r.status = Some(serde_json::from_value(status).unwrap());
+        r
+    }
+
+    fn url_spec() -> serde_json::Value {
+        json!({"target": {"url": "http://vllm:8000", "model": "qwen"},
+               "load": {"mode": "concurrency", "concurrency": [1, 2]}})
+    }
+
+    fn isvc_spec() -> serde_json::Value {
+        json!({"target": {"inferenceServiceRef": {"name": "qwen"}},
+               "load": {"mode": "concurrency", "concurrency": [1, 2]}})
+    }
+
+    fn study_spec() -> serde_json::Value {
+        json!({"target": {"inferenceServiceRef": {"name": "qwen"}},
+               "load": {"mode": "concurrency", "concurrency": [1]},
+               "scaling": {"replicas": [1, 2]}})
+    }
+
+    fn isvc(replicas: i32, ready: bool, ready_replicas: i32) -> InferenceService {
+        serde_json::from_value(json!({
+            "apiVersion": "inferops.dev/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": "qwen", "namespace": "ml", "generation": 2},
+            "spec": {"model": {"name": "Qwen/Qwen2.5-0.5B-Instruct", "servedName": "qwen"},
+                     "engine": {"kind": "sim"}, "replicas": replicas},
+            "status": {"replicas": ready_replicas, "readyReplicas": ready_replicas,
+                       "observedGeneration": 2,
+                       "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+                                       "reason": if ready {"Available"} else {"ModelDownloading"},
+                                       "message": "m", "lastTransitionTime": "2027-01-15T06:00:00Z"}]}
+        }))
+        .unwrap()
+    }
+
+    fn job(name: &str, condition: Option<&str>, ready: i32) -> Job {
+        let conditions = condition.map(|c| {
+            json!([{"type": c, "status": "True", "reason": c, "message": format!("{c} message")}])
+        });
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "ml"},
+            "spec": {"template": {"spec": {"containers": []}}},
+            "status": {"ready": ready, "conditions": conditions.unwrap_or(json!([]))}
+        }))
+        .unwrap()
+    }
+
+    fn pod(waiting: Option<&str>, unschedulable: bool) -> Pod {
+        let mut status = json!({"phase": "Pending"});
+        if let Some(r) = waiting {
+            status["containerStatuses"] = json!([{"name": "loadgen", "image": "x", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": r, "message": format!("Back-off pulling image \"ghcr.io/x\"\n{r}")}}}]);
+        }
+        if unschedulable {
+            status["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "r-load-0-x2k4q", "namespace": "ml"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn world(run: BenchmarkRun) -> World {
+        World {
+            now: Timestamp::from_second(NOW).unwrap(),
+            run,
+            target: TargetObs::Url,
+            probe: Some(Ok(vec!["qwen".to_string()])),
+            job: JobObs::default(),
+            results: Vec::new(),
+            metrics: None,
+            baseline: None,
+            node_metadata: BTreeMap::new(),
+        }
+    }
+
+    fn running(spec: serde_json::Value, extra: serde_json::Value) -> World {
+        let mut status = json!({"phase": "Running", "startTime": "2027-01-15T06:00:00Z",
+                                "totalSteps": 2});
+        if let (Some(s), Some(e)) = (status.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        let mut w = world(run(spec, status));
+        w.job.job = Some(job("r-load", None, 1));
+        w
+    }
+
+    fn find(d: &Decision, t: ConditionType) -> &ConditionUpdate {
+        d.conditions
+            .iter()
+            .rev()
+            .find(|c| c.type_ == t)
+            .unwrap_or_else(|| panic!("no {t:?} in {:#?}", d.conditions))
+    }
+
+    fn stops_job(d: &Decision) -> bool {
+        d.actions.contains(&Act::StopJob("r-load".into()))
+    }
+
+    /// The stored status after `d` is written (conditions applied), for the next decision.
+    fn stored(d: &Decision) -> BenchmarkRunStatus {
+        let mut s = d.status.clone();
+        for c in d.conditions.clone() {
+            crate::api::set_condition(&mut s.conditions, c, Some(1), at(0));
+        }
+        s
+    }
+
+    #[test]
+    fn one_slow_probe_of_an_old_running_run_is_a_miss_not_a_failure() {
+        let mut w = running(url_spec(), json!({}));
+        w.probe = Some(Err("GET http://vllm:8000/v1/models: operation timed out".into()));
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Running, "{:#?}", d.conditions);
+        assert_eq!(d.status.target_misses.as_ref().unwrap().count, 1);
+        let c = find(&d, ConditionType::Degraded);
+        assert_eq!((c.status, c.reason), (true, Reason::TargetUnstable));
+        assert!(c.message.contains("1 failed check(s)"), "{}", c.message);
+        assert!(!stops_job(&d));
+    }
+
+    #[test]
+    fn misses_fail_a_running_run_only_when_they_persist() {
+        let mut w = running(
+            url_spec(),
+            json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(30)}}),
+        );
+        w.probe = Some(Err("connection refused".into()));
+        // Budget reached in count, but within the window: still running.
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Running);
+        assert_eq!(d.status.target_misses.as_ref().unwrap().count, MISS_BUDGET);
+        // Spanning the window too: fail, stop the Job.
+        let mut w = running(
+            url_spec(),
+            json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(MISS_WINDOW.as_secs() as i64 + 1)}}),
+        );
+        w.probe = Some(Err("connection refused".into()));
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::TargetUnstable);
+        assert!(c.message.contains("connection refused"), "{}", c.message);
+        assert!(stops_job(&d), "{:?}", d.actions);
+        // A readiness miss of an InferenceService counts the same way.
+        let mut w = running(isvc_spec(), json!({}));
+        w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
+        w.probe = None;
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Running);
+        assert_eq!(d.status.target_misses.as_ref().unwrap().count, 1);
+    }
+
+    #[test]
+    fn a_target_that_answers_again_clears_the_misses() {
+        let w = running(url_spec(), json!({"targetMisses": {"count": 3, "since": at(20)}}));
+        let d = decide(&w);
+        assert_eq!(d.status.target_misses, None);
+        let c = find(&d, ConditionType::Degraded);
+        assert_eq!((c.status, c.reason), (false, Reason::TargetStable));
+    }
+
+    #[test]
+    fn waits_are_measured_from_when_they_began_not_from_creation() {
+        // A two-hour-old run starts waiting for readiness now.
+        let mut w = world(run(isvc_spec(), json!({})));
+        w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
+        w.probe = None;
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::WaitingForTarget);
+        let wait = d.status.wait.clone().unwrap();
+        assert_eq!((wait.kind, wait.since), (WaitKind::TargetReady, at(0)));
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetNotReady);
+        // The same wait resumes from status (a restart keeps it) ...
+        let mut w2 = w.clone();
+        w2.run.status.as_mut().unwrap().wait = Some(WaitStatus {
+            kind: WaitKind::TargetReady,
+            since: at(3500),
+        });
+        let d = decide(&w2);
+        assert_eq!(d.status.phase, Phase::WaitingForTarget);
+        assert_eq!(d.status.wait.unwrap().since, at(3500));
+        // ... and fails once it outlasts its budget.
+        w2.run.status.as_mut().unwrap().wait = Some(WaitStatus {
+            kind: WaitKind::TargetReady,
+            since: at(READY_TIMEOUT.as_secs() as i64 + 1),
+        });
+        let d = decide(&w2);
+        assert_eq!(d.status.phase, Phase::Failed);
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::TargetTimeout);
+        assert!(c.message.contains("gave up after waiting 1h"), "{}", c.message);
+        // A different wait starts afresh: 10 minutes waiting for the object, then Ready.
+        let mut w3 = w.clone();
+        w3.run.status.as_mut().unwrap().wait = Some(WaitStatus {
+            kind: WaitKind::TargetFound,
+            since: at(600),
+        });
+        let d = decide(&w3);
+        assert_eq!(d.status.phase, Phase::WaitingForTarget);
+        assert_eq!(d.status.wait.unwrap().since, at(0));
+    }
+
+    #[test]
+    fn an_unreachable_target_before_the_load_waits_its_grace_then_fails() {
+        let mut w = world(run(url_spec(), json!({})));
+        w.probe = Some(Err("GET http://vllm:8000/v1/models: connection refused".into()));
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::WaitingForTarget);
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetUnreachable);
+        w.run.status = Some(stored(&d));
+        w.run.status.as_mut().unwrap().wait.as_mut().unwrap().since =
+            at(TARGET_GRACE.as_secs() as i64 + 1);
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetTimeout);
+    }
+
+    #[test]
+    fn an_old_scaling_study_scales_up_without_failing() {
+        // Sweep at 1 done an hour and a half ago; the next sweep at 2 begins now.
+        let mut w = world(run(
+            study_spec(),
+            json!({"phase": "WaitingForTarget",
+                   "scaling": {"originalReplicas": 3, "currentReplicas": 2},
+                   "steps": [{"load": {"concurrency": 1}, "replicas": 1, "requests": 8,
+                              "succeeded": 8, "failed": 0, "requestsPerSecond": 1.0,
+                              "outputTokensPerSecond": 10.0}]}),
+        ));
+        w.run.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        w.target = TargetObs::Service(Box::new(isvc(1, true, 1)));
+        let d = decide(&w);
+        assert_eq!(d.actions, vec![Act::Scale(2)]);
+        assert_eq!(d.status.phase, Phase::WaitingForTarget);
+        let wait = d.status.wait.clone().unwrap();
+        assert_eq!((wait.kind, wait.since), (WaitKind::TargetScaled, at(0)));
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::Scaling);
+    }
+
+    #[test]
+    fn a_scaling_study_records_the_original_count_before_it_scales() {
+        let mut w = world(run(study_spec(), json!({})));
+        w.target = TargetObs::Service(Box::new(isvc(3, true, 3)));
+        let d = decide(&w);
+        let s = d.status.scaling.clone().unwrap();
+        assert_eq!((s.original_replicas, s.current_replicas), (3, None));
+        assert!(
+            !d.actions.iter().any(|a| matches!(a, Act::Scale(_))),
+            "no scale before the record is stored: {:?}",
+            d.actions
+        );
+        assert!(d.actions.contains(&Act::SetFinalizer(true)));
+        // Once stored, the next decision scales to the first count.
+        w.run.status = Some(stored(&d));
+        w.run.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        let d = decide(&w);
+        assert_eq!(d.actions, vec![Act::Scale(1)]);
+        assert_eq!(d.status.scaling.unwrap().original_replicas, 3);
+    }
+
+    #[test]
+    fn a_scaling_study_refuses_an_autoscaled_target() {
+        let mut w = world(run(study_spec(), json!({})));
+        let mut target = isvc(3, true, 3);
+        target.spec.autoscaling = Some(
+            serde_json::from_value(json!({"minReplicas": 1, "maxReplicas": 4})).unwrap(),
+        );
+        w.target = TargetObs::Service(Box::new(target));
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::TargetAutoscaled);
+        assert!(c.message.contains("spec.autoscaling"), "{}", c.message);
+        assert!(!d.actions.iter().any(|a| matches!(a, Act::Scale(_))));
+    }
+
+    #[test]
+    fn a_failed_run_stops_its_load_job_and_restores_replicas() {
+        let mut w = running(url_spec(), json!({}));
+        w.results = vec![ResultsObject {
+            name: "r-results-0".into(),
+            data: BTreeMap::from([("pod-0.json".to_string(), "{not json".to_string())]),
+        }];
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::ResultsCorrupt);
+        assert!(stops_job(&d), "{:?}", d.actions);
+        // A Job that failed by itself has nothing left to stop.
+        let mut w = running(url_spec(), json!({}));
+        w.job.job = Some(job("r-load", Some("Failed"), 0));
+        let d = decide(&w);
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::LoadJobFailed);
+        assert!(!stops_job(&d));
+        // A scaling study that fails mid-sweep restores the original count.
+        let mut w = running(
+            study_spec(),
+            json!({"scaling": {"originalReplicas": 3, "currentReplicas": 1}}),
+        );
+        w.run.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        w.target = TargetObs::Service(Box::new(isvc(1, true, 1)));
+        w.job.job = Some(job("r-load-r1", None, 1));
+        w.results = vec![ResultsObject {
+            name: "r-results-r1-0".into(),
+            data: BTreeMap::from([("r1-pod-0.json".to_string(), "{".to_string())]),
+        }];
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        assert!(d.actions.contains(&Act::StopJob("r-load-r1".into())));
+        assert!(d.actions.contains(&Act::Scale(3)), "{:?}", d.actions);
+        let s = d.status.scaling.unwrap();
+        assert!(s.restored && s.current_replicas.is_none());
+    }
+
+    #[test]
+    fn load_pods_that_never_start_show_why_and_fail_after_a_bound() {
+        let mut w = running(
+            url_spec(),
+            json!({"wait": {"kind": "LoadPodsStarted", "since": at(120)}}),
+        );
+        w.job.job = Some(job("r-load", None, 0));
+        w.job.pods = vec![pod(Some("ImagePullBackOff"), false)];
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Running);
+        let c = find(&d, ConditionType::Degraded);
+        assert_eq!((c.status, c.reason), (true, Reason::LoadPodsNotStarting));
+        assert!(
+            c.message.contains("ImagePullBackOff") && !c.message.contains('\n'),
+            "{}",
+            c.message
+        );
+        assert_eq!(d.status.wait.clone().unwrap().since, at(120));
+        // Unschedulable pods name the scheduler's message.
+        w.job.pods = vec![pod(None, true)];
+        let d = decide(&w);
+        assert!(
+            find(&d, ConditionType::Degraded).message.contains("Insufficient cpu"),
+            "{:#?}",
+            d.conditions
+        );
+        // No pod at all (quota, admission): said so, and bounded as well.
+        w.job.pods = vec![];
+        w.run.status.as_mut().unwrap().wait = Some(WaitStatus {
+            kind: WaitKind::LoadPodsStarted,
+            since: at(LOAD_START_TIMEOUT.as_secs() as i64 + 1),
+        });
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::LoadPodsNotStarting);
+        assert!(c.message.contains("ResourceQuota"), "{}", c.message);
+        assert!(stops_job(&d));
+    }
+
+    #[test]
+    fn started_pods_end_the_start_wait() {
+        let mut w = running(
+            url_spec(),
+            json!({"wait": {"kind": "LoadPodsStarted", "since": at(LOAD_START_TIMEOUT.as_secs() as i64 + 60)}}),
+        );
+        w.job.job = Some(job("r-load", None, 1));
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Running);
+        assert_eq!(d.status.wait, None);
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::LoadRunning);
+    }
+
+    #[test]
+    fn a_refused_load_object_is_a_condition_with_the_message_then_a_failure() {
+        let w = world(run(url_spec(), json!({})));
+        let d = decide(&w);
+        assert!(matches!(d.actions[..], [Act::StartLoad { .. }]), "{:?}", d.actions);
+        let api_message = "roles.rbac.authorization.k8s.io \"r-loadgen\" is forbidden: user \
+                           \"system:serviceaccount:inferops:inferops\" is attempting to grant \
+                           RBAC permissions not currently held:\n{APIGroups:[\"\"], ...}";
+        let r = refused(&w, d, "Role r-loadgen", api_message);
+        assert!(r.actions.is_empty());
+        assert_eq!(r.status.phase, Phase::Pending);
+        let c = find(&r, ConditionType::Degraded);
+        assert_eq!((c.status, c.reason), (true, Reason::LoadJobRefused));
+        assert!(
+            c.message.contains("Role r-loadgen") && c.message.contains("is forbidden"),
+            "{}",
+            c.message
+        );
+        assert!(!c.message.contains('\n'));
+        // Still refused after the bound: the run fails with the message.
+        let mut w2 = w.clone();
+        w2.run.status = Some(stored(&r));
+        w2.run.status.as_mut().unwrap().wait.as_mut().unwrap().since =
+            at(APPLY_TIMEOUT.as_secs() as i64 + 1);
+        let d = decide(&w2);
+        let r = refused(&w2, d, "Role r-loadgen", api_message);
+        assert_eq!(r.status.phase, Phase::Failed);
+        assert_eq!(find(&r, ConditionType::Ready).reason, Reason::LoadJobRefused);
+    }
+
+    #[test]
+    fn results_over_budget_fail_with_a_named_reason() {
+        let mut w = running(url_spec(), json!({}));
+        w.results = vec![ResultsObject {
+            name: "r-results-0".into(),
+            data: BTreeMap::from([(
+                format!("pod-0.json{}", crate::loadgen::sink::OVER_BUDGET_SUFFIX),
+                "64 steps of results are 950 KiB, over the 900 KiB budget".to_string(),
+            )]),
+        }];
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::ResultsOverBudget);
+        assert!(c.message.contains("900 KiB"), "{}", c.message);
+        assert!(stops_job(&d));
+    }
+
+    #[test]
+    fn a_target_deleted_during_the_load_fails_at_once() {
+        let mut w = running(isvc_spec(), json!({}));
+        w.target = TargetObs::Missing;
+        w.probe = None;
+        let d = decide(&w);
+        assert_eq!(d.status.phase, Phase::Failed);
+        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetDeleted);
+    }
+
+    #[test]
+    fn a_healthy_run_emits_only_normal_events() {
+        let results = |steps: usize| {
+            let plan = Plan::new("http://qwen.ml.svc:8000", "qwen");
+            let mut r = Results {
+                metadata: crate::loadgen::results::Metadata::new(&plan),
+                steps: Vec::new(),
+                summary: crate::loadgen::results::Summary::of(&[], 0.01),
+            };
+            for c in [1u32, 2].into_iter().take(steps) {
+                let mut stats = crate::loadgen::stats::StepStats::new();
+                let t = std::time::Instant::now();
+                for _ in 0..10 {
+                    let m = crate::loadgen::outcome::Metrics {
+                        ttft_us: 20_000,
+                        e2el_us: 150_000,
+                        prompt_tokens: 64,
+                        output_tokens: 16,
+                        streamed: true,
+                    };
+                    stats.record_ok(&m, &[8000; 15], t);
+                }
+                let start = chrono::DateTime::from_timestamp(NOW - 60, 0).unwrap();
+                r.steps.push(StepResult::from_stats(
+                    crate::loadgen::plan::LoadPoint::Concurrency(c),
+                    &stats,
+                    start,
+                    start + chrono::Duration::seconds(10),
+                    false,
+                ));
+            }
+            vec![ResultsObject {
+                name: "r-results-0".into(),
+                data: BTreeMap::from([(
+                    "pod-0.json".to_string(),
+                    serde_json::to_string(&r).unwrap(),
+                )]),
+            }]
+        };
+        let mut w = world(run(isvc_spec(), json!({})));
+        let mut all = Vec::new();
+        let mut step = |w: &mut World| {
+            let d = decide(w);
+            all.extend(d.conditions.clone());
+            w.run.status = Some(stored(&d));
+            d
+        };
+        // Waiting for the target to be Ready.
+        w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
+        w.probe = None;
+        assert_eq!(step(&mut w).status.phase, Phase::WaitingForTarget);
+        // Ready: the Job is created, its pods start, rows arrive.
+        w.target = TargetObs::Service(Box::new(isvc(1, true, 1)));
+        w.probe = Some(Ok(vec!["qwen".into()]));
+        assert_eq!(step(&mut w).status.phase, Phase::Running);
+        w.job.job = Some(job("r-load", None, 0));
+        w.job.pods = vec![pod(Some("ContainerCreating"), false)];
+        assert_eq!(step(&mut w).status.phase, Phase::Running);
+        w.job.job = Some(job("r-load", None, 1));
+        w.results = results(1);
+        assert_eq!(step(&mut w).status.phase, Phase::Running);
+        // Done: collect, then succeed.
+        w.results = results(2);
+        w.job.job = Some(job("r-load", Some("Complete"), 0));
+        assert_eq!(step(&mut w).status.phase, Phase::Collecting);
+        w.metrics = Some(MetricsObs::NotConfigured);
+        let last = step(&mut w);
+        assert_eq!(last.status.phase, Phase::Succeeded, "{:#?}", last.conditions);
+        let reasons: Vec<Reason> = all.iter().map(|c| c.reason).collect();
+        for r in [Reason::TargetNotReady, Reason::LoadStarting, Reason::LoadRunning, Reason::Collecting, Reason::Succeeded] {
+            assert!(reasons.contains(&r), "{r} in {reasons:?}");
+        }
+        for c in &all {
+            assert_eq!(
+                crate::controller::apply::event_type_for(c),
+                kube::runtime::events::EventType::Normal,
+                "{c:?}"
+            );
+        }
+    }
+}

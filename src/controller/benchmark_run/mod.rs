@@ -8,7 +8,7 @@
 //! - [`observe`] gathers the world (the run, the target and its probe, the Job and its pods,
 //!   the results ConfigMaps, Prometheus once the Job finished, the time) into a [`World`];
 //! - [`decide`] is a pure function from it to the next status, conditions and actions;
-//! - [`act`] applies the actions and writes the status with server-side apply.
+//! - [`act`] applies the actions and writes the status (clearing what the decision dropped).
 //!
 //! Everything the reconciler needs is in the run's status, its owned objects and the results
 //! ConfigMaps, so an operator restart resumes where it was, waits included. Measured steps
