@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use super::{RenderContext, controller_owner_ref, labels};
 use crate::api::BenchmarkRun;
-use crate::loadgen::plan::Plan;
+use crate::contract::plan::Plan;
 
 /// Label naming the owning run on every object.
 pub const RUN_LABEL: &str = "inferops.dev/benchmark-run";
@@ -47,6 +47,10 @@ pub const ROLE_LABEL: &str = "inferops.dev/role";
 pub const PLAN_DIR: &str = "/etc/inferops/plan";
 /// Where the plan is read in the load pods.
 pub const PLAN_PATH: &str = "/etc/inferops/plan/plan.json";
+/// Suffix of the marker key a load pod writes (next to its results key) when its results
+/// outgrow the size budget of its ConfigMap; the operator fails the run with
+/// `ResultsOverBudget`.
+pub const OVER_BUDGET_SUFFIX: &str = ".over-budget";
 /// Placeholder in `--results-configmap` that each load pod replaces with its index.
 pub const INDEX_PLACEHOLDER: &str = "{index}";
 
@@ -252,7 +256,7 @@ pub fn render(
                 }),
                 dataset.map(|_| VolumeMount {
                     name: "dataset".to_string(),
-                    mount_path: super::plan::DATASET_DIR.to_string(),
+                    mount_path: crate::contract::spec::DATASET_DIR.to_string(),
                     read_only: Some(true),
                     ..VolumeMount::default()
                 }),
@@ -328,7 +332,7 @@ pub fn render(
             backoff_limit: Some(spec.backoff_limit),
             active_deadline_seconds: spec
                 .active_deadline_seconds
-                .or_else(|| Some(super::plan::deadline(plan).as_secs() as i64)),
+                .or_else(|| Some(crate::contract::spec::deadline(plan).as_secs() as i64)),
             pod_failure_policy: Some(PodFailurePolicy {
                 rules: vec![PodFailurePolicyRule {
                     action: "Ignore".to_string(),
@@ -415,7 +419,7 @@ mod tests {
     fn job_is_indexed_least_privilege_and_restricted() {
         let run = run();
         let plan =
-            super::super::plan::plan(&run.spec, "http://qwen.default.svc:8000", "qwen", 2, None)
+            crate::contract::spec::plan(&run.spec, "http://qwen.default.svc:8000", "qwen", 2, None)
                 .unwrap();
         let r = render(&run, &plan, Some(2), &RenderContext::default());
         assert_eq!(r.job.metadata.name.as_deref(), Some("qwen-scaling-load-r2"));

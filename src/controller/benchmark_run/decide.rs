@@ -31,10 +31,11 @@ use crate::api::{
     Reason, ResultsRef, ScalingStatus, StepStatus, TargetMisses, WaitKind, WaitStatus,
     find_condition,
 };
-use crate::loadgen::plan::Plan;
-use crate::loadgen::results::{Results, StepResult, merge_results};
+use crate::contract::plan::Plan;
+use crate::contract::results::{Results, StepResult, merge_results};
 use crate::render::benchmark_run::{Names, results_selector};
-use crate::render::{inference_service as render_isvc, plan};
+use crate::contract::spec as plan;
+use crate::render::inference_service as render_isvc;
 
 /// Finalizer that restores a scaling study's target replicas before the run goes away.
 pub const FINALIZER: &str = "inferops.dev/restore-replicas";
@@ -399,7 +400,7 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
             if !rest.starts_with("pod-") {
                 continue;
             }
-            if key.ends_with(crate::loadgen::sink::OVER_BUDGET_SUFFIX) {
+            if key.ends_with(crate::render::benchmark_run::OVER_BUDGET_SUFFIX) {
                 over_budget.push(format!("ConfigMap {} key {key}: {}", o.name, sanitize(text)));
                 continue;
             }
@@ -1144,7 +1145,7 @@ fn step_problems(
     let detail = |row: &StepStatus| {
         results
             .iter()
-            .find(|s| s.max_concurrency == row.load.concurrency && s.request_rate == row.load.rate)
+            .find(|s| s.point() == Some(row.load))
             .map(|s| s.describe_errors())
             .unwrap_or_else(|| analysis::error_classes(std::slice::from_ref(row)))
     };
@@ -1202,17 +1203,7 @@ fn conclude(w: &World, status: &mut BenchmarkRunStatus) -> Vec<ConditionUpdate> 
         .load
         .saturation
         .as_ref()
-        .map(|s| Slo {
-            ttft_p95_ms: s
-                .slo
-                .ttft_p95
-                .map(|d| Duration::from(d).as_secs_f64() * 1000.0),
-            itl_p95_ms: s
-                .slo
-                .itl_p95
-                .map(|d| Duration::from(d).as_secs_f64() * 1000.0),
-            max_error_rate: s.slo.max_error_rate,
-        })
+        .map(|s| Slo::from_spec(&s.slo, None))
         .unwrap_or_default();
     status.summary = Some(analysis::summarize(
         &status.steps,
@@ -1684,7 +1675,7 @@ mod tests {
         w.results = vec![ResultsObject {
             name: "r-results-0".into(),
             data: BTreeMap::from([(
-                format!("pod-0.json{}", crate::loadgen::sink::OVER_BUDGET_SUFFIX),
+                format!("pod-0.json{}", crate::render::benchmark_run::OVER_BUDGET_SUFFIX),
                 "64 steps of results are 950 KiB, over the 900 KiB budget".to_string(),
             )]),
         }];
@@ -1711,15 +1702,15 @@ mod tests {
         let results = |steps: usize| {
             let plan = Plan::new("http://qwen.ml.svc:8000", "qwen");
             let mut r = Results {
-                metadata: crate::loadgen::results::Metadata::new(&plan),
+                metadata: crate::contract::results::Metadata::new(&plan),
                 steps: Vec::new(),
-                summary: crate::loadgen::results::Summary::of(&[], 0.01),
+                summary: crate::contract::results::Summary::of(&[], 0.01),
             };
             for c in [1u32, 2].into_iter().take(steps) {
-                let mut stats = crate::loadgen::stats::StepStats::new();
+                let mut stats = crate::contract::stats::StepStats::new();
                 let t = std::time::Instant::now();
                 for _ in 0..10 {
-                    let m = crate::loadgen::outcome::Metrics {
+                    let m = crate::contract::outcome::Metrics {
                         ttft_us: 20_000,
                         e2el_us: 150_000,
                         prompt_tokens: 64,
@@ -1730,7 +1721,7 @@ mod tests {
                 }
                 let start = chrono::DateTime::from_timestamp(NOW - 60, 0).unwrap();
                 r.steps.push(StepResult::from_stats(
-                    crate::loadgen::plan::LoadPoint::Concurrency(c),
+                    crate::api::LoadPoint::Concurrency(c),
                     &stats,
                     start,
                     start + chrono::Duration::seconds(10),

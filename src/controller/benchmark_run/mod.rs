@@ -106,23 +106,23 @@ impl TargetProbe for HttpProbe {
         Box::pin(async move {
             let url = format!("{}/v1/models", base_url.trim_end_matches('/'));
             let shown = sanitize(&url);
-            let resp = self.0.get(&url).send().await.map_err(|e| {
-                sanitize(&format!(
-                    "GET {shown}: {}",
-                    crate::loadgen::client::error_chain(&e)
-                ))
-            })?;
+            let resp = self
+                .0
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| sanitize(&format!("GET {shown}: {:#}", anyhow::Error::new(e))))?;
             let status = resp.status();
             let body = resp
                 .bytes()
                 .await
                 .map_err(|e| sanitize(&format!("GET {shown}: status {status}: {e}")))?;
             if !status.is_success() {
-                let said = crate::loadgen::client::server_message(&body);
-                return Err(sanitize(&format!(
-                    "GET {shown}: status {status}: {}",
-                    super::apply::truncate(&said, 120)
-                )));
+                let said = match error_message(&body) {
+                    Some(m) => format!(": {}", super::apply::truncate(&m, 120)),
+                    None => String::new(),
+                };
+                return Err(sanitize(&format!("GET {shown}: status {status}{said}")));
             }
             let body: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|_| format!("GET {shown}: status {status}, but the body is not JSON"))?;
@@ -136,6 +136,18 @@ impl TargetProbe for HttpProbe {
                 .unwrap_or_default())
         })
     }
+}
+
+/// The message of an OpenAI-style JSON error body (`error.message`, `message`, `detail`);
+/// anything else (HTML, text) is not echoed.
+fn error_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.pointer("/error/message")
+        .or_else(|| v.get("error").filter(|e| e.is_string()))
+        .or_else(|| v.get("message"))
+        .or_else(|| v.get("detail"))
+        .and_then(|m| m.as_str())
+        .map(str::to_string)
 }
 
 /// Reconcile one `BenchmarkRun`: observe, decide, act, write status. A plain async function
@@ -156,6 +168,41 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server answering every request with `status` and `body`.
+    async fn serve(status: u16, body: &'static str) -> String {
+        let app = axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                body.to_string(),
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn probe_errors_carry_no_response_body() {
+        let page: &'static str = Box::leak(
+            format!(
+                "<html><body>internal token=abc123 {}</body></html>",
+                "x".repeat(5000)
+            )
+            .into_boxed_str(),
+        );
+        let url = serve(503, page).await;
+        let e = HttpProbe::default().models(&url).await.unwrap_err();
+        assert!(e.contains("503"), "{e}");
+        assert!(!e.contains("abc123") && !e.contains("<html>"), "{e}");
+        assert!(e.len() <= MESSAGE_MAX, "{}", e.len());
+        let url = serve(404, r#"{"error": {"message": "no such route\nsecond line"}}"#).await;
+        let e = HttpProbe::default().models(&url).await.unwrap_err();
+        assert!(e.ends_with("no such route second line"), "{e}");
+        let url = serve(200, r#"{"data": [{"id": "qwen"}]}"#).await;
+        assert_eq!(HttpProbe::default().models(&url).await.unwrap(), ["qwen"]);
+    }
 
     #[test]
     fn sanitize_flattens_masks_and_cuts() {

@@ -12,7 +12,8 @@ use kube::api::{Api, ListParams};
 use super::decide::{self, TargetWanted};
 use super::{Context, Error, sanitize};
 use crate::api::{BenchmarkRun, InferenceService, Phase, RunSummary};
-use crate::prom::{Collector, Scope, WindowMetrics};
+use crate::contract::WindowMetrics;
+use crate::prom::{Collector, Scope};
 use crate::render::benchmark_run::{Names, results_selector};
 use crate::render::inference_service as render_isvc;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::api::{self, BenchmarkRunSpec, DatasetKind};
-use crate::loadgen::plan::{
+use crate::contract::plan::{
     Api, Arrival, Dataset, Load, Mode, Parallelism, Plan, Saturation, Slo, Target, TokenCount,
     Workload,
 };
@@ -69,11 +69,7 @@ pub fn plan(
         api::LoadMode::Rate => Mode::Rate,
     };
     let saturation = l.saturation.as_ref().map(|s| Saturation {
-        slo: Slo {
-            ttft_p95: s.slo.ttft_p95.map(Into::into),
-            itl_p95: s.slo.itl_p95.map(Into::into),
-        },
-        max_error_rate: s.slo.max_error_rate.unwrap_or(spec.max_error_rate),
+        slo: Slo::from_spec(&s.slo, Some(spec.max_error_rate)),
         start_rate: s
             .start_rate
             .or_else(|| l.rate.last().copied())
@@ -137,7 +133,7 @@ pub fn plan(
 pub const DEADLINE_SLACK: Duration = Duration::from_secs(15 * 60);
 
 /// Steps a saturation search runs at most: every rate from `startRate` up to `maxRate`.
-fn saturation_steps(s: &crate::loadgen::plan::Saturation) -> u32 {
+fn saturation_steps(s: &crate::contract::plan::Saturation) -> u32 {
     if s.step_factor <= 1.0 || s.start_rate <= 0.0 || s.max_rate < s.start_rate {
         return 1;
     }
@@ -153,14 +149,14 @@ fn saturation_steps(s: &crate::loadgen::plan::Saturation) -> u32 {
 pub fn deadline(plan: &Plan) -> Duration {
     let l = &plan.load;
     let timeout = l.request_timeout;
-    let step = |point: crate::loadgen::plan::LoadPoint| -> Duration {
+    let step = |point: crate::api::LoadPoint| -> Duration {
         let measured = match (l.duration_per_step, plan.requests_per_step()) {
             (Some(d), _) => d + timeout,
             (None, Some(n)) => match point {
-                crate::loadgen::plan::LoadPoint::Concurrency(c) => {
+                crate::api::LoadPoint::Concurrency(c) => {
                     timeout.saturating_mul(n.div_ceil(u64::from(c.max(1))).min(u64::from(u32::MAX)) as u32)
                 }
-                crate::loadgen::plan::LoadPoint::Rate(r) => {
+                crate::api::LoadPoint::Rate(r) => {
                     Duration::from_secs_f64((n as f64 / r.max(1e-3)).min(1e7)) + timeout
                 }
             },
@@ -169,7 +165,7 @@ pub fn deadline(plan: &Plan) -> Duration {
         l.warmup + measured + l.step_slack
     };
     let total: Duration = match &l.saturation {
-        Some(s) => step(crate::loadgen::plan::LoadPoint::Rate(s.start_rate))
+        Some(s) => step(crate::api::LoadPoint::Rate(s.start_rate))
             .saturating_mul(saturation_steps(s)),
         None => plan.points().into_iter().map(step).sum(),
     };

@@ -10,13 +10,13 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::results::Results;
+use crate::contract::results::Results;
 
 /// Largest results document a pod writes (a ConfigMap holds 1 MiB in all).
 pub const MAX_RESULTS_BYTES: usize = 900 * 1024;
 
 /// Suffix of the marker key a pod writes when its results outgrow [`MAX_RESULTS_BYTES`].
-pub const OVER_BUDGET_SUFFIX: &str = ".over-budget";
+pub use crate::render::benchmark_run::OVER_BUDGET_SUFFIX;
 
 /// The ConfigMap key a pod writes.
 pub fn key(prefix: &str, index: u32) -> String {
