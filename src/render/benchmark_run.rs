@@ -71,16 +71,49 @@ pub struct Names {
     pub key_prefix: String,
 }
 
+/// Longest derived object name: a DNS label and a label value hold 63 characters.
+pub const NAME_MAX: usize = 63;
+/// Longest Job name: the Job's name is a label value of its pods, and an Indexed Job's pods
+/// are named `JOB-INDEX-xxxxx` with the hostname `JOB-INDEX`, which must stay a DNS label.
+pub const JOB_NAME_MAX: usize = 52;
+
+/// `base + suffix` in at most `max` bytes. When it does not fit, `base` is cut and followed by
+/// `-` and 8 hex digits of a hash of the whole `base`, so distinct runs keep distinct names.
+pub fn fit(base: &str, suffix: &str, max: usize) -> String {
+    if base.len() + suffix.len() <= max {
+        return format!("{base}{suffix}");
+    }
+    // FNV-1a: stable across builds and platforms.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in base.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let mut keep = max.saturating_sub(suffix.len() + 9).min(base.len());
+    while !base.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let head = base[..keep].trim_end_matches(['-', '.']);
+    format!("{head}-{h:08x}{suffix}")
+}
+
+/// The run's name as a label value (at most 63 characters).
+pub fn label_value(run: &str) -> String {
+    fit(run, "", NAME_MAX)
+}
+
 impl Names {
-    /// Names for the run `run` and, in a scaling study, the sweep at `replicas`.
+    /// Names for the run `run` and, in a scaling study, the sweep at `replicas`. Every name
+    /// fits its limits whatever the run's name ([`fit`]).
     pub fn new(run: &str, replicas: Option<i32>) -> Names {
         let suffix = replicas.map(|r| format!("-r{r}")).unwrap_or_default();
         Names {
-            plan: format!("{run}-plan{suffix}"),
-            results_base: format!("{run}-results{suffix}"),
-            loadgen: format!("{run}-loadgen"),
-            role: format!("{run}-loadgen{suffix}"),
-            job: format!("{run}-load{suffix}"),
+            plan: fit(run, &format!("-plan{suffix}"), NAME_MAX),
+            // Room for `-INDEX` (at most 64 pods).
+            results_base: fit(run, &format!("-results{suffix}"), NAME_MAX - 3),
+            loadgen: fit(run, "-loadgen", NAME_MAX),
+            role: fit(run, &format!("-loadgen{suffix}"), NAME_MAX),
+            job: fit(run, &format!("-load{suffix}"), JOB_NAME_MAX),
             key_prefix: replicas.map(|r| format!("r{r}-")).unwrap_or_default(),
         }
     }
@@ -98,7 +131,7 @@ impl Names {
 
 /// The label selector of every results ConfigMap of run `run`.
 pub fn results_selector(run: &str) -> String {
-    format!("{RUN_LABEL}={run},{ROLE_LABEL}=results")
+    format!("{RUN_LABEL}={},{ROLE_LABEL}=results", label_value(run))
 }
 
 /// Every object of one load Job.
@@ -137,10 +170,10 @@ impl Rendered {
 fn object_labels(run: &str, replicas: Option<i32>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::from([
         (labels::NAME.to_string(), "inferops-loadgen".to_string()),
-        (labels::INSTANCE.to_string(), run.to_string()),
+        (labels::INSTANCE.to_string(), label_value(run)),
         (labels::COMPONENT.to_string(), "loadgen".to_string()),
         (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-        (RUN_LABEL.to_string(), run.to_string()),
+        (RUN_LABEL.to_string(), label_value(run)),
     ]);
     if let Some(r) = replicas {
         l.insert(REPLICAS_LABEL.to_string(), r.to_string());
@@ -488,6 +521,30 @@ mod tests {
         }
         let plan_text = &r.plan.data.as_ref().unwrap()["plan.json"];
         assert!(plan_text.contains("qwen.default.svc"));
+    }
+
+    #[test]
+    fn derived_names_fit_for_a_long_run_name() {
+        let long = "a-benchmark-run-named-with-sixty-characters-for-the-l4-sweep";
+        assert_eq!(long.len(), 60);
+        let other = "a-benchmark-run-named-with-sixty-characters-for-the-l4-other";
+        for replicas in [None, Some(16)] {
+            let n = Names::new(long, replicas);
+            assert!(n.job.len() <= JOB_NAME_MAX, "{}", n.job);
+            for name in [&n.plan, &n.loadgen, &n.role, &n.results(63)] {
+                assert!(name.len() <= NAME_MAX, "{name}");
+                assert!(
+                    name.starts_with(|c: char| c.is_ascii_lowercase())
+                        && name.ends_with(|c: char| c.is_ascii_alphanumeric()),
+                    "{name}"
+                );
+            }
+            assert_ne!(n.job, Names::new(other, replicas).job, "hashes keep runs apart");
+        }
+        assert_eq!(Names::new(long, Some(2)).job, fit(long, "-load-r2", JOB_NAME_MAX));
+        assert!(Names::new(long, Some(2)).job.ends_with("-load-r2"));
+        assert!(label_value(&"x".repeat(200)).len() <= NAME_MAX);
+        assert_eq!(label_value("short"), "short");
     }
 
     #[test]

@@ -818,3 +818,32 @@ fn steps_times_replicas_is_bounded_by_the_schema() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_sixty_character_run_renders_names_and_labels_within_limits() {
+    let name = "a-benchmark-run-named-with-sixty-characters-for-the-l4-sweep";
+    assert_eq!(name.len(), 60);
+    let yaml = SHAREGPT_RUN.replace("qwen-sharegpt", name).replace(
+        "loadgen: {parallelism: 2}",
+        "loadgen: {parallelism: 2}\n  scaling: {replicas: [1, 16]}",
+    );
+    let docs = rendered_run(&yaml);
+    assert!(!docs.is_empty());
+    for d in &docs {
+        let n = d["metadata"]["name"].as_str().unwrap();
+        let max = if d["kind"] == "Job" { 52 } else { 63 };
+        assert!(n.len() <= max, "{} {n} is {} characters", d["kind"], n.len());
+        let mut labels: Vec<&Value> = d["metadata"]["labels"].as_object().unwrap().values().collect();
+        if d["kind"] == "Job" {
+            labels.extend(
+                d["spec"]["template"]["metadata"]["labels"]
+                    .as_object()
+                    .unwrap()
+                    .values(),
+            );
+        }
+        for v in labels {
+            assert!(v.as_str().unwrap().len() <= 63, "label value {v}");
+        }
+    }
+}

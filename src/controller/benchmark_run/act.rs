@@ -170,7 +170,7 @@ async fn stop_job(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
 /// TTL: delete the load Jobs (results stay in status and the ConfigMaps).
 async fn delete_jobs(ctx: &Context, run: &BenchmarkRun, ns: &str) -> Result<(), Error> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!("{RUN_LABEL}={}", run.name_any());
+    let selector = format!("{RUN_LABEL}={}", render_run::label_value(&run.name_any()));
     for job in api
         .list(&ListParams::default().labels(&selector))
         .await?
