@@ -797,4 +797,22 @@ mod tests {
         assert_eq!(back, results);
         assert!(!dir.path().join("r.json.tmp").exists());
     }
+
+    #[test]
+    fn a_load_pod_over_the_error_budget_exits_zero_but_bench_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let mut results = Results {
+            metadata: crate::contract::results::Metadata::new(&Plan::new("http://x", "m")),
+            steps: vec![],
+            summary: crate::contract::results::Summary::of(&[], 0.01),
+        };
+        results.summary.steps_over_error_budget = vec!["concurrency 4: 20% failed".into()];
+        // `inferops loadgen` in a Job: the operator judges the rows; a non-zero exit would
+        // make the Job rerun a load that ran to its end.
+        assert!(finish(&results, Some(&path), false).is_ok());
+        // `inferops bench` on a terminal: the exit status says it.
+        let err = finish(&results, Some(&path), true).unwrap_err().to_string();
+        assert!(err.contains("over the error budget"), "{err}");
+    }
 }
