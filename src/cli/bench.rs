@@ -1,0 +1,818 @@
+//! `inferops bench` (laptop: flags or a BenchmarkRun file, built-in simulator when no URL,
+//! progress bar, results table) and `inferops loadgen` (in the load Job: plan file in, results
+//! file out, rewritten after every step).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::table;
+use crate::contract::plan::{
+    self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
+};
+use crate::contract::results::{Results, RunStatus};
+use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
+use crate::loadgen::schedule::StepProgress;
+
+fn parse_tokens(s: &str) -> Result<TokenCount, String> {
+    let n = |t: &str| t.trim().parse::<u32>().map_err(|e| format!("{t:?}: {e}"));
+    match s.split_once('-') {
+        Some((a, b)) => Ok(TokenCount::Range {
+            min: n(a)?,
+            max: n(b)?,
+        }),
+        None => Ok(TokenCount::Fixed(n(s)?)),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    plan::duration::parse(s)
+}
+
+/// A path as a `Box<Path>` (keeps the argument struct small).
+fn parse_path(s: &str) -> Result<Box<Path>, String> {
+    Ok(PathBuf::from(s).into_boxed_path())
+}
+
+fn parse_api(s: &str) -> Result<Api, String> {
+    match s {
+        "completions" => Ok(Api::Completions),
+        "chat" => Ok(Api::Chat),
+        _ => Err(format!("{s:?}: expected completions or chat")),
+    }
+}
+
+fn parse_arrival(s: &str) -> Result<Arrival, String> {
+    match s {
+        "poisson" => Ok(Arrival::Poisson),
+        "constant" => Ok(Arrival::Constant),
+        _ => Err(format!("{s:?}: expected poisson or constant")),
+    }
+}
+
+/// Arguments of `inferops bench`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// A BenchmarkRun YAML to take the workload and load from (flags override it).
+    #[arg(short = 'f', long = "file", value_name = "RUN.yaml")]
+    pub file: Option<PathBuf>,
+    /// Base URL of an OpenAI-compatible server. Without it, the built-in simulator runs
+    /// in-process.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Served model name (default: the simulator's, or the first of the server's /v1/models).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Simulator profile when no --url is given.
+    #[arg(long, default_value = "qwen2.5-0.5b-l4")]
+    pub profile: String,
+    /// Closed-loop sweep: requests in flight at each step [default: 1,2,4,8,16,32].
+    #[arg(long, value_delimiter = ',', conflicts_with = "rate")]
+    pub concurrency: Option<Vec<u32>>,
+    /// Open-loop sweep: requests per second at each step.
+    #[arg(long, value_delimiter = ',')]
+    pub rate: Option<Vec<f64>>,
+    /// Measured requests per step [default: 64, or until --duration].
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Measured time per step, e.g. 30s [default: 4s, or until --requests].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Prompt length in tokens (≈ words): N or MIN-MAX [default: 256].
+    #[arg(long, value_parser = parse_tokens)]
+    pub input_tokens: Option<TokenCount>,
+    /// Output tokens per request (max_tokens with ignore_eos): N or MIN-MAX [default: 128].
+    #[arg(long, value_parser = parse_tokens)]
+    pub output_tokens: Option<TokenCount>,
+    /// Write the results JSON here (rewritten after every step).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Exit non-zero when a step's error rate exceeds this.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_rate: f64,
+    /// API: completions or chat [default: completions].
+    #[arg(long, value_parser = parse_api)]
+    pub api: Option<Api>,
+    /// Seed of prompts and arrivals [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Unmeasured load before each step, e.g. 5s [default: 0s].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Per-request timeout [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Ask for non-streamed responses (only end-to-end latency is measured).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// The model's HuggingFace tokenizer.json: exact prompt lengths in tokens (default: one
+    /// word ≈ one token).
+    #[arg(long, env = "INFEROPS_TOKENIZER", value_name = "FILE", value_parser = parse_path)]
+    pub tokenizer: Option<Box<Path>>,
+    /// ShareGPT JSON dataset to take prompts from.
+    #[arg(long, value_name = "PATH", value_parser = parse_path)]
+    pub dataset: Option<Box<Path>>,
+    /// Open-loop arrivals: poisson or constant [default: poisson].
+    #[arg(long, value_parser = parse_arrival)]
+    pub arrival: Option<Arrival>,
+    /// Saturation search: raise the rate (from --rate's first value, doubling, up to
+    /// --max-rate) until an SLO breaks.
+    #[arg(long)]
+    pub saturate: bool,
+    /// Saturation SLO on TTFT p95, e.g. 500ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub slo_ttft_p95: Option<Duration>,
+    /// Saturation SLO on ITL p95, e.g. 50ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub slo_itl_p95: Option<Duration>,
+    /// Highest rate of a saturation search [default: 100].
+    #[arg(long)]
+    pub max_rate: Option<f64>,
+    /// Measure the load generator itself (throughput per client core, memory, timing error
+    /// against the simulator's ground truth) instead of running a sweep.
+    #[arg(long)]
+    pub self_test: bool,
+    /// Self-test part to run.
+    #[arg(long, value_enum, default_value_t = SelfTestPart::All, hide = true)]
+    pub self_test_part: SelfTestPart,
+    /// Prometheus scraping the target: add its vLLM and DCGM figures for each step's window
+    /// (the results' `server` object and a second table).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// With `--prometheus`: a regular expression of the target's pod names (label `pod`).
+    #[arg(long, value_name = "REGEX")]
+    pub prometheus_pods: Option<String>,
+}
+
+/// Which measurements `--self-test` runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SelfTestPart {
+    /// Throughput and accuracy.
+    #[default]
+    All,
+    /// Only throughput against the `zero` profile.
+    Throughput,
+    /// Only timing accuracy against the `fixed` profile.
+    Accuracy,
+}
+
+/// Arguments of `inferops loadgen` (the in-cluster load Job).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadgenArgs {
+    /// Plan file (JSON or YAML).
+    #[arg(long, env = "INFEROPS_PLAN", value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Results JSON file, rewritten atomically after every step.
+    #[arg(long, env = "INFEROPS_OUT", value_name = "FILE")]
+    pub out: PathBuf,
+    /// The model's HuggingFace tokenizer.json for exact prompt lengths.
+    #[arg(long, env = "INFEROPS_TOKENIZER", value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// This pod's index in a split load (overrides `parallelism.index`; set by Indexed Jobs).
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    pub index: Option<u32>,
+    /// In a cluster: also write the results into this ConfigMap (namespace `POD_NAMESPACE`)
+    /// after every step, under the key `<prefix>pod-<index>.json`.
+    #[arg(long, env = "INFEROPS_RESULTS_CONFIGMAP", value_name = "NAME")]
+    pub results_configmap: Option<String>,
+    /// Prefix of this pod's key in the results ConfigMap (a scaling study's `r<N>-`).
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub results_key_prefix: String,
+}
+
+/// Builds the plan for `bench` from the BenchmarkRun file already read from `args.file`
+/// (if any) and the flags.
+pub fn bench_plan(
+    args: &BenchArgs,
+    file: Option<&super::run_file::FileRun>,
+    url: &str,
+    model: &str,
+) -> anyhow::Result<Plan> {
+    let mut plan = match file {
+        Some(f) => f.plan.clone(),
+        None => {
+            let mut p = Plan::new("", "");
+            p.load.requests_per_step = Some(64);
+            p.load.duration_per_step = Some(Duration::from_secs(4));
+            p
+        }
+    };
+    plan.target.url = url.to_owned();
+    plan.target.model = model.to_owned();
+    let w = &mut plan.workload;
+    if let Some(v) = args.api {
+        w.api = v;
+    }
+    if let Some(v) = args.input_tokens {
+        w.input_tokens = v;
+    }
+    if let Some(v) = args.output_tokens {
+        w.output_tokens = v;
+    }
+    if let Some(v) = args.seed {
+        w.seed = v;
+    }
+    if args.no_stream {
+        w.stream = false;
+    }
+    if let Some(p) = &args.dataset {
+        w.dataset = Dataset::Sharegpt {
+            path: p.to_path_buf(),
+            output_from_dataset: false,
+        };
+    }
+    let l = &mut plan.load;
+    if args.requests.is_some() || args.duration.is_some() {
+        l.requests_per_step = args.requests;
+        l.duration_per_step = args.duration;
+    }
+    if let Some(c) = &args.concurrency {
+        l.mode = Mode::Concurrency;
+        l.concurrency = c.clone();
+        l.saturation = None;
+    }
+    if let Some(r) = &args.rate {
+        l.mode = Mode::Rate;
+        l.rate = r.clone();
+    }
+    if let Some(v) = args.arrival {
+        l.arrival = v;
+    }
+    if let Some(v) = args.warmup {
+        l.warmup = v;
+    }
+    if let Some(v) = args.timeout {
+        l.request_timeout = v;
+    }
+    l.max_error_rate = args.max_error_rate;
+    if args.saturate || args.slo_ttft_p95.is_some() || args.slo_itl_p95.is_some() {
+        l.mode = Mode::Rate;
+        let mut s = l.saturation.take().unwrap_or(Saturation {
+            slo: Slo {
+                max_error_rate: Some(args.max_error_rate),
+                ..Slo::default()
+            },
+            start_rate: 1.0,
+            max_rate: 100.0,
+            step_factor: 2.0,
+        });
+        if let Some(first) = args.rate.as_ref().and_then(|r| r.first()) {
+            s.start_rate = *first;
+        }
+        if let Some(v) = args.max_rate {
+            s.max_rate = v;
+        }
+        if let Some(v) = args.slo_ttft_p95 {
+            s.slo.ttft_p95 = Some(v);
+        }
+        if let Some(v) = args.slo_itl_p95 {
+            s.slo.itl_p95 = Some(v);
+        }
+        l.saturation = Some(s);
+    }
+    plan.validate()?;
+    Ok(plan)
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("\ninterrupted: stopping; finished steps are kept (Ctrl-C again to quit now)");
+        token.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Writes `results` to `path` atomically (temporary file + rename).
+pub fn write_results(path: &Path, results: &Results) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(results)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Progress bar + per-step lines on stderr; optional results file after each step.
+struct BenchObserver {
+    bar: Option<(ProgressBar, JoinHandle<()>)>,
+    json: Option<PathBuf>,
+    steps_hint: usize,
+}
+
+impl BenchObserver {
+    fn close_bar(&mut self) {
+        if let Some((bar, ticker)) = self.bar.take() {
+            ticker.abort();
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for BenchObserver {
+    fn step_started(
+        &mut self,
+        index: usize,
+        point: LoadPoint,
+        requests: Option<u64>,
+        duration: Option<Duration>,
+        progress: Arc<StepProgress>,
+    ) {
+        self.close_bar();
+        let by_time = requests.is_none();
+        let len = match (requests, duration) {
+            (Some(r), _) => r,
+            (None, Some(d)) => d.as_millis() as u64,
+            (None, None) => 0,
+        };
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(len), target);
+        let steps = if self.steps_hint > 0 {
+            format!("{}/{}", index + 1, self.steps_hint)
+        } else {
+            format!("{}", index + 1)
+        };
+        let template = if by_time {
+            "{prefix} [{bar:30}] {elapsed} {msg}"
+        } else {
+            "{prefix} [{bar:30}] {pos}/{len} requests {msg}"
+        };
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("step {steps} {point}"));
+        let (b, start) = (bar.clone(), std::time::Instant::now());
+        let ticker = tokio::spawn(async move {
+            loop {
+                let done = progress.done.load(Ordering::Relaxed);
+                let failed = progress.failed.load(Ordering::Relaxed);
+                b.set_position(if by_time {
+                    start.elapsed().as_millis() as u64
+                } else {
+                    done
+                });
+                if failed > 0 {
+                    b.set_message(format!("({failed} failed)"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        self.bar = Some((bar, ticker));
+    }
+
+    fn step_finished(&mut self, results: &Results) {
+        self.close_bar();
+        if let Some(s) = results.steps.last() {
+            eprintln!("{}", s.one_line());
+        }
+        if let Some(p) = &self.json
+            && let Err(e) = write_results(p, results)
+        {
+            eprintln!("warning: {e:#}");
+        }
+    }
+}
+
+/// First model listed by `GET {url}/v1/models`.
+async fn first_model(url: &str) -> anyhow::Result<String> {
+    let base = url.trim_end_matches('/');
+    let base = base.strip_suffix("/v1").unwrap_or(base);
+    let list = format!("{base}/v1/models");
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()?
+        .get(&list)
+        .send()
+        .await
+        .with_context(|| format!("GET {list}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!(
+            "GET {list}: HTTP {status}: {}",
+            crate::loadgen::client::server_message(&body)
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("GET {list}: bad JSON"))?;
+    v.pointer("/data/0/id")
+        .and_then(|m| m.as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("GET {list}: no model listed"))
+}
+
+/// Starts the built-in simulator on an ephemeral loopback port.
+async fn start_simulator(profile: &str) -> anyhow::Result<crate::sim::SimHandle> {
+    let opts = crate::sim::SimOptions::profile(profile)?;
+    crate::sim::spawn(opts, "127.0.0.1:0".parse()?).await
+}
+
+/// `inferops bench`.
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.self_test {
+        return super::selftest::run(&args).await;
+    }
+    let mut sim = None;
+    let file = match &args.file {
+        Some(path) => Some(super::run_file::read(path)?),
+        None => None,
+    };
+    let file_url = file.as_ref().and_then(|f| f.url.clone());
+    let file_model = file.as_ref().and_then(|f| f.model.clone());
+    let (url, model) = match args.url.as_ref().or(file_url.as_ref()) {
+        Some(url) => {
+            let model = match args.model.as_ref().or(file_model.as_ref()) {
+                Some(m) => m.clone(),
+                None => first_model(url)
+                    .await
+                    .context("finding the model name (pass --model)")?,
+            };
+            (url.clone(), model)
+        }
+        None => {
+            let handle = start_simulator(&args.profile).await?;
+            let model = args
+                .model
+                .clone()
+                .unwrap_or_else(|| handle.model().to_owned());
+            let url = handle.base_url();
+            eprintln!(
+                "no --url: benchmarking the built-in simulator (profile {}) at {url}",
+                args.profile
+            );
+            sim = Some(handle);
+            (url, model)
+        }
+    };
+    let plan = bench_plan(&args, file.as_ref(), &url, &model)?;
+    let w = &plan.workload;
+    eprintln!(
+        "target {} model {:?}: {} in / {} out tokens, {}{}",
+        plan.target.url,
+        plan.target.model,
+        w.input_tokens,
+        w.output_tokens,
+        serde_json::to_value(w.api)?.as_str().unwrap_or_default(),
+        if w.stream {
+            ", streaming"
+        } else {
+            ", not streaming"
+        }
+    );
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let mut observer = BenchObserver {
+        bar: None,
+        json: args.json.clone(),
+        steps_hint: plan.points().len(),
+    };
+    let options = RunOptions {
+        tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
+        resume: None,
+    };
+    let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
+    observer.close_bar();
+    if let Some(s) = sim {
+        s.shutdown().await;
+    }
+    let mut results = results?;
+    if let Some(prom) = &args.prometheus {
+        let scope = crate::prom::Scope {
+            model_name: Some(plan.target.model.clone()),
+            pod_regex: args.prometheus_pods.clone(),
+            ..Default::default()
+        };
+        let collector = crate::prom::Collector::new(prom, scope)?;
+        for step in &mut results.steps {
+            match collector.collect(step.window_start, step.window_end).await {
+                Ok(m) => step.server = Some(m),
+                Err(e) => {
+                    eprintln!("warning: {e}; client results are kept");
+                    break;
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "Latencies in ms. {} ({}), {} in / {} out tokens.",
+        plan.target.url, plan.target.model, w.input_tokens, w.output_tokens
+    );
+    println!();
+    print!("{}", table::render(&results));
+    if results.steps.iter().any(|s| s.server.is_some()) {
+        println!();
+        print!("{}", table::render_server(&results));
+    }
+    let record = crate::cli::report::from_results(&results, &plan.target.model);
+    if !record.summary.findings.is_empty() {
+        println!();
+        for f in &record.summary.findings {
+            println!("- {f}");
+        }
+    }
+    finish(&results, args.json.as_deref(), true)
+}
+
+/// Writes the final results and turns interruptions (and, with `budget_is_error`, steps over
+/// the error budget) into an error.
+fn finish(results: &Results, json: Option<&Path>, budget_is_error: bool) -> anyhow::Result<()> {
+    if let Some(p) = json {
+        write_results(p, results)?;
+        eprintln!("results written to {}", p.display());
+    }
+    if let Some(sat) = &results.summary.saturation {
+        let ok = sat
+            .highest_ok_rate
+            .map_or("none".into(), |r| format!("{r} req/s"));
+        let broke = sat
+            .first_broken_rate
+            .map_or("none up to maxRate".into(), |r| {
+                format!("{r} req/s ({})", sat.broken_by.join("; "))
+            });
+        println!(
+            "saturation: highest rate meeting the SLOs: {ok}; first rate breaking them: {broke}"
+        );
+    }
+    if let Some(why) = &results.summary.stopped_early {
+        eprintln!("stopped early: {why}");
+    }
+    let over = &results.summary.steps_over_error_budget;
+    if !over.is_empty() && !budget_is_error {
+        eprintln!(
+            "{} step(s) over the error budget (the operator judges the run):\n  {}",
+            over.len(),
+            over.join("\n  ")
+        );
+    } else if !over.is_empty() {
+        bail!(
+            "{} step(s) over the error budget:\n  {}",
+            over.len(),
+            over.join("\n  ")
+        );
+    }
+    if results.metadata.status == RunStatus::Interrupted {
+        bail!(
+            "interrupted: {} step(s) measured and kept",
+            results.steps.len()
+        );
+    }
+    Ok(())
+}
+
+struct LoadgenObserver {
+    out: PathBuf,
+    steps_hint: usize,
+    /// Hands results to the ConfigMap writer task (latest wins).
+    sink: Option<tokio::sync::mpsc::UnboundedSender<Results>>,
+}
+
+impl Observer for LoadgenObserver {
+    fn step_finished(&mut self, results: &Results) {
+        if let Some(s) = results.steps.last() {
+            let of = if self.steps_hint > 0 {
+                format!("/{}", self.steps_hint)
+            } else {
+                String::new()
+            };
+            println!("step {}{of} {}", results.steps.len(), s.one_line());
+        }
+        if let Err(e) = write_results(&self.out, results) {
+            eprintln!("warning: {e:#}");
+        }
+        if let Some(tx) = &self.sink {
+            let _ = tx.send(results.clone());
+        }
+    }
+}
+
+/// Writes results to the ConfigMap in the background, always the latest, so a slow API
+/// server never holds up the load.
+fn spawn_sink_writer(
+    sink: Arc<super::sink::ConfigMapSink>,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<Results>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Results>();
+    let task = tokio::spawn(async move {
+        while let Some(mut latest) = rx.recv().await {
+            while let Ok(newer) = rx.try_recv() {
+                latest = newer;
+            }
+            match sink.write(&latest).await {
+                Ok(super::sink::Written::Stored) => {}
+                Ok(super::sink::Written::OverBudget(m)) => eprintln!("warning: {m}"),
+                Err(e) => eprintln!("warning: {e:#}"),
+            }
+        }
+    });
+    (tx, task)
+}
+
+/// `inferops loadgen`.
+pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.plan)
+        .with_context(|| format!("reading plan {}", args.plan.display()))?;
+    let mut plan = Plan::from_text(&text).with_context(|| format!("in {}", args.plan.display()))?;
+    if let Some(i) = args.index {
+        plan.parallelism.index = i;
+        plan.validate()?;
+    }
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let sink = match &args.results_configmap {
+        Some(name) => {
+            let index = plan.parallelism.index;
+            let key = super::sink::key(&args.results_key_prefix, index);
+            // One ConfigMap per pod: `{index}` in the name is this pod's index.
+            let name = name.replace(
+                crate::render::benchmark_run::INDEX_PLACEHOLDER,
+                &index.to_string(),
+            );
+            Some(Arc::new(
+                super::sink::ConfigMapSink::from_env(&name, key).await?,
+            ))
+        }
+        None => None,
+    };
+    let writer = sink.clone().map(spawn_sink_writer);
+    let mut observer = LoadgenObserver {
+        out: args.out.clone(),
+        steps_hint: plan.points().len(),
+        sink: writer.as_ref().map(|(tx, _)| tx.clone()),
+    };
+    // A restarted pod (the Job's backoff) continues after the steps it already wrote.
+    let resume = match &sink {
+        Some(sink) => sink.read().await.unwrap_or_else(|e| {
+            eprintln!("warning: {e:#}; starting from the first step");
+            None
+        }),
+        None => None,
+    };
+    if let Some(prior) = &resume {
+        eprintln!(
+            "found {} step(s) of an earlier attempt in the results ConfigMap",
+            prior.steps.len()
+        );
+    }
+    let options = RunOptions {
+        tokenizer: args.tokenizer.clone(),
+        resume,
+    };
+    let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
+    drop(observer);
+    if let (Some(sink), Some((tx, task))) = (&sink, writer) {
+        drop(tx);
+        let _ = task.await;
+        // The final write must land: without it the operator has no results.
+        if let super::sink::Written::OverBudget(m) = sink.write(&results).await? {
+            eprintln!("warning: {m}; the operator fails the run with ResultsOverBudget");
+        }
+    }
+    let s = &results.summary;
+    println!(
+        "done: {} steps, {} completed, {} failed, peak {:.0} out tok/s, {:.2} req/s",
+        results.steps.len(),
+        s.completed,
+        s.failed,
+        s.peak_output_throughput,
+        s.peak_request_throughput
+    );
+    // Over the error budget is the operator's call (it reads the rows): exit 0 so the Job
+    // does not retry a load that ran to its end.
+    finish(&results, Some(&args.out), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(a: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied()))
+            .unwrap()
+            .bench
+    }
+
+    #[test]
+    fn flags_build_a_plan() {
+        let p = bench_plan(&args(&[]), None, "http://x", "m").unwrap();
+        assert_eq!(p.load.concurrency, [1, 2, 4, 8, 16, 32]);
+        assert_eq!(p.requests_per_step(), Some(64));
+        let a = args(&[
+            "--rate",
+            "5,10",
+            "--requests",
+            "20",
+            "--input-tokens",
+            "100-200",
+            "--api",
+            "chat",
+            "--no-stream",
+            "--arrival",
+            "constant",
+            "--timeout",
+            "2s",
+        ]);
+        let p = bench_plan(&a, None, "http://x", "m").unwrap();
+        assert_eq!(p.load.mode, Mode::Rate);
+        assert_eq!(p.load.rate, [5.0, 10.0]);
+        assert_eq!(
+            (p.load.requests_per_step, p.load.duration_per_step),
+            (Some(20), None)
+        );
+        assert_eq!(
+            p.workload.input_tokens,
+            TokenCount::Range { min: 100, max: 200 }
+        );
+        assert!(!p.workload.stream);
+        assert_eq!(p.load.request_timeout, Duration::from_secs(2));
+        let p = bench_plan(
+            &args(&["--saturate", "--slo-ttft-p95", "200ms", "--rate", "4"]),
+            None,
+            "u",
+            "m",
+        )
+        .unwrap();
+        let s = p.load.saturation.unwrap();
+        assert_eq!(
+            (s.start_rate, s.slo.ttft_p95),
+            (4.0, Some(Duration::from_millis(200)))
+        );
+        assert!(Cli::try_parse_from(["bench", "--concurrency", "1", "--rate", "2"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--input-tokens", "x"]).is_err());
+        assert!(bench_plan(&args(&["--concurrency", "0"]), None, "u", "m").is_err());
+    }
+
+    #[test]
+    fn results_are_written_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let results = Results {
+            metadata: crate::contract::results::Metadata::new(&Plan::new("http://x", "m")),
+            steps: vec![],
+            summary: crate::contract::results::Summary::of(&[], 0.01),
+        };
+        write_results(&path, &results).unwrap();
+        let back: Results = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, results);
+        assert!(!dir.path().join("r.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_load_pod_over_the_error_budget_exits_zero_but_bench_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let mut results = Results {
+            metadata: crate::contract::results::Metadata::new(&Plan::new("http://x", "m")),
+            steps: vec![],
+            summary: crate::contract::results::Summary::of(&[], 0.01),
+        };
+        results.summary.steps_over_error_budget = vec!["concurrency 4: 20% failed".into()];
+        // `inferops loadgen` in a Job: the operator judges the rows; a non-zero exit would
+        // make the Job rerun a load that ran to its end.
+        assert!(finish(&results, Some(&path), false).is_ok());
+        // `inferops bench` on a terminal: the exit status says it.
+        let err = finish(&results, Some(&path), true).unwrap_err().to_string();
+        assert!(err.contains("over the error budget"), "{err}");
+    }
+}

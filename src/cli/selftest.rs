@@ -1,0 +1,544 @@
+//! `inferops bench --self-test`: measures the load generator itself.
+//!
+//! 1. Throughput: the simulator's `zero` profile (no delays) in a separate process, the client
+//!    on one single-threaded runtime; server and client pinned to different cores when the
+//!    machine has two or more (and `taskset` exists). Reports completed requests/s and
+//!    streamed tokens/s, the client thread's CPU time (getrusage), the rates per client core,
+//!    and the process's peak RSS.
+//! 2. Accuracy: the simulator's `fixed` profile (20 ms to first token, 5 ms per token); each
+//!    request's client-measured TTFT and inter-token gaps are compared with the simulator's
+//!    own record of when it wrote each chunk (`GET /sim/trace`).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::bench::{BenchArgs, SelfTestPart};
+use crate::contract::plan::{Arrival, LoadPoint, Plan, TokenCount};
+use crate::loadgen::client::{Client, ClientConfig, Scratch};
+use crate::loadgen::schedule::{StepContext, StepProgress, StepSpec, run_step};
+use crate::loadgen::workload::RequestSet;
+
+const CLIENT_CPU: usize = 0;
+const SERVER_CPU: usize = 1;
+const INPUT_TOKENS: u32 = 64;
+const OUTPUT_TOKENS: u32 = 128;
+
+/// A simulator in a child process (killed on drop).
+struct SimProcess {
+    child: Child,
+    url: String,
+    model: String,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SimProcess {
+    async fn start(args: &[&str], pin: bool) -> anyhow::Result<SimProcess> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let exe = std::env::current_exe().context("finding the inferops binary")?;
+        let mut cmd = if pin {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(SERVER_CPU.to_string()).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.arg("sim")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().context("starting `inferops sim`")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut sim = SimProcess {
+            child,
+            url,
+            model: String::new(),
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/v1/models", sim.url)).send().await
+                && let Ok(v) = r.json::<serde_json::Value>().await
+                && let Some(m) = v.pointer("/data/0/id").and_then(|m| m.as_str())
+            {
+                sim.model = m.to_owned();
+                return Ok(sim);
+            }
+            if let Ok(Some(status)) = sim.child.try_wait() {
+                bail!("`inferops sim {}` exited: {status}", args.join(" "));
+            }
+            if Instant::now() > deadline {
+                bail!("the simulator did not come up at {}", sim.url);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu` (Linux); false when not possible.
+fn pin_thread(cpu: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data; CPU_SET indexes within it; 0 = calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpu;
+        false
+    }
+}
+
+/// Peak resident set size of this process (MB), from /proc/self/status.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets the peak RSS counter (Linux >= 4.0); false if unsupported.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Runs `f` on a fresh OS thread (pinned to the client core when `pin`) with a
+/// single-threaded tokio runtime; returns its output and the thread's CPU time.
+async fn on_client_core<T, F, Fut>(pin: bool, f: F) -> anyhow::Result<(T, Duration)>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let handle = std::thread::spawn(move || -> anyhow::Result<(T, Duration)> {
+        if pin {
+            pin_thread(CLIENT_CPU);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let before = crate::loadgen::cpu::thread_cpu();
+        let out = rt.block_on(f())?;
+        let cpu = crate::loadgen::cpu::thread_cpu() - before;
+        Ok((out, cpu))
+    });
+    tokio::task::spawn_blocking(move || handle.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))?
+}
+
+/// One throughput measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputRow {
+    /// Requests in flight.
+    pub concurrency: u32,
+    /// Completed requests per wall-clock second.
+    pub request_throughput: f64,
+    /// Streamed output tokens per wall-clock second.
+    pub output_throughput: f64,
+    /// Client CPU time / wall time (1.0 = one core busy).
+    pub client_cpu_cores: f64,
+    /// Completed requests per second of client CPU time.
+    pub requests_per_client_core: f64,
+    /// Output tokens per second of client CPU time.
+    pub tokens_per_client_core: f64,
+    /// Peak RSS of the bench process during this run, MB.
+    pub peak_rss_mb: Option<f64>,
+    /// Failed requests.
+    pub failed: u64,
+}
+
+/// One accuracy measurement (microseconds, client minus server).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccuracyRow {
+    /// Concurrent streams.
+    pub streams: u32,
+    /// Requests compared.
+    pub requests: usize,
+    /// Median TTFT error.
+    pub ttft_err_p50_us: i64,
+    /// 99th percentile TTFT error.
+    pub ttft_err_p99_us: i64,
+    /// Median of (client arrival of the first token − server write of it), absolute clocks.
+    pub first_token_delivery_p50_us: i64,
+    /// 99th percentile of the same.
+    pub first_token_delivery_p99_us: i64,
+    /// Client CPU time / wall time during the run.
+    pub client_cpu_cores: f64,
+    /// Median inter-token gap error.
+    pub itl_err_p50_us: i64,
+    /// 99th percentile of |inter-token gap error|.
+    pub itl_abs_err_p99_us: i64,
+    /// Client-measured TTFT median, ms (for context).
+    pub client_ttft_p50_ms: f64,
+    /// Server TTFT median, ms.
+    pub server_ttft_p50_ms: f64,
+}
+
+async fn throughput(
+    url_model: (String, String),
+    concurrency: u32,
+    duration: Duration,
+) -> anyhow::Result<crate::contract::results::StepResult> {
+    let mut plan = Plan::new(url_model.0, url_model.1);
+    plan.workload.input_tokens = TokenCount::Fixed(INPUT_TOKENS);
+    plan.workload.output_tokens = TokenCount::Fixed(OUTPUT_TOKENS);
+    let client = Client::new(&ClientConfig::new(
+        &plan.target,
+        plan.workload.api,
+        true,
+        Duration::from_secs(30),
+    ))?;
+    let ctx = StepContext {
+        client,
+        workload: Arc::new(RequestSet::prepare(&plan, 256)?),
+        next_prompt: Arc::new(AtomicU64::new(0)),
+        cancel: CancellationToken::new(),
+    };
+    let spec = StepSpec {
+        point: LoadPoint::Concurrency(concurrency),
+        requests: None,
+        duration: Some(duration),
+        warmup: Duration::from_secs(1),
+        arrival: Arrival::Poisson,
+        max_in_flight: concurrency,
+        seed: 1,
+    };
+    Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
+}
+
+/// One compared request: id, client TTFT (µs), client inter-token gaps (µs), and the
+/// client's arrival time of the first token (unix ns).
+type Sample = (String, u64, Vec<u32>, i64);
+
+async fn accuracy_samples(
+    url_model: (String, String),
+    streams: u32,
+    per_stream: u32,
+) -> anyhow::Result<Vec<Sample>> {
+    let mut plan = Plan::new(url_model.0, url_model.1);
+    plan.workload.input_tokens = TokenCount::Fixed(INPUT_TOKENS);
+    plan.workload.output_tokens = TokenCount::Fixed(OUTPUT_TOKENS);
+    let client = Client::new(&ClientConfig::new(
+        &plan.target,
+        plan.workload.api,
+        true,
+        Duration::from_secs(60),
+    ))?;
+    let workload = Arc::new(RequestSet::prepare(&plan, streams as usize)?);
+    let clock = crate::loadgen::schedule::Clock::now();
+    let mut set = tokio::task::JoinSet::new();
+    for s in 0..streams {
+        let (client, workload) = (client.clone(), workload.clone());
+        set.spawn(async move {
+            let mut out: Vec<Sample> = Vec::new();
+            let mut scratch = Scratch::with_trace();
+            // The first round opens the connections; it is not compared.
+            for round in 0..=per_stream {
+                let t0 = Instant::now();
+                if let Ok(m) = client
+                    .send(workload.get(u64::from(s)), t0, &mut scratch)
+                    .await
+                {
+                    let Some(t) = scratch.trace.as_ref().filter(|_| round > 0) else {
+                        continue;
+                    };
+                    let Some(first) = t.chunk_times.first() else {
+                        continue;
+                    };
+                    let arrival = clock.unix_ns(*first);
+                    out.push((t.id.clone(), m.ttft_us, scratch.itl_us.clone(), arrival));
+                }
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r?);
+    }
+    Ok(all)
+}
+
+fn pct(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn compare_with_trace(
+    sim: &SimProcess,
+    streams: u32,
+    samples: &[Sample],
+) -> anyhow::Result<AccuracyRow> {
+    let v: serde_json::Value = reqwest::get(format!("{}/sim/trace?clear=true", sim.url))
+        .await?
+        .json()
+        .await?;
+    let recs = v["requests"].as_array().context("trace has no requests")?;
+    let by_id: std::collections::HashMap<&str, (Vec<i64>, i64)> = recs
+        .iter()
+        .filter_map(|r| {
+            let id = r["id"].as_str()?;
+            let offs: Vec<i64> = r["token_offsets_ns"]
+                .as_array()?
+                .iter()
+                .filter_map(|x| x.as_i64())
+                .collect();
+            let first = r["first_token_unix_ns"].as_i64()?;
+            Some((id, (offs, first)))
+        })
+        .collect();
+    let (mut ttft, mut itl, mut client_ttft, mut server_ttft) = (vec![], vec![], vec![], vec![]);
+    let mut delivery = vec![];
+    for (id, ttft_us, gaps, first_unix_ns) in samples {
+        let Some((offs, server_first_ns)) = by_id.get(id.as_str()) else {
+            continue;
+        };
+        delivery.push((first_unix_ns - server_first_ns) / 1000);
+        if offs.is_empty() {
+            continue;
+        }
+        let server_first = offs[0] / 1000;
+        ttft.push(*ttft_us as i64 - server_first);
+        client_ttft.push(*ttft_us as i64);
+        server_ttft.push(server_first);
+        for (k, g) in gaps.iter().enumerate() {
+            if let (Some(a), Some(b)) = (offs.get(k), offs.get(k + 1)) {
+                itl.push(i64::from(*g) - (b - a) / 1000);
+            }
+        }
+    }
+    anyhow::ensure!(!ttft.is_empty(), "no request matched the simulator's trace");
+    let mut abs_itl: Vec<i64> = itl.iter().map(|e| e.abs()).collect();
+    for v in [
+        &mut ttft,
+        &mut itl,
+        &mut abs_itl,
+        &mut client_ttft,
+        &mut server_ttft,
+        &mut delivery,
+    ] {
+        v.sort_unstable();
+    }
+    Ok(AccuracyRow {
+        streams,
+        requests: ttft.len(),
+        ttft_err_p50_us: pct(&ttft, 0.5),
+        ttft_err_p99_us: pct(&ttft, 0.99),
+        first_token_delivery_p50_us: pct(&delivery, 0.5),
+        first_token_delivery_p99_us: pct(&delivery, 0.99),
+        client_cpu_cores: 0.0,
+        itl_err_p50_us: pct(&itl, 0.5),
+        itl_abs_err_p99_us: pct(&abs_itl, 0.99),
+        client_ttft_p50_ms: pct(&client_ttft, 0.5) as f64 / 1000.0,
+        server_ttft_p50_ms: pct(&server_ttft, 0.5) as f64 / 1000.0,
+    })
+}
+
+/// Everything the self-test measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfTestReport {
+    /// The command line that produced it.
+    pub command: String,
+    /// CPU model and core count.
+    pub machine: String,
+    /// Whether server and client were pinned to separate cores.
+    pub pinned: bool,
+    /// 1-minute load average at the start and at the end.
+    pub load_average: (String, String),
+    /// Throughput rows.
+    pub throughput: Vec<ThroughputRow>,
+    /// Accuracy rows.
+    pub accuracy: Vec<AccuracyRow>,
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores")
+}
+
+/// The 1-minute load average (other work on the machine skews the timing figures).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Runs the self-test and prints a Markdown report (and JSON with `--json`).
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let duration = args.duration.unwrap_or(Duration::from_secs(10));
+    let levels = args.concurrency.clone().unwrap_or_else(|| vec![64, 256]);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = cores >= 2
+        && Command::new("taskset")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    let command: Vec<String> = std::env::args().collect();
+    let mut report = SelfTestReport {
+        command: command.join(" "),
+        machine: machine(),
+        pinned: pin,
+        load_average: (load_average(), String::new()),
+        throughput: Vec::new(),
+        accuracy: Vec::new(),
+    };
+    eprintln!(
+        "self-test on {} ({}); {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, {}s per level",
+        report.machine,
+        if pin {
+            "server on CPU 1, client on CPU 0"
+        } else {
+            "not pinned"
+        },
+        duration.as_secs_f64()
+    );
+
+    let part = args.self_test_part;
+    let sim = SimProcess::start(&["--profile", "zero", "--trace-capacity", "0"], pin).await?;
+    for &c in levels.iter().filter(|_| part != SelfTestPart::Accuracy) {
+        reset_peak_rss();
+        let um = (sim.url.clone(), sim.model.clone());
+        let wall = Instant::now();
+        let (step, cpu) = on_client_core(pin, move || throughput(um, c, duration)).await?;
+        let wall = wall.elapsed().as_secs_f64();
+        let cpu_s = cpu.as_secs_f64();
+        // The CPU time covers warmup and ramp-down too; scale it to the measured window.
+        let measured_cpu = cpu_s * (step.duration / wall).min(1.0);
+        let row = ThroughputRow {
+            concurrency: c,
+            request_throughput: step.request_throughput,
+            output_throughput: step.output_throughput,
+            client_cpu_cores: cpu_s / wall,
+            requests_per_client_core: if measured_cpu > 0.0 {
+                step.completed as f64 / measured_cpu
+            } else {
+                0.0
+            },
+            tokens_per_client_core: if measured_cpu > 0.0 {
+                step.total_output_tokens as f64 / measured_cpu
+            } else {
+                0.0
+            },
+            peak_rss_mb: peak_rss_mb(),
+            failed: step.failed,
+        };
+        eprintln!("concurrency {c}: {}", step.one_line());
+        report.throughput.push(row);
+    }
+    drop(sim);
+
+    let sim = SimProcess::start(
+        &["--profile", "fixed", "--ttft-ms", "20", "--itl-ms", "5"],
+        pin,
+    )
+    .await?;
+    let rounds: &[(u32, u32)] = if part == SelfTestPart::Throughput {
+        &[]
+    } else {
+        &[(32, 8), (256, 2)]
+    };
+    for &(streams, per_stream) in rounds {
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/sim/trace", sim.url))
+            .send()
+            .await;
+        let um = (sim.url.clone(), sim.model.clone());
+        let wall = Instant::now();
+        let (samples, cpu) =
+            on_client_core(pin, move || accuracy_samples(um, streams, per_stream)).await?;
+        let mut row = compare_with_trace(&sim, streams, &samples).await?;
+        row.client_cpu_cores = cpu.as_secs_f64() / wall.elapsed().as_secs_f64();
+        eprintln!("{streams} streams: {row:?}");
+        report.accuracy.push(row);
+    }
+    drop(sim);
+    report.load_average.1 = load_average();
+
+    print!("{}", render(&report));
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;
+        eprintln!("report written to {}", p.display());
+    }
+    Ok(())
+}
+
+/// The report as Markdown.
+pub fn render(r: &SelfTestReport) -> String {
+    let mut s = format!(
+        "\nLoad generator self-test: `{}`\n{} (load average {} at start, {} at end); {}; {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, streaming, closed loop.\n\n",
+        r.command,
+        r.machine,
+        r.load_average.0,
+        r.load_average.1,
+        if r.pinned {
+            "simulator pinned to CPU 1, client (one single-threaded runtime) pinned to CPU 0"
+        } else {
+            "not pinned"
+        }
+    );
+    s.push_str("| concurrency | req/s | out tok/s | client CPU (cores) | req/s per client core | tok/s per client core | peak RSS (MB) | failed |\n");
+    s.push_str("| ----------- | ----- | --------- | ------------------ | --------------------- | --------------------- | ------------- | ------ |\n");
+    for t in &r.throughput {
+        s.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {} | {} |\n",
+            t.concurrency,
+            t.request_throughput,
+            t.output_throughput,
+            t.client_cpu_cores,
+            t.requests_per_client_core,
+            t.tokens_per_client_core,
+            t.peak_rss_mb.map_or("n/a".into(), |m| format!("{m:.1}")),
+            t.failed
+        ));
+    }
+    s.push_str("\nTiming error against the simulator's trace (`fixed`: 20 ms TTFT, 5 ms ITL), client minus server, µs:\n\n");
+    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | first-token delivery p50 | first-token delivery p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
+    s.push_str("| ------- | -------- | ------------ | ------------ | ------------------------ | ------------------------ | ----------- | --------------- | ----------------------------- | ------------------ |\n");
+    for a in &r.accuracy {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} |\n",
+            a.streams,
+            a.requests,
+            a.ttft_err_p50_us,
+            a.ttft_err_p99_us,
+            a.first_token_delivery_p50_us,
+            a.first_token_delivery_p99_us,
+            a.itl_err_p50_us,
+            a.itl_abs_err_p99_us,
+            a.client_ttft_p50_ms,
+            a.server_ttft_p50_ms,
+            a.client_cpu_cores
+        ));
+    }
+    s
+}

@@ -1,0 +1,114 @@
+//! In a cluster, the load pods hand their results to the operator through ConfigMaps owned
+//! by the BenchmarkRun, one per pod: each pod server-side-applies its key
+//! (`<prefix>pod-<index>.json`) after every step, so a crash loses at most the running step
+//! and pods never crowd each other out of the 1 MiB an object may hold. Results that outgrow
+//! [`MAX_RESULTS_BYTES`] are not written: the pod writes a short marker key
+//! (`...json` + [`OVER_BUDGET_SUFFIX`]) instead, keeping the steps it wrote before, and the
+//! operator fails the run with the `ResultsOverBudget` reason.
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::contract::results::Results;
+
+/// Largest results document a pod writes (a ConfigMap holds 1 MiB in all).
+pub const MAX_RESULTS_BYTES: usize = 900 * 1024;
+
+/// Suffix of the marker key a pod writes when its results outgrow [`MAX_RESULTS_BYTES`].
+pub use crate::render::benchmark_run::OVER_BUDGET_SUFFIX;
+
+/// The ConfigMap key a pod writes.
+pub fn key(prefix: &str, index: u32) -> String {
+    format!("{prefix}pod-{index}.json")
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The results are in the pod's key.
+    Stored,
+    /// They were over the budget: the marker says so (the message), the key is unchanged.
+    OverBudget(String),
+}
+
+/// Writes one pod's results into its key of its results ConfigMap.
+pub struct ConfigMapSink {
+    api: Api<ConfigMap>,
+    name: String,
+    key: String,
+}
+
+impl ConfigMapSink {
+    /// A sink for ConfigMap `name` in `namespace`, key `key`.
+    pub fn new(client: kube::Client, namespace: &str, name: &str, key: String) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.to_string(),
+            key,
+        }
+    }
+
+    /// A sink using the in-cluster (or kubeconfig) client and `POD_NAMESPACE`.
+    pub async fn from_env(name: &str, key: String) -> anyhow::Result<Self> {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API to write results")?;
+        let namespace = std::env::var("POD_NAMESPACE")
+            .unwrap_or_else(|_| client.default_namespace().to_string());
+        Ok(Self::new(client, &namespace, name, key))
+    }
+
+    /// The results this pod's key already holds (an earlier attempt of the pod), if any.
+    pub async fn read(&self) -> anyhow::Result<Option<Results>> {
+        let cm = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .with_context(|| format!("reading ConfigMap {}", self.name))?;
+        let Some(text) = cm
+            .and_then(|c| c.data)
+            .and_then(|mut d| d.remove(&self.key))
+        else {
+            return Ok(None);
+        };
+        let results = serde_json::from_str(&text)
+            .with_context(|| format!("ConfigMap {} key {}", self.name, self.key))?;
+        Ok(Some(results))
+    }
+
+    /// Apply the results under this pod's key. Results over [`MAX_RESULTS_BYTES`] become
+    /// the over-budget marker instead (the key keeps the last results that fit).
+    pub async fn write(&self, results: &Results) -> anyhow::Result<Written> {
+        let text = serde_json::to_string(results)?;
+        if text.len() > MAX_RESULTS_BYTES {
+            let msg = format!(
+                "{} steps of results are {} KiB, over the {} KiB budget of one results ConfigMap",
+                results.steps.len(),
+                text.len() / 1024,
+                MAX_RESULTS_BYTES / 1024
+            );
+            self.apply(format!("{}{OVER_BUDGET_SUFFIX}", self.key), msg.clone())
+                .await?;
+            return Ok(Written::OverBudget(msg));
+        }
+        self.apply(self.key.clone(), text).await?;
+        Ok(Written::Stored)
+    }
+
+    async fn apply(&self, key: String, text: String) -> anyhow::Result<()> {
+        let patch = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": self.name},
+            "data": {(key.clone()): text},
+        });
+        // One field manager per key: applying the marker must not drop the results key.
+        let params = PatchParams::apply(&format!("inferops-loadgen-{key}")).force();
+        self.api
+            .patch(&self.name, &params, &Patch::Apply(&patch))
+            .await
+            .with_context(|| format!("writing results to ConfigMap {}", self.name))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! The results table printed by `inferops bench`: a Markdown table shaped like a published
+//! concurrency sweep, ready to paste into a README.
+
+use std::fmt::Write as _;
+
+use crate::contract::plan::LoadPoint;
+use crate::contract::results::{Results, StepResult};
+
+fn num(v: f64, decimals: usize) -> String {
+    format!("{v:.decimals$}")
+}
+
+fn adaptive(v: f64) -> String {
+    if v >= 100.0 {
+        num(v, 0)
+    } else if v >= 10.0 {
+        num(v, 1)
+    } else {
+        num(v, 2)
+    }
+}
+
+fn errors_cell(s: &StepResult) -> String {
+    if s.failed == 0 {
+        return "0".into();
+    }
+    let classes: Vec<&str> = crate::contract::outcome::ErrorClass::ALL
+        .iter()
+        .filter(|c| s.errors.get(**c) > 0)
+        .map(|c| c.name())
+        .collect();
+    format!("{} ({})", s.failed, classes.join(", "))
+}
+
+/// Renders the steps as a Markdown table (latencies in milliseconds).
+pub fn render(results: &Results) -> String {
+    let first_col = match results.steps.first().and_then(StepResult::point) {
+        Some(LoadPoint::Rate(_)) => "rate (req/s)",
+        _ => "concurrency",
+    };
+    let header = [
+        first_col,
+        "req/s",
+        "out tok/s",
+        "TTFT p50",
+        "TTFT p95",
+        "ITL p50",
+        "ITL p95",
+        "E2E p50",
+        "E2E p95",
+        "errors",
+    ];
+    let rows: Vec<Vec<String>> = results
+        .steps
+        .iter()
+        .map(|s| {
+            let point = point_cell(s);
+            let point = if s.interrupted {
+                format!("{point}*")
+            } else {
+                point
+            };
+            vec![
+                point,
+                adaptive(s.request_throughput),
+                num(s.output_throughput, 0),
+                num(s.median_ttft_ms, 1),
+                num(s.p95_ttft_ms, 1),
+                num(s.median_itl_ms, 2),
+                num(s.p95_itl_ms, 2),
+                adaptive(s.median_e2el_ms),
+                adaptive(s.p95_e2el_ms),
+                errors_cell(s),
+            ]
+        })
+        .collect();
+    let mut out = markdown(&header, &rows);
+    if results.steps.iter().any(|s| s.interrupted) {
+        out.push_str("\n* interrupted: the step was cut short\n");
+    }
+    out
+}
+
+fn point_cell(s: &StepResult) -> String {
+    match s.point() {
+        Some(LoadPoint::Concurrency(c)) => c.to_string(),
+        Some(LoadPoint::Rate(r)) => adaptive(r),
+        None => "-".into(),
+    }
+}
+
+/// What Prometheus reported per step (`inferops bench --prometheus`).
+pub fn render_server(results: &Results) -> String {
+    let header = [
+        "load",
+        "GPU util max %",
+        "GPU util mean %",
+        "GPU mem max GiB",
+        "KV cache max %",
+        "running max",
+        "waiting max",
+        "server TTFT p95",
+        "server ITL p95",
+    ];
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = results
+        .steps
+        .iter()
+        .map(|s| {
+            let m = s.server.clone().unwrap_or_default();
+            vec![
+                point_cell(s),
+                opt(m.gpu_util_max, &|v| num(v, 0)),
+                opt(m.gpu_util_mean, &|v| num(v, 0)),
+                opt(m.gpu_fb_used_max_bytes, &|v| num(v / 1024f64.powi(3), 1)),
+                opt(m.kv_cache_usage_max, &|v| num(v * 100.0, 1)),
+                opt(m.num_requests_running_max, &|v| num(v, 0)),
+                opt(m.num_requests_waiting_max, &|v| num(v, 0)),
+                opt(m.ttft_p95_ms, &|v| num(v, 1)),
+                opt(m.itl_p95_ms, &|v| num(v, 2)),
+            ]
+        })
+        .collect();
+    markdown(&header, &rows)
+}
+
+/// A Markdown table with padded columns.
+fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain(std::iter::once(header[i].len()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |cells: &[String], out: &mut String| {
+        out.push('|');
+        for (c, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, " {c:<w$} |");
+        }
+        out.push('\n');
+    };
+    line(
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        &mut out,
+    );
+    line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+        &mut out,
+    );
+    for r in rows {
+        line(r, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::plan::Plan;
+    use crate::contract::results::{Metadata, Summary};
+    use crate::contract::stats::StepStats;
+    use crate::contract::{ErrorClass, Failure};
+    use chrono::Utc;
+    use std::time::Instant;
+
+    #[test]
+    fn table_has_a_row_per_step_with_errors_named() {
+        let mut stats = StepStats::new();
+        stats.record_err(&Failure::new(ErrorClass::Timeout, "slow"), Instant::now());
+        let now = Utc::now();
+        let steps = vec![
+            StepResult::from_stats(
+                LoadPoint::Concurrency(1),
+                &StepStats::new(),
+                now,
+                now,
+                false,
+            ),
+            StepResult::from_stats(LoadPoint::Concurrency(32), &stats, now, now, true),
+        ];
+        let results = Results {
+            metadata: Metadata::new(&Plan::new("http://x", "m")),
+            summary: Summary::of(&steps, 0.01),
+            steps,
+        };
+        let t = render(&results);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 6, "{t}");
+        assert_eq!(lines[5], "* interrupted: the step was cut short");
+        assert!(lines[0].starts_with("| concurrency | req/s | out tok/s | TTFT p50"));
+        assert!(
+            lines[3].contains("| 32* ") && lines[3].contains("1 (timeout)"),
+            "{t}"
+        );
+        assert!(
+            lines[..4]
+                .iter()
+                .all(|l| l.chars().count() == lines[0].chars().count())
+        );
+    }
+}

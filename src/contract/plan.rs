@@ -1,0 +1,710 @@
+//! The load generator's input: a [`Plan`] says what to call, with which requests, at which
+//! load points. It is what the in-cluster load Job reads from its ConfigMap (JSON or YAML,
+//! camelCase field names) and what `inferops bench` builds from flags or a BenchmarkRun file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use super::slo::Slo;
+pub use crate::api::LoadPoint;
+
+/// Everything one load-generator process needs to run a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The OpenAI-compatible endpoint under test.
+    pub target: Target,
+    /// Which requests to send.
+    #[serde(default)]
+    pub workload: Workload,
+    /// How hard and for how long, at each load point.
+    #[serde(default)]
+    pub load: Load,
+    /// This process's share of a load split over several pods.
+    #[serde(default)]
+    pub parallelism: Parallelism,
+}
+
+/// The server under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Base URL, e.g. `http://qwen.default.svc:8000` (a trailing `/v1` is accepted).
+    pub url: String,
+    /// Served model name sent in every request.
+    pub model: String,
+}
+
+/// The OpenAI API flavour to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Api {
+    /// `POST /v1/completions` with a `prompt`.
+    #[default]
+    Completions,
+    /// `POST /v1/chat/completions` with one user message.
+    Chat,
+}
+
+impl Api {
+    /// The spelling in plans and results (`completions`, `chat`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Completions => "completions",
+            Api::Chat => "chat",
+        }
+    }
+
+    /// The request path below the base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Api::Completions => "/v1/completions",
+            Api::Chat => "/v1/chat/completions",
+        }
+    }
+}
+
+/// Where prompts come from. Written as `random` or `{sharegpt: {path: ..., outputFromDataset: false}}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(try_from = "DatasetRepr", into = "DatasetRepr")]
+pub enum Dataset {
+    /// Synthetic prompts of random common English words (one word ≈ one token).
+    #[default]
+    Random,
+    /// A ShareGPT-format JSON file (`[{"conversations": [{"from": "human", "value": ...}, ...]}]`).
+    Sharegpt {
+        /// Path of the JSON file.
+        path: PathBuf,
+        /// Use the length (in words) of the dataset's reply as each request's output length
+        /// instead of `outputTokens`.
+        output_from_dataset: bool,
+    },
+}
+
+/// Serialized form of [`Dataset`] (YAML-friendly: no enum tags).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum DatasetRepr {
+    Name(String),
+    Sharegpt { sharegpt: SharegptRepr },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SharegptRepr {
+    path: PathBuf,
+    #[serde(default)]
+    output_from_dataset: bool,
+}
+
+impl TryFrom<DatasetRepr> for Dataset {
+    type Error = String;
+    fn try_from(r: DatasetRepr) -> Result<Dataset, String> {
+        match r {
+            DatasetRepr::Name(n) if n == "random" => Ok(Dataset::Random),
+            DatasetRepr::Name(n) => Err(format!(
+                "unknown dataset {n:?}: use random or {{sharegpt: {{path: FILE}}}}"
+            )),
+            DatasetRepr::Sharegpt { sharegpt } => Ok(Dataset::Sharegpt {
+                path: sharegpt.path,
+                output_from_dataset: sharegpt.output_from_dataset,
+            }),
+        }
+    }
+}
+
+impl From<Dataset> for DatasetRepr {
+    fn from(d: Dataset) -> DatasetRepr {
+        match d {
+            Dataset::Random => DatasetRepr::Name("random".into()),
+            Dataset::Sharegpt {
+                path,
+                output_from_dataset,
+            } => DatasetRepr::Sharegpt {
+                sharegpt: SharegptRepr {
+                    path,
+                    output_from_dataset,
+                },
+            },
+        }
+    }
+}
+
+/// A token count: a fixed number or a uniform range (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenCount {
+    /// Exactly this many.
+    Fixed(u32),
+    /// Uniformly drawn from `min..=max` for each prompt.
+    Range {
+        /// Smallest count.
+        min: u32,
+        /// Largest count.
+        max: u32,
+    },
+}
+
+impl TokenCount {
+    /// Smallest possible value.
+    pub fn min(self) -> u32 {
+        match self {
+            TokenCount::Fixed(n) => n,
+            TokenCount::Range { min, .. } => min,
+        }
+    }
+    /// Largest possible value.
+    pub fn max(self) -> u32 {
+        match self {
+            TokenCount::Fixed(n) => n,
+            TokenCount::Range { max, .. } => max,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenCount::Fixed(n) => write!(f, "{n}"),
+            TokenCount::Range { min, max } => write!(f, "{min}-{max}"),
+        }
+    }
+}
+
+/// The requests to send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    /// API flavour.
+    #[serde(default)]
+    pub api: Api,
+    /// Prompt source.
+    #[serde(default)]
+    pub dataset: Dataset,
+    /// Prompt length of synthetic prompts (in words ≈ tokens).
+    #[serde(default = "default_input")]
+    pub input_tokens: TokenCount,
+    /// `max_tokens` of every request.
+    #[serde(default = "default_output")]
+    pub output_tokens: TokenCount,
+    /// Send `ignore_eos: true` so every request produces exactly `max_tokens` (vLLM extension).
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    /// Seed of the prompt set and of Poisson arrivals: the same seed gives the same requests.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Stream the response (SSE). Without streaming only end-to-end latency is meaningful.
+    #[serde(default = "yes")]
+    pub stream: bool,
+    /// How many distinct prompts to prepare (they are reused round-robin). Default: the
+    /// number of requests in the largest step, at most 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_prompts: Option<u32>,
+}
+
+fn default_input() -> TokenCount {
+    TokenCount::Fixed(256)
+}
+fn default_output() -> TokenCount {
+    TokenCount::Fixed(128)
+}
+fn yes() -> bool {
+    true
+}
+fn default_seed() -> u64 {
+    42
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            api: Api::default(),
+            dataset: Dataset::default(),
+            input_tokens: default_input(),
+            output_tokens: default_output(),
+            ignore_eos: true,
+            seed: default_seed(),
+            stream: true,
+            num_prompts: None,
+        }
+    }
+}
+
+/// Closed loop (fixed number in flight) or open loop (fixed arrival rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// N requests always in flight; each finished request immediately starts the next.
+    #[default]
+    Concurrency,
+    /// Requests arrive at a fixed rate whatever the server does.
+    Rate,
+}
+
+impl Mode {
+    /// The spelling in plans and results (`concurrency`, `rate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Concurrency => "concurrency",
+            Mode::Rate => "rate",
+        }
+    }
+}
+
+/// Inter-arrival distribution in open-loop mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Arrival {
+    /// Exponential gaps (a Poisson process), like `vllm bench serve --burstiness 1`.
+    #[default]
+    Poisson,
+    /// Evenly spaced arrivals.
+    Constant,
+}
+
+/// How much load, for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Load {
+    /// Closed or open loop.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Load points in `concurrency` mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concurrency: Vec<u32>,
+    /// Load points in `rate` mode (requests per second).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate: Vec<f64>,
+    /// Arrival process in `rate` mode.
+    #[serde(default)]
+    pub arrival: Arrival,
+    /// Measured requests per step. When both this and `durationPerStep` are set, a step ends
+    /// at whichever comes first. Default when neither is set: 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_step: Option<u64>,
+    /// Measured time per step (e.g. `60s`).
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration_per_step: Option<Duration>,
+    /// Unmeasured load before each step (e.g. `10s`).
+    #[serde(default, with = "duration")]
+    pub warmup: Duration,
+    /// Per-request deadline, counted from the (scheduled) send time.
+    #[serde(default = "default_timeout", with = "duration")]
+    pub request_timeout: Duration,
+    /// Upper bound of requests in flight in `rate` mode (late requests still count their
+    /// latency from the scheduled time).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// A step whose error rate exceeds this fails the run (exit status, summary).
+    #[serde(default = "default_max_error_rate")]
+    pub max_error_rate: f64,
+    /// Raise the rate until an SLO breaks (`rate` mode; replaces `rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<Saturation>,
+    /// Time allowed for in-flight requests to finish between steps aligned to
+    /// `parallelism.startAt` (split runs with `durationPerStep`).
+    #[serde(default = "default_step_slack", with = "duration")]
+    pub step_slack: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_in_flight() -> u32 {
+    10_000
+}
+fn default_max_error_rate() -> f64 {
+    0.01
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load {
+            mode: Mode::Concurrency,
+            concurrency: vec![1, 2, 4, 8, 16, 32],
+            rate: Vec::new(),
+            arrival: Arrival::Poisson,
+            requests_per_step: None,
+            duration_per_step: None,
+            warmup: Duration::ZERO,
+            request_timeout: default_timeout(),
+            max_in_flight: default_max_in_flight(),
+            max_error_rate: default_max_error_rate(),
+            saturation: None,
+            step_slack: default_step_slack(),
+        }
+    }
+}
+
+/// Saturation search: geometric rate steps until one of the SLOs breaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Saturation {
+    /// The objectives that define "saturated" (p95 latencies, error rate).
+    #[serde(default)]
+    pub slo: Slo,
+    /// First rate tried (requests per second).
+    #[serde(default = "default_start_rate")]
+    pub start_rate: f64,
+    /// Highest rate tried.
+    #[serde(default = "default_max_rate")]
+    pub max_rate: f64,
+    /// Each step multiplies the rate by this.
+    #[serde(default = "default_step_factor")]
+    pub step_factor: f64,
+}
+
+fn default_start_rate() -> f64 {
+    1.0
+}
+fn default_max_rate() -> f64 {
+    100.0
+}
+fn default_step_factor() -> f64 {
+    2.0
+}
+
+/// This process's share of a split load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Parallelism {
+    /// 0-based index of this pod.
+    #[serde(default)]
+    pub index: u32,
+    /// Number of pods sharing the load.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Wall-clock barrier: wait until this instant before the first step, so every pod's
+    /// step windows line up. With `load.durationPerStep`, step `i` also starts no earlier than
+    /// `startAt + i × (warmup + durationPerStep + load.stepSlack)`, keeping later steps aligned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+}
+
+fn default_step_slack() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Parallelism {
+            index: 0,
+            count: 1,
+            start_at: None,
+        }
+    }
+}
+
+/// Splits `total` over `count` parts; part `index` gets its share (remainder to low indices).
+pub fn share_u64(total: u64, index: u32, count: u32) -> u64 {
+    let (index, count) = (u64::from(index), u64::from(count.max(1)));
+    total / count + u64::from(index < total % count)
+}
+
+impl LoadPoint {
+    /// This pod's part of the load point.
+    pub fn share(self, p: &Parallelism) -> LoadPoint {
+        match self {
+            LoadPoint::Concurrency(c) => {
+                LoadPoint::Concurrency(share_u64(u64::from(c), p.index, p.count) as u32)
+            }
+            LoadPoint::Rate(r) => LoadPoint::Rate(r / f64::from(p.count.max(1))),
+        }
+    }
+}
+
+impl Plan {
+    /// A plan against `url`/`model` with every other field at its default.
+    pub fn new(url: impl Into<String>, model: impl Into<String>) -> Plan {
+        Plan {
+            target: Target {
+                url: url.into(),
+                model: model.into(),
+            },
+            workload: Workload::default(),
+            load: Load::default(),
+            parallelism: Parallelism::default(),
+        }
+    }
+
+    /// Reads a plan from JSON or YAML text (YAML is a superset of JSON).
+    pub fn from_text(text: &str) -> anyhow::Result<Plan> {
+        let plan: Plan = serde_yaml::from_str(text).context("parsing the plan")?;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Checks the plan for values that cannot run.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(!self.target.url.trim().is_empty(), "target.url is empty");
+        ensure!(
+            !self.target.model.trim().is_empty(),
+            "target.model is empty"
+        );
+        let w = &self.workload;
+        ensure!(
+            w.input_tokens.min() >= 1 && w.input_tokens.min() <= w.input_tokens.max(),
+            "workload.inputTokens must be >= 1 and min <= max"
+        );
+        ensure!(
+            w.output_tokens.min() >= 1 && w.output_tokens.min() <= w.output_tokens.max(),
+            "workload.outputTokens must be >= 1 and min <= max"
+        );
+        let l = &self.load;
+        ensure!(
+            !l.request_timeout.is_zero(),
+            "load.requestTimeout must be > 0"
+        );
+        ensure!(
+            l.requests_per_step != Some(0),
+            "load.requestsPerStep must be > 0"
+        );
+        ensure!(
+            l.duration_per_step != Some(Duration::ZERO),
+            "load.durationPerStep must be > 0"
+        );
+        ensure!(l.max_in_flight >= 1, "load.maxInFlight must be >= 1");
+        ensure!(
+            (0.0..=1.0).contains(&l.max_error_rate),
+            "load.maxErrorRate must be within 0..1"
+        );
+        match (l.mode, &l.saturation) {
+            (Mode::Rate, Some(s)) => {
+                ensure!(
+                    s.start_rate > 0.0 && s.max_rate >= s.start_rate,
+                    "saturation needs 0 < startRate <= maxRate"
+                );
+                ensure!(s.step_factor > 1.0, "saturation.stepFactor must be > 1");
+            }
+            (Mode::Concurrency, Some(_)) => bail!("load.saturation needs load.mode: rate"),
+            (Mode::Concurrency, None) => {
+                ensure!(!l.concurrency.is_empty(), "load.concurrency is empty");
+                ensure!(
+                    l.concurrency.iter().all(|&c| c >= 1),
+                    "load.concurrency values must be >= 1"
+                );
+            }
+            (Mode::Rate, None) => {
+                ensure!(!l.rate.is_empty(), "load.rate is empty");
+                ensure!(
+                    l.rate.iter().all(|r| r.is_finite() && *r > 0.0),
+                    "load.rate values must be > 0"
+                );
+            }
+        }
+        let p = &self.parallelism;
+        ensure!(
+            p.count >= 1 && p.index < p.count,
+            "parallelism.index must be < parallelism.count"
+        );
+        Ok(())
+    }
+
+    /// The fixed sweep's load points (whole-run values, before splitting). Empty for a
+    /// saturation search, whose points depend on the results.
+    pub fn points(&self) -> Vec<LoadPoint> {
+        match (self.load.mode, &self.load.saturation) {
+            (Mode::Rate, Some(_)) => Vec::new(),
+            (Mode::Concurrency, _) => self
+                .load
+                .concurrency
+                .iter()
+                .map(|&c| LoadPoint::Concurrency(c))
+                .collect(),
+            (Mode::Rate, None) => self.load.rate.iter().map(|&r| LoadPoint::Rate(r)).collect(),
+        }
+    }
+
+    /// When step `index` may start: aligned slots after `parallelism.startAt` when steps are
+    /// time-bounded, else `None` (start right away).
+    pub fn step_slot(&self, index: usize) -> Option<DateTime<Utc>> {
+        let start = self.parallelism.start_at?;
+        let duration = self.load.duration_per_step?;
+        let slot = self.load.warmup + duration + self.load.step_slack;
+        let offset = chrono::Duration::from_std(slot * index as u32).ok()?;
+        Some(start + offset)
+    }
+
+    /// Measured requests per step for the whole run, `None` when the step is time-bounded
+    /// only. Applies the default of 200 when neither bound is set.
+    pub fn requests_per_step(&self) -> Option<u64> {
+        match (self.load.requests_per_step, self.load.duration_per_step) {
+            (None, None) => Some(200),
+            (r, _) => r,
+        }
+    }
+}
+
+/// Serde helpers for durations written as humantime strings ("60s", "500ms") or seconds.
+pub mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Secs(f64),
+    }
+
+    /// Parses "1m30s", "250ms", "60" (seconds) and the like.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        if let Ok(secs) = t.parse::<f64>() {
+            return Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"));
+        }
+        humantime::parse_duration(t).map_err(|e| format!("{text:?}: {e}"))
+    }
+
+    /// Writes a duration as a humantime string.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads a humantime string or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+            Repr::Secs(s) => Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// [`duration`] for `Option<Duration>`.
+pub mod opt_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes `Some` as a humantime string, `None` as null.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads null, a humantime string or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::duration")] Duration);
+        Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_serde_spelling() {
+        for api in [Api::Completions, Api::Chat] {
+            assert_eq!(serde_json::to_value(api).unwrap(), api.as_str());
+        }
+        for mode in [Mode::Concurrency, Mode::Rate] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+    }
+
+    #[test]
+    fn minimal_yaml_gets_defaults() {
+        let p = Plan::from_text("target: {url: 'http://x:8000', model: m}\n").unwrap();
+        assert_eq!(p.workload.input_tokens, TokenCount::Fixed(256));
+        assert_eq!(p.load.request_timeout, Duration::from_secs(60));
+        assert_eq!(p.points().len(), 6);
+        assert_eq!(p.requests_per_step(), Some(200));
+    }
+
+    #[test]
+    fn full_yaml_round_trips_through_json() {
+        let text = r#"
+target: {url: "http://x", model: m}
+workload: {api: chat, dataset: {sharegpt: {path: /d.json, outputFromDataset: true}},
+           inputTokens: {min: 10, max: 20}, outputTokens: 64, seed: 7, stream: false}
+load: {mode: rate, arrival: constant, durationPerStep: 1m30s, warmup: 500ms,
+       requestTimeout: 5, saturation: {slo: {ttftP95: 500ms, itlP95: 50ms}, maxRate: 64}}
+parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
+"#;
+        let p = Plan::from_text(text).unwrap();
+        assert_eq!(p.workload.api, Api::Chat);
+        assert_eq!(
+            p.workload.input_tokens,
+            TokenCount::Range { min: 10, max: 20 }
+        );
+        assert_eq!(p.load.duration_per_step, Some(Duration::from_secs(90)));
+        assert_eq!(p.load.warmup, Duration::from_millis(500));
+        assert_eq!(p.load.request_timeout, Duration::from_secs(5));
+        let s = p.load.saturation.as_ref().unwrap();
+        assert_eq!(s.slo.itl_p95, Some(Duration::from_millis(50)));
+        assert_eq!(s.max_rate, 64.0);
+        assert!(p.points().is_empty());
+        assert_eq!(p.requests_per_step(), None);
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains("\"durationPerStep\":\"1m 30s\""), "{json}");
+        assert_eq!(Plan::from_text(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn invalid_plans_are_rejected() {
+        for bad in [
+            "target: {url: '', model: m}",
+            "target: {url: x, model: m}\nload: {concurrency: []}",
+            "target: {url: x, model: m}\nload: {mode: rate}",
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [0]}",
+            "target: {url: x, model: m}\nparallelism: {index: 2, count: 2}",
+            "target: {url: x, model: m}\nload: {saturation: {}}",
+            "target: {url: x, model: m}\nworkload: {outputTokens: 0}",
+            "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
+        ] {
+            assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");
+        }
+    }
+
+    #[test]
+    fn aligned_step_slots() {
+        let mut p = Plan::new("http://x", "m");
+        assert_eq!(p.step_slot(1), None);
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        p.parallelism.start_at = Some(t0);
+        assert_eq!(
+            p.step_slot(1),
+            None,
+            "request-bounded steps are not aligned"
+        );
+        p.load.duration_per_step = Some(Duration::from_secs(60));
+        p.load.warmup = Duration::from_secs(10);
+        assert_eq!(p.step_slot(0), Some(t0));
+        assert_eq!(p.step_slot(2), Some(t0 + chrono::Duration::seconds(150)));
+    }
+
+    #[test]
+    fn shares_add_up() {
+        for total in [0u64, 1, 7, 64] {
+            for count in 1..5 {
+                let sum: u64 = (0..count).map(|i| share_u64(total, i, count)).sum();
+                assert_eq!(sum, total);
+            }
+        }
+        let p = Parallelism {
+            index: 0,
+            count: 4,
+            ..Parallelism::default()
+        };
+        assert_eq!(LoadPoint::Rate(10.0).share(&p), LoadPoint::Rate(2.5));
+        assert_eq!(
+            LoadPoint::Concurrency(6).share(&p),
+            LoadPoint::Concurrency(2)
+        );
+    }
+}

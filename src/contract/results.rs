@@ -1,0 +1,649 @@
+//! The results JSON: `{"metadata": {...}, "steps": [...], "summary": {...}}`. Step fields use
+//! vLLM bench's flat names (`request_throughput`, `p99_ttft_ms`, ...) so results can be diffed
+//! against `vllm bench serve --save-result`. Per-pod results merge via their histograms.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, ensure};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::outcome::ErrorClass;
+use super::plan::{Api, LoadPoint, Mode, Plan};
+use super::stats::{
+    EncodedHistograms, ErrorCounts, Histograms, Percentiles, StepStats, push_distinct,
+};
+
+/// The whole results document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// What was run, where, when.
+    pub metadata: Metadata,
+    /// One entry per load point, in run order.
+    pub steps: Vec<StepResult>,
+    /// Totals and conclusions over all steps.
+    pub summary: Summary,
+}
+
+/// Run state written into `metadata.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Steps are still running (the file is rewritten after each step).
+    Running,
+    /// Every step ran.
+    Completed,
+    /// Stopped early (Ctrl-C / SIGTERM); the finished steps are kept.
+    Interrupted,
+}
+
+/// `metadata` of the results document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Always `inferops`.
+    pub tool: String,
+    /// inferops version.
+    pub version: String,
+    /// Run state.
+    pub status: RunStatus,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When the run ended (absent while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Target base URL.
+    pub url: String,
+    /// Served model name.
+    pub model: String,
+    /// `completions` or `chat`.
+    pub api: Api,
+    /// Load mode: `concurrency` or `rate`.
+    pub mode: Mode,
+    /// Host that ran the load (the pod name in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The plan as run.
+    pub plan: Plan,
+}
+
+impl Metadata {
+    /// Metadata of a run of `plan` starting now.
+    pub fn new(plan: &Plan) -> Metadata {
+        Metadata {
+            tool: "inferops".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            status: RunStatus::Running,
+            started_at: Utc::now(),
+            finished_at: None,
+            url: plan.target.url.clone(),
+            model: plan.target.model.clone(),
+            api: plan.workload.api,
+            mode: plan.load.mode,
+            hostname: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
+            plan: plan.clone(),
+        }
+    }
+}
+
+/// One load point's measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// Closed-loop concurrency (absent in rate mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Open-loop offered rate, requests/s (absent in concurrency mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<f64>,
+    /// Successful requests.
+    pub completed: u64,
+    /// Failed requests.
+    pub failed: u64,
+    /// Failed requests by class.
+    pub errors: ErrorCounts,
+    /// First few distinct messages per error class (`{"http4xx": ["model ... does not exist"]}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_messages: BTreeMap<ErrorClass, Vec<String>>,
+    /// Measured seconds: `window_end - window_start`.
+    pub duration: f64,
+    /// Completed requests per second.
+    pub request_throughput: f64,
+    /// Output tokens per second.
+    pub output_throughput: f64,
+    /// Input plus output tokens per second.
+    pub total_token_throughput: f64,
+    /// Prompt tokens of completed requests.
+    pub total_input_tokens: u64,
+    /// Output tokens of completed requests.
+    pub total_output_tokens: u64,
+    /// Mean TTFT, ms.
+    pub mean_ttft_ms: f64,
+    /// Median TTFT, ms.
+    pub median_ttft_ms: f64,
+    /// p90 TTFT, ms.
+    pub p90_ttft_ms: f64,
+    /// p95 TTFT, ms.
+    pub p95_ttft_ms: f64,
+    /// p99 TTFT, ms.
+    pub p99_ttft_ms: f64,
+    /// Mean TPOT, ms.
+    pub mean_tpot_ms: f64,
+    /// Median TPOT, ms.
+    pub median_tpot_ms: f64,
+    /// p90 TPOT, ms.
+    pub p90_tpot_ms: f64,
+    /// p95 TPOT, ms.
+    pub p95_tpot_ms: f64,
+    /// p99 TPOT, ms.
+    pub p99_tpot_ms: f64,
+    /// Mean ITL, ms.
+    pub mean_itl_ms: f64,
+    /// Median ITL, ms.
+    pub median_itl_ms: f64,
+    /// p90 ITL, ms.
+    pub p90_itl_ms: f64,
+    /// p95 ITL, ms.
+    pub p95_itl_ms: f64,
+    /// p99 ITL, ms.
+    pub p99_itl_ms: f64,
+    /// Mean end-to-end latency, ms.
+    pub mean_e2el_ms: f64,
+    /// Median end-to-end latency, ms.
+    pub median_e2el_ms: f64,
+    /// p90 end-to-end latency, ms.
+    pub p90_e2el_ms: f64,
+    /// p95 end-to-end latency, ms.
+    pub p95_e2el_ms: f64,
+    /// p99 end-to-end latency, ms.
+    pub p99_e2el_ms: f64,
+    /// Start of the measured window (after warmup).
+    pub window_start: DateTime<Utc>,
+    /// End of the measured window (last measured request finished).
+    pub window_end: DateTime<Utc>,
+    /// The step was cut short (Ctrl-C).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// Serialized histograms, for merging per-pod results.
+    pub histograms: EncodedHistograms,
+    /// CPU the load generator used during the step, as a fraction of the cores it may use
+    /// (its cgroup quota or the machine's). Near 1 the client, not the server, is the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_util: Option<f64>,
+    /// Open loop: fraction of requests sent more than 10 ms after their scheduled time. Above
+    /// a few percent the client could not keep the offered rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_send_fraction: Option<f64>,
+    /// What Prometheus reported for this window (`inferops bench --prometheus URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::contract::WindowMetrics>,
+}
+
+impl StepResult {
+    /// Summarizes recorded stats of a step at `point` measured over the given window.
+    pub fn from_stats(
+        point: LoadPoint,
+        stats: &StepStats,
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
+        interrupted: bool,
+    ) -> StepResult {
+        let mut error_messages = BTreeMap::new();
+        for c in ErrorClass::ALL {
+            if !stats.messages[c.index()].is_empty() {
+                error_messages.insert(c, stats.messages[c.index()].clone());
+            }
+        }
+        let mut s = StepResult {
+            max_concurrency: None,
+            request_rate: None,
+            completed: stats.completed,
+            failed: stats.failed(),
+            errors: stats.errors,
+            error_messages,
+            duration: 0.0,
+            request_throughput: 0.0,
+            output_throughput: 0.0,
+            total_token_throughput: 0.0,
+            total_input_tokens: stats.input_tokens,
+            total_output_tokens: stats.output_tokens,
+            mean_ttft_ms: 0.0,
+            median_ttft_ms: 0.0,
+            p90_ttft_ms: 0.0,
+            p95_ttft_ms: 0.0,
+            p99_ttft_ms: 0.0,
+            mean_tpot_ms: 0.0,
+            median_tpot_ms: 0.0,
+            p90_tpot_ms: 0.0,
+            p95_tpot_ms: 0.0,
+            p99_tpot_ms: 0.0,
+            mean_itl_ms: 0.0,
+            median_itl_ms: 0.0,
+            p90_itl_ms: 0.0,
+            p95_itl_ms: 0.0,
+            p99_itl_ms: 0.0,
+            mean_e2el_ms: 0.0,
+            median_e2el_ms: 0.0,
+            p90_e2el_ms: 0.0,
+            p95_e2el_ms: 0.0,
+            p99_e2el_ms: 0.0,
+            window_start,
+            window_end: window_end.max(window_start),
+            interrupted,
+            histograms: stats.hist.encode(),
+            client_cpu_util: None,
+            late_send_fraction: (stats.sends > 0).then(|| {
+                ((stats.late_sends as f64 / stats.sends as f64) * 1000.0).round() / 1000.0
+            }),
+            server: None,
+        };
+        s.set_point(point);
+        s.fill_derived(&stats.hist);
+        s
+    }
+
+    /// The load point of this step.
+    pub fn point(&self) -> Option<LoadPoint> {
+        match (self.max_concurrency, self.request_rate) {
+            (Some(c), _) => Some(LoadPoint::Concurrency(c)),
+            (None, Some(r)) => Some(LoadPoint::Rate(r)),
+            (None, None) => None,
+        }
+    }
+
+    fn set_point(&mut self, point: LoadPoint) {
+        match point {
+            LoadPoint::Concurrency(c) => self.max_concurrency = Some(c),
+            LoadPoint::Rate(r) => self.request_rate = Some(r),
+        }
+    }
+
+    /// Recomputes duration, throughputs and percentiles from counters, window and histograms.
+    fn fill_derived(&mut self, h: &Histograms) {
+        let secs = (self.window_end - self.window_start)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.duration = secs;
+        let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        self.request_throughput = per_sec(self.completed);
+        self.output_throughput = per_sec(self.total_output_tokens);
+        self.total_token_throughput = per_sec(self.total_input_tokens + self.total_output_tokens);
+        let t = Percentiles::of(&h.ttft);
+        (
+            self.mean_ttft_ms,
+            self.median_ttft_ms,
+            self.p90_ttft_ms,
+            self.p95_ttft_ms,
+            self.p99_ttft_ms,
+        ) = (t.mean, t.median, t.p90, t.p95, t.p99);
+        let t = Percentiles::of(&h.tpot);
+        (
+            self.mean_tpot_ms,
+            self.median_tpot_ms,
+            self.p90_tpot_ms,
+            self.p95_tpot_ms,
+            self.p99_tpot_ms,
+        ) = (t.mean, t.median, t.p90, t.p95, t.p99);
+        let t = Percentiles::of(&h.itl);
+        (
+            self.mean_itl_ms,
+            self.median_itl_ms,
+            self.p90_itl_ms,
+            self.p95_itl_ms,
+            self.p99_itl_ms,
+        ) = (t.mean, t.median, t.p90, t.p95, t.p99);
+        let t = Percentiles::of(&h.e2el);
+        (
+            self.mean_e2el_ms,
+            self.median_e2el_ms,
+            self.p90_e2el_ms,
+            self.p95_e2el_ms,
+            self.p99_e2el_ms,
+        ) = (t.mean, t.median, t.p90, t.p95, t.p99);
+    }
+
+    /// Failed / (completed + failed); 0 when nothing ran.
+    pub fn error_rate(&self) -> f64 {
+        let n = self.completed + self.failed;
+        if n == 0 {
+            0.0
+        } else {
+            self.failed as f64 / n as f64
+        }
+    }
+
+    /// Describes the errors: `http4xx ×40 ("model 'x' does not exist")`.
+    pub fn describe_errors(&self) -> String {
+        let mut parts = Vec::new();
+        for c in ErrorClass::ALL {
+            let n = self.errors.get(c);
+            if n == 0 {
+                continue;
+            }
+            let msgs = self
+                .error_messages
+                .get(&c)
+                .map(|m| {
+                    m.iter()
+                        .map(|m| format!("{m:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            if msgs.is_empty() {
+                parts.push(format!("{c} ×{n}"));
+            } else {
+                parts.push(format!("{c} ×{n} ({msgs})"));
+            }
+        }
+        parts.join("; ")
+    }
+
+    /// A one-line human summary.
+    pub fn one_line(&self) -> String {
+        let point = self.point().map(|p| p.to_string()).unwrap_or_default();
+        let mut line = format!(
+            "{point}: {} ok, {} failed, {:.2} req/s, {:.0} out tok/s, TTFT p50 {:.1} ms p95 {:.1} ms, ITL p50 {:.2} ms p95 {:.2} ms, E2E p50 {:.0} ms",
+            self.completed,
+            self.failed,
+            self.request_throughput,
+            self.output_throughput,
+            self.median_ttft_ms,
+            self.p95_ttft_ms,
+            self.median_itl_ms,
+            self.p95_itl_ms,
+            self.median_e2el_ms
+        );
+        if self.failed > 0 {
+            line.push_str(&format!(" [errors: {}]", self.describe_errors()));
+        }
+        if self.interrupted {
+            line.push_str(" [interrupted]");
+        }
+        line
+    }
+}
+
+/// Merges the same step measured by several pods: counters add, histograms merge, the window
+/// spans all parts, load points add up. Percentiles are recomputed from merged histograms.
+pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
+    let Some(first) = parts.first() else {
+        bail!("no step results to merge");
+    };
+    let mut hist = first.histograms.decode()?;
+    let mut out = first.clone();
+    for p in &parts[1..] {
+        ensure!(
+            p.max_concurrency.is_some() == first.max_concurrency.is_some(),
+            "cannot merge a concurrency step with a rate step"
+        );
+        hist.merge(&p.histograms.decode()?);
+        out.max_concurrency = out
+            .max_concurrency
+            .zip(p.max_concurrency)
+            .map(|(a, b)| a + b);
+        out.request_rate = out.request_rate.zip(p.request_rate).map(|(a, b)| a + b);
+        out.completed += p.completed;
+        out.failed += p.failed;
+        out.errors.merge(&p.errors);
+        for (c, msgs) in &p.error_messages {
+            let mine = out.error_messages.entry(*c).or_default();
+            for m in msgs {
+                push_distinct(mine, m);
+            }
+        }
+        out.total_input_tokens += p.total_input_tokens;
+        out.total_output_tokens += p.total_output_tokens;
+        out.window_start = out.window_start.min(p.window_start);
+        out.window_end = out.window_end.max(p.window_end);
+        out.interrupted |= p.interrupted;
+        // The busiest pod speaks for the split load.
+        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        out.client_cpu_util = max(out.client_cpu_util, p.client_cpu_util);
+        out.late_send_fraction = max(out.late_send_fraction, p.late_send_fraction);
+    }
+    out.histograms = hist.encode();
+    out.fill_derived(&hist);
+    Ok(out)
+}
+
+/// Merges per-pod results of one split run, step by step (steps are matched by position;
+/// a step missing from some pod is merged from the pods that have it).
+pub fn merge_results(parts: &[Results]) -> anyhow::Result<Results> {
+    let Some(first) = parts.first() else {
+        bail!("no results to merge");
+    };
+    let n = parts.iter().map(|r| r.steps.len()).max().unwrap_or(0);
+    let mut steps = Vec::with_capacity(n);
+    for i in 0..n {
+        let same: Vec<StepResult> = parts
+            .iter()
+            .filter_map(|r| r.steps.get(i).cloned())
+            .collect();
+        steps.push(merge_steps(&same)?);
+    }
+    let mut metadata = first.metadata.clone();
+    metadata.started_at = parts
+        .iter()
+        .map(|r| r.metadata.started_at)
+        .min()
+        .unwrap_or(metadata.started_at);
+    metadata.finished_at = parts.iter().map(|r| r.metadata.finished_at).max().flatten();
+    metadata.status = if parts
+        .iter()
+        .any(|r| r.metadata.status == RunStatus::Running)
+    {
+        RunStatus::Running
+    } else if parts
+        .iter()
+        .any(|r| r.metadata.status == RunStatus::Interrupted)
+    {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Completed
+    };
+    metadata.hostname = None;
+    metadata.plan.parallelism.index = 0;
+    let mut summary = Summary::of(&steps, metadata.plan.load.max_error_rate);
+    summary.saturation = first.summary.saturation.clone();
+    summary.stopped_early = parts.iter().find_map(|r| r.summary.stopped_early.clone());
+    Ok(Results {
+        metadata,
+        steps,
+        summary,
+    })
+}
+
+/// Outcome of a saturation search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaturationResult {
+    /// Highest rate (req/s) at which every SLO held (absent if even the first rate broke).
+    pub highest_ok_rate: Option<f64>,
+    /// First rate at which an SLO broke (absent if none broke up to `maxRate`).
+    pub first_broken_rate: Option<f64>,
+    /// Which SLOs broke at `first_broken_rate`, e.g. `ttft p95 812.0 ms > 500 ms`.
+    pub broken_by: Vec<String>,
+}
+
+/// `summary` of the results document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Completed requests over all steps.
+    pub completed: u64,
+    /// Failed requests over all steps.
+    pub failed: u64,
+    /// Failed requests by class over all steps.
+    pub errors: ErrorCounts,
+    /// Highest step output throughput, tokens/s.
+    pub peak_output_throughput: f64,
+    /// Highest step request throughput, req/s.
+    pub peak_request_throughput: f64,
+    /// Steps whose error rate exceeded `maxErrorRate`, described with classes and messages.
+    pub steps_over_error_budget: Vec<String>,
+    /// Saturation search outcome (rate mode with `saturation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<SaturationResult>,
+    /// Why the sweep ended before its last step (e.g. every request of a step failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+}
+
+impl Summary {
+    /// Totals over `steps`, flagging steps with an error rate above `max_error_rate`.
+    pub fn of(steps: &[StepResult], max_error_rate: f64) -> Summary {
+        let mut errors = ErrorCounts::default();
+        for s in steps {
+            errors.merge(&s.errors);
+        }
+        Summary {
+            completed: steps.iter().map(|s| s.completed).sum(),
+            failed: steps.iter().map(|s| s.failed).sum(),
+            errors,
+            peak_output_throughput: steps
+                .iter()
+                .map(|s| s.output_throughput)
+                .fold(0.0, f64::max),
+            peak_request_throughput: steps
+                .iter()
+                .map(|s| s.request_throughput)
+                .fold(0.0, f64::max),
+            steps_over_error_budget: steps
+                .iter()
+                .filter(|s| s.error_rate() > max_error_rate || (s.completed == 0 && s.failed > 0))
+                .map(|s| {
+                    format!(
+                        "{}: error rate {:.1}% > {:.1}%: {}",
+                        s.point().map(|p| p.to_string()).unwrap_or_default(),
+                        s.error_rate() * 100.0,
+                        max_error_rate * 100.0,
+                        s.describe_errors()
+                    )
+                })
+                .collect(),
+            saturation: None,
+            stopped_early: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::outcome::{Failure, Metrics};
+    use std::time::{Duration, Instant};
+
+    fn step(point: LoadPoint, ttft_ms: &[u64], fails: u64, secs: i64) -> StepResult {
+        let mut s = StepStats::new();
+        let t = Instant::now();
+        for &v in ttft_ms {
+            let m = Metrics {
+                ttft_us: v * 1000,
+                e2el_us: v * 1000 + 127_000,
+                prompt_tokens: 256,
+                output_tokens: 128,
+                streamed: true,
+            };
+            s.record_ok(&m, &[1000; 127], t);
+        }
+        for _ in 0..fails {
+            s.record_err(
+                &Failure::new(ErrorClass::Http5xx, "overloaded"),
+                t + Duration::from_secs(1),
+            );
+        }
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        StepResult::from_stats(
+            point,
+            &s,
+            start,
+            start + chrono::Duration::seconds(secs),
+            false,
+        )
+    }
+
+    #[test]
+    fn step_summary_uses_vllm_names_and_rates() {
+        let s = step(LoadPoint::Concurrency(4), &[10, 20, 30, 40], 1, 2);
+        assert_eq!(s.request_throughput, 2.0);
+        assert_eq!(s.output_throughput, 256.0);
+        assert_eq!(s.total_token_throughput, 768.0);
+        assert!((s.error_rate() - 0.2).abs() < 1e-9);
+        let v = serde_json::to_value(&s).unwrap();
+        for key in [
+            "max_concurrency",
+            "completed",
+            "failed",
+            "errors",
+            "duration",
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+            "total_input_tokens",
+            "total_output_tokens",
+            "mean_ttft_ms",
+            "median_ttft_ms",
+            "p90_ttft_ms",
+            "p95_ttft_ms",
+            "p99_ttft_ms",
+            "median_tpot_ms",
+            "p99_itl_ms",
+            "p95_e2el_ms",
+            "window_start",
+            "window_end",
+            "histograms",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert!(v.get("request_rate").is_none());
+        assert_eq!(v["errors"]["http5xx"], 1);
+        assert_eq!(v["error_messages"]["http5xx"][0], "overloaded");
+        assert_eq!(v["window_start"], "2026-01-01T00:00:00Z");
+        let back: StepResult = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+        assert!(
+            s.one_line().contains("http5xx ×1 (\"overloaded\")"),
+            "{}",
+            s.one_line()
+        );
+    }
+
+    #[test]
+    fn merging_pods_sums_counters_and_recomputes_percentiles() {
+        let a = step(LoadPoint::Rate(5.0), &[10; 99], 0, 10);
+        let b = step(LoadPoint::Rate(5.0), &[900], 2, 10);
+        let m = merge_steps(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(m.request_rate, Some(10.0));
+        assert_eq!((m.completed, m.failed), (100, 2));
+        assert_eq!(m.request_throughput, 10.0);
+        // 99 of 100 requests at 10 ms: p99 stays 10 ms, where averaging p99s would give 455.
+        assert!((m.p99_ttft_ms - 10.0).abs() < 0.05, "{}", m.p99_ttft_ms);
+        assert!((m.median_ttft_ms - 10.0).abs() < 0.05);
+        assert!((m.mean_ttft_ms - 18.9).abs() < 0.1, "{}", m.mean_ttft_ms);
+        assert!(merge_steps(&[a, step(LoadPoint::Concurrency(1), &[1], 0, 1)]).is_err());
+        assert!(merge_steps(&[]).is_err());
+    }
+
+    #[test]
+    fn summary_flags_steps_over_the_error_budget() {
+        let steps = vec![
+            step(LoadPoint::Concurrency(1), &[10; 100], 1, 1),
+            step(LoadPoint::Concurrency(2), &[10; 50], 5, 1),
+            step(LoadPoint::Concurrency(3), &[], 3, 1),
+        ];
+        let s = Summary::of(&steps, 0.02);
+        assert_eq!(
+            s.steps_over_error_budget.len(),
+            2,
+            "{:?}",
+            s.steps_over_error_budget
+        );
+        assert!(s.steps_over_error_budget[0].starts_with("concurrency=2"));
+        assert_eq!(s.failed, 9);
+        assert_eq!(s.peak_request_throughput, 100.0);
+        assert!(Summary::of(&steps, 1.0).steps_over_error_budget.len() == 1);
+    }
+}

@@ -1,0 +1,292 @@
+//! `BenchmarkRun.spec` -> the load generator's [`Plan`]: what the in-cluster load Job reads
+//! from its ConfigMap and what `inferops bench -f RUN.yaml` runs locally. One mapping, so a
+//! laptop run and a cluster run of the same file send the same requests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::api::{self, BenchmarkRunSpec, DatasetKind};
+use crate::contract::plan::{
+    Api, Arrival, Dataset, Load, Mode, Parallelism, Plan, Saturation, Slo, Target, TokenCount,
+    Workload,
+};
+
+/// Where the dataset ConfigMap key is mounted in load pods.
+pub const DATASET_DIR: &str = "/etc/inferops/dataset";
+
+/// Why a spec cannot become a plan (the CRD's CEL rules catch these first; this guards
+/// local files and objects created before a rule existed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PlanError {
+    /// Dotted path of the field.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The plan for `spec` against the resolved `url` / `model`, split over `pods` load pods
+/// that start together at `start_at`.
+pub fn plan(
+    spec: &BenchmarkRunSpec,
+    url: &str,
+    model: &str,
+    pods: u32,
+    start_at: Option<DateTime<Utc>>,
+) -> Result<Plan, PlanError> {
+    let w = &spec.workload;
+    let dataset = match w.dataset.kind {
+        DatasetKind::Random => Dataset::Random,
+        DatasetKind::Sharegpt => {
+            let path = match (&w.dataset.path, &w.dataset.config_map_ref) {
+                (Some(p), _) => PathBuf::from(p),
+                (None, Some(r)) => PathBuf::from(DATASET_DIR).join(&r.key),
+                (None, None) => {
+                    return Err(PlanError {
+                        field: "spec.workload.dataset".into(),
+                        message: "kind sharegpt needs path or configMapRef".into(),
+                    });
+                }
+            };
+            Dataset::Sharegpt {
+                path,
+                output_from_dataset: false,
+            }
+        }
+    };
+    let input_tokens = match w.input_tokens_max {
+        Some(max) if max > w.input_tokens => TokenCount::Range {
+            min: w.input_tokens,
+            max,
+        },
+        _ => TokenCount::Fixed(w.input_tokens),
+    };
+    let l = &spec.load;
+    let mode = match l.mode {
+        api::LoadMode::Concurrency => Mode::Concurrency,
+        api::LoadMode::Rate => Mode::Rate,
+    };
+    let saturation = l.saturation.as_ref().map(|s| Saturation {
+        slo: Slo::from_spec(&s.slo, Some(spec.max_error_rate)),
+        start_rate: s
+            .start_rate
+            .or_else(|| l.rate.last().copied())
+            .unwrap_or(1.0),
+        max_rate: s.max_rate,
+        step_factor: s.factor.unwrap_or(2.0),
+    });
+    let defaults = Load::default();
+    let requests_per_step = match (l.requests_per_step, l.duration_per_step) {
+        (Some(n), _) => Some(u64::from(n)),
+        (None, Some(_)) => None,
+        (None, None) => Some(200),
+    };
+    Ok(Plan {
+        target: Target {
+            url: url.to_string(),
+            model: model.to_string(),
+        },
+        workload: Workload {
+            api: match w.api {
+                api::ApiKind::Completions => Api::Completions,
+                api::ApiKind::Chat => Api::Chat,
+            },
+            dataset,
+            input_tokens,
+            output_tokens: TokenCount::Fixed(w.output_tokens),
+            ignore_eos: w.ignore_eos,
+            seed: w.seed,
+            stream: w.stream,
+            num_prompts: None,
+        },
+        load: Load {
+            mode,
+            concurrency: l.concurrency.clone(),
+            rate: l.rate.clone(),
+            arrival: match l.arrival {
+                api::Arrival::Poisson => Arrival::Poisson,
+                api::Arrival::Constant => Arrival::Constant,
+            },
+            requests_per_step,
+            duration_per_step: l.duration_per_step.map(Into::into),
+            warmup: l.warmup.map(Into::into).unwrap_or_default(),
+            request_timeout: l
+                .request_timeout
+                .map(Into::into)
+                .unwrap_or(defaults.request_timeout),
+            max_error_rate: spec.max_error_rate,
+            saturation,
+            ..defaults
+        },
+        parallelism: Parallelism {
+            index: 0,
+            count: pods.max(1),
+            start_at,
+        },
+    })
+}
+
+/// Slack on top of a plan's own length before its Job's `activeDeadlineSeconds` stops it:
+/// pod start-up (image pull, scheduling), the start barrier of split runs and one restart.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(15 * 60);
+
+/// Steps a saturation search runs at most: every rate from `startRate` up to `maxRate`.
+fn saturation_steps(s: &crate::contract::plan::Saturation) -> u32 {
+    if s.step_factor <= 1.0 || s.start_rate <= 0.0 || s.max_rate < s.start_rate {
+        return 1;
+    }
+    let n = ((s.max_rate / s.start_rate).ln() / s.step_factor.ln()).floor();
+    (n.max(0.0) as u32).saturating_add(1)
+}
+
+/// The longest a plan runs when its server answers, with [`DEADLINE_SLACK`]: for each step
+/// its warmup, then its `durationPerStep`, or for request-counted steps every request at
+/// the request timeout (closed loop: one timeout per round of `concurrency` requests; open
+/// loop: the send schedule plus one timeout). The default `activeDeadlineSeconds` of the
+/// load Job, so pods that hang cannot hold the run (or the GPUs) forever.
+pub fn deadline(plan: &Plan) -> Duration {
+    let l = &plan.load;
+    let timeout = l.request_timeout;
+    let step = |point: crate::api::LoadPoint| -> Duration {
+        let measured = match (l.duration_per_step, plan.requests_per_step()) {
+            (Some(d), _) => d + timeout,
+            (None, Some(n)) => match point {
+                crate::api::LoadPoint::Concurrency(c) => {
+                    timeout.saturating_mul(n.div_ceil(u64::from(c.max(1))).min(u64::from(u32::MAX)) as u32)
+                }
+                crate::api::LoadPoint::Rate(r) => {
+                    Duration::from_secs_f64((n as f64 / r.max(1e-3)).min(1e7)) + timeout
+                }
+            },
+            (None, None) => timeout,
+        };
+        l.warmup + measured + l.step_slack
+    };
+    let total: Duration = match &l.saturation {
+        Some(s) => step(crate::api::LoadPoint::Rate(s.start_rate))
+            .saturating_mul(saturation_steps(s)),
+        None => plan.points().into_iter().map(step).sum(),
+    };
+    total + DEADLINE_SLACK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::BenchmarkRun;
+
+    fn example(name: &str) -> BenchmarkRunSpec {
+        let path = format!("{}/manifests/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let run: BenchmarkRun =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        run.spec
+    }
+
+    #[test]
+    fn concurrency_sweep_maps_every_field() {
+        let p = plan(
+            &example("bench-concurrency-sweep.yaml"),
+            "http://q:8000",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.load.concurrency, [1, 2, 4, 8, 16, 32]);
+        assert_eq!(p.load.mode, Mode::Concurrency);
+        assert_eq!(p.load.requests_per_step, Some(200));
+        assert_eq!(p.load.warmup, Duration::from_secs(10));
+        assert_eq!(p.load.request_timeout, Duration::from_secs(60));
+        assert_eq!(p.workload.input_tokens, TokenCount::Fixed(256));
+        assert_eq!(p.workload.output_tokens, TokenCount::Fixed(128));
+        assert!(p.workload.ignore_eos);
+        assert_eq!(p.workload.seed, 42);
+        assert_eq!(p.target.model, "qwen");
+    }
+
+    #[test]
+    fn saturation_search_and_split_over_pods() {
+        let start = Utc::now();
+        let p = plan(
+            &example("bench-rate-saturation.yaml"),
+            "http://q:8000",
+            "qwen",
+            3,
+            Some(start),
+        )
+        .unwrap();
+        p.validate().unwrap();
+        let s = p.load.saturation.as_ref().unwrap();
+        assert_eq!(s.slo.ttft_p95, Some(Duration::from_millis(500)));
+        assert_eq!(s.slo.itl_p95, Some(Duration::from_millis(50)));
+        assert_eq!(s.start_rate, 20.0);
+        assert_eq!(s.max_rate, 100.0);
+        assert_eq!(p.load.requests_per_step, None, "duration-based steps");
+        assert_eq!(p.load.duration_per_step, Some(Duration::from_secs(60)));
+        assert_eq!(p.parallelism.count, 3);
+        assert_eq!(p.parallelism.start_at, Some(start));
+    }
+
+    #[test]
+    fn deadline_follows_the_plan_length() {
+        // 6 steps of 200 requests at concurrency 1..32, 60 s timeout, 10 s warmup.
+        let p = plan(
+            &example("bench-concurrency-sweep.yaml"),
+            "http://q:8000",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        let rounds: u64 = [1u64, 2, 4, 8, 16, 32].iter().map(|c| 200u64.div_ceil(*c)).sum();
+        let per_step_extra = p.load.warmup + p.load.step_slack;
+        assert_eq!(
+            deadline(&p),
+            p.load.request_timeout * rounds as u32 + per_step_extra * 6 + DEADLINE_SLACK
+        );
+        // Time-bounded steps: warmup + duration + one timeout to drain, per step.
+        let mut p = p;
+        p.load.requests_per_step = None;
+        p.load.duration_per_step = Some(Duration::from_secs(60));
+        p.load.concurrency = vec![1, 2];
+        let one = p.load.warmup + Duration::from_secs(60) + p.load.request_timeout + p.load.step_slack;
+        assert_eq!(deadline(&p), one * 2 + DEADLINE_SLACK);
+        // A saturation search: 20, 40, 80 req/s up to 100.
+        let p = plan(
+            &example("bench-rate-saturation.yaml"),
+            "http://q:8000",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        let one = p.load.warmup
+            + p.load.duration_per_step.unwrap()
+            + p.load.request_timeout
+            + p.load.step_slack;
+        assert_eq!(deadline(&p), one * 3 + DEADLINE_SLACK);
+    }
+
+    #[test]
+    fn a_configmap_dataset_is_read_from_the_mount() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        spec.workload.dataset = crate::api::DatasetSpec {
+            kind: DatasetKind::Sharegpt,
+            config_map_ref: Some(crate::api::ConfigMapKeyRef {
+                name: "sharegpt".into(),
+                key: "sharegpt.json".into(),
+            }),
+            path: None,
+        };
+        let p = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        match p.workload.dataset {
+            Dataset::Sharegpt { path, .. } => {
+                assert_eq!(path, PathBuf::from("/etc/inferops/dataset/sharegpt.json"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! Per-step recording: HDR histograms (microseconds) of TTFT, TPOT, ITL and end-to-end
+//! latency plus counters. Recorders are mergeable (per-worker shards, per-pod results) and
+//! histograms serialize with HDR's V2 encoding in base64, so percentiles of a whole are always
+//! computed from merged histograms, never averaged.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use serde::{Deserialize, Serialize};
+
+use super::outcome::{ErrorClass, Failure, Metrics};
+
+/// Distinct messages kept per error class.
+pub const MESSAGES_PER_CLASS: usize = 3;
+
+/// The four latency histograms of a step, values in microseconds.
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    /// Time to first token.
+    pub ttft: Histogram<u64>,
+    /// Time per output token (excluding the first).
+    pub tpot: Histogram<u64>,
+    /// Every inter-token gap.
+    pub itl: Histogram<u64>,
+    /// End-to-end latency.
+    pub e2el: Histogram<u64>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 3 significant digits, auto-resizing from a small initial range: a few kB each.
+    let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid HDR bounds");
+    h.auto(true);
+    h
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms {
+            ttft: new_histogram(),
+            tpot: new_histogram(),
+            itl: new_histogram(),
+            e2el: new_histogram(),
+        }
+    }
+}
+
+impl Histograms {
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Histograms) {
+        // Auto-resizing histograms with equal precision always accept each other's values.
+        for (a, b) in self.each_mut().into_iter().zip(other.each()) {
+            a.add(b).expect("auto-resizing histogram accepts any value");
+        }
+    }
+
+    fn each(&self) -> [&Histogram<u64>; 4] {
+        [&self.ttft, &self.tpot, &self.itl, &self.e2el]
+    }
+
+    fn each_mut(&mut self) -> [&mut Histogram<u64>; 4] {
+        [
+            &mut self.ttft,
+            &mut self.tpot,
+            &mut self.itl,
+            &mut self.e2el,
+        ]
+    }
+
+    /// Serializes each histogram (V2 encoding, standard base64).
+    pub fn encode(&self) -> EncodedHistograms {
+        let [ttft, tpot, itl, e2el] = self.each().map(encode_one);
+        EncodedHistograms {
+            ttft,
+            tpot,
+            itl,
+            e2el,
+        }
+    }
+}
+
+/// Records `v`, growing the (auto-resizing) histogram as needed.
+fn rec(h: &mut Histogram<u64>, v: u64) {
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
+}
+
+fn encode_one(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut buf)
+        .expect("serializing into a Vec cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+fn decode_one(name: &str, text: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .with_context(|| format!("histogram {name}: bad base64"))?;
+    let mut h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("histogram {name}: {e:?}"))?;
+    h.auto(true);
+    Ok(h)
+}
+
+/// Histograms as stored in the results JSON (`steps[].histograms`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedHistograms {
+    /// TTFT, µs, HDR V2 + base64.
+    pub ttft: String,
+    /// TPOT, µs, HDR V2 + base64.
+    pub tpot: String,
+    /// ITL, µs, HDR V2 + base64.
+    pub itl: String,
+    /// E2E latency, µs, HDR V2 + base64.
+    pub e2el: String,
+}
+
+impl EncodedHistograms {
+    /// Decodes the four histograms.
+    pub fn decode(&self) -> anyhow::Result<Histograms> {
+        Ok(Histograms {
+            ttft: decode_one("ttft", &self.ttft)?,
+            tpot: decode_one("tpot", &self.tpot)?,
+            itl: decode_one("itl", &self.itl)?,
+            e2el: decode_one("e2el", &self.e2el)?,
+        })
+    }
+}
+
+/// mean/median/p90/p95/p99 of one histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Percentiles {
+    /// Mean.
+    pub mean: f64,
+    /// 50th percentile.
+    pub median: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// Percentiles of a µs histogram, in ms (all zero when empty, like vLLM's bench).
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            mean: h.mean() / 1000.0,
+            median: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+        }
+    }
+}
+
+/// Counts of failed requests by class (`steps[].errors`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// Deadline passed.
+    pub timeout: u64,
+    /// Connection could not be made.
+    pub connect: u64,
+    /// 4xx (or other non-2xx, non-5xx) status.
+    pub http4xx: u64,
+    /// 5xx status.
+    pub http5xx: u64,
+    /// Broken or truncated stream.
+    pub stream: u64,
+    /// Malformed response body.
+    pub body: u64,
+}
+
+impl ErrorCounts {
+    /// Count of one class.
+    pub fn get(&self, c: ErrorClass) -> u64 {
+        match c {
+            ErrorClass::Timeout => self.timeout,
+            ErrorClass::Connect => self.connect,
+            ErrorClass::Http4xx => self.http4xx,
+            ErrorClass::Http5xx => self.http5xx,
+            ErrorClass::Stream => self.stream,
+            ErrorClass::Body => self.body,
+        }
+    }
+
+    fn slot(&mut self, c: ErrorClass) -> &mut u64 {
+        match c {
+            ErrorClass::Timeout => &mut self.timeout,
+            ErrorClass::Connect => &mut self.connect,
+            ErrorClass::Http4xx => &mut self.http4xx,
+            ErrorClass::Http5xx => &mut self.http5xx,
+            ErrorClass::Stream => &mut self.stream,
+            ErrorClass::Body => &mut self.body,
+        }
+    }
+
+    /// Adds `n` to one class.
+    pub fn add(&mut self, c: ErrorClass, n: u64) {
+        *self.slot(c) += n;
+    }
+
+    /// Adds every class of `other`.
+    pub fn merge(&mut self, other: &ErrorCounts) {
+        for c in ErrorClass::ALL {
+            self.add(c, other.get(c));
+        }
+    }
+
+    /// Sum over classes.
+    pub fn total(&self) -> u64 {
+        ErrorClass::ALL.iter().map(|&c| self.get(c)).sum()
+    }
+}
+
+/// Adds `msg` to `list` unless present or the list is full.
+pub fn push_distinct(list: &mut Vec<String>, msg: &str) {
+    if list.len() < MESSAGES_PER_CLASS && !list.iter().any(|m| m == msg) {
+        list.push(msg.to_owned());
+    }
+}
+
+/// Everything recorded during one step (or one shard of it).
+#[derive(Debug, Clone, Default)]
+pub struct StepStats {
+    /// Latency histograms of successful requests.
+    pub hist: Histograms,
+    /// Successful requests.
+    pub completed: u64,
+    /// Failed requests by class.
+    pub errors: ErrorCounts,
+    /// First few distinct messages per class, indexed by [`ErrorClass::index`].
+    pub messages: [Vec<String>; 6],
+    /// Prompt tokens of successful requests.
+    pub input_tokens: u64,
+    /// Output tokens of successful requests.
+    pub output_tokens: u64,
+    /// When the last recorded request ended.
+    pub last_end: Option<Instant>,
+    /// Open loop: measured requests sent.
+    pub sends: u64,
+    /// Open loop: measured requests sent more than [`LATE_SEND`] after their scheduled time
+    /// (the client fell behind its schedule).
+    pub late_sends: u64,
+}
+
+/// How late an open-loop send may be before it counts as the client falling behind.
+pub const LATE_SEND: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl StepStats {
+    /// An empty recorder.
+    pub fn new() -> StepStats {
+        StepStats::default()
+    }
+
+    /// Failed requests.
+    pub fn failed(&self) -> u64 {
+        self.errors.total()
+    }
+
+    fn saw_end(&mut self, end: Instant) {
+        if self.last_end.is_none_or(|e| e < end) {
+            self.last_end = Some(end);
+        }
+    }
+
+    /// Records a successful request and its inter-token gaps (µs).
+    pub fn record_ok(&mut self, m: &Metrics, itl_us: &[u32], end: Instant) {
+        self.completed += 1;
+        self.input_tokens += u64::from(m.prompt_tokens);
+        self.output_tokens += u64::from(m.output_tokens);
+        let h = &mut self.hist;
+        rec(&mut h.ttft, m.ttft_us);
+        rec(&mut h.e2el, m.e2el_us);
+        if let Some(t) = m.tpot_us() {
+            rec(&mut h.tpot, t);
+        }
+        for &gap in itl_us {
+            rec(&mut h.itl, u64::from(gap));
+        }
+        self.saw_end(end);
+    }
+
+    /// Records how late an open-loop request left against its schedule.
+    pub fn record_send(&mut self, lag: std::time::Duration) {
+        self.sends += 1;
+        self.late_sends += u64::from(lag > LATE_SEND);
+    }
+
+    /// Records a failed request.
+    pub fn record_err(&mut self, f: &Failure, end: Instant) {
+        self.errors.add(f.class, 1);
+        push_distinct(&mut self.messages[f.class.index()], &f.message);
+        self.saw_end(end);
+    }
+
+    /// Adds everything `other` recorded.
+    pub fn merge(&mut self, other: &StepStats) {
+        self.hist.merge(&other.hist);
+        self.completed += other.completed;
+        self.errors.merge(&other.errors);
+        for (mine, theirs) in self.messages.iter_mut().zip(&other.messages) {
+            for m in theirs {
+                push_distinct(mine, m);
+            }
+        }
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.sends += other.sends;
+        self.late_sends += other.late_sends;
+        if let Some(e) = other.last_end {
+            self.saw_end(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn late_sends_are_counted_and_merged() {
+        let mut a = StepStats::new();
+        a.record_send(Duration::from_millis(2));
+        a.record_send(Duration::from_millis(50));
+        let mut b = StepStats::new();
+        b.record_send(LATE_SEND);
+        b.record_send(LATE_SEND + Duration::from_micros(1));
+        a.merge(&b);
+        assert_eq!((a.sends, a.late_sends), (4, 2));
+        let now = chrono::Utc::now();
+        let r = crate::contract::results::StepResult::from_stats(
+            crate::contract::plan::LoadPoint::Rate(10.0),
+            &a,
+            now,
+            now,
+            false,
+        );
+        assert_eq!(r.late_send_fraction, Some(0.5));
+        let closed = crate::contract::results::StepResult::from_stats(
+            crate::contract::plan::LoadPoint::Concurrency(4),
+            &StepStats::new(),
+            now,
+            now,
+            false,
+        );
+        assert_eq!(
+            closed.late_send_fraction, None,
+            "no schedule in a closed loop"
+        );
+    }
+
+    fn ok(ttft_ms: u64, e2el_ms: u64, out: u32) -> Metrics {
+        Metrics {
+            ttft_us: ttft_ms * 1000,
+            e2el_us: e2el_ms * 1000,
+            prompt_tokens: 10,
+            output_tokens: out,
+            streamed: true,
+        }
+    }
+
+    #[test]
+    fn records_tpot_itl_and_counters() {
+        let t = Instant::now();
+        let mut s = StepStats::new();
+        s.record_ok(&ok(100, 1100, 11), &[100_000; 10], t);
+        s.record_err(
+            &Failure::new(ErrorClass::Http4xx, "model x not found"),
+            t + Duration::from_millis(5),
+        );
+        s.record_err(&Failure::new(ErrorClass::Http4xx, "model x not found"), t);
+        assert_eq!((s.completed, s.failed(), s.errors.http4xx), (1, 2, 2));
+        assert_eq!(
+            s.messages[ErrorClass::Http4xx.index()],
+            ["model x not found"]
+        );
+        assert_eq!(s.output_tokens, 11);
+        let tpot = Percentiles::of(&s.hist.tpot);
+        assert!((tpot.median - 100.0).abs() < 0.1, "{tpot:?}");
+        assert_eq!(s.hist.itl.len(), 10);
+        assert_eq!(s.last_end, Some(t + Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn merged_percentiles_come_from_merged_histograms() {
+        // Pod A saw 99 fast requests, pod B one slow one: the merged p99 is not an average.
+        let t = Instant::now();
+        let mut a = StepStats::new();
+        for _ in 0..99 {
+            a.record_ok(&ok(10, 20, 2), &[], t);
+        }
+        let mut b = StepStats::new();
+        b.record_ok(&ok(1000, 2000, 2), &[], t);
+        let (ea, eb) = (a.hist.encode(), b.hist.encode());
+        let mut merged = ea.decode().unwrap();
+        merged.merge(&eb.decode().unwrap());
+        let p = Percentiles::of(&merged.ttft);
+        assert!((p.median - 10.0).abs() < 0.05, "{p:?}");
+        assert!((p.p99 - 10.0).abs() < 0.05, "{p:?}");
+        assert_eq!(merged.ttft.len(), 100);
+        assert!((merged.ttft.max() as f64 - 1_000_000.0).abs() < 1000.0);
+        let mut c = a.clone();
+        c.merge(&b);
+        assert_eq!(c.completed, 100);
+        assert!((Percentiles::of(&c.hist.e2el).mean - 39.8).abs() < 0.1);
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_garbage() {
+        let mut s = StepStats::new();
+        s.record_ok(&ok(5, 50, 3), &[1, 2, 3_000_000_000], Instant::now());
+        let enc = s.hist.encode();
+        let dec = enc.decode().unwrap();
+        assert_eq!(dec.itl.len(), 3);
+        assert_eq!(dec.encode(), enc);
+        let bad = EncodedHistograms {
+            ttft: "!!".into(),
+            ..enc.clone()
+        };
+        assert!(bad.decode().is_err());
+        let bad = EncodedHistograms {
+            tpot: "AAAA".into(),
+            ..enc
+        };
+        assert!(bad.decode().is_err());
+    }
+
+    #[test]
+    fn distinct_messages_are_capped() {
+        let mut v = Vec::new();
+        for m in ["a", "b", "a", "c", "d"] {
+            push_distinct(&mut v, m);
+        }
+        assert_eq!(v, ["a", "b", "c"]);
+    }
+}
