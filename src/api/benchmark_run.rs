@@ -42,8 +42,7 @@ use super::schema::GoDuration;
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
-    validation = Rule::new("self.metadata.name.size() <= 43").message("metadata.name must be at most 43 characters: the load Job's pod hostnames (NAME-load-rREPLICAS-INDEX) must fit in 63"),
-    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lowercase letters, digits and '-', no '.'): it names the load Job's pods")
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must contain only lowercase letters, digits and '-' (no '.'): it starts the hostnames of the load Job's pods")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]

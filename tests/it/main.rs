@@ -13,6 +13,7 @@ mod deploy;
 mod layering;
 mod loadgen_faults;
 mod loadgen_sim;
+mod name_limits;
 mod prom;
 mod render;
 mod report;

@@ -430,17 +430,23 @@ pub fn too_large(message: &str) -> Response<Body> {
 // Validation
 // ---------------------------------------------------------------------------------------
 
-fn is_dns_label(s: &str) -> bool {
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, of any length.
+fn is_label_syntax(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
+fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_label_syntax(s)
+}
+
+/// RFC 1123 subdomain as Kubernetes checks it: at most 253, dot-separated label syntax
+/// (no 63 limit per part).
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    s.len() <= 253 && s.split('.').all(is_label_syntax)
 }
 
 fn is_dns1035_label(s: &str) -> bool {
