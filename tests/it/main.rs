@@ -18,4 +18,5 @@ mod prom;
 mod render;
 mod report;
 mod sim;
+mod strict_harness;
 mod vllm_metrics;

@@ -199,6 +199,18 @@ impl Rbac {
         self
     }
 
+    /// These rules and one more, cluster-wide (e.g. what a chart value turns on).
+    pub fn with_rule(mut self, group: &str, resource: &str, verbs: &[&str]) -> Rbac {
+        self.rules.push(Rule {
+            groups: vec![group.to_string()],
+            resources: vec![resource.to_string()],
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            names: Vec::new(),
+            namespace: None,
+        });
+        self
+    }
+
     /// Whether some rule grants `a`, as the apiserver's RBAC authorizer decides.
     pub fn allows(&self, a: &Attributes) -> bool {
         let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
@@ -750,7 +762,15 @@ pub fn check_write(path: &ApiPath, old: Option<&Value>, new: &Value) -> Result<(
     if group == inferops::api::GROUP
         && let Err(errs) = inferops::api::validate_object(&cr_view(new), old.map(cr_view).as_ref())
     {
-        for e in errs {
+        // Validation ratcheting (on by default since Kubernetes 1.30): an update may keep a
+        // value that is invalid under today's rules as long as it does not change it.
+        let unchanged = |field: &str| {
+            old.is_some_and(|old| {
+                let at = |v: &Value| field_value(v, field).cloned();
+                at(old) == at(new)
+            })
+        };
+        for e in errs.into_iter().filter(|e| !unchanged(&e.field)) {
             errors.push(FieldError {
                 reason: "FieldValueInvalid",
                 field: e.field.clone(),
@@ -764,6 +784,24 @@ pub fn check_write(path: &ApiPath, old: Option<&Value>, new: &Value) -> Result<(
     } else {
         Err(invalid(&kind, group, &name, &errors))
     }
+}
+
+/// The value at a field path such as `spec.load.concurrency[1]`.
+fn field_value<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {
+    let mut cur = v;
+    for part in field.split('.').filter(|p| !p.is_empty()) {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        for idx in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            cur = cur.get(idx.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(cur)
 }
 
 /// Our object as the apiserver validates it: metadata is the apiserver's own business, so
