@@ -135,6 +135,10 @@ pub struct OperatorArgs {
     /// Watch one namespace only (default: all namespaces).
     #[arg(long)]
     pub watch_namespace: Option<String>,
+    /// Seconds a controller's list/watch may keep failing (e.g. on an object the types cannot
+    /// decode) before `/healthz` fails and the kubelet restarts the operator.
+    #[arg(long, default_value_t = 300)]
+    pub watcher_unhealthy_after_seconds: u64,
     /// Operator image, run by `engine.kind: sim` pods.
     #[arg(long, env = "OPERATOR_IMAGE", default_value_t = default_operator_image())]
     pub operator_image: String,
@@ -235,6 +239,39 @@ async fn reconcile_run(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
     .await
 }
 
+/// One item of a controller's output stream. Reconcile errors are logged by
+/// [`error_policy`]; a list/watch error (e.g. a stored object the types cannot decode, which
+/// stops the whole kind) is logged at error level, counted, and fails `/healthz` once it has
+/// lasted longer than `--watcher-unhealthy-after`.
+async fn observe_result<K, E>(
+    kind: &'static str,
+    metrics: &metrics::Metrics,
+    res: Result<
+        (kube::runtime::reflector::ObjectRef<K>, Action),
+        kube::runtime::controller::Error<E, watcher::Error>,
+    >,
+) where
+    K: kube::Resource,
+    E: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error as CtrlError;
+    match res {
+        Ok((obj, _)) => {
+            metrics.watcher_ok(kind);
+            tracing::debug!(object = %obj, "reconciled");
+        }
+        Err(CtrlError::QueueError(e)) => {
+            metrics.watcher_error(kind, Instant::now());
+            tracing::error!(kind, error = %e, "watching failed: reconciliation of this kind is stalled until it recovers");
+        }
+        Err(CtrlError::ReconcilerFailed(_, obj)) => {
+            metrics.watcher_ok(kind);
+            tracing::debug!(object = %obj, "reconcile error (see the error policy's log)");
+        }
+        Err(e) => tracing::warn!(kind, error = %e, "controller"),
+    }
+}
+
 /// Run every controller until `token` is cancelled.
 pub async fn run_controllers(
     ctx: Arc<Context>,
@@ -274,12 +311,7 @@ pub async fn run_controllers(
         error_policy::<InferenceService>,
         ctx.clone(),
     )
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile error"),
-        }
-    });
+    .for_each(|res| observe_result("InferenceService", &ctx.metrics, res));
     let runs = Controller::new(
         api::<BenchmarkRun>(&client, &ns),
         watcher::Config::default(),
@@ -291,12 +323,7 @@ pub async fn run_controllers(
     .owns(api::<PartialObjectMeta<ConfigMap>>(&client, &ns), owned)
     .graceful_shutdown_on(token.clone().cancelled_owned())
     .run(reconcile_run, error_policy::<BenchmarkRun>, ctx.clone())
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile error"),
-        }
-    });
+    .for_each(|res| observe_result("BenchmarkRun", &ctx.metrics, res));
     futures::join!(isvc, runs);
 }
 
@@ -315,6 +342,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             ..RenderContext::default()
         }),
     ));
+    ctx.metrics
+        .set_watcher_unhealthy_after(Duration::from_secs(args.watcher_unhealthy_after_seconds));
     let http = Arc::new(HttpState {
         metrics: ctx.metrics.clone(),
         ready: false.into(),
