@@ -284,7 +284,7 @@ impl Gen {
             .is_valid(&json!(v))
     }
 
-    fn from_pattern(&mut self, pattern: &str, path: &str) -> String {
+    fn matching(&mut self, pattern: &str, path: &str) -> String {
         let strategy = self.regex.entry(pattern.to_string()).or_insert_with(|| {
             let p = pattern.strip_prefix('^').unwrap_or(pattern);
             let p = p.strip_suffix('$').unwrap_or(p);
@@ -308,7 +308,7 @@ impl Gen {
                 // Number formats on an int-or-string; the apiserver checks no other.
                 Some("int32" | "int64" | "uint32" | "uint64" | "double" | "float") | None => {
                     match pattern {
-                        Some(p) => self.from_pattern(p, path),
+                        Some(p) => self.matching(p, path),
                         None => {
                             let hi = max.unwrap_or(STRING_MAX).min(STRING_MAX).max(min);
                             let n = self.rng.random_range(min..=hi);
@@ -432,7 +432,7 @@ impl Gen {
                 let n = self.rng.random_range(0..=LIST_MAX);
                 for _ in 0..n {
                     let key = if self.chance(0.75) {
-                        self.from_pattern("[a-z][a-z0-9./-]{0,20}", path)
+                        self.matching("[a-z][a-z0-9./-]{0,20}", path)
                     } else {
                         (0..self.rng.random_range(0..10))
                             .map(|_| self.rng.random::<char>())
@@ -451,8 +451,8 @@ impl Gen {
     /// often at the limits of the derived names.
     fn name(&mut self) -> String {
         match self.rng.random_range(0..6) {
-            0..=2 => self.from_pattern("[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", "metadata.name"),
-            3 => self.from_pattern(
+            0..=2 => self.matching("[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", "metadata.name"),
+            3 => self.matching(
                 "[a-z0-9]{1,10}(\\.[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?){1,3}",
                 "metadata.name",
             ),

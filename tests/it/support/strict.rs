@@ -652,8 +652,8 @@ pub fn check_write(path: &ApiPath, old: Option<&Value>, new: &Value) -> Result<(
         ));
     }
 
-    match (group, path.resource.as_str()) {
-        ("", "configmaps" | "secrets") => {
+    if let ("", "configmaps" | "secrets") = (group, path.resource.as_str()) {
+        {
             if data_size(new) > MAX_CONFIGMAP_BYTES {
                 errors.push(FieldError::too_long("[]", MAX_CONFIGMAP_BYTES));
             }
@@ -686,7 +686,6 @@ pub fn check_write(path: &ApiPath, old: Option<&Value>, new: &Value) -> Result<(
                 ));
             }
         }
-        _ => {}
     }
 
     if let Some(old) = old {
@@ -725,14 +724,14 @@ pub fn check_write(path: &ApiPath, old: Option<&Value>, new: &Value) -> Result<(
                     }
                 }
             }
-            ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
-                if old["spec"].get("selector") != new["spec"].get("selector") {
-                    errors.push(FieldError::invalid(
-                        "spec.selector",
-                        new["spec"].get("selector").unwrap_or(&Value::Null),
-                        "field is immutable",
-                    ));
-                }
+            ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
+                if old["spec"].get("selector") != new["spec"].get("selector") =>
+            {
+                errors.push(FieldError::invalid(
+                    "spec.selector",
+                    new["spec"].get("selector").unwrap_or(&Value::Null),
+                    "field is immutable",
+                ));
             }
             ("", "services") => {
                 let ip = |v: &Value| v.pointer("/spec/clusterIP").cloned();
@@ -746,14 +745,14 @@ pub fn check_write(path: &ApiPath, old: Option<&Value>, new: &Value) -> Result<(
                     ));
                 }
             }
-            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-                if old.get("roleRef") != new.get("roleRef") {
-                    errors.push(FieldError::invalid(
-                        "roleRef",
-                        new.get("roleRef").unwrap_or(&Value::Null),
-                        "cannot change roleRef",
-                    ));
-                }
+            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
+                if old.get("roleRef") != new.get("roleRef") =>
+            {
+                errors.push(FieldError::invalid(
+                    "roleRef",
+                    new.get("roleRef").unwrap_or(&Value::Null),
+                    "cannot change roleRef",
+                ));
             }
             _ => {}
         }
