@@ -114,9 +114,11 @@ pub struct RolloutSpec {
     /// Extra pods a RollingUpdate may start above the desired count (each needs its own
     /// GPUs). Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == string || (self >= 0 && self <= 2147483647)").message("spec.rollout.maxSurge: a count from 0 to 2147483647, or a percentage such as '25%'"))]
     pub max_surge: Option<IntOrString>,
     /// Pods a RollingUpdate may take down at once. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == string || (self >= 0 && self <= 2147483647)").message("spec.rollout.maxUnavailable: a count from 0 to 2147483647, or a percentage such as '25%'"))]
     pub max_unavailable: Option<IntOrString>,
     /// Seconds a rollout may make no progress before the Deployment reports
     /// `ProgressDeadlineExceeded` (then `Degraded`). Must exceed the startup probe's budget

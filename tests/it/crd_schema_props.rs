@@ -60,6 +60,8 @@ const KNOWN_KEYWORDS: &[&str] = &[
     "pattern",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "x-kubernetes-validations",
     "x-kubernetes-int-or-string",
     "x-kubernetes-preserve-unknown-fields",
@@ -421,10 +423,18 @@ impl Gen {
                     .and_then(Value::as_array)
                     .map(|r| r.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                for (name, sub) in props {
-                    if required.contains(&name.as_str()) || self.chance(0.5) {
-                        let v = self.value(sub, &format!("{path}.{name}"));
-                        out.insert(name.clone(), v);
+                let min = s.get("minProperties").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let max = s.get("maxProperties").and_then(Value::as_u64).map(|m| m as usize);
+                for _ in 0..100 {
+                    out.clear();
+                    for (name, sub) in props {
+                        if required.contains(&name.as_str()) || self.chance(0.5) {
+                            let v = self.value(sub, &format!("{path}.{name}"));
+                            out.insert(name.clone(), v);
+                        }
+                    }
+                    if out.len() >= min && max.is_none_or(|m| out.len() <= m) {
+                        break;
                     }
                 }
             }
