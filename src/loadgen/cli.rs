@@ -499,6 +499,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
         resume: None,
+        ..Default::default()
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
     observer.close_bar();
@@ -674,6 +675,7 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         tokenizer: args.tokenizer.clone(),
         resume,
+        ..Default::default()
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);

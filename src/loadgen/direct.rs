@@ -105,7 +105,7 @@ impl std::fmt::Debug for DirectConn {
 
 impl DirectConn {
     /// Still usable: the server has not closed it while it sat idle.
-    fn usable(&mut self) -> bool {
+    pub(crate) fn usable(&mut self) -> bool {
         let Some(c) = self.conn.as_mut() else {
             return false;
         };
@@ -187,7 +187,8 @@ impl DirectTarget {
         })
     }
 
-    async fn connect(&self) -> Result<DirectConn, Failure> {
+    /// Opens a new connection (TCP handshake, then HTTP/1.1 set-up).
+    pub(crate) async fn connect(&self) -> Result<DirectConn, Failure> {
         let stream = match tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect(&self.addr),
