@@ -555,16 +555,82 @@ pub struct ResultsRef {
     pub config_map_name: String,
 }
 
-/// One load point.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+/// One load point of a sweep, written `{concurrency: 8}` (closed loop: this many requests in
+/// flight) or `{rate: 10}` (open loop: this many requests per second). The one load-point
+/// type of the crate: status rows, the plan and the results all use it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct LoadPoint {
+pub enum LoadPoint {
     /// Requests in flight (closed loop).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<u32>,
+    Concurrency(u32),
     /// Offered rate in req/s (open loop).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<f64>,
+    Rate(f64),
+}
+
+impl LoadPoint {
+    /// The concurrency of a closed-loop point.
+    pub fn concurrency(self) -> Option<u32> {
+        match self {
+            LoadPoint::Concurrency(c) => Some(c),
+            LoadPoint::Rate(_) => None,
+        }
+    }
+
+    /// The offered rate of an open-loop point.
+    pub fn rate(self) -> Option<f64> {
+        match self {
+            LoadPoint::Rate(r) => Some(r),
+            LoadPoint::Concurrency(_) => None,
+        }
+    }
+
+    /// The point's number on a chart's x axis (concurrency or req/s).
+    pub fn value(self) -> f64 {
+        match self {
+            LoadPoint::Concurrency(c) => f64::from(c),
+            LoadPoint::Rate(r) => r,
+        }
+    }
+}
+
+/// The smallest closed-loop point (so status rows can derive `Default`).
+impl Default for LoadPoint {
+    fn default() -> Self {
+        LoadPoint::Concurrency(1)
+    }
+}
+
+impl std::fmt::Display for LoadPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadPoint::Concurrency(c) => write!(f, "concurrency={c}"),
+            LoadPoint::Rate(r) => write!(f, "rate={r}/s"),
+        }
+    }
+}
+
+impl JsonSchema for LoadPoint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LoadPoint".into()
+    }
+
+    // A structural schema (one object with both optional properties, exactly one present)
+    // instead of schemars' `oneOf` of single-key objects, which a CRD cannot hold.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One load point: `{concurrency: N}` (closed loop) or `{rate: R}` (open loop, req/s).",
+            "type": "object",
+            "properties": {
+                "concurrency": {
+                    "description": "Requests in flight (closed loop).",
+                    "type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX
+                },
+                "rate": {"description": "Offered rate in req/s (open loop).", "type": "number"}
+            },
+            "minProperties": 1,
+            "maxProperties": 1
+        })
+    }
 }
 
 /// A measurement window.
@@ -820,19 +886,9 @@ impl LoadSpec {
             LoadMode::Concurrency => self
                 .concurrency
                 .iter()
-                .map(|c| LoadPoint {
-                    concurrency: Some(*c),
-                    rate: None,
-                })
+                .map(|&c| LoadPoint::Concurrency(c))
                 .collect(),
-            LoadMode::Rate => self
-                .rate
-                .iter()
-                .map(|r| LoadPoint {
-                    concurrency: None,
-                    rate: Some(*r),
-                })
-                .collect(),
+            LoadMode::Rate => self.rate.iter().map(|&r| LoadPoint::Rate(r)).collect(),
         }
     }
 }

@@ -5,16 +5,13 @@
 //! - [`inference_service`]: `InferenceService` -> Deployment, Service, PVC, PDB, HPA or KEDA
 //!   `ScaledObject`, `PodMonitor`.
 //! - [`accelerator`]: `spec.accelerator` -> node selector and tolerations per platform.
-//! - [`cli`]: the `inferops render` subcommand.
+//! - [`benchmark_run`]: `BenchmarkRun` -> load Job, plan ConfigMap, results ConfigMap, RBAC.
 //!
-//! A `benchmark_run` module (BenchmarkRun -> Job + ConfigMap) slots in next to
-//! `inference_service` and is dispatched from [`cli::render_documents`].
+//! The `inferops render` subcommand that prints these lives in `crate::cli::render`.
 
 pub mod accelerator;
 pub mod benchmark_run;
-pub mod cli;
 pub mod inference_service;
-pub mod plan;
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,6 @@
 //! baseline, a side-by-side comparison with deltas.
 
 pub mod charts;
-pub mod cli;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -459,10 +458,7 @@ mod tests {
         let steps: Vec<StepStatus> = published
             .iter()
             .map(|&(c, rps, tps, ttft, itl, e2e)| StepStatus {
-                load: LoadPoint {
-                    concurrency: Some(c),
-                    rate: None,
-                },
+                load: LoadPoint::Concurrency(c),
                 requests: 200,
                 succeeded: 200,
                 requests_per_second: rps,

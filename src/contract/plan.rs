@@ -9,6 +9,9 @@ use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::slo::Slo;
+pub use crate::api::LoadPoint;
+
 /// Everything one load-generator process needs to run a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -327,12 +330,9 @@ impl Default for Load {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Saturation {
-    /// Latency objectives (p95).
+    /// The objectives that define "saturated" (p95 latencies, error rate).
     #[serde(default)]
     pub slo: Slo,
-    /// Error-rate objective.
-    #[serde(default = "default_max_error_rate")]
-    pub max_error_rate: f64,
     /// First rate tried (requests per second).
     #[serde(default = "default_start_rate")]
     pub start_rate: f64,
@@ -352,26 +352,6 @@ fn default_max_rate() -> f64 {
 }
 fn default_step_factor() -> f64 {
     2.0
-}
-
-/// Latency SLOs of a saturation search.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Slo {
-    /// Time to first token, 95th percentile.
-    #[serde(
-        default,
-        with = "opt_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ttft_p95: Option<Duration>,
-    /// Inter-token latency, 95th percentile.
-    #[serde(
-        default,
-        with = "opt_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub itl_p95: Option<Duration>,
 }
 
 /// This process's share of a split load.
@@ -405,24 +385,6 @@ impl Default for Parallelism {
             index: 0,
             count: 1,
             start_at: None,
-        }
-    }
-}
-
-/// One load point of a sweep.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LoadPoint {
-    /// Closed loop with this many requests in flight.
-    Concurrency(u32),
-    /// Open loop at this many requests per second.
-    Rate(f64),
-}
-
-impl std::fmt::Display for LoadPoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadPoint::Concurrency(c) => write!(f, "concurrency={c}"),
-            LoadPoint::Rate(r) => write!(f, "rate={r}/s"),
         }
     }
 }

@@ -175,7 +175,7 @@ pub struct StepResult {
     pub late_send_fraction: Option<f64>,
     /// What Prometheus reported for this window (`inferops bench --prometheus URL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<crate::prom::WindowMetrics>,
+    pub server: Option<crate::contract::WindowMetrics>,
     /// Connections opened before the step (outside its warmup and measured window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_setup: Option<ConnectionSetup>,
@@ -561,7 +561,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::outcome::{Failure, Metrics};
+    use crate::contract::outcome::{Failure, Metrics};
     use std::time::{Duration, Instant};
 
     fn step(point: LoadPoint, ttft_ms: &[u64], fails: u64, secs: i64) -> StepResult {

@@ -10,7 +10,7 @@ use inferops::api::{
     AcceleratorSpec, AcceleratorType, AutoscalingSpec, EngineKind, InferenceService,
     InferenceServiceSpec, ModelSpec, Platform, parse_documents,
 };
-use inferops::render::cli::{RenderOptions, render_documents};
+use inferops::cli::render::{RenderOptions, render_documents};
 use inferops::render::inference_service::{Rendered, render};
 use inferops::render::{RenderContext, RenderError};
 use k8s_openapi::api::core::v1::PodSpec;
@@ -535,12 +535,21 @@ fn cli_reads_stdin_and_overrides_the_namespace() {
 
 #[test]
 fn cli_accepts_benchmark_runs() {
-    // BenchmarkRun documents are validated, then rendered (load Job and friends) where the
-    // BenchmarkRun renderer is present, or skipped with a note on stderr.
+    // A BenchmarkRun document is validated, then rendered to its load Job and the objects
+    // the Job needs.
     let path = repo("manifests/examples/bench-concurrency-sweep.yaml");
     let (code, out, err) = run_cli(&["render", "-f", path.to_str().unwrap()], None);
     assert_eq!(code, 0, "{err}");
-    assert!(!out.is_empty() || err.contains("BenchmarkRun"), "{err}");
+    let kinds: Vec<String> = parse_documents(&out)
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "Job"), "no load Job in {kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "ConfigMap"),
+        "no plan ConfigMap in {kinds:?}"
+    );
 }
 
 #[test]

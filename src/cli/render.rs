@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{RenderContext, benchmark_run, default_operator_image, inference_service, plan};
 use crate::api::{BenchmarkRun, InferenceService, parse_documents, validate_object};
+use crate::contract::spec as plan;
+use crate::render::{RenderContext, benchmark_run, default_operator_image, inference_service};
 
 /// Arguments of `inferops render`.
 #[derive(clap::Args, Debug, Clone)]
