@@ -73,6 +73,14 @@ pub fn endpoint(base: &str, api: Api) -> String {
     format!("{base}{}", api.path())
 }
 
+/// The path of `GET /v1/models` under `base` (what verifies a pre-opened connection).
+fn models_path(base: &str) -> String {
+    let url = endpoint(base, Api::Completions);
+    let path = reqwest::Url::parse(&url).map_or_else(|_| "/v1/completions".into(), |u| u.path().to_owned());
+    let prefix = path.strip_suffix(Api::Completions.path()).unwrap_or("");
+    format!("{prefix}/v1/models")
+}
+
 /// A shared, cheaply clonable client.
 #[derive(Clone)]
 pub struct Client {
@@ -226,7 +234,10 @@ impl Client {
         };
         let connect_timeout = cfg.timeout.min(Duration::from_secs(10));
         let transport = if url.scheme() == "http" && !cfg.force_reqwest {
-            Transport::Direct(Arc::new(DirectTarget::new(&url, auth, connect_timeout)?))
+            let models = models_path(&cfg.base_url);
+            Transport::Direct(Arc::new(
+                DirectTarget::new(&url, auth, connect_timeout)?.with_verify_path(&models)?,
+            ))
         } else {
             let http = reqwest::Client::builder()
                 .user_agent(concat!("inferops-loadgen/", env!("CARGO_PKG_VERSION")))
@@ -262,7 +273,7 @@ impl Client {
                 if scratch.conn.as_mut().is_some_and(|c| c.usable()) {
                     return Ok(false);
                 }
-                scratch.conn = Some(target.connect().await?);
+                scratch.conn = Some(target.connect_verified().await?);
                 Ok(true)
             }
             Transport::Reqwest { .. } => Ok(false),
@@ -865,6 +876,13 @@ mod tests {
             "upstream timed out"
         );
         assert_eq!(server_message(b""), "(empty body)");
+    }
+
+    #[test]
+    fn connections_are_verified_on_the_models_endpoint() {
+        assert_eq!(models_path("http://h:8000/v1"), "/v1/models");
+        assert_eq!(models_path("http://h:8000"), "/v1/models");
+        assert_eq!(models_path("http://h/proxy/vllm/v1/"), "/proxy/vllm/v1/models");
     }
 
     #[test]
