@@ -169,6 +169,8 @@ pub enum SelfTestPart {
     Throughput,
     /// Only timing accuracy against the `fixed` profile.
     Accuracy,
+    /// Only the paced part: 1,000 streams at 20 ms per token.
+    Paced,
 }
 
 /// Arguments of `inferops loadgen` (the in-cluster load Job).

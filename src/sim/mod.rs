@@ -94,6 +94,10 @@ pub struct SimArgs {
     /// the client after 1 s, then 3 s).
     #[arg(long, default_value_t = profile::DEFAULT_LISTEN_BACKLOG)]
     pub listen_backlog: u32,
+    /// `zero` profile: tokens written per HTTP body chunk (default 64; 1 writes one chunk per
+    /// SSE event, as vLLM does).
+    #[arg(long)]
+    pub zero_batch: Option<usize>,
 }
 
 impl SimArgs {
@@ -144,6 +148,10 @@ impl SimArgs {
             o.trace_max_tokens = v;
         }
         o.listen_backlog = self.listen_backlog;
+        if let Some(v) = self.zero_batch {
+            anyhow::ensure!(v >= 1, "--zero-batch must be at least 1");
+            o.zero_batch = v;
+        }
         o.validate()?;
         Ok(o)
     }

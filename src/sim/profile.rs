@@ -159,6 +159,9 @@ pub struct SimOptions {
     /// connections a load generator opens at once drops SYNs, which the client retries after
     /// 1 s (then 3 s).
     pub listen_backlog: u32,
+    /// `zero` profile: tokens per HTTP body chunk (1: one chunk per SSE event, as vLLM
+    /// writes them).
+    pub zero_batch: usize,
 }
 
 impl SimOptions {
@@ -193,6 +196,7 @@ impl SimOptions {
             trace_capacity: 100_000,
             trace_max_tokens: 10_000_000,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            zero_batch: 64,
         };
         let opts = match name {
             // Qwen2.5-0.5B-Instruct, vLLM V1 on one L4, 256 in / 128 out.
