@@ -28,10 +28,7 @@ fn main() -> anyhow::Result<()> {
             let load = f64::from(c).min(peak / 100.0 * 4.0);
             let tps = peak * (load / (load + 8.0));
             steps.push(StepStatus {
-                load: LoadPoint {
-                    concurrency: Some(c),
-                    rate: None,
-                },
+                load: LoadPoint::Concurrency(c),
                 replicas: Some(replicas),
                 requests: 400,
                 succeeded: 400,

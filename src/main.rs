@@ -11,15 +11,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Benchmark an OpenAI-compatible endpoint (or the built-in simulator) from here.
-    Bench(inferops::loadgen::cli::BenchArgs),
+    Bench(inferops::cli::bench::BenchArgs),
     /// Run a load plan (the in-cluster load Job) and write the results JSON.
-    Loadgen(inferops::loadgen::cli::LoadgenArgs),
+    Loadgen(inferops::cli::bench::LoadgenArgs),
     /// Run the vLLM-compatible simulated engine (OpenAI API, vllm:* and DCGM-style metrics).
     Sim(inferops::sim::SimArgs),
     /// Write an HTML + Markdown report with charts from a results JSON or a BenchmarkRun.
-    Report(inferops::report::cli::ReportArgs),
+    Report(inferops::cli::report::ReportArgs),
     /// Print every object the operator would create for the resources in a file.
-    Render(inferops::render::cli::RenderArgs),
+    Render(inferops::cli::render::RenderArgs),
     /// Print both CRDs (InferenceService, BenchmarkRun) as multi-document YAML.
     Crds,
     /// Run the operator: the InferenceService and BenchmarkRun controllers.
@@ -30,8 +30,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench(args) => inferops::loadgen::cli::bench(args).await,
-        Command::Loadgen(args) => inferops::loadgen::cli::loadgen(args).await,
+        Command::Bench(args) => inferops::cli::bench::bench(args).await,
+        Command::Loadgen(args) => inferops::cli::bench::loadgen(args).await,
         Command::Sim(args) => inferops::sim::run(args).await,
         Command::Report(args) => args.run().await,
         Command::Render(args) => args.run(),

@@ -8,45 +8,10 @@ use std::collections::BTreeMap;
 
 use crate::api::{
     BaselineSpec, Bottleneck, Comparison, LatencyMs, LoadPoint, Recommendation, RunSummary,
-    Saturation, StepStatus,
+    Saturation, SaturationLimit, StepStatus,
 };
-
-/// The service level objective a step must meet to count as "held".
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Slo {
-    /// Highest acceptable TTFT p95, ms.
-    pub ttft_p95_ms: Option<f64>,
-    /// Highest acceptable ITL p95, ms.
-    pub itl_p95_ms: Option<f64>,
-    /// Highest acceptable failed/total ratio.
-    pub max_error_rate: Option<f64>,
-}
-
-impl Slo {
-    /// True when at least one term is set.
-    pub fn is_set(&self) -> bool {
-        self.ttft_p95_ms.is_some() || self.itl_p95_ms.is_some() || self.max_error_rate.is_some()
-    }
-
-    /// The first SLO term the step breaks, by its spec name.
-    pub fn broken_by(&self, step: &StepStatus) -> Option<&'static str> {
-        let over = |limit: Option<f64>, value: Option<f64>| match (limit, value) {
-            (Some(limit), Some(v)) => v > limit,
-            // A step without the measurement (e.g. nothing succeeded) cannot hold the SLO.
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if over(self.max_error_rate, Some(error_rate(step))) {
-            Some("maxErrorRate")
-        } else if over(self.ttft_p95_ms, step.ttft_ms.as_ref().map(|l| l.p95)) {
-            Some("ttftP95")
-        } else if over(self.itl_p95_ms, step.itl_ms.as_ref().map(|l| l.p95)) {
-            Some("itlP95")
-        } else {
-            None
-        }
-    }
-}
+use crate::contract::Measured;
+pub use crate::contract::Slo;
 
 /// GPU pricing for cost figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -167,10 +132,9 @@ pub fn error_rate(step: &StepStatus) -> f64 {
 
 /// A load point for sentences: `concurrency 8` or `5 req/s`.
 pub fn describe(point: &LoadPoint) -> String {
-    match (point.concurrency, point.rate) {
-        (Some(c), _) => format!("concurrency {c}"),
-        (None, Some(r)) => format!("{} req/s", trim(r)),
-        (None, None) => "unknown load".to_string(),
+    match *point {
+        LoadPoint::Concurrency(c) => format!("concurrency {c}"),
+        LoadPoint::Rate(r) => format!("{} req/s", trim(r)),
     }
 }
 
@@ -258,21 +222,21 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
     if slo.is_set() {
         let mut held: Option<&StepStatus> = None;
         for s in steps {
-            match slo.broken_by(s) {
+            match slo.broken_by(&Measured::of_status(s)) {
                 None => held = Some(s),
                 Some(term) => {
                     return Some(Saturation {
                         requests_per_second: held.map(|h| round2(h.requests_per_second)),
-                        at: held.map(|h| h.load.clone()),
-                        first_broken: Some(s.load.clone()),
-                        limited_by: Some(term.to_string()),
+                        at: held.map(|h| h.load),
+                        first_broken: Some(s.load),
+                        limited_by: Some(term.into()),
                     });
                 }
             }
         }
         return held.map(|h| Saturation {
             requests_per_second: Some(round2(h.requests_per_second)),
-            at: Some(h.load.clone()),
+            at: Some(h.load),
             first_broken: None,
             limited_by: None,
         });
@@ -282,9 +246,9 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
         let gain = next.output_tokens_per_second / prev.output_tokens_per_second.max(1e-9);
         (gain < 1.10).then(|| Saturation {
             requests_per_second: Some(round2(prev.requests_per_second)),
-            at: Some(prev.load.clone()),
-            first_broken: Some(next.load.clone()),
-            limited_by: Some("throughputPlateau".to_string()),
+            at: Some(prev.load),
+            first_broken: Some(next.load),
+            limited_by: Some(SaturationLimit::ThroughputPlateau),
         })
     })
 }
@@ -552,10 +516,7 @@ mod tests {
     /// A row of the published Qwen2.5-0.5B / L4 sweep.
     fn row(c: u32, rps: f64, tps: f64, ttft: (f64, f64), itl: (f64, f64), e2e: f64) -> StepStatus {
         StepStatus {
-            load: LoadPoint {
-                concurrency: Some(c),
-                rate: None,
-            },
+            load: LoadPoint::Concurrency(c),
             requests: 200,
             succeeded: 200,
             requests_per_second: rps,
@@ -601,7 +562,7 @@ mod tests {
     #[test]
     fn slo_finds_highest_held_and_first_broken() {
         let slo = Slo {
-            ttft_p95_ms: Some(100.0),
+            ttft_p95: Some(std::time::Duration::from_millis(100)),
             ..Default::default()
         };
         let steps = published();
@@ -609,11 +570,11 @@ mod tests {
         // Concurrency 1 already breaks a 100 ms TTFT p95 (115.5 ms).
         let sat = saturation(&refs, &slo).unwrap();
         assert_eq!(sat.at, None);
-        assert_eq!(sat.first_broken.unwrap().concurrency, Some(1));
+        assert_eq!(sat.first_broken.unwrap().concurrency(), Some(1));
         let sat = saturation(&refs[1..], &slo).unwrap();
-        assert_eq!(sat.at.unwrap().concurrency, Some(8));
-        assert_eq!(sat.first_broken.unwrap().concurrency, Some(16));
-        assert_eq!(sat.limited_by.as_deref(), Some("ttftP95"));
+        assert_eq!(sat.at.unwrap().concurrency(), Some(8));
+        assert_eq!(sat.first_broken.unwrap().concurrency(), Some(16));
+        assert_eq!(sat.limited_by, Some(SaturationLimit::TtftP95));
         assert_eq!(sat.requests_per_second, Some(10.2));
     }
 
@@ -632,8 +593,8 @@ mod tests {
         });
         let s = summarize(&steps, &Options::default());
         let sat = s.saturation.unwrap();
-        assert_eq!(sat.at.unwrap().concurrency, Some(16));
-        assert_eq!(sat.limited_by.as_deref(), Some("throughputPlateau"));
+        assert_eq!(sat.at.unwrap().concurrency(), Some(16));
+        assert_eq!(sat.limited_by, Some(SaturationLimit::ThroughputPlateau));
         assert_eq!(s.bottleneck, Some(Bottleneck::Compute));
     }
 
@@ -709,10 +670,7 @@ mod tests {
     fn empty_and_failed_steps_do_not_panic() {
         assert_eq!(summarize(&[], &Options::default()), RunSummary::default());
         let dead = StepStatus {
-            load: LoadPoint {
-                concurrency: Some(4),
-                rate: None,
-            },
+            load: LoadPoint::Concurrency(4),
             requests: 10,
             failed: 10,
             errors: ErrorCounts {
@@ -722,7 +680,7 @@ mod tests {
             ..Default::default()
         };
         let slo = Slo {
-            ttft_p95_ms: Some(500.0),
+            ttft_p95: Some(std::time::Duration::from_millis(500)),
             ..Default::default()
         };
         let s = summarize(
@@ -732,7 +690,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(s.saturation.unwrap().limited_by.as_deref(), Some("ttftP95"));
+        assert_eq!(
+            s.saturation.unwrap().limited_by,
+            Some(SaturationLimit::TtftP95)
+        );
         assert!(s.findings.iter().any(|f| f.contains("10 http4xx")));
     }
 
@@ -751,7 +712,7 @@ mod tests {
         price_steps(&mut steps, &cost);
         let options = Options {
             slo: Slo {
-                ttft_p95_ms: Some(100.0),
+                ttft_p95: Some(std::time::Duration::from_millis(100)),
                 ..Default::default()
             },
             target_request_rate: Some(50.0),
@@ -771,9 +732,9 @@ mod tests {
         steps[4].server.as_mut().unwrap().waiting_max = Some(12.0);
         let sat = Saturation {
             requests_per_second: Some(10.2),
-            at: Some(steps[3].load.clone()),
-            first_broken: Some(steps[4].load.clone()),
-            limited_by: Some("ttftP95".into()),
+            at: Some(steps[3].load),
+            first_broken: Some(steps[4].load),
+            limited_by: Some(SaturationLimit::TtftP95),
         };
         let rec = recommend(&steps, &sat, None).unwrap();
         assert_eq!(rec.queue_depth_target, 6.0);

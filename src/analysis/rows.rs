@@ -4,11 +4,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{
-    ErrorCounts, GpuMetrics, LatencyMs, LoadPoint, MinMax, ServerMetrics, StepStatus, Window,
-};
-use crate::loadgen::results::StepResult;
-use crate::prom::WindowMetrics;
+use crate::api::{ErrorCounts, GpuMetrics, LatencyMs, MinMax, ServerMetrics, StepStatus, Window};
+use crate::contract::WindowMetrics;
+use crate::contract::results::StepResult;
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> Option<Time> {
     k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(t.timestamp_nanos_opt()?))
@@ -38,10 +36,7 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         _ => None,
     };
     StepStatus {
-        load: LoadPoint {
-            concurrency: s.max_concurrency,
-            rate: s.request_rate,
-        },
+        load: s.point().unwrap_or_default(),
         replicas,
         window,
         requests: s.completed + s.failed,

@@ -555,16 +555,82 @@ pub struct ResultsRef {
     pub config_map_name: String,
 }
 
-/// One load point.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+/// One load point of a sweep, written `{concurrency: 8}` (closed loop: this many requests in
+/// flight) or `{rate: 10}` (open loop: this many requests per second). The one load-point
+/// type of the crate: status rows, the plan and the results all use it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct LoadPoint {
+pub enum LoadPoint {
     /// Requests in flight (closed loop).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<u32>,
+    Concurrency(u32),
     /// Offered rate in req/s (open loop).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<f64>,
+    Rate(f64),
+}
+
+impl LoadPoint {
+    /// The concurrency of a closed-loop point.
+    pub fn concurrency(self) -> Option<u32> {
+        match self {
+            LoadPoint::Concurrency(c) => Some(c),
+            LoadPoint::Rate(_) => None,
+        }
+    }
+
+    /// The offered rate of an open-loop point.
+    pub fn rate(self) -> Option<f64> {
+        match self {
+            LoadPoint::Rate(r) => Some(r),
+            LoadPoint::Concurrency(_) => None,
+        }
+    }
+
+    /// The point's number on a chart's x axis (concurrency or req/s).
+    pub fn value(self) -> f64 {
+        match self {
+            LoadPoint::Concurrency(c) => f64::from(c),
+            LoadPoint::Rate(r) => r,
+        }
+    }
+}
+
+/// The smallest closed-loop point (so status rows can derive `Default`).
+impl Default for LoadPoint {
+    fn default() -> Self {
+        LoadPoint::Concurrency(1)
+    }
+}
+
+impl std::fmt::Display for LoadPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadPoint::Concurrency(c) => write!(f, "concurrency={c}"),
+            LoadPoint::Rate(r) => write!(f, "rate={r}/s"),
+        }
+    }
+}
+
+impl JsonSchema for LoadPoint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LoadPoint".into()
+    }
+
+    // A structural schema (one object with both optional properties, exactly one present)
+    // instead of schemars' `oneOf` of single-key objects, which a CRD cannot hold.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One load point: `{concurrency: N}` (closed loop) or `{rate: R}` (open loop, req/s).",
+            "type": "object",
+            "properties": {
+                "concurrency": {
+                    "description": "Requests in flight (closed loop).",
+                    "type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX
+                },
+                "rate": {"description": "Offered rate in req/s (open loop).", "type": "number"}
+            },
+            "minProperties": 1,
+            "maxProperties": 1
+        })
+    }
 }
 
 /// A measurement window.
@@ -760,9 +826,81 @@ pub struct Saturation {
     /// First load point that broke the SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_broken: Option<LoadPoint>,
-    /// The SLO term that broke first (e.g. `ttftP95`).
+    /// What ended the search: the SLO term that broke first (e.g. `ttftP95`), or
+    /// `throughputPlateau` without an SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limited_by: Option<String>,
+    pub limited_by: Option<SaturationLimit>,
+}
+
+/// One term of a saturation SLO ([`SloSpec`]), by its spec name.
+#[derive(JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SloTerm {
+    /// `maxErrorRate`.
+    MaxErrorRate,
+    /// `ttftP95`.
+    TtftP95,
+    /// `itlP95`.
+    ItlP95,
+}
+
+impl SloTerm {
+    /// The spec field name (`maxErrorRate`, `ttftP95`, `itlP95`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloTerm::MaxErrorRate => "maxErrorRate",
+            SloTerm::TtftP95 => "ttftP95",
+            SloTerm::ItlP95 => "itlP95",
+        }
+    }
+}
+
+impl std::fmt::Display for SloTerm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What limited a sweep's saturation point.
+#[derive(JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SaturationLimit {
+    /// The error rate objective broke.
+    MaxErrorRate,
+    /// The TTFT p95 objective broke.
+    TtftP95,
+    /// The ITL p95 objective broke.
+    ItlP95,
+    /// No SLO: another load step added less than 10% throughput.
+    ThroughputPlateau,
+}
+
+impl From<SloTerm> for SaturationLimit {
+    fn from(t: SloTerm) -> Self {
+        match t {
+            SloTerm::MaxErrorRate => SaturationLimit::MaxErrorRate,
+            SloTerm::TtftP95 => SaturationLimit::TtftP95,
+            SloTerm::ItlP95 => SaturationLimit::ItlP95,
+        }
+    }
+}
+
+impl SaturationLimit {
+    /// The status spelling (`ttftP95`, `throughputPlateau`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaturationLimit::MaxErrorRate => "maxErrorRate",
+            SaturationLimit::TtftP95 => "ttftP95",
+            SaturationLimit::ItlP95 => "itlP95",
+            SaturationLimit::ThroughputPlateau => "throughputPlateau",
+        }
+    }
+}
+
+impl std::fmt::Display for SaturationLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Conclusions across steps.
@@ -820,19 +958,9 @@ impl LoadSpec {
             LoadMode::Concurrency => self
                 .concurrency
                 .iter()
-                .map(|c| LoadPoint {
-                    concurrency: Some(*c),
-                    rate: None,
-                })
+                .map(|&c| LoadPoint::Concurrency(c))
                 .collect(),
-            LoadMode::Rate => self
-                .rate
-                .iter()
-                .map(|r| LoadPoint {
-                    concurrency: None,
-                    rate: Some(*r),
-                })
-                .collect(),
+            LoadMode::Rate => self.rate.iter().map(|&r| LoadPoint::Rate(r)).collect(),
         }
     }
 }

@@ -30,10 +30,11 @@ use crate::api::{
     BenchmarkRun, BenchmarkRunStatus, ConditionType, ConditionUpdate, InferenceService, Phase,
     ResultsRef, ScalingStatus, StepStatus, find_condition,
 };
-use crate::loadgen::results::{Results, StepResult, merge_results};
+use crate::contract::results::{Results, StepResult, merge_results};
+use crate::contract::spec as plan;
 use crate::prom::{Collector, Scope};
 use crate::render::benchmark_run::{self as render_run, Names};
-use crate::render::{inference_service as render_isvc, plan};
+use crate::render::inference_service as render_isvc;
 
 /// Finalizer that restores a scaling study's target replicas before the run goes away.
 pub const FINALIZER: &str = "inferops.dev/restore-replicas";
@@ -115,10 +116,12 @@ impl TargetProbe for HttpProbe {
     fn models<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
         Box::pin(async move {
             let url = format!("{}/v1/models", base_url.trim_end_matches('/'));
-            let resp =
-                self.0.get(&url).send().await.map_err(|e| {
-                    format!("GET {url}: {}", crate::loadgen::client::error_chain(&e))
-                })?;
+            let resp = self
+                .0
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| format!("GET {url}: {:#}", anyhow::Error::new(e)))?;
             let status = resp.status();
             let body: serde_json::Value = resp
                 .json()
@@ -675,7 +678,7 @@ fn step_problems(
     let detail = |row: &StepStatus| {
         results
             .iter()
-            .find(|s| s.max_concurrency == row.load.concurrency && s.request_rate == row.load.rate)
+            .find(|s| s.point() == Some(row.load))
             .map(|s| s.describe_errors())
             .unwrap_or_else(|| analysis::error_classes(std::slice::from_ref(row)))
     };
@@ -739,17 +742,7 @@ async fn conclude(
         .load
         .saturation
         .as_ref()
-        .map(|s| Slo {
-            ttft_p95_ms: s
-                .slo
-                .ttft_p95
-                .map(|d| Duration::from(d).as_secs_f64() * 1000.0),
-            itl_p95_ms: s
-                .slo
-                .itl_p95
-                .map(|d| Duration::from(d).as_secs_f64() * 1000.0),
-            max_error_rate: s.slo.max_error_rate,
-        })
+        .map(|s| Slo::from_spec(&s.slo, None))
         .unwrap_or_default();
     status.summary = Some(analysis::summarize(
         &status.steps,

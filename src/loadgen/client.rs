@@ -23,10 +23,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use super::direct::{DirectBody, DirectConn, DirectTarget};
-use super::outcome::{ErrorClass, Failure, Metrics};
-use super::plan::{Api, Target};
 use super::sse::SseParser;
 use super::workload::{PreparedRequest, word_count};
+use crate::contract::outcome::{ErrorClass, Failure, Metrics};
+use crate::contract::plan::{Api, Target};
 
 /// Connection settings of a [`Client`].
 #[derive(Debug, Clone)]

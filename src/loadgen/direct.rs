@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::client::error_chain;
-use super::outcome::{ErrorClass, Failure};
+use crate::contract::outcome::{ErrorClass, Failure};
 
 fn anchor() -> Instant {
     static ANCHOR: OnceLock<Instant> = OnceLock::new();

@@ -1,32 +1,19 @@
-//! Load generator: OpenAI-compatible client, workloads, closed/open-loop scheduling,
-//! HDR-histogram statistics and the results JSON. The same engine runs in the in-cluster
-//! load Job (`inferops loadgen`) and on a laptop (`inferops bench`).
+//! The load generator engine: OpenAI-compatible client (HTTP, SSE), workloads, closed- and
+//! open-loop scheduling, and the run of a [`Plan`] into [`Results`]. It knows nothing of
+//! Kubernetes, the command line, the simulator or how results are shown: the front-ends in
+//! [`crate::cli`] (`inferops bench`, the in-cluster `inferops loadgen`) wire it up.
 //!
-//! Entry points for other modules: [`run_plan`] runs a [`Plan`] and returns [`Results`];
-//! [`merge_results`] / [`merge_steps`] combine per-pod results through their histograms.
+//! Entry point: [`run_plan`] / [`run_plan_with`].
+//!
+//! [`Plan`]: crate::contract::Plan
+//! [`Results`]: crate::contract::Results
 
-pub mod benchmarkrun;
-pub mod cli;
 pub mod client;
+pub mod cpu;
 pub mod direct;
-pub mod outcome;
-pub mod plan;
-pub mod results;
 pub mod run;
 pub mod schedule;
-pub mod selftest;
-pub mod sink;
 pub mod sse;
-pub mod stats;
-pub mod table;
 pub mod workload;
 
-pub use outcome::{ErrorClass, Failure, Metrics};
-pub use plan::{
-    Api, Arrival, Dataset, Load, LoadPoint, Mode, Plan, Saturation, Slo, Target, TokenCount,
-    Workload,
-};
-pub use results::{
-    Metadata, Results, RunStatus, SaturationResult, StepResult, Summary, merge_results, merge_steps,
-};
 pub use run::{NoObserver, Observer, RunOptions, run_plan, run_plan_with};

@@ -11,10 +11,13 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, ClientConfig};
-use super::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
-use super::results::{Metadata, Results, RunStatus, SaturationResult, StepResult, Summary};
 use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
-use super::workload::{Workload, load_tokenizer};
+use super::workload::{RequestSet, load_tokenizer};
+use crate::contract::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
+use crate::contract::results::{
+    Metadata, Results, RunStatus, SaturationResult, StepResult, Summary,
+};
+use crate::contract::slo::Measured;
 
 /// Hooks called while a plan runs.
 pub trait Observer: Send {
@@ -104,7 +107,7 @@ pub async fn run_plan_with(
         Some(path) => Some(load_tokenizer(path)?),
         None => None,
     };
-    let workload = Arc::new(Workload::prepare_with(
+    let workload = Arc::new(RequestSet::prepare_with(
         plan,
         prompt_count(plan),
         tokenizer.as_ref(),
@@ -209,11 +212,11 @@ impl Runner<'_> {
         let progress = Arc::new(StepProgress::default());
         self.observer
             .step_started(index, point, spec.requests, spec.duration, progress.clone());
-        let (cpu0, t0) = (super::selftest::process_cpu(), std::time::Instant::now());
+        let (cpu0, t0) = (super::cpu::process_cpu(), std::time::Instant::now());
         let mut step = run_step(&self.ctx, &spec, progress).await;
         // How busy the load generator itself was: near 1, its numbers are suspect.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let busy = (super::selftest::process_cpu() - cpu0).as_secs_f64();
+        let busy = (super::cpu::process_cpu() - cpu0).as_secs_f64();
         let wall = t0.elapsed().as_secs_f64();
         if wall > 0.0 {
             step.client_cpu_util = Some(((busy / wall / cores) * 1000.0).round() / 1000.0);
@@ -241,7 +244,12 @@ impl Runner<'_> {
             if step.interrupted {
                 break;
             }
-            let broken = slo_violations(&step, sat);
+            let broken: Vec<String> = sat
+                .slo
+                .violations(&Measured::of_result(&step))
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             if broken.is_empty() {
                 outcome.highest_ok_rate = Some(rate);
             } else {
@@ -255,37 +263,4 @@ impl Runner<'_> {
         self.results.summary.saturation = Some(outcome);
         self.observer.step_finished(self.results);
     }
-}
-
-/// The SLOs a step broke, described (empty when all held). Uses the step's whole-run view,
-/// so for a split run the operator should re-check on merged results.
-pub fn slo_violations(step: &StepResult, sat: &Saturation) -> Vec<String> {
-    let mut out = Vec::new();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    if let Some(limit) = sat.slo.ttft_p95
-        && step.p95_ttft_ms > ms(limit)
-    {
-        out.push(format!(
-            "ttft p95 {:.1} ms > {:.1} ms",
-            step.p95_ttft_ms,
-            ms(limit)
-        ));
-    }
-    if let Some(limit) = sat.slo.itl_p95
-        && step.p95_itl_ms > ms(limit)
-    {
-        out.push(format!(
-            "itl p95 {:.2} ms > {:.2} ms",
-            step.p95_itl_ms,
-            ms(limit)
-        ));
-    }
-    if step.error_rate() > sat.max_error_rate || (step.completed == 0 && step.failed > 0) {
-        out.push(format!(
-            "error rate {:.1}% > {:.1}%",
-            step.error_rate() * 100.0,
-            sat.max_error_rate * 100.0
-        ));
-    }
-    out
 }

@@ -18,11 +18,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Scratch};
-use super::outcome::Failure;
-use super::plan::{Arrival, LoadPoint};
-use super::results::StepResult;
-use super::stats::StepStats;
-use super::workload::Workload;
+use super::workload::RequestSet;
+use crate::contract::outcome::Failure;
+use crate::contract::plan::{Arrival, LoadPoint};
+use crate::contract::results::StepResult;
+use crate::contract::stats::StepStats;
 
 /// One step to run (this process's share of the load).
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ pub struct StepContext {
     /// Shared HTTP client.
     pub client: Client,
     /// Prepared requests.
-    pub workload: Arc<Workload>,
+    pub workload: Arc<RequestSet>,
     /// Index of the next prompt (continues across steps so steps use different prompts).
     pub next_prompt: Arc<AtomicU64>,
     /// Stops the step; what was measured is kept.
@@ -89,7 +89,7 @@ impl Shared {
     fn record(
         &self,
         shard: usize,
-        r: &Result<super::outcome::Metrics, Failure>,
+        r: &Result<crate::contract::outcome::Metrics, Failure>,
         itl: &[u32],
         end: Instant,
     ) {

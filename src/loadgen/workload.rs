@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokenizers::Tokenizer;
 
-use super::plan::{Api, Dataset, Plan, TokenCount};
+use crate::contract::plan::{Api, Dataset, Plan, TokenCount};
 
 /// Common English words that are single tokens (with a leading space) in common vocabularies.
 const WORDS: &[&str] = &[
@@ -286,23 +286,23 @@ pub struct PreparedRequest {
 
 /// A prepared prompt set, reused round-robin.
 #[derive(Debug, Clone)]
-pub struct Workload {
+pub struct RequestSet {
     requests: Vec<PreparedRequest>,
 }
 
-impl Workload {
+impl RequestSet {
     /// Prepares `count` requests (at least one) for `plan`. The set depends only on the plan's
     /// workload (including its seed) and `count`.
-    pub fn prepare(plan: &Plan, count: usize) -> anyhow::Result<Workload> {
-        Workload::prepare_with(plan, count, None)
+    pub fn prepare(plan: &Plan, count: usize) -> anyhow::Result<RequestSet> {
+        RequestSet::prepare_with(plan, count, None)
     }
 
-    /// [`Workload::prepare`] with exact token lengths from `tokenizer`.
+    /// [`RequestSet::prepare`] with exact token lengths from `tokenizer`.
     pub fn prepare_with(
         plan: &Plan,
         count: usize,
         tokenizer: Option<&Tokenizer>,
-    ) -> anyhow::Result<Workload> {
+    ) -> anyhow::Result<RequestSet> {
         let w = &plan.workload;
         let count = count.max(1);
         let mut rng = StdRng::seed_from_u64(w.seed);
@@ -348,7 +348,7 @@ impl Workload {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Workload { requests })
+        Ok(RequestSet { requests })
     }
 
     /// The request for the `i`-th send (wraps around).
@@ -509,13 +509,13 @@ mod tests {
 
     #[test]
     fn synthetic_prompts_are_seeded_and_sized() {
-        let a = Workload::prepare(&plan(), 50).unwrap();
-        let b = Workload::prepare(&plan(), 50).unwrap();
+        let a = RequestSet::prepare(&plan(), 50).unwrap();
+        let b = RequestSet::prepare(&plan(), 50).unwrap();
         let mut other = plan();
         other.workload.seed = 43;
-        let c = Workload::prepare(&other, 50).unwrap();
+        let c = RequestSet::prepare(&other, 50).unwrap();
         assert_eq!(a.len(), 50);
-        let bodies = |w: &Workload| (0..50).map(|i| w.get(i).body.clone()).collect::<Vec<_>>();
+        let bodies = |w: &RequestSet| (0..50).map(|i| w.get(i).body.clone()).collect::<Vec<_>>();
         assert_eq!(bodies(&a), bodies(&b));
         assert_ne!(bodies(&a), bodies(&c));
         let lens: Vec<u32> = (0..50).map(|i| a.get(i).prompt_words).collect();
@@ -530,7 +530,7 @@ mod tests {
     #[test]
     fn bodies_follow_the_api() {
         let v: serde_json::Value =
-            serde_json::from_slice(&Workload::prepare(&plan(), 1).unwrap().get(0).body).unwrap();
+            serde_json::from_slice(&RequestSet::prepare(&plan(), 1).unwrap().get(0).body).unwrap();
         assert_eq!(v["model"], "m");
         assert_eq!(v["max_tokens"], 128);
         assert_eq!(v["ignore_eos"], true);
@@ -541,7 +541,7 @@ mod tests {
         p.workload.stream = false;
         p.workload.ignore_eos = false;
         let v: serde_json::Value =
-            serde_json::from_slice(&Workload::prepare(&p, 1).unwrap().get(0).body).unwrap();
+            serde_json::from_slice(&RequestSet::prepare(&p, 1).unwrap().get(0).body).unwrap();
         assert_eq!(v["messages"][0]["role"], "user");
         assert!(
             v.get("prompt").is_none()
@@ -583,7 +583,7 @@ mod tests {
         }
         let mut plan = plan();
         plan.workload.input_tokens = TokenCount::Fixed(30);
-        let w = Workload::prepare_with(&plan, 5, Some(&tok)).unwrap();
+        let w = RequestSet::prepare_with(&plan, 5, Some(&tok)).unwrap();
         for i in 0..5 {
             let r = w.get(i);
             assert_eq!(r.prompt_words, 30);
@@ -613,12 +613,12 @@ mod tests {
             path: path.clone(),
             output_from_dataset: true,
         };
-        let w = Workload::prepare(&p, 3).unwrap();
+        let w = RequestSet::prepare(&p, 3).unwrap();
         assert_eq!(w.len(), 3);
         assert_eq!((w.get(0).prompt_words, w.get(0).max_tokens), (2, 3));
         std::fs::write(&path, "[]").unwrap();
-        assert!(Workload::prepare(&p, 3).is_err());
+        assert!(RequestSet::prepare(&p, 3).is_err());
         std::fs::write(&path, "{not json").unwrap();
-        assert!(Workload::prepare(&p, 3).is_err());
+        assert!(RequestSet::prepare(&p, 3).is_err());
     }
 }

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
-use serde::{Deserialize, Serialize};
+
+use crate::contract::WindowMetrics;
 
 /// Label convention of the DCGM metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,48 +70,6 @@ impl Scope {
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// Server and GPU figures over one window. Field names match the `server` object of the
-/// results JSON. `None` means Prometheus had no such series in the window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WindowMetrics {
-    /// Peak GPU utilisation, percent (`DCGM_FI_DEV_GPU_UTIL`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu_util_max: Option<f64>,
-    /// Mean GPU utilisation, percent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu_util_mean: Option<f64>,
-    /// Peak framebuffer used, bytes (`DCGM_FI_DEV_FB_USED` is MiB).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu_fb_used_max_bytes: Option<f64>,
-    /// Mean power draw per GPU, watts (`DCGM_FI_DEV_POWER_USAGE`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu_power_mean_watts: Option<f64>,
-    /// Peak KV cache usage, 0..1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kv_cache_usage_max: Option<f64>,
-    /// Peak running requests, summed over replicas.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub num_requests_running_max: Option<f64>,
-    /// Peak waiting requests, summed over replicas.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub num_requests_waiting_max: Option<f64>,
-    /// Server-side p95 time to first token, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttft_p95_ms: Option<f64>,
-    /// Server-side p95 inter-token latency, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub itl_p95_ms: Option<f64>,
-    /// Server-side p95 queue time, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_time_p95_ms: Option<f64>,
-    /// Mean running requests of the least loaded replica.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_replica_running_min: Option<f64>,
-    /// Mean running requests of the most loaded replica.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_replica_running_max: Option<f64>,
 }
 
 /// How a query's vector result becomes one number.
@@ -244,32 +203,6 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
             Reduce::Max,
         ),
     ]
-}
-
-impl WindowMetrics {
-    fn set(&mut self, field: &str, value: f64) {
-        let slot = match field {
-            "gpu_util_max" => &mut self.gpu_util_max,
-            "gpu_util_mean" => &mut self.gpu_util_mean,
-            "gpu_fb_used_max_bytes" => &mut self.gpu_fb_used_max_bytes,
-            "gpu_power_mean_watts" => &mut self.gpu_power_mean_watts,
-            "kv_cache_usage_max" => &mut self.kv_cache_usage_max,
-            "num_requests_running_max" => &mut self.num_requests_running_max,
-            "num_requests_waiting_max" => &mut self.num_requests_waiting_max,
-            "ttft_p95_ms" => &mut self.ttft_p95_ms,
-            "itl_p95_ms" => &mut self.itl_p95_ms,
-            "queue_time_p95_ms" => &mut self.queue_time_p95_ms,
-            "per_replica_running_min" => &mut self.per_replica_running_min,
-            "per_replica_running_max" => &mut self.per_replica_running_max,
-            other => unreachable!("query for unknown field {other}"),
-        };
-        *slot = Some(value);
-    }
-
-    /// True when no series at all matched: usually a wrong scope or missing scrape config.
-    pub fn is_empty(&self) -> bool {
-        self == &WindowMetrics::default()
-    }
 }
 
 /// Why metrics could not be collected.

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::{RenderContext, controller_owner_ref, labels};
 use crate::api::BenchmarkRun;
-use crate::loadgen::plan::Plan;
+use crate::contract::plan::Plan;
 
 /// Label naming the owning run on every object.
 pub const RUN_LABEL: &str = "inferops.dev/benchmark-run";
@@ -325,7 +325,7 @@ mod tests {
     fn job_is_indexed_least_privilege_and_restricted() {
         let run = run();
         let plan =
-            super::super::plan::plan(&run.spec, "http://qwen.default.svc:8000", "qwen", 2, None)
+            crate::contract::spec::plan(&run.spec, "http://qwen.default.svc:8000", "qwen", 2, None)
                 .unwrap();
         let r = render(&run, &plan, Some(2), &RenderContext::default());
         assert_eq!(r.job.metadata.name.as_deref(), Some("qwen-scaling-load-r2"));

@@ -25,14 +25,9 @@ struct Series {
     dashed: bool,
 }
 
-/// The x value of a step: concurrency or offered rate.
-pub fn load_value(p: &LoadPoint) -> f64 {
-    p.concurrency.map(f64::from).or(p.rate).unwrap_or_default()
-}
-
 /// "Concurrency (requests in flight)" or "Offered rate (req/s)".
 pub fn load_axis(steps: &[StepStatus]) -> &'static str {
-    if steps.iter().any(|s| s.load.concurrency.is_some()) {
+    if steps.iter().any(|s| s.load.concurrency().is_some()) {
         "Concurrency (requests in flight)"
     } else {
         "Offered load (req/s)"
@@ -68,7 +63,7 @@ fn series_of(
             label: format!("{label}{suffix}"),
             points: group
                 .iter()
-                .filter_map(|s| f(s).map(|y| (load_value(&s.load), y)))
+                .filter_map(|s| f(s).map(|y| (s.load.value(), y)))
                 .collect(),
             dashed,
         })
@@ -248,7 +243,7 @@ pub fn throughput(
     let marker = knee.and_then(|k| {
         steps.iter().find(|s| &s.load == k).map(|s| {
             (
-                load_value(k),
+                k.value(),
                 s.output_tokens_per_second,
                 "saturation point".to_string(),
             )

@@ -3,7 +3,6 @@
 //! baseline, a side-by-side comparison with deltas.
 
 pub mod charts;
-pub mod cli;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -229,7 +228,7 @@ fn summary_lines(r: &RunRecord) -> Vec<String> {
                 format!(
                     "; first broken at {} by {}",
                     describe(b),
-                    sat.limited_by.as_deref().unwrap_or("?")
+                    sat.limited_by.map_or("?", |l| l.as_str())
                 )
             })
             .unwrap_or_default();
@@ -459,10 +458,7 @@ mod tests {
         let steps: Vec<StepStatus> = published
             .iter()
             .map(|&(c, rps, tps, ttft, itl, e2e)| StepStatus {
-                load: LoadPoint {
-                    concurrency: Some(c),
-                    rate: None,
-                },
+                load: LoadPoint::Concurrency(c),
                 requests: 200,
                 succeeded: 200,
                 requests_per_second: rps,

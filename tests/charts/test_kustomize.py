@@ -150,7 +150,7 @@ def test_strict_crd_validation_rejects_unknown_fields():
 
 def test_examples_directory_holds_only_custom_resources():
     for p in (MANIFESTS / "examples").iterdir():
-        assert p.suffix == ".yaml", f"{p}: tests/api.rs parses every file there into the CRD types"
+        assert p.suffix == ".yaml", f"{p}: tests/it/api.rs parses every file there into the CRD types"
 
 
 def operator_images(objs):

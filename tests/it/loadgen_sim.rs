@@ -5,11 +5,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use inferops::contract::{Api, ErrorClass, Plan, Results, RunStatus, TokenCount, merge_results};
 use inferops::loadgen::client::{Client, ClientConfig, Scratch};
-use inferops::loadgen::workload::Workload;
-use inferops::loadgen::{
-    Api, ErrorClass, NoObserver, Plan, Results, RunStatus, TokenCount, merge_results, run_plan,
-};
+use inferops::loadgen::workload::RequestSet;
+use inferops::loadgen::{NoObserver, run_plan};
 use inferops::sim::{SimHandle, SimOptions, spawn};
 use tokio_util::sync::CancellationToken;
 
@@ -134,7 +133,7 @@ async fn client_timing_matches_the_server_trace() {
         Duration::from_secs(10),
     ))
     .unwrap();
-    let w = Workload::prepare(&p, 4).unwrap();
+    let w = RequestSet::prepare(&p, 4).unwrap();
     let mut ours = Vec::new();
     let mut scratch = Scratch::with_trace();
     for i in 0..8 {
@@ -337,7 +336,7 @@ async fn bench_reads_a_benchmark_run_file() {
     );
     assert!(stdout.contains("| rate (req/s) |"), "{stdout}");
     let r: Results = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(r.metadata.api, "chat");
+    assert_eq!(r.metadata.api, inferops::contract::Api::Chat);
     assert_eq!(r.steps[0].request_rate, Some(200.0));
     assert_eq!(r.steps[0].completed, 10);
     // The file's target is used when no --url is given (no simulator is started).

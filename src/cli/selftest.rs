@@ -19,11 +19,11 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::cli::{BenchArgs, SelfTestPart};
-use super::client::{Client, ClientConfig, Scratch};
-use super::plan::{Arrival, LoadPoint, Plan, TokenCount};
-use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
-use super::workload::Workload;
+use super::bench::{BenchArgs, SelfTestPart};
+use crate::contract::plan::{Arrival, LoadPoint, Plan, TokenCount};
+use crate::loadgen::client::{Client, ClientConfig, Scratch};
+use crate::loadgen::schedule::{StepContext, StepProgress, StepSpec, run_step};
+use crate::loadgen::workload::RequestSet;
 
 const CLIENT_CPU: usize = 0;
 const SERVER_CPU: usize = 1;
@@ -88,29 +88,6 @@ impl SimProcess {
     }
 }
 
-/// CPU time of the calling thread (user + system).
-fn thread_cpu() -> Duration {
-    #[cfg(target_os = "linux")]
-    let who = libc::RUSAGE_THREAD;
-    #[cfg(not(target_os = "linux"))]
-    let who = libc::RUSAGE_SELF;
-    rusage_cpu(who)
-}
-
-/// CPU time of the whole process (user + system).
-pub fn process_cpu() -> Duration {
-    rusage_cpu(libc::RUSAGE_SELF)
-}
-
-fn rusage_cpu(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage struct.
-    unsafe { libc::getrusage(who, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Pins the calling thread to `cpu` (Linux); false when not possible.
 fn pin_thread(cpu: usize) -> bool {
     #[cfg(target_os = "linux")]
@@ -157,9 +134,9 @@ where
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let before = thread_cpu();
+        let before = crate::loadgen::cpu::thread_cpu();
         let out = rt.block_on(f())?;
-        let cpu = thread_cpu() - before;
+        let cpu = crate::loadgen::cpu::thread_cpu() - before;
         Ok((out, cpu))
     });
     tokio::task::spawn_blocking(move || handle.join())
@@ -219,7 +196,7 @@ async fn throughput(
     url_model: (String, String),
     concurrency: u32,
     duration: Duration,
-) -> anyhow::Result<super::results::StepResult> {
+) -> anyhow::Result<crate::contract::results::StepResult> {
     let mut plan = Plan::new(url_model.0, url_model.1);
     plan.workload.input_tokens = TokenCount::Fixed(INPUT_TOKENS);
     plan.workload.output_tokens = TokenCount::Fixed(OUTPUT_TOKENS);
@@ -231,7 +208,7 @@ async fn throughput(
     ))?;
     let ctx = StepContext {
         client,
-        workload: Arc::new(Workload::prepare(&plan, 256)?),
+        workload: Arc::new(RequestSet::prepare(&plan, 256)?),
         next_prompt: Arc::new(AtomicU64::new(0)),
         cancel: CancellationToken::new(),
     };
@@ -265,8 +242,8 @@ async fn accuracy_samples(
         true,
         Duration::from_secs(60),
     ))?;
-    let workload = Arc::new(Workload::prepare(&plan, streams as usize)?);
-    let clock = super::schedule::Clock::now();
+    let workload = Arc::new(RequestSet::prepare(&plan, streams as usize)?);
+    let clock = crate::loadgen::schedule::Clock::now();
     let mut set = tokio::task::JoinSet::new();
     for s in 0..streams {
         let (client, workload) = (client.clone(), workload.clone());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 use crate::api::{self, BenchmarkRunSpec, DatasetKind};
-use crate::loadgen::plan::{
+use crate::contract::plan::{
     Api, Arrival, Dataset, Load, Mode, Parallelism, Plan, Saturation, Slo, Target, TokenCount,
     Workload,
 };
@@ -68,11 +68,7 @@ pub fn plan(
         api::LoadMode::Rate => Mode::Rate,
     };
     let saturation = l.saturation.as_ref().map(|s| Saturation {
-        slo: Slo {
-            ttft_p95: s.slo.ttft_p95.map(Into::into),
-            itl_p95: s.slo.itl_p95.map(Into::into),
-        },
-        max_error_rate: s.slo.max_error_rate.unwrap_or(spec.max_error_rate),
+        slo: Slo::from_spec(&s.slo, Some(spec.max_error_rate)),
         start_rate: s
             .start_rate
             .or_else(|| l.rate.last().copied())

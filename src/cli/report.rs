@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use kube::Api;
 
-use super::RunRecord;
-use crate::analysis::{self, Options, Slo, rows};
+use crate::analysis::{self, Options, rows};
 use crate::api::BenchmarkRun;
-use crate::loadgen::results::Results;
+use crate::contract::results::Results;
+use crate::report::RunRecord;
 
 /// Arguments of `inferops report`.
 #[derive(clap::Args, Debug, Clone)]
@@ -49,11 +49,7 @@ pub fn from_results(results: &Results, title: &str) -> RunRecord {
         .load
         .saturation
         .as_ref()
-        .map(|s| Slo {
-            ttft_p95_ms: s.slo.ttft_p95.map(|d| d.as_secs_f64() * 1000.0),
-            itl_p95_ms: s.slo.itl_p95.map(|d| d.as_secs_f64() * 1000.0),
-            max_error_rate: Some(s.max_error_rate),
-        })
+        .map(|s| s.slo.clone())
         .unwrap_or_default();
     let summary = analysis::summarize(
         &steps,
@@ -67,8 +63,8 @@ pub fn from_results(results: &Results, title: &str) -> RunRecord {
         ("tool".to_string(), format!("{} {}", m.tool, m.version)),
         ("target".to_string(), m.url.clone()),
         ("model".to_string(), m.model.clone()),
-        ("api".to_string(), m.api.clone()),
-        ("load mode".to_string(), m.mode.clone()),
+        ("api".to_string(), m.api.as_str().to_string()),
+        ("load mode".to_string(), m.mode.as_str().to_string()),
         ("started".to_string(), m.started_at.to_rfc3339()),
         (
             "request shape".to_string(),
@@ -186,7 +182,7 @@ impl ReportArgs {
             Some(b) => Some(load(b, self.namespace.as_deref()).await?),
             None => None,
         };
-        let files = super::write(&record, baseline.as_ref(), &self.out)?;
+        let files = crate::report::write(&record, baseline.as_ref(), &self.out)?;
         for f in files {
             println!("{}", f.display());
         }

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::results::Results;
+use crate::contract::results::Results;
 
 /// Largest results document a pod writes (a ConfigMap holds 1 MiB in all).
 pub const MAX_RESULTS_BYTES: usize = 900 * 1024;

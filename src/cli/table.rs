@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::plan::LoadPoint;
-use super::results::{Results, StepResult};
+use crate::contract::plan::LoadPoint;
+use crate::contract::results::{Results, StepResult};
 
 fn num(v: f64, decimals: usize) -> String {
     format!("{v:.decimals$}")
@@ -24,7 +24,7 @@ fn errors_cell(s: &StepResult) -> String {
     if s.failed == 0 {
         return "0".into();
     }
-    let classes: Vec<&str> = super::outcome::ErrorClass::ALL
+    let classes: Vec<&str> = crate::contract::outcome::ErrorClass::ALL
         .iter()
         .filter(|c| s.errors.get(**c) > 0)
         .map(|c| c.name())
@@ -160,10 +160,10 @@ fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::plan::Plan;
-    use crate::loadgen::results::{Metadata, Summary};
-    use crate::loadgen::stats::StepStats;
-    use crate::loadgen::{ErrorClass, Failure};
+    use crate::contract::plan::Plan;
+    use crate::contract::results::{Metadata, Summary};
+    use crate::contract::stats::StepStats;
+    use crate::contract::{ErrorClass, Failure};
     use chrono::Utc;
     use std::time::Instant;
 

@@ -1,12 +1,10 @@
 //! `inferops bench --prometheus`: the binary against a simulator with DCGM gauges that
 //! Debian's real Prometheus scrapes; the results JSON carries each step's server figures.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::prometheus::Prometheus;
 use inferops::sim::{SimOptions, spawn};
-use support::prometheus::Prometheus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_joins_server_and_gpu_figures_per_step() {

@@ -9,6 +9,9 @@ use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::slo::Slo;
+pub use crate::api::LoadPoint;
+
 /// Everything one load-generator process needs to run a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,6 +51,14 @@ pub enum Api {
 }
 
 impl Api {
+    /// The spelling in plans and results (`completions`, `chat`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Completions => "completions",
+            Api::Chat => "chat",
+        }
+    }
+
     /// The request path below the base URL.
     pub fn path(self) -> &'static str {
         match self {
@@ -234,6 +245,16 @@ pub enum Mode {
     Rate,
 }
 
+impl Mode {
+    /// The spelling in plans and results (`concurrency`, `rate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Concurrency => "concurrency",
+            Mode::Rate => "rate",
+        }
+    }
+}
+
 /// Inter-arrival distribution in open-loop mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -327,12 +348,9 @@ impl Default for Load {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Saturation {
-    /// Latency objectives (p95).
+    /// The objectives that define "saturated" (p95 latencies, error rate).
     #[serde(default)]
     pub slo: Slo,
-    /// Error-rate objective.
-    #[serde(default = "default_max_error_rate")]
-    pub max_error_rate: f64,
     /// First rate tried (requests per second).
     #[serde(default = "default_start_rate")]
     pub start_rate: f64,
@@ -352,26 +370,6 @@ fn default_max_rate() -> f64 {
 }
 fn default_step_factor() -> f64 {
     2.0
-}
-
-/// Latency SLOs of a saturation search.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Slo {
-    /// Time to first token, 95th percentile.
-    #[serde(
-        default,
-        with = "opt_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ttft_p95: Option<Duration>,
-    /// Inter-token latency, 95th percentile.
-    #[serde(
-        default,
-        with = "opt_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub itl_p95: Option<Duration>,
 }
 
 /// This process's share of a split load.
@@ -405,24 +403,6 @@ impl Default for Parallelism {
             index: 0,
             count: 1,
             start_at: None,
-        }
-    }
-}
-
-/// One load point of a sweep.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LoadPoint {
-    /// Closed loop with this many requests in flight.
-    Concurrency(u32),
-    /// Open loop at this many requests per second.
-    Rate(f64),
-}
-
-impl std::fmt::Display for LoadPoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadPoint::Concurrency(c) => write!(f, "concurrency={c}"),
-            LoadPoint::Rate(r) => write!(f, "rate={r}/s"),
         }
     }
 }
@@ -626,6 +606,16 @@ pub mod opt_duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_the_serde_spelling() {
+        for api in [Api::Completions, Api::Chat] {
+            assert_eq!(serde_json::to_value(api).unwrap(), api.as_str());
+        }
+        for mode in [Mode::Concurrency, Mode::Rate] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+    }
 
     #[test]
     fn minimal_yaml_gets_defaults() {

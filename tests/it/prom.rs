@@ -2,14 +2,12 @@
 //! metrics the test controls: the window figures must be what the target exposed, scoped to
 //! the target's pods, with older vLLM metric names as fallbacks.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::prometheus::Prometheus;
 use chrono::Utc;
 use inferops::prom::{Collector, GpuLabelStyle, Scope};
-use support::prometheus::Prometheus;
 
 #[derive(Clone, Copy)]
 struct State {

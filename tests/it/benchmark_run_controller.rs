@@ -4,19 +4,18 @@
 //! its results into the run's ConfigMap) and step the Job's status by hand. One test joins
 //! it all with Debian's real Prometheus scraping the simulator's vllm:* and DCGM metrics.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::prometheus::Prometheus;
 use futures::future::BoxFuture;
 use inferops::api::{BenchmarkRun, ConditionType, InferenceService, Phase, find_condition};
+use inferops::cli::sink::{ConfigMapSink, key};
+use inferops::contract::plan::Plan;
+use inferops::contract::results::Results;
 use inferops::controller::Context;
 use inferops::controller::benchmark_run::{FINALIZER, TargetProbe, reconcile};
-use inferops::loadgen::plan::Plan;
-use inferops::loadgen::results::Results;
 use inferops::loadgen::run::{NoObserver, run_plan};
-use inferops::loadgen::sink::{ConfigMapSink, key};
 use inferops::render::RenderContext;
 use inferops::sim::{SimHandle, SimOptions, spawn};
 use k8s_openapi::api::batch::v1::Job;
@@ -25,7 +24,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kube_fake_client::ClientBuilder;
 use serde_json::json;
-use support::prometheus::Prometheus;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
@@ -195,7 +193,7 @@ async fn url_target_runs_the_job_joins_prometheus_figures_and_succeeds() {
     assert_eq!(status.phase, Phase::Running);
     assert_eq!(status.steps.len(), 2);
     assert_eq!(status.progress.as_deref(), Some("2/2"));
-    assert_eq!(status.steps[1].load.concurrency, Some(8));
+    assert_eq!(status.steps[1].load.concurrency(), Some(8));
     assert!(status.steps[1].succeeded > status.steps[0].succeeded);
 
     // Let Prometheus scrape past the last window, then finish the Job.
@@ -214,7 +212,7 @@ async fn url_target_runs_the_job_joins_prometheus_figures_and_succeeds() {
     assert!(status.completion_time.is_some() && status.start_time.is_some());
 
     for row in &status.steps {
-        let c = row.load.concurrency.unwrap() as f64;
+        let c = row.load.concurrency().unwrap() as f64;
         let server = row.server.as_ref().expect("vLLM metrics for the window");
         let gpu = row.gpu.as_ref().expect("DCGM metrics for the window");
         // The simulator never runs more than the client sends (plus one request finishing
@@ -442,7 +440,7 @@ async fn split_load_merges_pods_and_ttl_deletes_the_job_but_keeps_results() {
         status.steps[0].succeeded,
         a.steps[0].completed + b.steps[0].completed
     );
-    assert_eq!(status.steps[1].load.concurrency, Some(8));
+    assert_eq!(status.steps[1].load.concurrency(), Some(8));
     // TTL 0: the next reconcile deletes the Job; the run and its rows stay.
     h.reconcile("split").await;
     assert!(
@@ -633,7 +631,7 @@ async fn a_restarted_load_pod_never_shrinks_the_rows() {
         2,
         "the step measured before the restart is kept"
     );
-    assert_eq!(steps[1].load.concurrency, Some(8));
+    assert_eq!(steps[1].load.concurrency(), Some(8));
     sim.shutdown().await;
 }
 

@@ -1,9 +1,9 @@
 //! `inferops report` on a real results JSON: a sweep against the simulator, written by the
 //! load generator, read back and turned into a report and an autoscaling hint.
 
-use inferops::loadgen::plan::{Plan, TokenCount};
+use inferops::cli::report::{apply_hint, from_results};
+use inferops::contract::plan::{Plan, TokenCount};
 use inferops::loadgen::run::{NoObserver, run_plan};
-use inferops::report::cli::{apply_hint, from_results};
 use inferops::sim::{SimOptions, spawn};
 use tokio_util::sync::CancellationToken;
 
@@ -33,12 +33,12 @@ async fn results_json_becomes_a_report_with_charts_and_a_hint() {
         .clone()
         .expect("64 in flight on 4 slots plateaus");
     assert_eq!(
-        sat.at.unwrap().concurrency,
+        sat.at.unwrap().concurrency(),
         Some(16),
         "{:?}",
         record.summary
     );
-    assert_eq!(sat.first_broken.unwrap().concurrency, Some(64));
+    assert_eq!(sat.first_broken.unwrap().concurrency(), Some(64));
 
     let dir = tempfile::tempdir().unwrap();
     inferops::report::write(&record, None, dir.path()).unwrap();
@@ -50,10 +50,30 @@ async fn results_json_becomes_a_report_with_charts_and_a_hint() {
     );
     assert!(dir.path().join("throughput.svg").exists());
 
+    // The hint is a valid InferenceService patch carrying the recommendation's numbers, and
+    // it applies: the patched example still deserializes and passes the CRD's validation.
     let hint = apply_hint(&record).unwrap();
-    assert!(
-        hint.contains("metric: queueDepth") && hint.contains("maxReplicas"),
+    let rec = record
+        .summary
+        .recommendation
+        .clone()
+        .expect("a recommendation");
+    let patch: serde_json::Value = serde_yaml::from_str(&hint).unwrap();
+    let auto = &patch["spec"]["autoscaling"];
+    assert_eq!(auto["metric"], "queueDepth", "{hint}");
+    assert_eq!(
+        auto["target"].as_str().unwrap().parse::<f64>().unwrap(),
+        rec.queue_depth_target,
         "{hint}"
     );
+    assert!(auto["maxReplicas"].as_i64().unwrap() >= auto["minReplicas"].as_i64().unwrap());
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples/infsvc-sim.yaml"),
+    )
+    .unwrap();
+    let mut isvc = inferops::api::parse_documents(&example).unwrap().remove(0);
+    isvc["spec"]["autoscaling"] = auto.clone();
+    inferops::api::validate_object(&isvc, None).expect("the patched InferenceService validates");
+    let _: inferops::api::InferenceService = serde_json::from_value(isvc).unwrap();
     sim.shutdown().await;
 }

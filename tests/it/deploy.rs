@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use inferops::render::cli::{RenderOptions, render_documents};
+use inferops::cli::render::{RenderOptions, render_documents};
 use serde::Deserialize;
 use serde_json::Value;
 

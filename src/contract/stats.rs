@@ -340,16 +340,16 @@ mod tests {
         a.merge(&b);
         assert_eq!((a.sends, a.late_sends), (4, 2));
         let now = chrono::Utc::now();
-        let r = crate::loadgen::results::StepResult::from_stats(
-            crate::loadgen::plan::LoadPoint::Rate(10.0),
+        let r = crate::contract::results::StepResult::from_stats(
+            crate::contract::plan::LoadPoint::Rate(10.0),
             &a,
             now,
             now,
             false,
         );
         assert_eq!(r.late_send_fraction, Some(0.5));
-        let closed = crate::loadgen::results::StepResult::from_stats(
-            crate::loadgen::plan::LoadPoint::Concurrency(4),
+        let closed = crate::contract::results::StepResult::from_stats(
+            crate::contract::plan::LoadPoint::Concurrency(4),
             &StepStats::new(),
             now,
             now,

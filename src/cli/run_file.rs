@@ -1,13 +1,13 @@
 //! `inferops bench -f RUN.yaml`: the very BenchmarkRun the operator runs, validated like the
 //! apiserver would (schema + CEL), mapped to a [`Plan`] by the same function the operator
-//! uses ([`crate::render::plan::plan`]).
+//! uses ([`crate::contract::spec::plan`]).
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use super::plan::Plan;
 use crate::api::{BenchmarkRun, parse_documents, validate_object};
+use crate::contract::plan::Plan;
 
 /// The plan of a BenchmarkRun file, with its target URL and model when the spec names them
 /// (an `inferenceServiceRef` target has neither outside the cluster: pass `--url`).
@@ -42,7 +42,7 @@ pub fn read(path: &Path) -> anyhow::Result<FileRun> {
     }
     let run: BenchmarkRun =
         serde_json::from_value(doc).with_context(|| format!("in {}", path.display()))?;
-    let plan = crate::render::plan::plan(&run.spec, "", "", 1, None)
+    let plan = crate::contract::spec::plan(&run.spec, "", "", 1, None)
         .with_context(|| format!("in {}", path.display()))?;
     Ok(FileRun {
         plan,

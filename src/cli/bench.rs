@@ -13,13 +13,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{
+use super::table;
+use crate::contract::plan::{
     self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
 };
-use super::results::{Results, RunStatus};
-use super::run::{Observer, RunOptions, run_plan_with};
-use super::schedule::StepProgress;
-use super::table;
+use crate::contract::results::{Results, RunStatus};
+use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
+use crate::loadgen::schedule::StepProgress;
 
 fn parse_tokens(s: &str) -> Result<TokenCount, String> {
     let n = |t: &str| t.trim().parse::<u32>().map_err(|e| format!("{t:?}: {e}"));
@@ -191,7 +191,7 @@ pub struct LoadgenArgs {
 /// (if any) and the flags.
 pub fn bench_plan(
     args: &BenchArgs,
-    file: Option<&super::benchmarkrun::FileRun>,
+    file: Option<&super::run_file::FileRun>,
     url: &str,
     model: &str,
 ) -> anyhow::Result<Plan> {
@@ -255,8 +255,10 @@ pub fn bench_plan(
     if args.saturate || args.slo_ttft_p95.is_some() || args.slo_itl_p95.is_some() {
         l.mode = Mode::Rate;
         let mut s = l.saturation.take().unwrap_or(Saturation {
-            slo: Slo::default(),
-            max_error_rate: args.max_error_rate,
+            slo: Slo {
+                max_error_rate: Some(args.max_error_rate),
+                ..Slo::default()
+            },
             start_rate: 1.0,
             max_rate: 100.0,
             step_factor: 2.0,
@@ -420,7 +422,7 @@ async fn first_model(url: &str) -> anyhow::Result<String> {
     if !status.is_success() {
         bail!(
             "GET {list}: HTTP {status}: {}",
-            super::client::server_message(&body)
+            crate::loadgen::client::server_message(&body)
         );
     }
     let v: serde_json::Value =
@@ -444,7 +446,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let mut sim = None;
     let file = match &args.file {
-        Some(path) => Some(super::benchmarkrun::read(path)?),
+        Some(path) => Some(super::run_file::read(path)?),
         None => None,
     };
     let file_url = file.as_ref().and_then(|f| f.url.clone());
@@ -534,7 +536,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!();
         print!("{}", table::render_server(&results));
     }
-    let record = crate::report::cli::from_results(&results, &plan.target.model);
+    let record = crate::cli::report::from_results(&results, &plan.target.model);
     if !record.summary.findings.is_empty() {
         println!();
         for f in &record.summary.findings {
@@ -767,9 +769,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
         let results = Results {
-            metadata: super::super::results::Metadata::new(&Plan::new("http://x", "m")),
+            metadata: crate::contract::results::Metadata::new(&Plan::new("http://x", "m")),
             steps: vec![],
-            summary: super::super::results::Summary::of(&[], 0.01),
+            summary: crate::contract::results::Summary::of(&[], 0.01),
         };
         write_results(&path, &results).unwrap();
         let back: Results = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

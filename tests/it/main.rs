@@ -1,0 +1,19 @@
+//! Every integration test in one binary: one link instead of one per file (each of those
+//! linked the whole crate and its dependencies). Run one area with a filter, e.g.
+//! `cargo test --test it controller::`.
+
+mod support;
+
+mod api;
+mod bench_prometheus;
+mod benchmark_run_controller;
+mod controller;
+mod deploy;
+mod layering;
+mod loadgen_faults;
+mod loadgen_sim;
+mod prom;
+mod render;
+mod report;
+mod sim;
+mod vllm_metrics;
