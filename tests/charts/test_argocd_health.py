@@ -240,6 +240,19 @@ ISVC_STATES = {
                              [("MetricsUnavailable", "True", "PodMonitorCRDMissing")], "Healthy"),
     "PodMonitorApplied": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
                           [("MetricsUnavailable", "False", "PodMonitorApplied")], "Healthy"),
+    "PodMonitoringCRDMissing": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                                [("MetricsUnavailable", "True", "PodMonitoringCRDMissing")], "Healthy"),
+    "PodMonitoringApplied": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                             [("MetricsUnavailable", "False", "PodMonitoringApplied")], "Healthy"),
+    "MonitoringForbidden": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                            [("MetricsUnavailable", "True", "MonitoringForbidden")], "Healthy"),
+    "KEDAForbidden": (("True", "Available"), ("False", "Complete"), ("True", "KEDAForbidden"), [], "Degraded"),
+    "ImageNotAllowed": (("False", "ImageNotAllowed"), ("False", "ImageNotAllowed"), ("True", "ImageNotAllowed"), [], "Degraded"),
+    # The old pods may still serve while the spec cannot be applied: Degraded all the same.
+    "CachePVCImmutable": (("True", "Available"), ("False", "Complete"), ("True", "CachePVCImmutable"), [], "Degraded"),
+    "ReplicaFailure": (("False", "ReplicaFailure"), ("True", "Deploying"), ("True", "ReplicaFailure"), [], "Degraded"),
+    "ProgressDeadlineExceeded": (("False", "Deploying"), ("False", "ProgressDeadlineExceeded"),
+                                 ("True", "ProgressDeadlineExceeded"), [], "Degraded"),
 }
 
 

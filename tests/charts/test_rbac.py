@@ -27,6 +27,7 @@ CALL_SITE = re.compile(
     r"\b[\w.]+ ?\. ?(?:get_opt|list|patch|patch_status|patch_scale|delete|create|replace|replace_status|publish|evict) ?\("
     r"|\bapply::(?:apply|apply_json|patch_status|crd_exists) ?\("
     r"|\bdelete_if_owned ?\((?!\s*api:)"
+    r"|(?<!fn )\bsync_optional ?\("
     r"|\bController::new ?\("
     r"|\. ?(?:owns|watches) ?\("
     r"|\b(?:metadata_)?watcher ?\("
