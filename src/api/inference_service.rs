@@ -477,7 +477,8 @@ fn default_target() -> Quantity {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MonitoringSpec {
-    /// Create a Prometheus Operator `PodMonitor` scraping the engine's `/metrics`.
+    /// Scrape the engine's `/metrics`: a Prometheus Operator `PodMonitor`, or a GKE Managed
+    /// Prometheus `PodMonitoring` when the operator runs with `--monitoring-stack gmp`.
     #[serde(default = "default_true")]
     pub pod_monitor: bool,
 }

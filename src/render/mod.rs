@@ -3,7 +3,7 @@
 //! `inferops render` prints it.
 //!
 //! - [`inference_service`]: `InferenceService` -> Deployment, Service, PVC, PDB, HPA or KEDA
-//!   `ScaledObject`, `PodMonitor`.
+//!   `ScaledObject`, `PodMonitor` or `PodMonitoring`.
 //! - [`accelerator`]: `spec.accelerator` -> node selector and tolerations per platform.
 //! - [`benchmark_run`]: `BenchmarkRun` -> load Job, plan ConfigMap, results ConfigMap, RBAC.
 //!
