@@ -36,7 +36,8 @@ pub const SCALED_OBJECT_CRD: &str = "scaledobjects.keda.sh";
 /// that the value survives the operator releasing the field (see [`hand_over_replicas`]).
 pub const HANDOVER_MANAGER: &str = "inferops-replicas-handover";
 
-/// Requeue while pods are coming up (pod events are not watched).
+/// Requeue while pods are coming up: pod events are watched (a pod change reconciles its
+/// InferenceService at once), and this periodic check also covers missed events.
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(15);
 /// Requeue when steady, to catch drift in pod-level state.
 const REQUEUE_STEADY: Duration = Duration::from_secs(300);
