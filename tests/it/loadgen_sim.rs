@@ -192,7 +192,7 @@ fn bin() -> Command {
 }
 
 #[tokio::test]
-async fn loadgen_command_writes_results_and_fails_on_errors() {
+async fn loadgen_command_writes_results_and_reports_errors() {
     let s = sim(SimOptions::profile("zero").unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     let plan_path = dir.path().join("plan.yaml");
@@ -246,10 +246,14 @@ async fn loadgen_command_writes_results_and_fails_on_errors() {
     })
     .await
     .unwrap();
-    assert!(!o.status.success());
+    // Over the error budget, a load pod still exits 0: the operator judges the rows (a
+    // non-zero exit would make the Job rerun a load that ran to its end).
     let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
     assert!(
-        stderr.contains("http4xx") && stderr.contains("wrong-model"),
+        stderr.contains("over the error budget")
+            && stderr.contains("http4xx")
+            && stderr.contains("wrong-model"),
         "{stderr}"
     );
     s.shutdown().await;
