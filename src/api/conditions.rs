@@ -73,6 +73,22 @@ pub enum Reason {
     PodMonitorCrdMissing,
     /// The PodMonitor was applied.
     PodMonitorApplied,
+    /// `--monitoring-stack gmp` but GKE Managed Prometheus' PodMonitoring CRD is missing.
+    PodMonitoringCrdMissing,
+    /// The PodMonitoring was applied.
+    PodMonitoringApplied,
+    /// The operator may not read or write the scrape object (403, e.g. the chart's `rbac.podMonitors` is off).
+    MonitoringForbidden,
+    /// The operator may not read or write KEDA ScaledObjects (403).
+    KedaForbidden,
+    /// `engine.image` (or the default vLLM image) is not in the operator's allow-list.
+    ImageNotAllowed,
+    /// The cache PVC exists with an access mode, storage class or size the spec no longer asks for; those fields cannot change in place.
+    CachePvcImmutable,
+    /// The Deployment cannot create pods (`ReplicaFailure`: quota, Pod Security admission, a webhook).
+    ReplicaFailure,
+    /// The rollout made no progress within `progressDeadlineSeconds`.
+    ProgressDeadlineExceeded,
     /// BenchmarkRun: waiting for the InferenceService to exist.
     TargetNotFound,
     /// BenchmarkRun: the InferenceService is not Ready yet.
@@ -152,6 +168,14 @@ impl Reason {
         Reason::KedaMissing,
         Reason::PodMonitorCrdMissing,
         Reason::PodMonitorApplied,
+        Reason::PodMonitoringCrdMissing,
+        Reason::PodMonitoringApplied,
+        Reason::MonitoringForbidden,
+        Reason::KedaForbidden,
+        Reason::ImageNotAllowed,
+        Reason::CachePvcImmutable,
+        Reason::ReplicaFailure,
+        Reason::ProgressDeadlineExceeded,
         Reason::TargetNotFound,
         Reason::TargetNotReady,
         Reason::TargetUnreachable,
@@ -203,6 +227,14 @@ impl Reason {
             Reason::KedaMissing => "KEDAMissing",
             Reason::PodMonitorCrdMissing => "PodMonitorCRDMissing",
             Reason::PodMonitorApplied => "PodMonitorApplied",
+            Reason::PodMonitoringCrdMissing => "PodMonitoringCRDMissing",
+            Reason::PodMonitoringApplied => "PodMonitoringApplied",
+            Reason::MonitoringForbidden => "MonitoringForbidden",
+            Reason::KedaForbidden => "KEDAForbidden",
+            Reason::ImageNotAllowed => "ImageNotAllowed",
+            Reason::CachePvcImmutable => "CachePVCImmutable",
+            Reason::ReplicaFailure => "ReplicaFailure",
+            Reason::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
             Reason::TargetNotFound => "TargetNotFound",
             Reason::TargetNotReady => "TargetNotReady",
             Reason::TargetUnreachable => "TargetUnreachable",
@@ -249,6 +281,13 @@ impl Reason {
             | Reason::ApplyFailed
             | Reason::KedaMissing
             | Reason::PodMonitorCrdMissing
+            | Reason::PodMonitoringCrdMissing
+            | Reason::MonitoringForbidden
+            | Reason::KedaForbidden
+            | Reason::ImageNotAllowed
+            | Reason::CachePvcImmutable
+            | Reason::ReplicaFailure
+            | Reason::ProgressDeadlineExceeded
             | Reason::TargetUnstable
             | Reason::ModelNotFound
             | Reason::TargetDeleted
