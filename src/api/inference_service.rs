@@ -51,7 +51,9 @@ use super::common::{SecretKeyRef, default_true};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it names the Service and is a label value"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter and contain only lowercase letters, digits and '-': it is the name of a Service (a DNS-1035 label)")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self.engine.kind == 'sim' || has(self.accelerator)").message("spec.accelerator is required when spec.engine.kind is vllm: set accelerator.type (e.g. nvidia-l4) and accelerator.count"))]

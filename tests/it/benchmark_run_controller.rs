@@ -45,15 +45,16 @@ impl TargetProbe for StaticProbe {
 
 impl Harness {
     async fn new() -> Harness {
-        let client = ClientBuilder::new()
-            .with_resource::<InferenceService>()
-            .with_resource::<BenchmarkRun>()
-            .with_status_subresource::<Job>()
-            .build()
-            .await
-            .unwrap();
+        // Behind the strict apiserver harness: the reconciler gets the operator's client.
+        let (client, operator) = crate::support::strict::clients(
+            ClientBuilder::new()
+                .with_resource::<InferenceService>()
+                .with_resource::<BenchmarkRun>()
+                .with_status_subresource::<Job>(),
+        )
+        .await;
         let ctx = Arc::new(Context::new(
-            client.clone(),
+            operator,
             RenderContext {
                 operator_image: "ghcr.io/inferops/inferops:test".into(),
                 ..RenderContext::default()
