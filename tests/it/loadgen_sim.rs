@@ -260,7 +260,10 @@ async fn loadgen_command_writes_results_and_reports_errors() {
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_again).unwrap()).unwrap();
     assert_eq!(v["steps"][0]["completed"], 0, "{v}");
-    assert!(v["steps"][0]["errors"]["http4xx"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["steps"][0]["errors"]["http4xx"].as_u64().unwrap() > 0,
+        "{v}"
+    );
     s.shutdown().await;
 }
 
