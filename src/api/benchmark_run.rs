@@ -177,7 +177,8 @@ pub struct DatasetSpec {
     /// `random` (default) or `sharegpt`.
     #[serde(default)]
     pub kind: DatasetKind,
-    /// ConfigMap key holding the dataset JSON (mounted into the load pods).
+    /// ConfigMap key holding the dataset JSON, mounted in the load pods at
+    /// `/etc/inferops/dataset/<key>` (where the plan reads it). Ignored when `path` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKeyRef>,
     /// Path of the dataset file inside the load pod image or a local file for `inferops bench`.
@@ -389,11 +390,14 @@ pub struct LoadgenSpec {
     /// Tolerations for the load pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// Pod restarts tolerated before the Job fails (`backoffLimit`).
+    /// Pod restarts tolerated before the Job fails (`backoffLimit`). Pods stopped by a
+    /// disruption (preemption, drain) do not count.
     #[serde(default = "default_backoff_limit")]
     #[schemars(range(min = 0))]
     pub backoff_limit: i32,
-    /// Hard limit on the Job's run time in seconds (`activeDeadlineSeconds`).
+    /// Hard limit on the Job's run time in seconds (`activeDeadlineSeconds`). Default: the
+    /// plan's own length (per step: warmup, then `durationPerStep` or every request at the
+    /// request timeout) plus 15 minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,

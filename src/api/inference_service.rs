@@ -92,7 +92,9 @@ pub struct InferenceServiceSpec {
     pub rollout: Option<RolloutSpec>,
 }
 
-/// How a rollout replaces engine pods (the Deployment's `strategy`).
+/// How a rollout replaces engine pods (the Deployment's `strategy`): `Recreate` or
+/// `RollingUpdate`. Default: `Recreate` with one replica (no autoscaling) or a
+/// `ReadWriteOnce` cache PVC, `RollingUpdate` otherwise.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RolloutStrategy {
     /// Stop every old pod, then start the new ones: downtime, but never two pods for one
@@ -183,7 +185,10 @@ pub struct ModelCacheSpec {
     pub access_mode: Option<CacheAccessMode>,
 }
 
-/// Access mode of the model cache PVC.
+/// Access mode of the new cache PVC (with `size`), fixed when the PVC is created (access
+/// modes are immutable): `ReadWriteOnce` (default; one node mounts it, so one replica) or
+/// `ReadWriteMany` (replicas on several nodes; needs an RWX storage class such as Filestore or
+/// EFS). Not used with `claimName`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CacheAccessMode {
     /// Mounted read-write by the pods of one node.
@@ -368,7 +373,11 @@ pub struct AcceleratorSpec {
     pub eks_node_labels: Option<EksNodeLabels>,
 }
 
-/// The node-label scheme of an EKS cluster's GPU nodes.
+/// EKS only: which node labels select the GPU nodes. `karpenter` (default):
+/// `karpenter.k8s.aws/instance-gpu-name`; `autoMode`: EKS Auto Mode's
+/// `eks.amazonaws.com/instance-gpu-name`; `instanceType`: the well-known
+/// `node.kubernetes.io/instance-type` every node carries (managed node groups with Cluster
+/// Autoscaler).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum EksNodeLabels {
@@ -472,7 +481,8 @@ fn default_target() -> Quantity {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MonitoringSpec {
-    /// Create a Prometheus Operator `PodMonitor` scraping the engine's `/metrics`.
+    /// Scrape the engine's `/metrics`: a Prometheus Operator `PodMonitor`, or a GKE Managed
+    /// Prometheus `PodMonitoring` when the operator runs with `--monitoring-stack gmp`.
     #[serde(default = "default_true")]
     pub pod_monitor: bool,
 }

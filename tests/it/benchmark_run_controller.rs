@@ -408,6 +408,13 @@ async fn corrupt_results_fail_with_a_reason() {
     let (_, reason, message) = condition(&run, ConditionType::Ready);
     assert_eq!(reason, "ResultsCorrupt");
     assert!(message.contains("pod-0.json"), "{message}");
+    // The failed run stops its load Job: nothing keeps loading the GPUs.
+    let job = h.api::<Job>().get("junk-load").await.unwrap();
+    assert_eq!(
+        job.spec.unwrap().suspend,
+        Some(true),
+        "the Job of a failed run is suspended"
+    );
     sim.shutdown().await;
 }
 

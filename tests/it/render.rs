@@ -811,6 +811,10 @@ fn pod_monitors_carry_the_configured_labels_and_gmp_gets_a_pod_monitoring() {
         "qwen-sim"
     );
     assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+
+    c.monitoring_stack = MonitoringStack::None;
+    let r = render(&example("infsvc-sim.yaml"), &c).unwrap();
+    assert!(r.pod_monitor.is_none() && r.pod_monitoring.is_none());
 }
 
 #[test]
