@@ -93,6 +93,9 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         client_cpu_util: s.client_cpu_util,
         client_late_send_fraction: s.late_send_fraction,
         cost_per_million_output_tokens: None,
+        arrival_requests_per_second: s.arrival_rate,
+        achieved_requests_per_second: s.achieved_request_rate,
+        falling_behind: s.falling_behind,
     }
 }
 

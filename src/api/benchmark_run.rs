@@ -44,6 +44,7 @@ use super::common::{LocalObjectRef, default_true};
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]
+#[x_kube(validation = Rule::new("!has(self.load.saturation) || !has(self.loadgen) || !has(self.loadgen.parallelism) || self.loadgen.parallelism <= 1").message("spec.loadgen.parallelism must be 1 with spec.load.saturation: a split search would judge the SLO on each pod's share instead of the merged results"))]
 pub struct BenchmarkRunSpec {
     /// What to load: an InferenceService in this namespace or any OpenAI-compatible URL.
     pub target: TargetSpec,
@@ -276,9 +277,10 @@ pub enum Arrival {
 /// The sweep.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.mode != 'concurrency' || (has(self.concurrency) && size(self.concurrency) > 0)").message("spec.load.mode is concurrency: spec.load.concurrency must list at least one load point"))]
+#[x_kube(validation = Rule::new("self.mode != 'concurrency' || (has(self.concurrency) && size(self.concurrency) > 0) || has(self.saturation)").message("spec.load.mode is concurrency: spec.load.concurrency must list at least one load point, or set spec.load.saturation"))]
 #[x_kube(validation = Rule::new("self.mode != 'rate' || (has(self.rate) && size(self.rate) > 0) || has(self.saturation)").message("spec.load.mode is rate: spec.load.rate must list at least one load point, or set spec.load.saturation"))]
-#[x_kube(validation = Rule::new("self.mode == 'rate' || !has(self.saturation)").message("spec.load.saturation needs mode rate"))]
+#[x_kube(validation = Rule::new("self.mode != 'rate' || !has(self.saturation) || has(self.saturation.maxRate)").message("spec.load.saturation: mode rate searches the request rate and needs maxRate"))]
+#[x_kube(validation = Rule::new("self.mode != 'concurrency' || !has(self.saturation) || has(self.saturation.maxConcurrency)").message("spec.load.saturation: mode concurrency searches the concurrency and needs maxConcurrency"))]
 #[x_kube(validation = Rule::new("!(has(self.requestsPerStep) && has(self.durationPerStep))").message("spec.load: set requestsPerStep or durationPerStep, not both"))]
 pub struct LoadSpec {
     /// `concurrency` (closed loop) or `rate` (open loop).
@@ -309,7 +311,10 @@ pub struct LoadSpec {
     /// Per-request timeout (default `60s`); a request past it counts as a timeout error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Duration>,
-    /// Raise the rate until the SLO breaks, then report the highest rate that held.
+    /// Search the load at which the SLO breaks: grow the rate (mode `rate`) or concurrency
+    /// (mode `concurrency`) by `factor` until it breaks, then bisect between the highest load
+    /// that held and the lowest that broke until they are within `tolerance`. The listed
+    /// `rate` / `concurrency` points are not run (the last one is the default start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<SaturationSpec>,
 }
@@ -330,24 +335,43 @@ pub struct SloSpec {
     pub max_error_rate: Option<f64>,
 }
 
-/// Saturation search: start at `startRate`, multiply by `factor` while the SLO holds.
+/// Saturation search: start at `startRate` (`startConcurrency`), multiply by `factor` while
+/// the SLO holds, then bisect between the highest load that held and the lowest that broke.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("!has(self.startRate) || self.startRate <= self.maxRate").message("spec.load.saturation.startRate must be <= maxRate"))]
+#[x_kube(validation = Rule::new("!has(self.startRate) || !has(self.maxRate) || self.startRate <= self.maxRate").message("spec.load.saturation.startRate must be <= maxRate"))]
+#[x_kube(validation = Rule::new("!has(self.startConcurrency) || !has(self.maxConcurrency) || self.startConcurrency <= self.maxConcurrency").message("spec.load.saturation.startConcurrency must be <= maxConcurrency"))]
 pub struct SaturationSpec {
-    /// The objective that defines "saturated".
+    /// The objective that defines "saturated". In mode `rate` a step whose completions fall
+    /// behind its arrivals while latency grows through it is saturated too.
     pub slo: SloSpec,
-    /// First rate tried, req/s (default 1).
+    /// Mode `rate`: first rate tried, req/s (default: the last of `load.rate`, else 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.load.saturation.startRate must be > 0"))]
     pub start_rate: Option<f64>,
-    /// Stop here even if the SLO still holds, req/s.
+    /// Mode `rate`: stop here even if the SLO still holds, req/s (required in mode `rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.load.saturation.maxRate must be > 0"))]
-    pub max_rate: f64,
-    /// Rate multiplier between attempts (default 2; the search then bisects between the last
-    /// good and first bad rate).
+    pub max_rate: Option<f64>,
+    /// Mode `concurrency`: first concurrency tried (default: the last of
+    /// `load.concurrency`, else 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub start_concurrency: Option<u32>,
+    /// Mode `concurrency`: stop here even if the SLO still holds (required in mode
+    /// `concurrency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrency: Option<u32>,
+    /// Load multiplier between growing attempts (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 1.0").message("spec.load.saturation.factor must be > 1"))]
     pub factor: Option<f64>,
+    /// Bisect until `(lowest broken - highest held) / highest held` is at most this
+    /// (default 0.05 = 5%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("spec.load.saturation.tolerance must be in (0, 1)"))]
+    pub tolerance: Option<f64>,
 }
 
 /// Replica counts for a scaling study.
@@ -793,6 +817,18 @@ pub struct StepStatus {
     /// Cost of a million output tokens at this step's throughput (needs `spec.cost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_million_output_tokens: Option<f64>,
+    /// Mode `rate`: requests that arrived per second while the step's requests arrived
+    /// (its later two thirds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_requests_per_second: Option<f64>,
+    /// Mode `rate`: requests that finished per second over the same time; well below
+    /// `arrivalRequestsPerSecond` the target did not keep up with the offered rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_requests_per_second: Option<f64>,
+    /// Mode `rate`: completions fell behind arrivals by more than noise while latency grew
+    /// through the step: the step is past what the target sustains.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub falling_behind: bool,
 }
 
 /// What limited the target.
@@ -826,9 +862,30 @@ pub struct Saturation {
     /// First load point that broke the SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_broken: Option<LoadPoint>,
-    /// The SLO term that broke first (e.g. `ttftP95`).
+    /// The SLO term that broke first (e.g. `ttftP95`, `fallingBehind`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limited_by: Option<String>,
+    /// `(firstBroken - at) / at`: how precisely the saturation point is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bracket_width: Option<f64>,
+    /// A saturation search: every probe in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<SaturationProbe>,
+}
+
+/// One load a saturation search tried.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SaturationProbe {
+    /// The load point.
+    pub load: LoadPoint,
+    /// True when every SLO term held.
+    pub held: bool,
+    /// The broken terms, with the measured values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_by: Vec<String>,
+    /// Requests finished per second (mode `rate`: while requests arrived).
+    pub achieved_requests_per_second: f64,
 }
 
 /// Conclusions across steps.

@@ -122,10 +122,17 @@ pub struct BenchArgs {
     /// Open-loop arrivals: poisson or constant [default: poisson].
     #[arg(long, value_parser = parse_arrival)]
     pub arrival: Option<Arrival>,
-    /// Saturation search: raise the rate (from --rate's first value, doubling, up to
-    /// --max-rate) until an SLO breaks.
+    /// Saturation search: grow the rate (from --rate's first value, doubling, up to
+    /// --max-rate) or with --concurrency the concurrency (from its first value, up to
+    /// --max-concurrency) until an SLO breaks, then bisect to within --saturation-tolerance.
     #[arg(long)]
     pub saturate: bool,
+    /// Relative width of the saturation bracket the search bisects to [default: 0.05].
+    #[arg(long, value_name = "FRACTION")]
+    pub saturation_tolerance: Option<f64>,
+    /// Highest concurrency of a concurrency saturation search [default: 256].
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
     /// Saturation SLO on TTFT p95, e.g. 500ms.
     #[arg(long, value_parser = parse_duration)]
     pub slo_ttft_p95: Option<Duration>,
@@ -236,7 +243,9 @@ pub fn bench_plan(
     if let Some(c) = &args.concurrency {
         l.mode = Mode::Concurrency;
         l.concurrency = c.clone();
-        l.saturation = None;
+        if !args.saturate {
+            l.saturation = None;
+        }
     }
     if let Some(r) = &args.rate {
         l.mode = Mode::Rate;
@@ -252,22 +261,35 @@ pub fn bench_plan(
         l.request_timeout = v;
     }
     l.max_error_rate = args.max_error_rate;
-    if args.saturate || args.slo_ttft_p95.is_some() || args.slo_itl_p95.is_some() {
-        l.mode = Mode::Rate;
+    if args.saturate
+        || args.slo_ttft_p95.is_some()
+        || args.slo_itl_p95.is_some()
+        || args.saturation_tolerance.is_some()
+    {
+        if args.concurrency.is_none() && l.saturation.is_none() {
+            l.mode = Mode::Rate;
+        }
         let mut s = l.saturation.take().unwrap_or(Saturation {
             slo: Slo {
                 max_error_rate: Some(args.max_error_rate),
                 ..Slo::default()
             },
-            start_rate: 1.0,
-            max_rate: 100.0,
-            step_factor: 2.0,
+            ..Saturation::default()
         });
         if let Some(first) = args.rate.as_ref().and_then(|r| r.first()) {
             s.start_rate = *first;
         }
+        if let Some(first) = args.concurrency.as_ref().and_then(|c| c.first()) {
+            s.start_concurrency = *first;
+        }
         if let Some(v) = args.max_rate {
             s.max_rate = v;
+        }
+        if let Some(v) = args.max_concurrency {
+            s.max_concurrency = v;
+        }
+        if let Some(v) = args.saturation_tolerance {
+            s.tolerance = v;
         }
         if let Some(v) = args.slo_ttft_p95 {
             s.slo.ttft_p95 = Some(v);
@@ -323,6 +345,8 @@ struct BenchObserver {
     bar: Option<(ProgressBar, JoinHandle<()>)>,
     json: Option<PathBuf>,
     steps_hint: usize,
+    /// Steps already printed.
+    printed: usize,
 }
 
 impl BenchObserver {
@@ -393,9 +417,12 @@ impl Observer for BenchObserver {
 
     fn step_finished(&mut self, results: &Results) {
         self.close_bar();
-        if let Some(s) = results.steps.last() {
+        if results.steps.len() == self.printed {
+            // A saturation search publishing its final bracket: nothing new to print.
+        } else if let Some(s) = results.steps.last() {
             eprintln!("{}", s.one_line());
         }
+        self.printed = results.steps.len();
         if let Some(p) = &self.json
             && let Err(e) = write_results(p, results)
         {
@@ -497,6 +524,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bar: None,
         json: args.json.clone(),
         steps_hint: plan.points().len(),
+        printed: 0,
     };
     let options = RunOptions {
         tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
@@ -546,6 +574,35 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     finish(&results, args.json.as_deref())
 }
 
+/// The conclusion of a saturation search in one line.
+pub fn saturation_line(sat: &crate::contract::SaturationResult) -> String {
+    let (ok, broke) = sat.bracket();
+    let show = |p: LoadPoint| match p {
+        LoadPoint::Rate(r) => format!("{r} req/s"),
+        LoadPoint::Concurrency(c) => format!("concurrency {c}"),
+    };
+    let ok = ok.map_or("none".into(), show);
+    let broke = broke.map_or("none up to the maximum".into(), |p| {
+        format!("{} ({})", show(p), sat.broken_by.join("; "))
+    });
+    let bracket = match (sat.bracket_width, sat.converged) {
+        (Some(w), true) => format!(
+            "; bracket {:.1}% (within the {:.0}% tolerance) after {} probes",
+            w * 100.0,
+            sat.tolerance * 100.0,
+            sat.probes.len()
+        ),
+        (Some(w), false) => format!(
+            "; bracket {:.1}%, NOT within the {:.0}% tolerance after {} probes",
+            w * 100.0,
+            sat.tolerance * 100.0,
+            sat.probes.len()
+        ),
+        (None, _) => format!("; {} probes", sat.probes.len()),
+    };
+    format!("saturation: highest load meeting the SLOs: {ok}; lowest load breaking them: {broke}{bracket}")
+}
+
 /// Writes the final results and turns error budgets and interruptions into an error.
 fn finish(results: &Results, json: Option<&Path>) -> anyhow::Result<()> {
     if let Some(p) = json {
@@ -553,17 +610,7 @@ fn finish(results: &Results, json: Option<&Path>) -> anyhow::Result<()> {
         eprintln!("results written to {}", p.display());
     }
     if let Some(sat) = &results.summary.saturation {
-        let ok = sat
-            .highest_ok_rate
-            .map_or("none".into(), |r| format!("{r} req/s"));
-        let broke = sat
-            .first_broken_rate
-            .map_or("none up to maxRate".into(), |r| {
-                format!("{r} req/s ({})", sat.broken_by.join("; "))
-            });
-        println!(
-            "saturation: highest rate meeting the SLOs: {ok}; first rate breaking them: {broke}"
-        );
+        println!("{}", saturation_line(sat));
     }
     if let Some(why) = &results.summary.stopped_early {
         eprintln!("stopped early: {why}");
@@ -759,6 +806,25 @@ mod tests {
             (s.start_rate, s.slo.ttft_p95),
             (4.0, Some(Duration::from_millis(200)))
         );
+        let p = bench_plan(
+            &args(&[
+                "--saturate",
+                "--concurrency",
+                "2",
+                "--max-concurrency",
+                "40",
+                "--saturation-tolerance",
+                "0.1",
+            ]),
+            None,
+            "u",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(p.load.mode, Mode::Concurrency);
+        let s = p.load.saturation.unwrap();
+        assert_eq!((s.start_concurrency, s.max_concurrency), (2, 40));
+        assert_eq!(s.tolerance, 0.1);
         assert!(Cli::try_parse_from(["bench", "--concurrency", "1", "--rate", "2"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--input-tokens", "x"]).is_err());
         assert!(bench_plan(&args(&["--concurrency", "0"]), None, "u", "m").is_err());

@@ -43,6 +43,8 @@ pub enum SloTerm {
     TtftP95,
     /// `itlP95`.
     ItlP95,
+    /// An open-loop step whose completions fell behind its arrivals (always judged).
+    FallingBehind,
 }
 
 impl SloTerm {
@@ -52,6 +54,7 @@ impl SloTerm {
             SloTerm::MaxErrorRate => "maxErrorRate",
             SloTerm::TtftP95 => "ttftP95",
             SloTerm::ItlP95 => "itlP95",
+            SloTerm::FallingBehind => "fallingBehind",
         }
     }
 }
@@ -73,6 +76,12 @@ pub struct Measured {
     pub ttft_p95_ms: Option<f64>,
     /// ITL p95 in ms; `None` when no request succeeded.
     pub itl_p95_ms: Option<f64>,
+    /// Open loop: completions fell behind arrivals (see [`StepResult::falling_behind`]).
+    pub falling_behind: bool,
+    /// Open loop: requests arriving / finishing per second while they arrived.
+    pub arrival_rate: Option<f64>,
+    /// See `arrival_rate`.
+    pub achieved_rate: Option<f64>,
 }
 
 impl Measured {
@@ -84,6 +93,9 @@ impl Measured {
             only_failures: !any && step.failed > 0,
             ttft_p95_ms: any.then_some(step.p95_ttft_ms),
             itl_p95_ms: any.then_some(step.p95_itl_ms),
+            falling_behind: step.falling_behind,
+            arrival_rate: step.arrival_rate,
+            achieved_rate: step.achieved_request_rate,
         }
     }
 
@@ -99,6 +111,9 @@ impl Measured {
             only_failures: step.succeeded == 0 && step.failed > 0,
             ttft_p95_ms: step.ttft_ms.as_ref().map(|l| l.p95),
             itl_p95_ms: step.itl_ms.as_ref().map(|l| l.p95),
+            falling_behind: step.falling_behind,
+            arrival_rate: step.arrival_requests_per_second,
+            achieved_rate: step.achieved_requests_per_second,
         }
     }
 }
@@ -128,6 +143,12 @@ impl std::fmt::Display for Violation {
                 "{} unmeasured (no request succeeded), limit {:.1} ms",
                 t, self.limit
             ),
+            (SloTerm::FallingBehind, v) => write!(
+                f,
+                "fallingBehind: {:.1} req/s finished of {:.1} req/s arriving, latency growing through the step",
+                v.unwrap_or(0.0),
+                self.limit
+            ),
             (t, Some(v)) => write!(f, "{t} {v:.1} ms > {:.1} ms", self.limit),
         }
     }
@@ -155,6 +176,8 @@ impl Slo {
 
     /// Every term the step breaks, error rate first. A latency term breaks when the step has
     /// no successful request to measure it on; a step of only failures breaks the error term.
+    /// An open-loop step that fell behind its arrivals breaks `fallingBehind` whatever the
+    /// objectives (it is past what the server sustains).
     pub fn violations(&self, m: &Measured) -> Vec<Violation> {
         let mut out = Vec::new();
         if let Some(limit) = self.max_error_rate
@@ -176,6 +199,13 @@ impl Slo {
                 out.push(Violation { term, value, limit });
             }
         }
+        if m.falling_behind {
+            out.push(Violation {
+                term: SloTerm::FallingBehind,
+                value: m.achieved_rate,
+                limit: m.arrival_rate.unwrap_or(0.0),
+            });
+        }
         out
     }
 
@@ -195,7 +225,28 @@ mod tests {
             only_failures: ttft.is_none() && error_rate > 0.0,
             ttft_p95_ms: ttft,
             itl_p95_ms: itl,
+            falling_behind: false,
+            arrival_rate: None,
+            achieved_rate: None,
         }
+    }
+
+    #[test]
+    fn falling_behind_breaks_whatever_the_objectives() {
+        let m = Measured {
+            falling_behind: true,
+            arrival_rate: Some(80.0),
+            achieved_rate: Some(50.0),
+            ..measured(0.0, Some(100.0), Some(10.0))
+        };
+        let v = Slo::default().violations(&m);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].term, SloTerm::FallingBehind);
+        assert!(
+            v[0].to_string().contains("50.0 req/s finished of 80.0"),
+            "{}",
+            v[0]
+        );
     }
 
     #[test]

@@ -749,6 +749,7 @@ async fn conclude(
         &Options {
             slo,
             target_request_rate: run.spec.target_request_rate,
+            search: run.spec.load.saturation.is_some(),
         },
     ));
     let mut updates = Vec::new();

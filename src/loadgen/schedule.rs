@@ -69,15 +69,18 @@ struct Shared {
     shards: Vec<Mutex<StepStats>>,
     progress: Arc<StepProgress>,
     issued: AtomicU64,
+    /// Start of the measured window: the origin of the stats' time trend.
+    origin: Instant,
 }
 
 impl Shared {
-    fn new(progress: Arc<StepProgress>) -> Shared {
+    fn new(progress: Arc<StepProgress>, origin: Instant) -> Shared {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Shared {
             shards: (0..n).map(|_| Mutex::new(StepStats::new())).collect(),
             progress,
             issued: AtomicU64::new(0),
+            origin,
         }
     }
 
@@ -91,11 +94,18 @@ impl Shared {
         shard: usize,
         r: &Result<crate::contract::outcome::Metrics, Failure>,
         itl: &[u32],
+        scheduled: Instant,
         end: Instant,
     ) {
         let mut s = self.shards[shard % self.shards.len()]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let offset = |t: Instant| t.saturating_duration_since(self.origin).as_micros() as u64;
+        s.trend.record(
+            offset(scheduled),
+            offset(end),
+            r.as_ref().ok().map(|m| (m.ttft_us, m.e2el_us)),
+        );
         match r {
             Ok(m) => s.record_ok(m, itl, end),
             Err(f) => {
@@ -166,7 +176,7 @@ pub async fn run_step(
     let start = clock.instant;
     let measure_start = start + spec.warmup;
     let measure_end = spec.duration.map(|d| measure_start + d);
-    let shared = Arc::new(Shared::new(progress));
+    let shared = Arc::new(Shared::new(progress, measure_start));
     match spec.point {
         LoadPoint::Concurrency(n) => {
             closed_loop(ctx, spec, &shared, n, measure_start, measure_end).await
@@ -208,7 +218,7 @@ async fn closed_loop(
                     r = ctx.client.send(req, now, &mut scratch) => r,
                 };
                 if measured {
-                    shared.record(w, &r, &scratch.itl_us, Instant::now());
+                    shared.record(w, &r, &scratch.itl_us, now, Instant::now());
                 }
             }
         });
@@ -271,7 +281,7 @@ async fn open_loop(
                 .get(ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));
             let r = ctx2.client.send(req, t0, &mut scratch).await;
             if measured {
-                shared2.record(shard, &r, &scratch.itl_us, Instant::now());
+                shared2.record(shard, &r, &scratch.itl_us, scheduled, Instant::now());
             }
             pool2
                 .lock()
