@@ -168,13 +168,15 @@ pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
         return RunSummary::default();
     };
     let groups = by_replicas(steps);
-    // Saturation and bottleneck are judged on the first replica group (the plain sweep).
-    let first = groups.values().next().cloned().unwrap_or_default();
+    // Saturation and bottleneck are judged on the first replica group (the plain sweep), in
+    // load order (a saturation search runs its probes out of order).
+    let in_run_order = groups.values().next().cloned().unwrap_or_default();
+    let first = by_load(&in_run_order);
     let mut saturation = saturation(&first, slo);
     if options.search
         && let Some(sat) = saturation.as_mut()
     {
-        sat.probes = probes(&first, slo);
+        sat.probes = probes(&in_run_order, slo);
     }
     let bottleneck = bottleneck(&first);
     let mut findings = Vec::new();

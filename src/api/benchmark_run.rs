@@ -282,6 +282,7 @@ pub enum Arrival {
 #[x_kube(validation = Rule::new("self.mode != 'rate' || !has(self.saturation) || has(self.saturation.maxRate)").message("spec.load.saturation: mode rate searches the request rate and needs maxRate"))]
 #[x_kube(validation = Rule::new("self.mode != 'concurrency' || !has(self.saturation) || has(self.saturation.maxConcurrency)").message("spec.load.saturation: mode concurrency searches the concurrency and needs maxConcurrency"))]
 #[x_kube(validation = Rule::new("!(has(self.requestsPerStep) && has(self.durationPerStep))").message("spec.load: set requestsPerStep or durationPerStep, not both"))]
+#[x_kube(validation = Rule::new("!has(self.saturation) || !has(self.saturation.slo.minGoodputRatio) || has(self.goodputSlo)").message("spec.load.saturation.slo.minGoodputRatio needs spec.load.goodputSlo (the per-request bounds)"))]
 pub struct LoadSpec {
     /// `concurrency` (closed loop) or `rate` (open loop).
     pub mode: LoadMode,
@@ -311,6 +312,10 @@ pub struct LoadSpec {
     /// Per-request timeout (default `60s`); a request past it counts as a timeout error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Duration>,
+    /// Per-request bounds (any subset) for goodput, like vLLM bench's `--goodput`: each step
+    /// reports the fraction of requests that met every bound and the rate of those requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_slo: Option<GoodputSloSpec>,
     /// Search the load at which the SLO breaks: grow the rate (mode `rate`) or concurrency
     /// (mode `concurrency`) by `factor` until it breaks, then bisect between the highest load
     /// that held and the lowest that broke until they are within `tolerance`. The listed
@@ -319,10 +324,26 @@ pub struct LoadSpec {
     pub saturation: Option<SaturationSpec>,
 }
 
+/// Per-request latency bounds; a request that succeeded and met every bound set is "good".
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.ttft) || has(self.tpot) || has(self.e2e)").message("spec.load.goodputSlo: set at least one of ttft, tpot, e2e"))]
+pub struct GoodputSloSpec {
+    /// Highest acceptable time to first token of a request (e.g. `200ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<Duration>,
+    /// Highest acceptable time per output token of a request after the first (e.g. `10ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot: Option<Duration>,
+    /// Highest acceptable end-to-end latency of a request (e.g. `2s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e: Option<Duration>,
+}
+
 /// A service level objective for the saturation search.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("has(self.ttftP95) || has(self.itlP95) || has(self.maxErrorRate)").message("spec.load.saturation.slo: set at least one of ttftP95, itlP95, maxErrorRate"))]
+#[x_kube(validation = Rule::new("has(self.ttftP95) || has(self.itlP95) || has(self.maxErrorRate) || has(self.minGoodputRatio)").message("spec.load.saturation.slo: set at least one of ttftP95, itlP95, maxErrorRate, minGoodputRatio"))]
 pub struct SloSpec {
     /// Highest acceptable p95 time to first token (e.g. `500ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,6 +354,11 @@ pub struct SloSpec {
     /// Highest acceptable failed/total ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_error_rate: Option<f64>,
+    /// Lowest acceptable goodput / throughput: the fraction of successful requests that met
+    /// every bound of `spec.load.goodputSlo` (e.g. `0.9`). Needs `goodputSlo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.load.saturation.slo.minGoodputRatio must be in [0, 1]"))]
+    pub min_goodput_ratio: Option<f64>,
 }
 
 /// Saturation search: start at `startRate` (`startConcurrency`), multiply by `factor` while
@@ -829,6 +855,23 @@ pub struct StepStatus {
     /// through the step: the step is past what the target sustains.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub falling_behind: bool,
+    /// With `spec.load.goodputSlo`: the requests that met every per-request bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
+}
+
+/// Requests of a step that met every per-request bound of `spec.load.goodputSlo`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Goodput {
+    /// Successful requests that met every bound.
+    pub good_requests: u64,
+    /// Good requests per second.
+    pub requests_per_second: f64,
+    /// Output tokens per second of the good requests.
+    pub output_tokens_per_second: f64,
+    /// Good requests / all requests of the step (failures count as not met), 0..1.
+    pub slo_attainment: f64,
 }
 
 /// What limited the target.

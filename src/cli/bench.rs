@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
+    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
@@ -39,6 +39,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A path as a `Box<Path>` (keeps the argument struct small).
 fn parse_path(s: &str) -> Result<Box<Path>, String> {
     Ok(PathBuf::from(s).into_boxed_path())
+}
+
+fn parse_goodput(s: &str) -> Result<GoodputSlo, String> {
+    GoodputSlo::parse(s)
 }
 
 fn parse_api(s: &str) -> Result<Api, String> {
@@ -139,6 +143,14 @@ pub struct BenchArgs {
     /// Saturation SLO on ITL p95, e.g. 50ms.
     #[arg(long, value_parser = parse_duration)]
     pub slo_itl_p95: Option<Duration>,
+    /// Per-request bounds for goodput, e.g. `ttft=200ms,tpot=10ms` (any of ttft, tpot, e2e;
+    /// bare numbers are ms): each step reports the fraction of requests that met every bound
+    /// and the rate of those requests.
+    #[arg(long, value_name = "BOUNDS", value_parser = parse_goodput)]
+    pub slo: Option<GoodputSlo>,
+    /// Saturation SLO: goodput must stay at least this fraction of throughput (needs --slo).
+    #[arg(long, value_name = "FRACTION", requires = "slo")]
+    pub min_goodput_ratio: Option<f64>,
     /// Highest rate of a saturation search [default: 100].
     #[arg(long)]
     pub max_rate: Option<f64>,
@@ -261,7 +273,11 @@ pub fn bench_plan(
         l.request_timeout = v;
     }
     l.max_error_rate = args.max_error_rate;
+    if let Some(g) = args.slo {
+        l.goodput_slo = Some(g);
+    }
     if args.saturate
+        || args.min_goodput_ratio.is_some()
         || args.slo_ttft_p95.is_some()
         || args.slo_itl_p95.is_some()
         || args.saturation_tolerance.is_some()
@@ -296,6 +312,9 @@ pub fn bench_plan(
         }
         if let Some(v) = args.slo_itl_p95 {
             s.slo.itl_p95 = Some(v);
+        }
+        if let Some(v) = args.min_goodput_ratio {
+            s.slo.min_goodput_ratio = Some(v);
         }
         l.saturation = Some(s);
     }
@@ -825,6 +844,18 @@ mod tests {
         let s = p.load.saturation.unwrap();
         assert_eq!((s.start_concurrency, s.max_concurrency), (2, 40));
         assert_eq!(s.tolerance, 0.1);
+        let p = bench_plan(
+            &args(&["--slo", "ttft=200ms,tpot=10ms", "--min-goodput-ratio", "0.9"]),
+            None,
+            "u",
+            "m",
+        )
+        .unwrap();
+        let g = p.load.goodput_slo.unwrap();
+        assert_eq!(g.ttft, Some(Duration::from_millis(200)));
+        assert_eq!(p.load.saturation.unwrap().slo.min_goodput_ratio, Some(0.9));
+        assert!(Cli::try_parse_from(["bench", "--slo", "itl=5ms"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--min-goodput-ratio", "0.9"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--concurrency", "1", "--rate", "2"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--input-tokens", "x"]).is_err());
         assert!(bench_plan(&args(&["--concurrency", "0"]), None, "u", "m").is_err());

@@ -9,7 +9,7 @@ use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use super::slo::Slo;
+pub use super::slo::{GoodputSlo, Slo};
 pub use crate::api::LoadPoint;
 
 /// Everything one load-generator process needs to run a sweep.
@@ -288,6 +288,10 @@ pub struct Load {
     /// A step whose error rate exceeds this fails the run (exit status, summary).
     #[serde(default = "default_max_error_rate")]
     pub max_error_rate: f64,
+    /// Per-request bounds for goodput: each step reports the fraction of requests that met
+    /// every bound and the rate of those requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_slo: Option<GoodputSlo>,
     /// Search the load at which an SLO breaks (replaces the listed `rate` / `concurrency`
     /// points, which are not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,6 +325,7 @@ impl Default for Load {
             request_timeout: default_timeout(),
             max_in_flight: default_max_in_flight(),
             max_error_rate: default_max_error_rate(),
+            goodput_slo: None,
             saturation: None,
             step_slack: default_step_slack(),
         }
@@ -500,7 +505,18 @@ impl Plan {
             (0.0..=1.0).contains(&l.max_error_rate),
             "load.maxErrorRate must be within 0..1"
         );
+        if let Some(g) = &l.goodput_slo {
+            ensure!(g.is_set(), "load.goodputSlo: set at least one of ttft, tpot, e2e");
+        }
         if let Some(s) = &l.saturation {
+            ensure!(
+                s.slo.min_goodput_ratio.is_none() || l.goodput_slo.is_some(),
+                "saturation.slo.minGoodputRatio needs load.goodputSlo (the per-request bounds)"
+            );
+            ensure!(
+                s.slo.min_goodput_ratio.is_none_or(|r| (0.0..=1.0).contains(&r)),
+                "saturation.slo.minGoodputRatio must be within 0..1"
+            );
             ensure!(s.step_factor > 1.0, "saturation.stepFactor must be > 1");
             ensure!(
                 s.tolerance > 0.0 && s.tolerance < 1.0,

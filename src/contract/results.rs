@@ -192,6 +192,21 @@ pub struct StepResult {
     /// through the step. Such a step is saturated whatever its totals say.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub falling_behind: bool,
+    /// With `load.goodputSlo`: successful requests that met every per-request bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_requests: Option<u64>,
+    /// Output tokens of the good requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_output_tokens: Option<u64>,
+    /// Good requests per second (vLLM bench's `request_goodput`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_goodput: Option<f64>,
+    /// Output tokens per second of the good requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_goodput: Option<f64>,
+    /// Good requests / all requests of the step (failed ones count as not met).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_attainment: Option<f64>,
 }
 
 impl StepResult {
@@ -255,6 +270,11 @@ impl StepResult {
             achieved_request_rate: None,
             ttft_growth: None,
             falling_behind: false,
+            good_requests: stats.goodput_slo.map(|_| stats.good),
+            good_output_tokens: stats.goodput_slo.map(|_| stats.good_output_tokens),
+            request_goodput: None,
+            output_goodput: None,
+            slo_attainment: None,
         };
         if stats.sends > 0
             && let Some((b, secs)) = stats.trend.backlog()
@@ -297,6 +317,14 @@ impl StepResult {
         self.request_throughput = per_sec(self.completed);
         self.output_throughput = per_sec(self.total_output_tokens);
         self.total_token_throughput = per_sec(self.total_input_tokens + self.total_output_tokens);
+        let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+        self.request_goodput = self.good_requests.map(|g| r3(per_sec(g)));
+        self.output_goodput = self.good_output_tokens.map(|g| r3(per_sec(g)));
+        let total = self.completed + self.failed;
+        self.slo_attainment = self
+            .good_requests
+            .filter(|_| total > 0)
+            .map(|g| r3(g as f64 / total as f64));
         let t = Percentiles::of(&h.ttft);
         (
             self.mean_ttft_ms,
@@ -442,6 +470,12 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
         out.ttft_growth = max(out.ttft_growth, p.ttft_growth);
         // One pod falling behind means the server it shares with the others did.
         out.falling_behind |= p.falling_behind;
+        let add_u = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        out.good_requests = add_u(out.good_requests, p.good_requests);
+        out.good_output_tokens = add_u(out.good_output_tokens, p.good_output_tokens);
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);

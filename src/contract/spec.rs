@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{self, BenchmarkRunSpec, DatasetKind};
 use crate::contract::plan::{
-    Api, Arrival, Dataset, Load, Mode, Parallelism, Plan, Saturation, Slo, Target, TokenCount,
-    Workload,
+    Api, Arrival, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Saturation, Slo, Target,
+    TokenCount, Workload,
 };
 
 /// Where the dataset ConfigMap key is mounted in load pods.
@@ -129,6 +129,7 @@ pub fn plan(
                 .map(Into::into)
                 .unwrap_or(defaults.request_timeout),
             max_error_rate: spec.max_error_rate,
+            goodput_slo: l.goodput_slo.as_ref().map(GoodputSlo::from_spec),
             saturation,
             ..defaults
         },

@@ -12,6 +12,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::outcome::{ErrorClass, Failure, Metrics};
+use super::slo::GoodputSlo;
 
 /// Distinct messages kept per error class.
 pub const MESSAGES_PER_CLASS: usize = 3;
@@ -255,6 +256,12 @@ pub struct StepStats {
     /// Arrivals, completions and latencies over the step's time, for judging whether the
     /// server kept up with an open loop.
     pub trend: Trend,
+    /// Per-request bounds that make a successful request "good" (goodput).
+    pub goodput_slo: Option<GoodputSlo>,
+    /// Successful requests that met every bound of `goodput_slo`.
+    pub good: u64,
+    /// Output tokens of those requests.
+    pub good_output_tokens: u64,
 }
 
 /// Bins of a [`Trend`].
@@ -435,6 +442,14 @@ impl StepStats {
         StepStats::default()
     }
 
+    /// An empty recorder that counts requests meeting `slo` (goodput).
+    pub fn with_goodput(slo: Option<GoodputSlo>) -> StepStats {
+        StepStats {
+            goodput_slo: slo,
+            ..StepStats::default()
+        }
+    }
+
     /// Failed requests.
     pub fn failed(&self) -> u64 {
         self.errors.total()
@@ -451,6 +466,10 @@ impl StepStats {
         self.completed += 1;
         self.input_tokens += u64::from(m.prompt_tokens);
         self.output_tokens += u64::from(m.output_tokens);
+        if self.goodput_slo.is_some_and(|g| g.met(m)) {
+            self.good += 1;
+            self.good_output_tokens += u64::from(m.output_tokens);
+        }
         let h = &mut self.hist;
         rec(&mut h.ttft, m.ttft_us);
         rec(&mut h.e2el, m.e2el_us);
@@ -491,6 +510,9 @@ impl StepStats {
         self.sends += other.sends;
         self.late_sends += other.late_sends;
         self.trend.merge(&other.trend);
+        self.goodput_slo = self.goodput_slo.or(other.goodput_slo);
+        self.good += other.good;
+        self.good_output_tokens += other.good_output_tokens;
         if let Some(e) = other.last_end {
             self.saw_end(e);
         }

@@ -202,6 +202,7 @@ impl Runner<'_> {
                 .seed
                 .wrapping_add(index as u64)
                 .wrapping_add(u64::from(par.index) << 32),
+            goodput_slo: plan.load.goodput_slo,
         };
         if let Some(at) = plan.step_slot(index) {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();

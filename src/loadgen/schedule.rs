@@ -41,6 +41,8 @@ pub struct StepSpec {
     pub max_in_flight: u32,
     /// Seed of the arrival gaps.
     pub seed: u64,
+    /// Per-request bounds counted as goodput.
+    pub goodput_slo: Option<crate::contract::GoodputSlo>,
 }
 
 /// Live counters of a running step (for progress bars).
@@ -74,10 +76,16 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(progress: Arc<StepProgress>, origin: Instant) -> Shared {
+    fn new(
+        progress: Arc<StepProgress>,
+        origin: Instant,
+        goodput: Option<crate::contract::GoodputSlo>,
+    ) -> Shared {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Shared {
-            shards: (0..n).map(|_| Mutex::new(StepStats::new())).collect(),
+            shards: (0..n)
+                .map(|_| Mutex::new(StepStats::with_goodput(goodput)))
+                .collect(),
             progress,
             issued: AtomicU64::new(0),
             origin,
@@ -126,7 +134,12 @@ impl Shared {
     }
 
     fn merged(&self) -> StepStats {
-        let mut all = StepStats::new();
+        let mut all = StepStats::with_goodput(
+            self.shards[0]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .goodput_slo,
+        );
         for s in &self.shards {
             all.merge(&s.lock().unwrap_or_else(|p| p.into_inner()));
         }
@@ -176,7 +189,7 @@ pub async fn run_step(
     let start = clock.instant;
     let measure_start = start + spec.warmup;
     let measure_end = spec.duration.map(|d| measure_start + d);
-    let shared = Arc::new(Shared::new(progress, measure_start));
+    let shared = Arc::new(Shared::new(progress, measure_start, spec.goodput_slo));
     match spec.point {
         LoadPoint::Concurrency(n) => {
             closed_loop(ctx, spec, &shared, n, measure_start, measure_end).await

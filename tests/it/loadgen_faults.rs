@@ -480,8 +480,8 @@ async fn saturation_search_bisects_to_the_breaking_rate() {
     plan.load.saturation = Some(Saturation {
         slo: Slo {
             ttft_p95: Some(Duration::from_millis(150)),
-            itl_p95: None,
             max_error_rate: Some(0.01),
+            ..Slo::default()
         },
         start_rate: 10.0,
         max_rate: 640.0,
