@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use crate::api::{
     BaselineSpec, Bottleneck, Comparison, LatencyMs, LoadPoint, Recommendation, RunSummary,
-    Saturation, SaturationProbe, StepStatus,
+    Saturation, SaturationLimit, SaturationProbe, StepStatus,
 };
-use crate::contract::{Measured, SloTerm};
+use crate::contract::Measured;
 pub use crate::contract::Slo;
 
 /// GPU pricing for cost figures.
@@ -245,7 +245,7 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
         return None;
     }
     let steps = by_load(steps);
-    let found = |held: Option<&StepStatus>, broken: Option<&StepStatus>, term: Option<String>| {
+    let found = |held: Option<&StepStatus>, broken: Option<&StepStatus>, term: Option<SaturationLimit>| {
         let (at, first_broken) = (held.map(|h| h.load), broken.map(|b| b.load));
         Saturation {
             requests_per_second: held.map(|h| round2(h.requests_per_second)),
@@ -261,7 +261,7 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
         for s in &steps {
             match slo.broken_by(&Measured::of_status(s)) {
                 None => held = Some(s),
-                Some(term) => return Some(found(held, Some(s), Some(term.to_string()))),
+                Some(term) => return Some(found(held, Some(s), Some(term.into()))),
             }
         }
         return held.map(|h| found(Some(h), None, None));
@@ -272,7 +272,7 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
             return Some(found(
                 prev,
                 Some(next),
-                Some(SloTerm::FallingBehind.to_string()),
+                Some(SaturationLimit::FallingBehind),
             ));
         }
         if let Some(prev) = prev {
@@ -281,7 +281,7 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
                 return Some(found(
                     Some(prev),
                     Some(next),
-                    Some("throughputPlateau".to_string()),
+                    Some(SaturationLimit::ThroughputPlateau),
                 ));
             }
         }
@@ -656,7 +656,7 @@ mod tests {
         let sat = saturation(&refs[1..], &slo).unwrap();
         assert_eq!(sat.at.unwrap().concurrency(), Some(8));
         assert_eq!(sat.first_broken.unwrap().concurrency(), Some(16));
-        assert_eq!(sat.limited_by.as_deref(), Some("ttftP95"));
+        assert_eq!(sat.limited_by, Some(SaturationLimit::TtftP95));
         assert_eq!(sat.requests_per_second, Some(10.2));
     }
 
@@ -676,7 +676,7 @@ mod tests {
         let s = summarize(&steps, &Options::default());
         let sat = s.saturation.unwrap();
         assert_eq!(sat.at.unwrap().concurrency(), Some(16));
-        assert_eq!(sat.limited_by.as_deref(), Some("throughputPlateau"));
+        assert_eq!(sat.limited_by, Some(SaturationLimit::ThroughputPlateau));
         assert_eq!(s.bottleneck, Some(Bottleneck::Compute));
     }
 
@@ -772,7 +772,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(s.saturation.unwrap().limited_by.as_deref(), Some("ttftP95"));
+        assert_eq!(
+            s.saturation.unwrap().limited_by,
+            Some(SaturationLimit::TtftP95)
+        );
         assert!(s.findings.iter().any(|f| f.contains("10 http4xx")));
     }
 
@@ -814,7 +817,7 @@ mod tests {
             requests_per_second: Some(10.2),
             at: Some(steps[3].load),
             first_broken: Some(steps[4].load),
-            limited_by: Some("ttftP95".into()),
+            limited_by: Some(SaturationLimit::TtftP95),
             ..Default::default()
         };
         let rec = recommend(&steps, &sat, None).unwrap();

@@ -45,6 +45,7 @@ use super::common::{LocalObjectRef, default_true};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]
 #[x_kube(validation = Rule::new("!has(self.load.saturation) || !has(self.loadgen) || !has(self.loadgen.parallelism) || self.loadgen.parallelism <= 1").message("spec.loadgen.parallelism must be 1 with spec.load.saturation: a split search would judge the SLO on each pod's share instead of the merged results"))]
+#[x_kube(validation = Rule::new("(has(self.scaling) ? size(self.scaling.replicas) : 1) * ((has(self.load.concurrency) ? size(self.load.concurrency) : 0) + (has(self.load.rate) ? size(self.load.rate) : 0)) <= 128").message("spec.load and spec.scaling: at most 128 steps per run (load points x replica counts), so status stays far below the object size limit; split the study into several BenchmarkRuns"))]
 pub struct BenchmarkRunSpec {
     /// What to load: an InferenceService in this namespace or any OpenAI-compatible URL.
     pub target: TargetSpec,
@@ -524,8 +525,10 @@ pub struct BenchmarkRunStatus {
     /// Human-readable target: `infsvc/NAME` or the URL, with the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// `Ready`, `Progressing`, `Degraded` and `MetricsUnavailable`, with reasons.
+    /// `Ready`, `Progressing`, `Degraded`, `MetricsUnavailable` and `Regressed`, with
+    /// reasons; one entry per type (a map list keyed by `type`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// When the load started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -557,10 +560,55 @@ pub struct BenchmarkRunStatus {
     /// Scaling study bookkeeping: the replica count to restore afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingStatus>,
+    /// The wait in progress (target, scale, load pods), measured from when it began so an
+    /// operator restart does not reset it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitStatus>,
+    /// Failed checks of the target (readiness, `/v1/models`) while the load runs: the run
+    /// fails only when they persist (see the `Degraded` condition for the budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_misses: Option<TargetMisses>,
     /// Reproducibility: engine image and args, GPU product and count, instance type,
     /// replicas, operator version.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// What a run is waiting for.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// The InferenceService to exist.
+    TargetFound,
+    /// The InferenceService to be Ready.
+    TargetReady,
+    /// The InferenceService to run the sweep's replica count.
+    TargetScaled,
+    /// The endpoint to answer `/v1/models` with the model.
+    TargetReachable,
+    /// The load pods to start (image pull, scheduling, quota).
+    LoadPodsStarted,
+    /// The API server to accept the load Job's objects.
+    LoadObjectsApplied,
+}
+
+/// A wait in progress.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitStatus {
+    /// What is waited for.
+    pub kind: WaitKind,
+    /// When this wait began.
+    pub since: Time,
+}
+
+/// Consecutive failed target checks during the load.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetMisses {
+    /// Failed checks in a row.
+    pub count: u32,
+    /// When the first of them failed.
+    pub since: Time,
 }
 
 /// Scaling study progress.
@@ -597,12 +645,17 @@ pub struct Comparison {
     pub message: Option<String>,
 }
 
-/// The ConfigMap with raw results.
+/// The ConfigMaps with raw results: one per load pod and sweep.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultsRef {
-    /// ConfigMap name in the run's namespace (owned by the run).
-    pub config_map_name: String,
+    /// Label selector of the run's results ConfigMaps in its namespace (owned by the run),
+    /// e.g. `kubectl get configmap -l inferops.dev/benchmark-run=NAME,inferops.dev/role=results`.
+    pub selector: String,
+    /// Their names: `NAME-results[-rN]-INDEX`, one per load pod (and sweep of a scaling
+    /// study); each pod writes its key `[rN-]pod-INDEX.json` there after every step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_map_names: Vec<String>,
 }
 
 /// One load point of a sweep, written `{concurrency: 8}` (closed loop: this many requests in
@@ -905,9 +958,10 @@ pub struct Saturation {
     /// First load point that broke the SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_broken: Option<LoadPoint>,
-    /// The SLO term that broke first (e.g. `ttftP95`, `fallingBehind`).
+    /// What ended the search: the SLO term that broke first (e.g. `ttftP95`,
+    /// `fallingBehind`), or `throughputPlateau` without an SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limited_by: Option<String>,
+    pub limited_by: Option<SaturationLimit>,
     /// `(firstBroken - at) / at`: how precisely the saturation point is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bracket_width: Option<f64>,
@@ -929,6 +983,91 @@ pub struct SaturationProbe {
     pub broken_by: Vec<String>,
     /// Requests finished per second (mode `rate`: while requests arrived).
     pub achieved_requests_per_second: f64,
+}
+
+/// One term of a saturation SLO ([`SloSpec`]), by its spec name.
+#[derive(JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SloTerm {
+    /// `maxErrorRate`.
+    MaxErrorRate,
+    /// `ttftP95`.
+    TtftP95,
+    /// `itlP95`.
+    ItlP95,
+    /// `minGoodputRatio`.
+    MinGoodputRatio,
+    /// An open-loop step whose completions fell behind its arrivals (always judged).
+    FallingBehind,
+}
+
+impl SloTerm {
+    /// The spec field name (`maxErrorRate`, `ttftP95`, `itlP95`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloTerm::MaxErrorRate => "maxErrorRate",
+            SloTerm::TtftP95 => "ttftP95",
+            SloTerm::ItlP95 => "itlP95",
+            SloTerm::MinGoodputRatio => "minGoodputRatio",
+            SloTerm::FallingBehind => "fallingBehind",
+        }
+    }
+}
+
+impl std::fmt::Display for SloTerm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What limited a sweep's saturation point.
+#[derive(JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SaturationLimit {
+    /// The error rate objective broke.
+    MaxErrorRate,
+    /// The TTFT p95 objective broke.
+    TtftP95,
+    /// The ITL p95 objective broke.
+    ItlP95,
+    /// Too few requests met the per-request bounds (`minGoodputRatio`).
+    MinGoodputRatio,
+    /// An open-loop step's completions fell behind its arrivals.
+    FallingBehind,
+    /// No SLO: another load step added less than 10% throughput.
+    ThroughputPlateau,
+}
+
+impl From<SloTerm> for SaturationLimit {
+    fn from(t: SloTerm) -> Self {
+        match t {
+            SloTerm::MaxErrorRate => SaturationLimit::MaxErrorRate,
+            SloTerm::TtftP95 => SaturationLimit::TtftP95,
+            SloTerm::ItlP95 => SaturationLimit::ItlP95,
+            SloTerm::MinGoodputRatio => SaturationLimit::MinGoodputRatio,
+            SloTerm::FallingBehind => SaturationLimit::FallingBehind,
+        }
+    }
+}
+
+impl SaturationLimit {
+    /// The status spelling (`ttftP95`, `throughputPlateau`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaturationLimit::MaxErrorRate => "maxErrorRate",
+            SaturationLimit::TtftP95 => "ttftP95",
+            SaturationLimit::ItlP95 => "itlP95",
+            SaturationLimit::MinGoodputRatio => "minGoodputRatio",
+            SaturationLimit::FallingBehind => "fallingBehind",
+            SaturationLimit::ThroughputPlateau => "throughputPlateau",
+        }
+    }
+}
+
+impl std::fmt::Display for SaturationLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Conclusions across steps.

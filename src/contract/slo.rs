@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::outcome::Metrics;
 use super::plan::opt_duration;
 use super::results::StepResult;
+pub use crate::api::SloTerm;
 use crate::api::{GoodputSloSpec, SloSpec, StepStatus};
 
 /// Per-request bounds (any subset), like vLLM bench's `--goodput ttft:200 tpot:10`: a
@@ -119,41 +120,6 @@ pub struct Slo {
     /// every per-request bound of `load.goodputSlo` (e.g. 0.9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_goodput_ratio: Option<f64>,
-}
-
-/// One term of an [`Slo`], by its spec name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SloTerm {
-    /// `maxErrorRate`.
-    MaxErrorRate,
-    /// `ttftP95`.
-    TtftP95,
-    /// `itlP95`.
-    ItlP95,
-    /// `minGoodputRatio`.
-    MinGoodputRatio,
-    /// An open-loop step whose completions fell behind its arrivals (always judged).
-    FallingBehind,
-}
-
-impl SloTerm {
-    /// The spec field name (`maxErrorRate`, `ttftP95`, `itlP95`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SloTerm::MaxErrorRate => "maxErrorRate",
-            SloTerm::TtftP95 => "ttftP95",
-            SloTerm::ItlP95 => "itlP95",
-            SloTerm::MinGoodputRatio => "minGoodputRatio",
-            SloTerm::FallingBehind => "fallingBehind",
-        }
-    }
-}
-
-impl std::fmt::Display for SloTerm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// What a step measured, as the SLO check needs it.
