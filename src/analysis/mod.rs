@@ -245,17 +245,18 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
         return None;
     }
     let steps = by_load(steps);
-    let found = |held: Option<&StepStatus>, broken: Option<&StepStatus>, term: Option<SaturationLimit>| {
-        let (at, first_broken) = (held.map(|h| h.load), broken.map(|b| b.load));
-        Saturation {
-            requests_per_second: held.map(|h| round2(h.requests_per_second)),
-            at,
-            first_broken,
-            limited_by: term,
-            bracket_width: bracket_width(at, first_broken),
-            probes: Vec::new(),
-        }
-    };
+    let found =
+        |held: Option<&StepStatus>, broken: Option<&StepStatus>, term: Option<SaturationLimit>| {
+            let (at, first_broken) = (held.map(|h| h.load), broken.map(|b| b.load));
+            Saturation {
+                requests_per_second: held.map(|h| round2(h.requests_per_second)),
+                at,
+                first_broken,
+                limited_by: term,
+                bracket_width: bracket_width(at, first_broken),
+                probes: Vec::new(),
+            }
+        };
     if slo.is_set() {
         let mut held: Option<&StepStatus> = None;
         for s in &steps {
@@ -480,7 +481,8 @@ fn behind_finding(steps: &[&StepStatus]) -> Option<String> {
         "At {} offered, {:.1} req/s arrived and only {:.1} req/s finished while TTFT grew through the step: the target fell behind its arrivals, so this step is past saturation whatever its totals say.",
         describe(&step.load),
         step.arrival_requests_per_second.unwrap_or(0.0),
-        step.achieved_requests_per_second.unwrap_or(step.requests_per_second),
+        step.achieved_requests_per_second
+            .unwrap_or(step.requests_per_second),
     ))
 }
 

@@ -4,7 +4,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, StepStatus, Window};
+use crate::api::{
+    ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, StepStatus, Window,
+};
 use crate::contract::WindowMetrics;
 use crate::contract::results::StepResult;
 

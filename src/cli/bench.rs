@@ -41,8 +41,9 @@ fn parse_path(s: &str) -> Result<Box<Path>, String> {
     Ok(PathBuf::from(s).into_boxed_path())
 }
 
-fn parse_goodput(s: &str) -> Result<GoodputSlo, String> {
-    GoodputSlo::parse(s)
+/// Boxed to keep the argument struct small.
+fn parse_goodput(s: &str) -> Result<Box<GoodputSlo>, String> {
+    GoodputSlo::parse(s).map(Box::new)
 }
 
 fn parse_api(s: &str) -> Result<Api, String> {
@@ -147,7 +148,7 @@ pub struct BenchArgs {
     /// bare numbers are ms): each step reports the fraction of requests that met every bound
     /// and the rate of those requests.
     #[arg(long, value_name = "BOUNDS", value_parser = parse_goodput)]
-    pub slo: Option<GoodputSlo>,
+    pub slo: Option<Box<GoodputSlo>>,
     /// Saturation SLO: goodput must stay at least this fraction of throughput (needs --slo).
     #[arg(long, value_name = "FRACTION", requires = "slo")]
     pub min_goodput_ratio: Option<f64>,
@@ -273,8 +274,8 @@ pub fn bench_plan(
         l.request_timeout = v;
     }
     l.max_error_rate = args.max_error_rate;
-    if let Some(g) = args.slo {
-        l.goodput_slo = Some(g);
+    if let Some(g) = &args.slo {
+        l.goodput_slo = Some(**g);
     }
     if args.saturate
         || args.min_goodput_ratio.is_some()
@@ -619,7 +620,9 @@ pub fn saturation_line(sat: &crate::contract::SaturationResult) -> String {
         ),
         (None, _) => format!("; {} probes", sat.probes.len()),
     };
-    format!("saturation: highest load meeting the SLOs: {ok}; lowest load breaking them: {broke}{bracket}")
+    format!(
+        "saturation: highest load meeting the SLOs: {ok}; lowest load breaking them: {broke}{bracket}"
+    )
 }
 
 /// Writes the final results and turns interruptions (and, with `budget_is_error`, steps over
@@ -864,7 +867,12 @@ mod tests {
         assert_eq!((s.start_concurrency, s.max_concurrency), (2, 40));
         assert_eq!(s.tolerance, 0.1);
         let p = bench_plan(
-            &args(&["--slo", "ttft=200ms,tpot=10ms", "--min-goodput-ratio", "0.9"]),
+            &args(&[
+                "--slo",
+                "ttft=200ms,tpot=10ms",
+                "--min-goodput-ratio",
+                "0.9",
+            ]),
             None,
             "u",
             "m",

@@ -38,7 +38,10 @@ pub fn render(results: &Results) -> String {
         Some(LoadPoint::Rate(_)) => "rate (req/s)",
         _ => "concurrency",
     };
-    let open_loop = results.steps.iter().any(|s| s.achieved_request_rate.is_some());
+    let open_loop = results
+        .steps
+        .iter()
+        .any(|s| s.achieved_request_rate.is_some());
     let mut header = vec![
         first_col,
         "req/s",
@@ -274,6 +277,9 @@ mod tests {
             lines[0].ends_with("| goodput req/s | goodput tok/s | SLO met % |"),
             "{t}"
         );
-        assert!(lines[2].ends_with("| 1.50          | 15            | 75.0      |"), "{t}");
+        assert!(
+            lines[2].ends_with("| 1.50          | 15            | 75.0      |"),
+            "{t}"
+        );
     }
 }

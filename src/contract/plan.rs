@@ -524,7 +524,10 @@ impl Plan {
             "load.maxErrorRate must be within 0..1"
         );
         if let Some(g) = &l.goodput_slo {
-            ensure!(g.is_set(), "load.goodputSlo: set at least one of ttft, tpot, e2e");
+            ensure!(
+                g.is_set(),
+                "load.goodputSlo: set at least one of ttft, tpot, e2e"
+            );
         }
         if let Some(s) = &l.saturation {
             ensure!(
@@ -532,7 +535,9 @@ impl Plan {
                 "saturation.slo.minGoodputRatio needs load.goodputSlo (the per-request bounds)"
             );
             ensure!(
-                s.slo.min_goodput_ratio.is_none_or(|r| (0.0..=1.0).contains(&r)),
+                s.slo
+                    .min_goodput_ratio
+                    .is_none_or(|r| (0.0..=1.0).contains(&r)),
                 "saturation.slo.minGoodputRatio must be within 0..1"
             );
             ensure!(s.step_factor > 1.0, "saturation.stepFactor must be > 1");

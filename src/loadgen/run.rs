@@ -370,7 +370,8 @@ impl Runner<'_> {
             (Some(l), Some(h)) if l > 0.0 => Some(((h - l) / l * 10_000.0).round() / 10_000.0),
             _ => None,
         };
-        outcome.converged = matches!((lo, hi), (Some(l), Some(h)) if space.mid(l, h, space.tolerance).is_none());
+        outcome.converged =
+            matches!((lo, hi), (Some(l), Some(h)) if space.mid(l, h, space.tolerance).is_none());
         self.results.summary.saturation = Some(outcome.clone());
     }
 }
@@ -489,10 +490,17 @@ mod tests {
         let (mut lo, mut hi) = (40.0, 80.0);
         let mut probes = 0;
         while let Some(m) = s.mid(lo, hi, 0.05) {
-            if m <= 61.0 { lo = m } else { hi = m }
+            if m <= 61.0 {
+                lo = m
+            } else {
+                hi = m
+            }
             probes += 1;
         }
-        assert!(lo <= 61.0 && hi > 61.0 && (hi - lo) / lo <= 0.05, "{lo}..{hi}");
+        assert!(
+            lo <= 61.0 && hi > 61.0 && (hi - lo) / lo <= 0.05,
+            "{lo}..{hi}"
+        );
         assert!(probes <= 6, "{probes}");
         assert_eq!(round_rate(61.2345), 61.2);
         assert_eq!(round_rate(0.012345), 0.0123);

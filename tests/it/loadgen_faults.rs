@@ -556,7 +556,11 @@ async fn concurrency_saturation_search_finds_the_breaking_concurrency() {
     assert!((4..=8).contains(&ok) && broke == ok + 1, "{sat:?}");
     assert_eq!(sat.highest_ok_rate, None);
     assert_eq!(
-        results.steps.iter().filter_map(|s| s.max_concurrency).collect::<Vec<_>>()[..4],
+        results
+            .steps
+            .iter()
+            .filter_map(|s| s.max_concurrency)
+            .collect::<Vec<_>>()[..4],
         [1, 2, 4, 8]
     );
 }
@@ -576,7 +580,10 @@ async fn an_open_loop_over_capacity_falls_behind_and_one_under_it_does_not() {
     let results = run(&plan).await;
     let (under, over) = (&results.steps[0], &results.steps[1]);
     assert!(!under.falling_behind, "{under:?}");
-    let (a, f) = (over.arrival_rate.unwrap(), over.achieved_request_rate.unwrap());
+    let (a, f) = (
+        over.arrival_rate.unwrap(),
+        over.achieved_request_rate.unwrap(),
+    );
     assert!((80.0..=120.0).contains(&a), "{a}");
     assert!(f < 60.0, "{f}");
     assert!(over.ttft_growth.unwrap() > 1.5, "{over:?}");
