@@ -169,6 +169,14 @@ pub struct BenchArgs {
     /// With `--prometheus`: a regular expression of the target's pod names (label `pod`).
     #[arg(long, value_name = "REGEX")]
     pub prometheus_pods: Option<String>,
+    /// Longest SSE line or event, and largest non-streamed body, accepted from the server
+    /// (bytes); a longer one fails its request (class `body`). Default 1 MiB.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_event_bytes: Option<u64>,
+    /// Do not open each step's connections before it starts (by default they are, and the
+    /// set-up time is reported apart as `connection_setup`).
+    #[arg(long)]
+    pub no_preconnect: bool,
 }
 
 /// Which measurements `--self-test` runs.
@@ -181,6 +189,8 @@ pub enum SelfTestPart {
     Throughput,
     /// Only timing accuracy against the `fixed` profile.
     Accuracy,
+    /// Only the paced part: 1,000 streams at 20 ms per token.
+    Paced,
 }
 
 /// Arguments of `inferops loadgen` (the in-cluster load Job).
@@ -549,6 +559,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
         resume: None,
+        max_event_bytes: args
+            .max_event_bytes
+            .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+        no_preconnect: args.no_preconnect,
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
     observer.close_bar();
@@ -760,6 +774,7 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         tokenizer: args.tokenizer.clone(),
         resume,
+        ..Default::default()
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);

@@ -206,6 +206,25 @@ pub struct StepResult {
     /// Good requests / all requests of the step (failed ones count as not met).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo_attainment: Option<f64>,
+    /// Connections opened before the step (outside its warmup and measured window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_setup: Option<ConnectionSetup>,
+}
+
+/// The pre-connect phase of a step: connections opened and verified before the step's
+/// clock starts, so TCP handshakes (and SYNs dropped by a full accept queue, retried by the
+/// kernel after 1 s and 3 s) stay out of the latencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionSetup {
+    /// Connections opened.
+    pub connections: u32,
+    /// Connections that could not be opened; their requests connect again, in the window.
+    pub failed: u32,
+    /// Wall time of the whole phase, ms.
+    pub duration_ms: f64,
+    /// Slowest single connection, ms. About 1,000 or 3,000 means a SYN was dropped and
+    /// retransmitted: the server's listen backlog is shorter than the connection burst.
+    pub slowest_ms: f64,
 }
 
 impl StepResult {
@@ -274,6 +293,7 @@ impl StepResult {
             request_goodput: None,
             output_goodput: None,
             slo_attainment: None,
+            connection_setup: None,
         };
         if stats.sends > 0
             && let Some((b, secs)) = stats.trend.backlog()
@@ -475,6 +495,15 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
         };
         out.good_requests = add_u(out.good_requests, p.good_requests);
         out.good_output_tokens = add_u(out.good_output_tokens, p.good_output_tokens);
+        out.connection_setup = match (out.connection_setup.take(), &p.connection_setup) {
+            (Some(a), Some(b)) => Some(ConnectionSetup {
+                connections: a.connections + b.connections,
+                failed: a.failed + b.failed,
+                duration_ms: a.duration_ms.max(b.duration_ms),
+                slowest_ms: a.slowest_ms.max(b.slowest_ms),
+            }),
+            (a, b) => a.or_else(|| b.clone()),
+        };
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);
