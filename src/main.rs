@@ -11,7 +11,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Benchmark an OpenAI-compatible endpoint (or the built-in simulator) from here.
-    Bench(inferops::cli::bench::BenchArgs),
+    Bench(Box<inferops::cli::bench::BenchArgs>),
     /// Run a load plan (the in-cluster load Job) and write the results JSON.
     Loadgen(inferops::cli::bench::LoadgenArgs),
     /// Run the vLLM-compatible simulated engine (OpenAI API, vllm:* and DCGM-style metrics).
@@ -30,7 +30,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench(args) => inferops::cli::bench::bench(args).await,
+        Command::Bench(args) => inferops::cli::bench::bench(*args).await,
         Command::Loadgen(args) => inferops::cli::bench::loadgen(args).await,
         Command::Sim(args) => inferops::sim::run(args).await,
         Command::Report(args) => args.run().await,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::api::{
     BaselineSpec, Bottleneck, Comparison, LatencyMs, LoadPoint, Recommendation, RunSummary,
-    Saturation, SaturationLimit, StepStatus,
+    Saturation, SaturationLimit, SaturationProbe, StepStatus,
 };
 use crate::contract::Measured;
 pub use crate::contract::Slo;
@@ -153,6 +153,8 @@ pub struct Options {
     pub slo: Slo,
     /// The request rate to plan replicas for.
     pub target_request_rate: Option<f64>,
+    /// The steps are the probes of a saturation search (the summary lists them).
+    pub search: bool,
 }
 
 /// Everything the summary says about a run's steps (price them first with
@@ -166,14 +168,22 @@ pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
         return RunSummary::default();
     };
     let groups = by_replicas(steps);
-    // Saturation and bottleneck are judged on the first replica group (the plain sweep).
-    let first = groups.values().next().cloned().unwrap_or_default();
-    let saturation = saturation(&first, slo);
+    // Saturation and bottleneck are judged on the first replica group (the plain sweep), in
+    // load order (a saturation search runs its probes out of order).
+    let in_run_order = groups.values().next().cloned().unwrap_or_default();
+    let first = by_load(&in_run_order);
+    let mut saturation = saturation(&first, slo);
+    if options.search
+        && let Some(sat) = saturation.as_mut()
+    {
+        sat.probes = probes(&in_run_order, slo);
+    }
     let bottleneck = bottleneck(&first);
     let mut findings = Vec::new();
     findings.extend(throughput_finding(&first));
     findings.extend(e2e_finding(peak));
     findings.extend(ttft_tail_finding(&first));
+    findings.extend(behind_finding(&first));
     findings.extend(syn_retransmit_finding(steps));
     findings.extend(kv_finding(&first));
     findings.extend(error_finding(steps));
@@ -214,44 +224,93 @@ fn by_replicas(steps: &[StepStatus]) -> BTreeMap<i32, Vec<&StepStatus>> {
     groups
 }
 
-/// With an SLO: the highest load that held it and the first that broke it. Without one:
-/// the knee, where another load step adds less than 10% throughput.
+/// Steps in load order (lowest first; equal loads keep their run order).
+fn by_load<'a>(steps: &[&'a StepStatus]) -> Vec<&'a StepStatus> {
+    let mut sorted = steps.to_vec();
+    sorted.sort_by(|a, b| a.load.value().total_cmp(&b.load.value()));
+    sorted
+}
+
+/// `(broken - held) / held` of two load points.
+fn bracket_width(at: Option<LoadPoint>, broken: Option<LoadPoint>) -> Option<f64> {
+    let (a, b) = (at?.value(), broken?.value());
+    (a > 0.0).then(|| round4((b - a) / a))
+}
+
+/// With an SLO: the highest load that held it below the lowest load that broke it, in load
+/// order (a saturation search probes out of order). Without one: the knee, where another
+/// load step adds less than 10% throughput or an open-loop step falls behind its arrivals
+/// (such a step is saturated whatever the totals say).
 pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
     if steps.is_empty() {
         return None;
     }
+    let steps = by_load(steps);
+    let found =
+        |held: Option<&StepStatus>, broken: Option<&StepStatus>, term: Option<SaturationLimit>| {
+            let (at, first_broken) = (held.map(|h| h.load), broken.map(|b| b.load));
+            Saturation {
+                requests_per_second: held.map(|h| round2(h.requests_per_second)),
+                at,
+                first_broken,
+                limited_by: term,
+                bracket_width: bracket_width(at, first_broken),
+                probes: Vec::new(),
+            }
+        };
     if slo.is_set() {
         let mut held: Option<&StepStatus> = None;
-        for s in steps {
+        for s in &steps {
             match slo.broken_by(&Measured::of_status(s)) {
                 None => held = Some(s),
-                Some(term) => {
-                    return Some(Saturation {
-                        requests_per_second: held.map(|h| round2(h.requests_per_second)),
-                        at: held.map(|h| h.load),
-                        first_broken: Some(s.load),
-                        limited_by: Some(term.into()),
-                    });
-                }
+                Some(term) => return Some(found(held, Some(s), Some(term.into()))),
             }
         }
-        return held.map(|h| Saturation {
-            requests_per_second: Some(round2(h.requests_per_second)),
-            at: Some(h.load),
-            first_broken: None,
-            limited_by: None,
-        });
+        return held.map(|h| found(Some(h), None, None));
     }
-    steps.windows(2).find_map(|w| {
-        let (prev, next) = (w[0], w[1]);
-        let gain = next.output_tokens_per_second / prev.output_tokens_per_second.max(1e-9);
-        (gain < 1.10).then(|| Saturation {
-            requests_per_second: Some(round2(prev.requests_per_second)),
-            at: Some(prev.load),
-            first_broken: Some(next.load),
-            limited_by: Some(SaturationLimit::ThroughputPlateau),
+    for (i, next) in steps.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| steps[p]);
+        if next.falling_behind {
+            return Some(found(
+                prev,
+                Some(next),
+                Some(SaturationLimit::FallingBehind),
+            ));
+        }
+        if let Some(prev) = prev {
+            let gain = next.output_tokens_per_second / prev.output_tokens_per_second.max(1e-9);
+            if gain < 1.10 {
+                return Some(found(
+                    Some(prev),
+                    Some(next),
+                    Some(SaturationLimit::ThroughputPlateau),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The probes of a saturation search, in run order, judged by the one SLO check.
+pub fn probes(steps: &[&StepStatus], slo: &Slo) -> Vec<SaturationProbe> {
+    steps
+        .iter()
+        .map(|s| {
+            let broken: Vec<String> = slo
+                .violations(&Measured::of_status(s))
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            SaturationProbe {
+                load: s.load,
+                held: broken.is_empty(),
+                broken_by: broken,
+                achieved_requests_per_second: s
+                    .achieved_requests_per_second
+                    .unwrap_or(s.requests_per_second),
+            }
         })
-    })
+        .collect()
 }
 
 /// Client CPU utilisation (fraction of its cores) past which the load generator, not the
@@ -304,6 +363,9 @@ pub fn bottleneck(steps: &[&StepStatus]) -> Bottleneck {
     if knee && itl_growth >= 1.3 {
         return Bottleneck::Compute;
     }
+    if steps.iter().any(|s| s.falling_behind) {
+        return Bottleneck::Queueing;
+    }
     Bottleneck::None
 }
 
@@ -319,10 +381,20 @@ fn bottleneck_sentence(b: Bottleneck, steps: &[&StepStatus]) -> Option<String> {
             "KV-cache-bound: the KV cache reached {:.0}% at {at}; requests wait for cache blocks. More GPU memory for the cache (gpuMemoryUtilization, a shorter maxModelLen) or another replica raises capacity.",
             last.server.as_ref()?.kv_cache_usage_max? * 100.0
         ),
-        Bottleneck::Queueing => format!(
-            "Queueing: up to {:.0} requests waited at {at} while the KV cache had room; the batch limit (maxNumSeqs) or the scheduler caps concurrency.",
-            last.server.as_ref()?.waiting_max?
-        ),
+        Bottleneck::Queueing => match last.server.as_ref().and_then(|s| s.waiting_max) {
+            Some(w) if w >= 1.0 => format!(
+                "Queueing: up to {w:.0} requests waited at {at} while the KV cache had room; the batch limit (maxNumSeqs) or the scheduler caps concurrency."
+            ),
+            _ => {
+                let step = *steps.iter().find(|s| s.falling_behind)?;
+                format!(
+                    "Queueing: from {} on, requests arrived faster than the target finished them and latency grew through the step; it sustains at most about {:.1} req/s.",
+                    describe(&step.load),
+                    step.achieved_requests_per_second
+                        .unwrap_or(step.requests_per_second)
+                )
+            }
+        },
         Bottleneck::Compute => "Compute-bound: throughput flattens while inter-token latency grows with the batch; the GPU is the limit. Add replicas or a faster accelerator.".to_string(),
         Bottleneck::Client => {
             let step = *steps.iter().find(|s| client_bound(s))?;
@@ -401,6 +473,18 @@ fn ttft_tail_finding(steps: &[&StepStatus]) -> Option<String> {
             p95 / p50
         )
     })
+}
+
+/// "At 80 req/s offered only 50.2 req/s finished ...".
+fn behind_finding(steps: &[&StepStatus]) -> Option<String> {
+    let step = by_load(steps).into_iter().find(|s| s.falling_behind)?;
+    Some(format!(
+        "At {} offered, {:.1} req/s arrived and only {:.1} req/s finished while TTFT grew through the step: the target fell behind its arrivals, so this step is past saturation whatever its totals say.",
+        describe(&step.load),
+        step.arrival_requests_per_second.unwrap_or(0.0),
+        step.achieved_requests_per_second
+            .unwrap_or(step.requests_per_second),
+    ))
 }
 
 /// The kernel retransmits a dropped SYN after 1 s, then after 2 s more: connections whose
@@ -748,6 +832,7 @@ mod tests {
                 ..Default::default()
             },
             target_request_rate: Some(50.0),
+            ..Default::default()
         };
         let s = summarize(&steps[1..], &options);
         // Held up to concurrency 8 (10.2 req/s, 1312 tok/s).
@@ -767,6 +852,7 @@ mod tests {
             at: Some(steps[3].load),
             first_broken: Some(steps[4].load),
             limited_by: Some(SaturationLimit::TtftP95),
+            ..Default::default()
         };
         let rec = recommend(&steps, &sat, None).unwrap();
         assert_eq!(rec.queue_depth_target, 6.0);

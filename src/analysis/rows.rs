@@ -4,7 +4,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{ErrorCounts, GpuMetrics, LatencyMs, MinMax, ServerMetrics, StepStatus, Window};
+use crate::api::{
+    ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, StepStatus, Window,
+};
 use crate::contract::WindowMetrics;
 use crate::contract::results::StepResult;
 
@@ -93,6 +95,15 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         client_cpu_util: s.client_cpu_util,
         client_late_send_fraction: s.late_send_fraction,
         cost_per_million_output_tokens: None,
+        arrival_requests_per_second: s.arrival_rate,
+        achieved_requests_per_second: s.achieved_request_rate,
+        falling_behind: s.falling_behind,
+        goodput: s.good_requests.map(|good| Goodput {
+            good_requests: good,
+            requests_per_second: s.request_goodput.unwrap_or(0.0),
+            output_tokens_per_second: s.output_goodput.unwrap_or(0.0),
+            slo_attainment: s.slo_attainment.unwrap_or(0.0),
+        }),
     }
 }
 

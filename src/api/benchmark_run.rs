@@ -46,6 +46,7 @@ use super::schema::GoDuration;
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]
+#[x_kube(validation = Rule::new("!has(self.load.saturation) || !has(self.loadgen) || !has(self.loadgen.parallelism) || self.loadgen.parallelism <= 1").message("spec.loadgen.parallelism must be 1 with spec.load.saturation: a split search would judge the SLO on each pod's share instead of the merged results"))]
 #[x_kube(validation = Rule::new("(has(self.scaling) ? size(self.scaling.replicas) : 1) * ((has(self.load.concurrency) ? size(self.load.concurrency) : 0) + (has(self.load.rate) ? size(self.load.rate) : 0)) <= 128").message("spec.load and spec.scaling: at most 128 steps per run (load points x replica counts), so status stays far below the object size limit; split the study into several BenchmarkRuns"))]
 pub struct BenchmarkRunSpec {
     /// What to load: an InferenceService in this namespace or any OpenAI-compatible URL.
@@ -280,10 +281,12 @@ pub enum Arrival {
 /// The sweep.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.mode != 'concurrency' || (has(self.concurrency) && size(self.concurrency) > 0)").message("spec.load.mode is concurrency: spec.load.concurrency must list at least one load point"))]
+#[x_kube(validation = Rule::new("self.mode != 'concurrency' || (has(self.concurrency) && size(self.concurrency) > 0) || has(self.saturation)").message("spec.load.mode is concurrency: spec.load.concurrency must list at least one load point, or set spec.load.saturation"))]
 #[x_kube(validation = Rule::new("self.mode != 'rate' || (has(self.rate) && size(self.rate) > 0) || has(self.saturation)").message("spec.load.mode is rate: spec.load.rate must list at least one load point, or set spec.load.saturation"))]
-#[x_kube(validation = Rule::new("self.mode == 'rate' || !has(self.saturation)").message("spec.load.saturation needs mode rate"))]
+#[x_kube(validation = Rule::new("self.mode != 'rate' || !has(self.saturation) || has(self.saturation.maxRate)").message("spec.load.saturation: mode rate searches the request rate and needs maxRate"))]
+#[x_kube(validation = Rule::new("self.mode != 'concurrency' || !has(self.saturation) || has(self.saturation.maxConcurrency)").message("spec.load.saturation: mode concurrency searches the concurrency and needs maxConcurrency"))]
 #[x_kube(validation = Rule::new("!(has(self.requestsPerStep) && has(self.durationPerStep))").message("spec.load: set requestsPerStep or durationPerStep, not both"))]
+#[x_kube(validation = Rule::new("!has(self.saturation) || !has(self.saturation.slo.minGoodputRatio) || has(self.goodputSlo)").message("spec.load.saturation.slo.minGoodputRatio needs spec.load.goodputSlo (the per-request bounds)"))]
 pub struct LoadSpec {
     /// `concurrency` (closed loop) or `rate` (open loop).
     pub mode: LoadMode,
@@ -316,15 +319,38 @@ pub struct LoadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<GoDuration>")]
     pub request_timeout: Option<Duration>,
-    /// Raise the rate until the SLO breaks, then report the highest rate that held.
+    /// Per-request bounds (any subset) for goodput, like vLLM bench's `--goodput`: each step
+    /// reports the fraction of requests that met every bound and the rate of those requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_slo: Option<GoodputSloSpec>,
+    /// Search the load at which the SLO breaks: grow the rate (mode `rate`) or concurrency
+    /// (mode `concurrency`) by `factor` until it breaks, then bisect between the highest load
+    /// that held and the lowest that broke until they are within `tolerance`. The listed
+    /// `rate` / `concurrency` points are not run (the last one is the default start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<SaturationSpec>,
+}
+
+/// Per-request latency bounds; a request that succeeded and met every bound set is "good".
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.ttft) || has(self.tpot) || has(self.e2e)").message("spec.load.goodputSlo: set at least one of ttft, tpot, e2e"))]
+pub struct GoodputSloSpec {
+    /// Highest acceptable time to first token of a request (e.g. `200ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<Duration>,
+    /// Highest acceptable time per output token of a request after the first (e.g. `10ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot: Option<Duration>,
+    /// Highest acceptable end-to-end latency of a request (e.g. `2s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e: Option<Duration>,
 }
 
 /// A service level objective for the saturation search.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("has(self.ttftP95) || has(self.itlP95) || has(self.maxErrorRate)").message("spec.load.saturation.slo: set at least one of ttftP95, itlP95, maxErrorRate"))]
+#[x_kube(validation = Rule::new("has(self.ttftP95) || has(self.itlP95) || has(self.maxErrorRate) || has(self.minGoodputRatio)").message("spec.load.saturation.slo: set at least one of ttftP95, itlP95, maxErrorRate, minGoodputRatio"))]
 pub struct SloSpec {
     /// Highest acceptable p95 time to first token (e.g. `500ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -337,26 +363,50 @@ pub struct SloSpec {
     /// Highest acceptable failed/total ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_error_rate: Option<f64>,
+    /// Lowest acceptable goodput / throughput: the fraction of successful requests that met
+    /// every bound of `spec.load.goodputSlo` (e.g. `0.9`). Needs `goodputSlo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.load.saturation.slo.minGoodputRatio must be in [0, 1]"))]
+    pub min_goodput_ratio: Option<f64>,
 }
 
-/// Saturation search: start at `startRate`, multiply by `factor` while the SLO holds.
+/// Saturation search: start at `startRate` (`startConcurrency`), multiply by `factor` while
+/// the SLO holds, then bisect between the highest load that held and the lowest that broke.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("!has(self.startRate) || self.startRate <= self.maxRate").message("spec.load.saturation.startRate must be <= maxRate"))]
+#[x_kube(validation = Rule::new("!has(self.startRate) || !has(self.maxRate) || self.startRate <= self.maxRate").message("spec.load.saturation.startRate must be <= maxRate"))]
+#[x_kube(validation = Rule::new("!has(self.startConcurrency) || !has(self.maxConcurrency) || self.startConcurrency <= self.maxConcurrency").message("spec.load.saturation.startConcurrency must be <= maxConcurrency"))]
 pub struct SaturationSpec {
-    /// The objective that defines "saturated".
+    /// The objective that defines "saturated". In mode `rate` a step whose completions fall
+    /// behind its arrivals while latency grows through it is saturated too.
     pub slo: SloSpec,
-    /// First rate tried, req/s (default 1).
+    /// Mode `rate`: first rate tried, req/s (default: the last of `load.rate`, else 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.load.saturation.startRate must be > 0"))]
     pub start_rate: Option<f64>,
-    /// Stop here even if the SLO still holds, req/s.
+    /// Mode `rate`: stop here even if the SLO still holds, req/s (required in mode `rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.load.saturation.maxRate must be > 0"))]
-    pub max_rate: f64,
-    /// Rate multiplier between attempts (default 2; the search then bisects between the last
-    /// good and first bad rate).
+    pub max_rate: Option<f64>,
+    /// Mode `concurrency`: first concurrency tried (default: the last of
+    /// `load.concurrency`, else 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub start_concurrency: Option<u32>,
+    /// Mode `concurrency`: stop here even if the SLO still holds (required in mode
+    /// `concurrency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrency: Option<u32>,
+    /// Load multiplier between growing attempts (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 1.0").message("spec.load.saturation.factor must be > 1"))]
     pub factor: Option<f64>,
+    /// Bisect until `(lowest broken - highest held) / highest held` is at most this
+    /// (default 0.05 = 5%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("spec.load.saturation.tolerance must be in (0, 1)"))]
+    pub tolerance: Option<f64>,
 }
 
 /// Replica counts for a scaling study.
@@ -857,6 +907,35 @@ pub struct StepStatus {
     /// Cost of a million output tokens at this step's throughput (needs `spec.cost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_million_output_tokens: Option<f64>,
+    /// Mode `rate`: requests that arrived per second while the step's requests arrived
+    /// (its later two thirds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_requests_per_second: Option<f64>,
+    /// Mode `rate`: requests that finished per second over the same time; well below
+    /// `arrivalRequestsPerSecond` the target did not keep up with the offered rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_requests_per_second: Option<f64>,
+    /// Mode `rate`: completions fell behind arrivals by more than noise while latency grew
+    /// through the step: the step is past what the target sustains.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub falling_behind: bool,
+    /// With `spec.load.goodputSlo`: the requests that met every per-request bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
+}
+
+/// Requests of a step that met every per-request bound of `spec.load.goodputSlo`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Goodput {
+    /// Successful requests that met every bound.
+    pub good_requests: u64,
+    /// Good requests per second.
+    pub requests_per_second: f64,
+    /// Output tokens per second of the good requests.
+    pub output_tokens_per_second: f64,
+    /// Good requests / all requests of the step (failures count as not met), 0..1.
+    pub slo_attainment: f64,
 }
 
 /// What limited the target.
@@ -890,10 +969,31 @@ pub struct Saturation {
     /// First load point that broke the SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_broken: Option<LoadPoint>,
-    /// What ended the search: the SLO term that broke first (e.g. `ttftP95`), or
-    /// `throughputPlateau` without an SLO.
+    /// What ended the search: the SLO term that broke first (e.g. `ttftP95`,
+    /// `fallingBehind`), or `throughputPlateau` without an SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limited_by: Option<SaturationLimit>,
+    /// `(firstBroken - at) / at`: how precisely the saturation point is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bracket_width: Option<f64>,
+    /// A saturation search: every probe in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<SaturationProbe>,
+}
+
+/// One load a saturation search tried.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SaturationProbe {
+    /// The load point.
+    pub load: LoadPoint,
+    /// True when every SLO term held.
+    pub held: bool,
+    /// The broken terms, with the measured values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_by: Vec<String>,
+    /// Requests finished per second (mode `rate`: while requests arrived).
+    pub achieved_requests_per_second: f64,
 }
 
 /// One term of a saturation SLO ([`SloSpec`]), by its spec name.
@@ -906,6 +1006,10 @@ pub enum SloTerm {
     TtftP95,
     /// `itlP95`.
     ItlP95,
+    /// `minGoodputRatio`.
+    MinGoodputRatio,
+    /// An open-loop step whose completions fell behind its arrivals (always judged).
+    FallingBehind,
 }
 
 impl SloTerm {
@@ -915,6 +1019,8 @@ impl SloTerm {
             SloTerm::MaxErrorRate => "maxErrorRate",
             SloTerm::TtftP95 => "ttftP95",
             SloTerm::ItlP95 => "itlP95",
+            SloTerm::MinGoodputRatio => "minGoodputRatio",
+            SloTerm::FallingBehind => "fallingBehind",
         }
     }
 }
@@ -935,6 +1041,10 @@ pub enum SaturationLimit {
     TtftP95,
     /// The ITL p95 objective broke.
     ItlP95,
+    /// Too few requests met the per-request bounds (`minGoodputRatio`).
+    MinGoodputRatio,
+    /// An open-loop step's completions fell behind its arrivals.
+    FallingBehind,
     /// No SLO: another load step added less than 10% throughput.
     ThroughputPlateau,
 }
@@ -945,6 +1055,8 @@ impl From<SloTerm> for SaturationLimit {
             SloTerm::MaxErrorRate => SaturationLimit::MaxErrorRate,
             SloTerm::TtftP95 => SaturationLimit::TtftP95,
             SloTerm::ItlP95 => SaturationLimit::ItlP95,
+            SloTerm::MinGoodputRatio => SaturationLimit::MinGoodputRatio,
+            SloTerm::FallingBehind => SaturationLimit::FallingBehind,
         }
     }
 }
@@ -956,6 +1068,8 @@ impl SaturationLimit {
             SaturationLimit::MaxErrorRate => "maxErrorRate",
             SaturationLimit::TtftP95 => "ttftP95",
             SaturationLimit::ItlP95 => "itlP95",
+            SaturationLimit::MinGoodputRatio => "minGoodputRatio",
+            SaturationLimit::FallingBehind => "fallingBehind",
             SaturationLimit::ThroughputPlateau => "throughputPlateau",
         }
     }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Dataset, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
+    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
@@ -39,6 +39,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A path as a `Box<Path>` (keeps the argument struct small).
 fn parse_path(s: &str) -> Result<Box<Path>, String> {
     Ok(PathBuf::from(s).into_boxed_path())
+}
+
+/// Boxed to keep the argument struct small.
+fn parse_goodput(s: &str) -> Result<Box<GoodputSlo>, String> {
+    GoodputSlo::parse(s).map(Box::new)
 }
 
 fn parse_api(s: &str) -> Result<Api, String> {
@@ -122,16 +127,31 @@ pub struct BenchArgs {
     /// Open-loop arrivals: poisson or constant [default: poisson].
     #[arg(long, value_parser = parse_arrival)]
     pub arrival: Option<Arrival>,
-    /// Saturation search: raise the rate (from --rate's first value, doubling, up to
-    /// --max-rate) until an SLO breaks.
+    /// Saturation search: grow the rate (from --rate's first value, doubling, up to
+    /// --max-rate) or with --concurrency the concurrency (from its first value, up to
+    /// --max-concurrency) until an SLO breaks, then bisect to within --saturation-tolerance.
     #[arg(long)]
     pub saturate: bool,
+    /// Relative width of the saturation bracket the search bisects to [default: 0.05].
+    #[arg(long, value_name = "FRACTION")]
+    pub saturation_tolerance: Option<f64>,
+    /// Highest concurrency of a concurrency saturation search [default: 256].
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
     /// Saturation SLO on TTFT p95, e.g. 500ms.
     #[arg(long, value_parser = parse_duration)]
     pub slo_ttft_p95: Option<Duration>,
     /// Saturation SLO on ITL p95, e.g. 50ms.
     #[arg(long, value_parser = parse_duration)]
     pub slo_itl_p95: Option<Duration>,
+    /// Per-request bounds for goodput, e.g. `ttft=200ms,tpot=10ms` (any of ttft, tpot, e2e;
+    /// bare numbers are ms): each step reports the fraction of requests that met every bound
+    /// and the rate of those requests.
+    #[arg(long, value_name = "BOUNDS", value_parser = parse_goodput)]
+    pub slo: Option<Box<GoodputSlo>>,
+    /// Saturation SLO: goodput must stay at least this fraction of throughput (needs --slo).
+    #[arg(long, value_name = "FRACTION", requires = "slo")]
+    pub min_goodput_ratio: Option<f64>,
     /// Highest rate of a saturation search [default: 100].
     #[arg(long)]
     pub max_rate: Option<f64>,
@@ -246,7 +266,9 @@ pub fn bench_plan(
     if let Some(c) = &args.concurrency {
         l.mode = Mode::Concurrency;
         l.concurrency = c.clone();
-        l.saturation = None;
+        if !args.saturate {
+            l.saturation = None;
+        }
     }
     if let Some(r) = &args.rate {
         l.mode = Mode::Rate;
@@ -262,28 +284,48 @@ pub fn bench_plan(
         l.request_timeout = v;
     }
     l.max_error_rate = args.max_error_rate;
-    if args.saturate || args.slo_ttft_p95.is_some() || args.slo_itl_p95.is_some() {
-        l.mode = Mode::Rate;
+    if let Some(g) = &args.slo {
+        l.goodput_slo = Some(**g);
+    }
+    if args.saturate
+        || args.min_goodput_ratio.is_some()
+        || args.slo_ttft_p95.is_some()
+        || args.slo_itl_p95.is_some()
+        || args.saturation_tolerance.is_some()
+    {
+        if args.concurrency.is_none() && l.saturation.is_none() {
+            l.mode = Mode::Rate;
+        }
         let mut s = l.saturation.take().unwrap_or(Saturation {
             slo: Slo {
                 max_error_rate: Some(args.max_error_rate),
                 ..Slo::default()
             },
-            start_rate: 1.0,
-            max_rate: 100.0,
-            step_factor: 2.0,
+            ..Saturation::default()
         });
         if let Some(first) = args.rate.as_ref().and_then(|r| r.first()) {
             s.start_rate = *first;
         }
+        if let Some(first) = args.concurrency.as_ref().and_then(|c| c.first()) {
+            s.start_concurrency = *first;
+        }
         if let Some(v) = args.max_rate {
             s.max_rate = v;
+        }
+        if let Some(v) = args.max_concurrency {
+            s.max_concurrency = v;
+        }
+        if let Some(v) = args.saturation_tolerance {
+            s.tolerance = v;
         }
         if let Some(v) = args.slo_ttft_p95 {
             s.slo.ttft_p95 = Some(v);
         }
         if let Some(v) = args.slo_itl_p95 {
             s.slo.itl_p95 = Some(v);
+        }
+        if let Some(v) = args.min_goodput_ratio {
+            s.slo.min_goodput_ratio = Some(v);
         }
         l.saturation = Some(s);
     }
@@ -333,6 +375,8 @@ struct BenchObserver {
     bar: Option<(ProgressBar, JoinHandle<()>)>,
     json: Option<PathBuf>,
     steps_hint: usize,
+    /// Steps already printed.
+    printed: usize,
 }
 
 impl BenchObserver {
@@ -403,9 +447,12 @@ impl Observer for BenchObserver {
 
     fn step_finished(&mut self, results: &Results) {
         self.close_bar();
-        if let Some(s) = results.steps.last() {
+        if results.steps.len() == self.printed {
+            // A saturation search publishing its final bracket: nothing new to print.
+        } else if let Some(s) = results.steps.last() {
             eprintln!("{}", s.one_line());
         }
+        self.printed = results.steps.len();
         if let Some(p) = &self.json
             && let Err(e) = write_results(p, results)
         {
@@ -507,6 +554,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bar: None,
         json: args.json.clone(),
         steps_hint: plan.points().len(),
+        printed: 0,
     };
     let options = RunOptions {
         tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
@@ -560,6 +608,37 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     finish(&results, args.json.as_deref(), true)
 }
 
+/// The conclusion of a saturation search in one line.
+pub fn saturation_line(sat: &crate::contract::SaturationResult) -> String {
+    let (ok, broke) = sat.bracket();
+    let show = |p: LoadPoint| match p {
+        LoadPoint::Rate(r) => format!("{r} req/s"),
+        LoadPoint::Concurrency(c) => format!("concurrency {c}"),
+    };
+    let ok = ok.map_or("none".into(), show);
+    let broke = broke.map_or("none up to the maximum".into(), |p| {
+        format!("{} ({})", show(p), sat.broken_by.join("; "))
+    });
+    let bracket = match (sat.bracket_width, sat.converged) {
+        (Some(w), true) => format!(
+            "; bracket {:.1}% (within the {:.0}% tolerance) after {} probes",
+            w * 100.0,
+            sat.tolerance * 100.0,
+            sat.probes.len()
+        ),
+        (Some(w), false) => format!(
+            "; bracket {:.1}%, NOT within the {:.0}% tolerance after {} probes",
+            w * 100.0,
+            sat.tolerance * 100.0,
+            sat.probes.len()
+        ),
+        (None, _) => format!("; {} probes", sat.probes.len()),
+    };
+    format!(
+        "saturation: highest load meeting the SLOs: {ok}; lowest load breaking them: {broke}{bracket}"
+    )
+}
+
 /// Writes the final results and turns interruptions (and, with `budget_is_error`, steps over
 /// the error budget) into an error.
 fn finish(results: &Results, json: Option<&Path>, budget_is_error: bool) -> anyhow::Result<()> {
@@ -568,17 +647,7 @@ fn finish(results: &Results, json: Option<&Path>, budget_is_error: bool) -> anyh
         eprintln!("results written to {}", p.display());
     }
     if let Some(sat) = &results.summary.saturation {
-        let ok = sat
-            .highest_ok_rate
-            .map_or("none".into(), |r| format!("{r} req/s"));
-        let broke = sat
-            .first_broken_rate
-            .map_or("none up to maxRate".into(), |r| {
-                format!("{r} req/s ({})", sat.broken_by.join("; "))
-            });
-        println!(
-            "saturation: highest rate meeting the SLOs: {ok}; first rate breaking them: {broke}"
-        );
+        println!("{}", saturation_line(sat));
     }
     if let Some(why) = &results.summary.stopped_early {
         eprintln!("stopped early: {why}");
@@ -793,6 +862,42 @@ mod tests {
             (s.start_rate, s.slo.ttft_p95),
             (4.0, Some(Duration::from_millis(200)))
         );
+        let p = bench_plan(
+            &args(&[
+                "--saturate",
+                "--concurrency",
+                "2",
+                "--max-concurrency",
+                "40",
+                "--saturation-tolerance",
+                "0.1",
+            ]),
+            None,
+            "u",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(p.load.mode, Mode::Concurrency);
+        let s = p.load.saturation.unwrap();
+        assert_eq!((s.start_concurrency, s.max_concurrency), (2, 40));
+        assert_eq!(s.tolerance, 0.1);
+        let p = bench_plan(
+            &args(&[
+                "--slo",
+                "ttft=200ms,tpot=10ms",
+                "--min-goodput-ratio",
+                "0.9",
+            ]),
+            None,
+            "u",
+            "m",
+        )
+        .unwrap();
+        let g = p.load.goodput_slo.unwrap();
+        assert_eq!(g.ttft, Some(Duration::from_millis(200)));
+        assert_eq!(p.load.saturation.unwrap().slo.min_goodput_ratio, Some(0.9));
+        assert!(Cli::try_parse_from(["bench", "--slo", "itl=5ms"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--min-goodput-ratio", "0.9"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--concurrency", "1", "--rate", "2"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--input-tokens", "x"]).is_err());
         assert!(bench_plan(&args(&["--concurrency", "0"]), None, "u", "m").is_err());

@@ -56,6 +56,7 @@ pub fn from_results(results: &Results, title: &str) -> RunRecord {
         &Options {
             slo,
             target_request_rate: None,
+            search: plan.load.saturation.is_some(),
         },
     );
     let m = &results.metadata;

@@ -227,6 +227,7 @@ async fn throughput(
         arrival: Arrival::Poisson,
         max_in_flight: concurrency,
         seed: 1,
+        goodput_slo: None,
         preconnect: true,
     };
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)

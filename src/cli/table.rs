@@ -38,7 +38,11 @@ pub fn render(results: &Results) -> String {
         Some(LoadPoint::Rate(_)) => "rate (req/s)",
         _ => "concurrency",
     };
-    let header = [
+    let open_loop = results
+        .steps
+        .iter()
+        .any(|s| s.achieved_request_rate.is_some());
+    let mut header = vec![
         first_col,
         "req/s",
         "out tok/s",
@@ -50,6 +54,13 @@ pub fn render(results: &Results) -> String {
         "E2E p95",
         "errors",
     ];
+    if open_loop {
+        header.insert(2, "finished/arrived req/s");
+    }
+    let goodput = results.steps.iter().any(|s| s.good_requests.is_some());
+    if goodput {
+        header.extend(["goodput req/s", "goodput tok/s", "SLO met %"]);
+    }
     let rows: Vec<Vec<String>> = results
         .steps
         .iter()
@@ -60,7 +71,7 @@ pub fn render(results: &Results) -> String {
             } else {
                 point
             };
-            vec![
+            let mut row = vec![
                 point,
                 adaptive(s.request_throughput),
                 num(s.output_throughput, 0),
@@ -71,12 +82,36 @@ pub fn render(results: &Results) -> String {
                 adaptive(s.median_e2el_ms),
                 adaptive(s.p95_e2el_ms),
                 errors_cell(s),
-            ]
+            ];
+            if goodput {
+                let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| {
+                    v.map(f).unwrap_or_else(|| "-".into())
+                };
+                row.push(opt(s.request_goodput, &adaptive));
+                row.push(opt(s.output_goodput, &|v| num(v, 0)));
+                row.push(opt(s.slo_attainment, &|v| num(v * 100.0, 1)));
+            }
+            if open_loop {
+                let cell = match (s.achieved_request_rate, s.arrival_rate) {
+                    (Some(f), Some(a)) => format!(
+                        "{}/{}{}",
+                        adaptive(f),
+                        adaptive(a),
+                        if s.falling_behind { " behind" } else { "" }
+                    ),
+                    _ => "-".into(),
+                };
+                row.insert(2, cell);
+            }
+            row
         })
         .collect();
     let mut out = markdown(&header, &rows);
     if results.steps.iter().any(|s| s.interrupted) {
         out.push_str("\n* interrupted: the step was cut short\n");
+    }
+    if results.steps.iter().any(|s| s.falling_behind) {
+        out.push_str("\nbehind: requests finished slower than they arrived while latency grew through the step (saturated)\n");
     }
     out
 }
@@ -200,6 +235,51 @@ mod tests {
             lines[..4]
                 .iter()
                 .all(|l| l.chars().count() == lines[0].chars().count())
+        );
+    }
+
+    #[test]
+    fn goodput_columns_appear_with_a_goodput_slo() {
+        use crate::contract::{GoodputSlo, Metrics};
+        let slo = GoodputSlo::parse("ttft=100ms").unwrap();
+        let mut stats = StepStats::with_goodput(Some(slo));
+        let t = Instant::now();
+        for ttft_ms in [50, 60, 70, 150] {
+            let m = Metrics {
+                ttft_us: ttft_ms * 1000,
+                e2el_us: ttft_ms * 1000 + 10_000,
+                prompt_tokens: 8,
+                output_tokens: 10,
+                streamed: true,
+            };
+            stats.record_ok(&m, &[], t);
+        }
+        let start = Utc::now();
+        let steps = vec![StepResult::from_stats(
+            LoadPoint::Concurrency(4),
+            &stats,
+            start,
+            start + chrono::Duration::seconds(2),
+            false,
+        )];
+        assert_eq!(steps[0].good_requests, Some(3));
+        assert_eq!(steps[0].request_goodput, Some(1.5));
+        assert_eq!(steps[0].output_goodput, Some(15.0));
+        assert_eq!(steps[0].slo_attainment, Some(0.75));
+        let results = Results {
+            metadata: Metadata::new(&Plan::new("http://x", "m")),
+            summary: Summary::of(&steps, 0.01),
+            steps,
+        };
+        let t = render(&results);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].ends_with("| goodput req/s | goodput tok/s | SLO met % |"),
+            "{t}"
+        );
+        assert!(
+            lines[2].ends_with("| 1.50          | 15            | 75.0      |"),
+            "{t}"
         );
     }
 }

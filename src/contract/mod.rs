@@ -20,4 +20,4 @@ pub use results::{
     Metadata, Results, RunStatus, SaturationResult, StepResult, Summary, merge_results, merge_steps,
 };
 pub use server::WindowMetrics;
-pub use slo::{Measured, Slo, SloTerm, Violation};
+pub use slo::{GoodputSlo, Measured, Slo, SloTerm, Violation};

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use super::slo::Slo;
+pub use super::slo::{GoodputSlo, Slo};
 pub use crate::api::LoadPoint;
 
 /// Everything one load-generator process needs to run a sweep.
@@ -306,7 +306,12 @@ pub struct Load {
     /// A step whose error rate exceeds this fails the run (exit status, summary).
     #[serde(default = "default_max_error_rate")]
     pub max_error_rate: f64,
-    /// Raise the rate until an SLO breaks (`rate` mode; replaces `rate`).
+    /// Per-request bounds for goodput: each step reports the fraction of requests that met
+    /// every bound and the rate of those requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_slo: Option<GoodputSlo>,
+    /// Search the load at which an SLO breaks (replaces the listed `rate` / `concurrency`
+    /// points, which are not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<Saturation>,
     /// Time allowed for in-flight requests to finish between steps aligned to
@@ -338,28 +343,42 @@ impl Default for Load {
             request_timeout: default_timeout(),
             max_in_flight: default_max_in_flight(),
             max_error_rate: default_max_error_rate(),
+            goodput_slo: None,
             saturation: None,
             step_slack: default_step_slack(),
         }
     }
 }
 
-/// Saturation search: geometric rate steps until one of the SLOs breaks.
+/// Saturation search: grow the load geometrically until the SLO breaks, then bisect between
+/// the last load that held and the first that broke until the bracket is within `tolerance`.
+/// In `rate` mode it searches the request rate (`startRate`..`maxRate`), in `concurrency`
+/// mode the number of requests in flight (`startConcurrency`..`maxConcurrency`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Saturation {
-    /// The objectives that define "saturated" (p95 latencies, error rate).
+    /// The objectives that define "saturated" (p95 latencies, error rate, goodput ratio).
+    /// In `rate` mode a step whose completions fall behind its arrivals is saturated too.
     #[serde(default)]
     pub slo: Slo,
-    /// First rate tried (requests per second).
+    /// First rate tried (requests per second, `rate` mode).
     #[serde(default = "default_start_rate")]
     pub start_rate: f64,
-    /// Highest rate tried.
+    /// Highest rate tried (`rate` mode).
     #[serde(default = "default_max_rate")]
     pub max_rate: f64,
-    /// Each step multiplies the rate by this.
+    /// Each growing step multiplies the load by this.
     #[serde(default = "default_step_factor")]
     pub step_factor: f64,
+    /// Stop bisecting once `(firstBroken - highestOk) / highestOk` is at most this.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// First concurrency tried (`concurrency` mode).
+    #[serde(default = "default_start_concurrency")]
+    pub start_concurrency: u32,
+    /// Highest concurrency tried (`concurrency` mode).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
 }
 
 fn default_start_rate() -> f64 {
@@ -370,6 +389,30 @@ fn default_max_rate() -> f64 {
 }
 fn default_step_factor() -> f64 {
     2.0
+}
+/// Default relative width of the saturation bracket (5%).
+pub fn default_tolerance() -> f64 {
+    0.05
+}
+fn default_start_concurrency() -> u32 {
+    1
+}
+fn default_max_concurrency() -> u32 {
+    256
+}
+
+impl Default for Saturation {
+    fn default() -> Self {
+        Saturation {
+            slo: Slo::default(),
+            start_rate: default_start_rate(),
+            max_rate: default_max_rate(),
+            step_factor: default_step_factor(),
+            tolerance: default_tolerance(),
+            start_concurrency: default_start_concurrency(),
+            max_concurrency: default_max_concurrency(),
+        }
+    }
 }
 
 /// This process's share of a split load.
@@ -480,15 +523,46 @@ impl Plan {
             (0.0..=1.0).contains(&l.max_error_rate),
             "load.maxErrorRate must be within 0..1"
         );
+        if let Some(g) = &l.goodput_slo {
+            ensure!(
+                g.is_set(),
+                "load.goodputSlo: set at least one of ttft, tpot, e2e"
+            );
+        }
+        if let Some(s) = &l.saturation {
+            ensure!(
+                s.slo.min_goodput_ratio.is_none() || l.goodput_slo.is_some(),
+                "saturation.slo.minGoodputRatio needs load.goodputSlo (the per-request bounds)"
+            );
+            ensure!(
+                s.slo
+                    .min_goodput_ratio
+                    .is_none_or(|r| (0.0..=1.0).contains(&r)),
+                "saturation.slo.minGoodputRatio must be within 0..1"
+            );
+            ensure!(s.step_factor > 1.0, "saturation.stepFactor must be > 1");
+            ensure!(
+                s.tolerance > 0.0 && s.tolerance < 1.0,
+                "saturation.tolerance must be within (0, 1)"
+            );
+            ensure!(
+                self.parallelism.count <= 1,
+                "a saturation search cannot be split over load pods: each pod would judge the SLO on its own share (use parallelism 1)"
+            );
+        }
         match (l.mode, &l.saturation) {
             (Mode::Rate, Some(s)) => {
                 ensure!(
                     s.start_rate > 0.0 && s.max_rate >= s.start_rate,
                     "saturation needs 0 < startRate <= maxRate"
                 );
-                ensure!(s.step_factor > 1.0, "saturation.stepFactor must be > 1");
             }
-            (Mode::Concurrency, Some(_)) => bail!("load.saturation needs load.mode: rate"),
+            (Mode::Concurrency, Some(s)) => {
+                ensure!(
+                    s.start_concurrency >= 1 && s.max_concurrency >= s.start_concurrency,
+                    "saturation needs 1 <= startConcurrency <= maxConcurrency"
+                );
+            }
             (Mode::Concurrency, None) => {
                 ensure!(!l.concurrency.is_empty(), "load.concurrency is empty");
                 ensure!(
@@ -516,8 +590,8 @@ impl Plan {
     /// saturation search, whose points depend on the results.
     pub fn points(&self) -> Vec<LoadPoint> {
         match (self.load.mode, &self.load.saturation) {
-            (Mode::Rate, Some(_)) => Vec::new(),
-            (Mode::Concurrency, _) => self
+            (_, Some(_)) => Vec::new(),
+            (Mode::Concurrency, None) => self
                 .load
                 .concurrency
                 .iter()
@@ -634,7 +708,7 @@ workload: {api: chat, dataset: {sharegpt: {path: /d.json, outputFromDataset: tru
            inputTokens: {min: 10, max: 20}, outputTokens: 64, seed: 7, stream: false}
 load: {mode: rate, arrival: constant, durationPerStep: 1m30s, warmup: 500ms,
        requestTimeout: 5, saturation: {slo: {ttftP95: 500ms, itlP95: 50ms}, maxRate: 64}}
-parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
+parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
 "#;
         let p = Plan::from_text(text).unwrap();
         assert_eq!(p.workload.api, Api::Chat);
@@ -663,7 +737,9 @@ parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {mode: rate}",
             "target: {url: x, model: m}\nload: {mode: rate, rate: [0]}",
             "target: {url: x, model: m}\nparallelism: {index: 2, count: 2}",
-            "target: {url: x, model: m}\nload: {saturation: {}}",
+            "target: {url: x, model: m}\nload: {saturation: {startConcurrency: 0}}",
+            "target: {url: x, model: m}\nload: {mode: rate, saturation: {tolerance: 0}}",
+            "target: {url: x, model: m}\nload: {mode: rate, saturation: {}}\nparallelism: {count: 2}",
             "target: {url: x, model: m}\nworkload: {outputTokens: 0}",
             "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
         ] {

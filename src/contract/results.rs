@@ -175,6 +175,37 @@ pub struct StepResult {
     /// What Prometheus reported for this window (`inferops bench --prometheus URL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<crate::contract::WindowMetrics>,
+    /// Open loop: requests that arrived per second over the later two thirds of the step's
+    /// arrivals (absent in a closed loop or with too few requests to judge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<f64>,
+    /// Open loop: requests that finished (ok or failed) per second over the same time. Well
+    /// below `arrival_rate`, the server did not keep up with the offered rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_request_rate: Option<f64>,
+    /// Open loop: mean TTFT of the last third of the step's requests over the first third's
+    /// (by scheduled time); well above 1, requests queued ever longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_growth: Option<f64>,
+    /// Open loop: completions fell behind arrivals by more than noise while latency grew
+    /// through the step. Such a step is saturated whatever its totals say.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub falling_behind: bool,
+    /// With `load.goodputSlo`: successful requests that met every per-request bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_requests: Option<u64>,
+    /// Output tokens of the good requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_output_tokens: Option<u64>,
+    /// Good requests per second (vLLM bench's `request_goodput`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_goodput: Option<f64>,
+    /// Output tokens per second of the good requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_goodput: Option<f64>,
+    /// Good requests / all requests of the step (failed ones count as not met).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_attainment: Option<f64>,
     /// Connections opened before the step (outside its warmup and measured window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_setup: Option<ConnectionSetup>,
@@ -253,8 +284,26 @@ impl StepResult {
                 ((stats.late_sends as f64 / stats.sends as f64) * 1000.0).round() / 1000.0
             }),
             server: None,
+            arrival_rate: None,
+            achieved_request_rate: None,
+            ttft_growth: None,
+            falling_behind: false,
+            good_requests: stats.goodput_slo.map(|_| stats.good),
+            good_output_tokens: stats.goodput_slo.map(|_| stats.good_output_tokens),
+            request_goodput: None,
+            output_goodput: None,
+            slo_attainment: None,
             connection_setup: None,
         };
+        if stats.sends > 0
+            && let Some((b, secs)) = stats.trend.backlog()
+        {
+            let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+            s.arrival_rate = Some(r3(b.arrival_rate));
+            s.achieved_request_rate = Some(r3(b.finish_rate));
+            s.ttft_growth = b.ttft_growth.or(b.e2el_growth).map(r3);
+            s.falling_behind = b.falling_behind(secs);
+        }
         s.set_point(point);
         s.fill_derived(&stats.hist);
         s
@@ -287,6 +336,14 @@ impl StepResult {
         self.request_throughput = per_sec(self.completed);
         self.output_throughput = per_sec(self.total_output_tokens);
         self.total_token_throughput = per_sec(self.total_input_tokens + self.total_output_tokens);
+        let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+        self.request_goodput = self.good_requests.map(|g| r3(per_sec(g)));
+        self.output_goodput = self.good_output_tokens.map(|g| r3(per_sec(g)));
+        let total = self.completed + self.failed;
+        self.slo_attainment = self
+            .good_requests
+            .filter(|_| total > 0)
+            .map(|g| r3(g as f64 / total as f64));
         let t = Percentiles::of(&h.ttft);
         (
             self.mean_ttft_ms,
@@ -423,6 +480,21 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
         };
         out.client_cpu_util = max(out.client_cpu_util, p.client_cpu_util);
         out.late_send_fraction = max(out.late_send_fraction, p.late_send_fraction);
+        let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        out.arrival_rate = add(out.arrival_rate, p.arrival_rate);
+        out.achieved_request_rate = add(out.achieved_request_rate, p.achieved_request_rate);
+        out.ttft_growth = max(out.ttft_growth, p.ttft_growth);
+        // One pod falling behind means the server it shares with the others did.
+        out.falling_behind |= p.falling_behind;
+        let add_u = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        out.good_requests = add_u(out.good_requests, p.good_requests);
+        out.good_output_tokens = add_u(out.good_output_tokens, p.good_output_tokens);
         out.connection_setup = match (out.connection_setup.take(), &p.connection_setup) {
             (Some(a), Some(b)) => Some(ConnectionSetup {
                 connections: a.connections + b.connections,
@@ -485,15 +557,80 @@ pub fn merge_results(parts: &[Results]) -> anyhow::Result<Results> {
     })
 }
 
-/// Outcome of a saturation search.
+/// Outcome of a saturation search: the bracket `[highest ok, first broken]` and every probe.
+/// In `rate` mode the bracket is in `highest_ok_rate` / `first_broken_rate`, in
+/// `concurrency` mode in `highest_ok_concurrency` / `first_broken_concurrency`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaturationResult {
-    /// Highest rate (req/s) at which every SLO held (absent if even the first rate broke).
+    /// Highest rate (req/s) at which every SLO held (absent if none held).
     pub highest_ok_rate: Option<f64>,
-    /// First rate at which an SLO broke (absent if none broke up to `maxRate`).
+    /// Lowest rate at which an SLO broke (absent if none broke up to `maxRate`).
     pub first_broken_rate: Option<f64>,
-    /// Which SLOs broke at `first_broken_rate`, e.g. `ttft p95 812.0 ms > 500 ms`.
+    /// Which SLOs broke at the first broken load, e.g. `ttftP95 812.0 ms > 500.0 ms`.
     pub broken_by: Vec<String>,
+    /// Concurrency mode: highest concurrency at which every SLO held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_ok_concurrency: Option<u32>,
+    /// Concurrency mode: lowest concurrency at which an SLO broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_broken_concurrency: Option<u32>,
+    /// `(first broken - highest ok) / highest ok` when both are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bracket_width: Option<f64>,
+    /// The bracket width the search aimed for (`saturation.tolerance`).
+    #[serde(default)]
+    pub tolerance: f64,
+    /// True when the bracket is within the tolerance (or, for concurrency, adjacent
+    /// integers); false when the search ended at a bound, by cancellation or by its probe cap.
+    #[serde(default)]
+    pub converged: bool,
+    /// Every probe in run order.
+    #[serde(default)]
+    pub probes: Vec<SaturationProbe>,
+}
+
+/// One step of a saturation search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaturationProbe {
+    /// Index of the step in `steps`.
+    pub step: usize,
+    /// The load probed.
+    pub load: LoadPoint,
+    /// Why it was probed.
+    pub phase: ProbePhase,
+    /// Every SLO held.
+    pub held: bool,
+    /// The broken terms (empty when it held).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_by: Vec<String>,
+    /// Requests finished per second (open loop: while requests arrived; closed loop: over
+    /// the step).
+    pub achieved_request_rate: f64,
+}
+
+/// Why a load was probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbePhase {
+    /// Growing by `stepFactor` from the start.
+    Grow,
+    /// Shrinking by `stepFactor` because the start already broke.
+    Shrink,
+    /// Halving the bracket.
+    Bisect,
+}
+
+impl SaturationResult {
+    /// The bracket as load points `(highest ok, first broken)`.
+    pub fn bracket(&self) -> (Option<LoadPoint>, Option<LoadPoint>) {
+        let pick = |c: Option<u32>, r: Option<f64>| {
+            c.map(LoadPoint::Concurrency).or(r.map(LoadPoint::Rate))
+        };
+        (
+            pick(self.highest_ok_concurrency, self.highest_ok_rate),
+            pick(self.first_broken_concurrency, self.first_broken_rate),
+        )
+    }
 }
 
 /// `summary` of the results document.

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{self, BenchmarkRunSpec, DatasetKind};
 use crate::contract::plan::{
-    Api, Arrival, Dataset, Load, Mode, Parallelism, Plan, Saturation, Slo, Target, TokenCount,
-    Workload,
+    Api, Arrival, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Saturation, Slo, Target,
+    TokenCount, Workload,
 };
 
 /// Where the dataset ConfigMap key is mounted in load pods.
@@ -68,14 +68,27 @@ pub fn plan(
         api::LoadMode::Concurrency => Mode::Concurrency,
         api::LoadMode::Rate => Mode::Rate,
     };
+    if l.saturation.is_some() && pods > 1 {
+        return Err(PlanError {
+            field: "spec.loadgen.parallelism".into(),
+            message: "must be 1 with spec.load.saturation: a split search would judge the SLO on each pod's share instead of the merged results".into(),
+        });
+    }
+    let base = Saturation::default();
     let saturation = l.saturation.as_ref().map(|s| Saturation {
         slo: Slo::from_spec(&s.slo, Some(spec.max_error_rate)),
         start_rate: s
             .start_rate
             .or_else(|| l.rate.last().copied())
-            .unwrap_or(1.0),
-        max_rate: s.max_rate,
-        step_factor: s.factor.unwrap_or(2.0),
+            .unwrap_or(base.start_rate),
+        max_rate: s.max_rate.unwrap_or(base.max_rate),
+        step_factor: s.factor.unwrap_or(base.step_factor),
+        tolerance: s.tolerance.unwrap_or(base.tolerance),
+        start_concurrency: s
+            .start_concurrency
+            .or_else(|| l.concurrency.last().copied())
+            .unwrap_or(base.start_concurrency),
+        max_concurrency: s.max_concurrency.unwrap_or(base.max_concurrency),
     });
     let defaults = Load::default();
     let requests_per_step = match (l.requests_per_step, l.duration_per_step) {
@@ -117,6 +130,7 @@ pub fn plan(
                 .map(Into::into)
                 .unwrap_or(defaults.request_timeout),
             max_error_rate: spec.max_error_rate,
+            goodput_slo: l.goodput_slo.as_ref().map(GoodputSlo::from_spec),
             saturation,
             ..defaults
         },
@@ -210,26 +224,36 @@ mod tests {
     }
 
     #[test]
-    fn saturation_search_and_split_over_pods() {
+    fn saturation_search_maps_and_refuses_a_split() {
         let start = Utc::now();
-        let p = plan(
-            &example("bench-rate-saturation.yaml"),
-            "http://q:8000",
-            "qwen",
-            3,
-            Some(start),
-        )
-        .unwrap();
+        let spec = example("bench-rate-saturation.yaml");
+        let p = plan(&spec, "http://q:8000", "qwen", 1, Some(start)).unwrap();
         p.validate().unwrap();
         let s = p.load.saturation.as_ref().unwrap();
         assert_eq!(s.slo.ttft_p95, Some(Duration::from_millis(500)));
         assert_eq!(s.slo.itl_p95, Some(Duration::from_millis(50)));
         assert_eq!(s.start_rate, 20.0);
         assert_eq!(s.max_rate, 100.0);
+        assert_eq!(s.tolerance, 0.05);
         assert_eq!(p.load.requests_per_step, None, "duration-based steps");
         assert_eq!(p.load.duration_per_step, Some(Duration::from_secs(60)));
-        assert_eq!(p.parallelism.count, 3);
         assert_eq!(p.parallelism.start_at, Some(start));
+        let err = plan(&spec, "http://q:8000", "qwen", 3, None).unwrap_err();
+        assert_eq!(err.field, "spec.loadgen.parallelism");
+    }
+
+    #[test]
+    fn a_sweep_splits_over_pods() {
+        let p = plan(
+            &example("bench-concurrency-sweep.yaml"),
+            "http://q:8000",
+            "qwen",
+            3,
+            None,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.parallelism.count, 3);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::outcome::{ErrorClass, Failure, Metrics};
+use super::slo::GoodputSlo;
 
 /// Distinct messages kept per error class.
 pub const MESSAGES_PER_CLASS: usize = 3;
@@ -252,6 +253,184 @@ pub struct StepStats {
     /// Open loop: measured requests sent more than [`LATE_SEND`] after their scheduled time
     /// (the client fell behind its schedule).
     pub late_sends: u64,
+    /// Arrivals, completions and latencies over the step's time, for judging whether the
+    /// server kept up with an open loop.
+    pub trend: Trend,
+    /// Per-request bounds that make a successful request "good" (goodput).
+    pub goodput_slo: Option<GoodputSlo>,
+    /// Successful requests that met every bound of `goodput_slo`.
+    pub good: u64,
+    /// Output tokens of those requests.
+    pub good_output_tokens: u64,
+}
+
+/// Bins of a [`Trend`].
+pub const TREND_BINS: usize = 64;
+
+/// A step's requests over time in [`TREND_BINS`] equal bins that double in width as the step
+/// grows (bounded memory whatever the step's length): per bin, the requests scheduled in it
+/// with the sum of their TTFT and end-to-end latency, and the requests that finished in it.
+/// Offsets are microseconds since the step's measured window started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trend {
+    /// Width of a bin, µs (0 until something is recorded).
+    pub width_us: u64,
+    /// Requests scheduled per bin (measured, ok or failed).
+    pub arrivals: Vec<u64>,
+    /// Requests finished per bin (ok or failed), by end time.
+    pub finished: Vec<u64>,
+    /// Successful requests per bin, by scheduled time.
+    pub ok: Vec<u64>,
+    /// Sum of TTFT of the successful requests per bin (by scheduled time), µs.
+    pub ttft_sum_us: Vec<u64>,
+    /// Sum of end-to-end latency of the successful requests per bin, µs.
+    pub e2el_sum_us: Vec<u64>,
+}
+
+/// What a [`Trend`] says about an open-loop step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Requests arriving per second in the later two thirds of the arrivals.
+    pub arrival_rate: f64,
+    /// Requests finishing per second over the same time.
+    pub finish_rate: f64,
+    /// Mean TTFT of the last third of the requests (by scheduled time) over the first third's.
+    pub ttft_growth: Option<f64>,
+    /// The same for end-to-end latency.
+    pub e2el_growth: Option<f64>,
+}
+
+/// Fewest arrivals in the judged part of a step for [`Backlog::falling_behind`] to judge.
+pub const BACKLOG_MIN_ARRIVALS: u64 = 30;
+
+impl Backlog {
+    /// Completions fell behind arrivals by more than noise (more than 10% and more than three
+    /// standard deviations of a Poisson count) while latency grew through the step (the last
+    /// third's mean TTFT or E2E at least 1.5 times the first third's): requests pile up, the
+    /// step is past what the server sustains whatever its totals say.
+    pub fn falling_behind(&self, span_secs: f64) -> bool {
+        let arrived = self.arrival_rate * span_secs;
+        let finished = self.finish_rate * span_secs;
+        let deficit = arrived - finished;
+        let behind = finished < 0.9 * arrived && deficit > 3.0 * arrived.sqrt();
+        let growing = self.ttft_growth.is_some_and(|g| g >= 1.5)
+            || self.e2el_growth.is_some_and(|g| g >= 1.5);
+        behind && growing
+    }
+}
+
+impl Trend {
+    fn ensure(&mut self) {
+        if self.width_us == 0 {
+            self.width_us = 10_000;
+            for v in self.each_mut() {
+                v.resize(TREND_BINS, 0);
+            }
+        }
+    }
+
+    fn each_mut(&mut self) -> [&mut Vec<u64>; 5] {
+        [
+            &mut self.arrivals,
+            &mut self.finished,
+            &mut self.ok,
+            &mut self.ttft_sum_us,
+            &mut self.e2el_sum_us,
+        ]
+    }
+
+    /// Doubles the bin width, adding neighbouring bins.
+    fn coarsen(&mut self) {
+        for v in self.each_mut() {
+            let merged: Vec<u64> = (0..TREND_BINS)
+                .map(|i| {
+                    let (a, b) = (2 * i, 2 * i + 1);
+                    v.get(a).copied().unwrap_or(0) + v.get(b).copied().unwrap_or(0)
+                })
+                .collect();
+            *v = merged;
+        }
+        self.width_us *= 2;
+    }
+
+    fn bin(&mut self, offset_us: u64) -> usize {
+        self.ensure();
+        while offset_us >= self.width_us * TREND_BINS as u64 {
+            self.coarsen();
+        }
+        (offset_us / self.width_us) as usize
+    }
+
+    /// Records a request scheduled at `scheduled_us` that finished at `end_us`, with its TTFT
+    /// and E2E when it succeeded.
+    pub fn record(&mut self, scheduled_us: u64, end_us: u64, ok: Option<(u64, u64)>) {
+        // Bin the later offset first so both indexes use the final width.
+        self.bin(end_us.max(scheduled_us));
+        let at = self.bin(scheduled_us);
+        self.arrivals[at] += 1;
+        if let Some((ttft, e2el)) = ok {
+            self.ok[at] += 1;
+            self.ttft_sum_us[at] += ttft;
+            self.e2el_sum_us[at] += e2el;
+        }
+        let end = self.bin(end_us);
+        self.finished[end] += 1;
+    }
+
+    /// Adds `other` (both measured from the same origin).
+    pub fn merge(&mut self, other: &Trend) {
+        if other.width_us == 0 {
+            return;
+        }
+        let mut other = other.clone();
+        self.ensure();
+        while self.width_us < other.width_us {
+            self.coarsen();
+        }
+        while other.width_us < self.width_us {
+            other.coarsen();
+        }
+        for (a, b) in self.each_mut().into_iter().zip(other.each_mut()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+    }
+
+    /// Arrival and finish rates over the later two thirds of the arrival span and the growth
+    /// of latency from the first to the last third; `None` with too few arrivals to judge.
+    pub fn backlog(&self) -> Option<(Backlog, f64)> {
+        let last = self.arrivals.iter().rposition(|&n| n > 0)?;
+        let span = last + 1;
+        if span < 3 {
+            return None;
+        }
+        let third = span / 3;
+        let judged = third..span;
+        let arrived: u64 = self.arrivals[judged.clone()].iter().sum();
+        if arrived < BACKLOG_MIN_ARRIVALS {
+            return None;
+        }
+        let finished: u64 = self.finished[judged.clone()].iter().sum();
+        let secs = (judged.len() as u64 * self.width_us) as f64 / 1e6;
+        let mean = |sum: &[u64], range: std::ops::Range<usize>| {
+            let n: u64 = self.ok[range.clone()].iter().sum();
+            (n > 0).then(|| sum[range].iter().sum::<u64>() as f64 / n as f64)
+        };
+        let growth = |sum: &[u64]| match (mean(sum, 0..third), mean(sum, span - third..span)) {
+            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+            _ => None,
+        };
+        Some((
+            Backlog {
+                arrival_rate: arrived as f64 / secs,
+                finish_rate: finished as f64 / secs,
+                ttft_growth: growth(&self.ttft_sum_us),
+                e2el_growth: growth(&self.e2el_sum_us),
+            },
+            secs,
+        ))
+    }
 }
 
 /// How late an open-loop send may be before it counts as the client falling behind.
@@ -261,6 +440,14 @@ impl StepStats {
     /// An empty recorder.
     pub fn new() -> StepStats {
         StepStats::default()
+    }
+
+    /// An empty recorder that counts requests meeting `slo` (goodput).
+    pub fn with_goodput(slo: Option<GoodputSlo>) -> StepStats {
+        StepStats {
+            goodput_slo: slo,
+            ..StepStats::default()
+        }
     }
 
     /// Failed requests.
@@ -279,6 +466,10 @@ impl StepStats {
         self.completed += 1;
         self.input_tokens += u64::from(m.prompt_tokens);
         self.output_tokens += u64::from(m.output_tokens);
+        if self.goodput_slo.is_some_and(|g| g.met(m)) {
+            self.good += 1;
+            self.good_output_tokens += u64::from(m.output_tokens);
+        }
         let h = &mut self.hist;
         rec(&mut h.ttft, m.ttft_us);
         rec(&mut h.e2el, m.e2el_us);
@@ -318,6 +509,10 @@ impl StepStats {
         self.output_tokens += other.output_tokens;
         self.sends += other.sends;
         self.late_sends += other.late_sends;
+        self.trend.merge(&other.trend);
+        self.goodput_slo = self.goodput_slo.or(other.goodput_slo);
+        self.good += other.good;
+        self.good_output_tokens += other.good_output_tokens;
         if let Some(e) = other.last_end {
             self.saw_end(e);
         }
@@ -435,6 +630,42 @@ mod tests {
             ..enc
         };
         assert!(bad.decode().is_err());
+    }
+
+    #[test]
+    fn a_server_that_keeps_up_is_not_behind_and_one_that_does_not_is() {
+        // 100 req/s for 3 s: latency constant at 50 ms, every request finishes on time.
+        let mut keeps_up = Trend::default();
+        for i in 0..300u64 {
+            let at = i * 10_000;
+            keeps_up.record(at, at + 50_000, Some((20_000, 50_000)));
+        }
+        let (b, secs) = keeps_up.backlog().unwrap();
+        assert!((b.arrival_rate - 100.0).abs() < 5.0, "{b:?}");
+        assert!((b.finish_rate - b.arrival_rate).abs() < 5.0, "{b:?}");
+        assert!(!b.falling_behind(secs), "{b:?}");
+        // Capacity 60 req/s: requests finish ever later (a queue), latency grows.
+        let mut behind = Trend::default();
+        for i in 0..300u64 {
+            let at = i * 10_000;
+            let end = i * 1_000_000 / 60;
+            let latency = end.saturating_sub(at) + 50_000;
+            behind.record(at, at + latency, Some((latency - 30_000, latency)));
+        }
+        let (b, secs) = behind.backlog().unwrap();
+        assert!(b.finish_rate < 0.7 * b.arrival_rate, "{b:?}");
+        assert!(b.ttft_growth.unwrap() > 1.5, "{b:?}");
+        assert!(b.falling_behind(secs), "{b:?}");
+        // Shards merge into the same picture.
+        let (mut x, mut y) = (Trend::default(), Trend::default());
+        for i in 0..300u64 {
+            let at = i * 10_000;
+            let t = if i % 2 == 0 { &mut x } else { &mut y };
+            t.record(at, at + 50_000, Some((20_000, 50_000)));
+        }
+        x.merge(&y);
+        assert_eq!(x, keeps_up);
+        assert!(Trend::default().backlog().is_none());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Runs a whole [`Plan`]: a fixed sweep over load points, or a saturation search that raises
-//! the rate until an SLO breaks. Reports each finished step to an [`Observer`] (progress bars,
+//! Runs a whole [`Plan`]: a fixed sweep over load points, or a saturation search that grows
+//! the load until an SLO breaks and then bisects to the breaking point. Reports each finished step to an [`Observer`] (progress bars,
 //! rewriting the results file) and always returns what was measured, also when cancelled.
 
 use std::path::PathBuf;
@@ -15,7 +15,8 @@ use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
 use super::workload::{RequestSet, load_tokenizer};
 use crate::contract::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
 use crate::contract::results::{
-    Metadata, Results, RunStatus, SaturationResult, StepResult, Summary,
+    Metadata, ProbePhase, Results, RunStatus, SaturationProbe, SaturationResult, StepResult,
+    Summary,
 };
 use crate::contract::slo::Measured;
 
@@ -160,7 +161,7 @@ pub async fn run_plan_with(
         results: &mut results,
     };
     match (&plan.load.mode, &plan.load.saturation) {
-        (Mode::Rate, Some(sat)) => runner.saturation(sat).await,
+        (mode, Some(sat)) => runner.saturation(*mode, sat).await,
         _ => {
             let done = runner.results.steps.len();
             for point in plan.points().into_iter().skip(done) {
@@ -215,6 +216,7 @@ impl Runner<'_> {
                 .seed
                 .wrapping_add(index as u64)
                 .wrapping_add(u64::from(par.index) << 32),
+            goodput_slo: plan.load.goodput_slo,
             preconnect: self.preconnect,
         };
         if let Some(at) = plan.step_slot(index) {
@@ -247,35 +249,288 @@ impl Runner<'_> {
         step
     }
 
-    async fn saturation(&mut self, sat: &Saturation) {
+    /// Runs one probe of a search and records it; `None` when the step was interrupted.
+    async fn probe(
+        &mut self,
+        point: LoadPoint,
+        phase: ProbePhase,
+        sat: &Saturation,
+        outcome: &mut SaturationResult,
+    ) -> Option<bool> {
+        let step = self.step(point).await;
+        if step.interrupted {
+            return None;
+        }
+        let broken: Vec<String> = sat
+            .slo
+            .violations(&Measured::of_result(&step))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        outcome.probes.push(SaturationProbe {
+            step: self.results.steps.len() - 1,
+            load: point,
+            phase,
+            held: broken.is_empty(),
+            broken_by: broken.clone(),
+            achieved_request_rate: step
+                .achieved_request_rate
+                .unwrap_or(step.request_throughput),
+        });
+        Some(broken.is_empty())
+    }
+
+    /// The saturation search: grow the load by `stepFactor` from the start until the SLO
+    /// breaks (or `max` is reached), shrinking instead when the start already breaks; then
+    /// bisect between the highest load that held and the lowest that broke until
+    /// `(broken - held) / held <= tolerance`. Every probe is a step of the results.
+    async fn saturation(&mut self, mode: Mode, sat: &Saturation) {
         let mut outcome = SaturationResult {
             highest_ok_rate: None,
             first_broken_rate: None,
             broken_by: Vec::new(),
+            highest_ok_concurrency: None,
+            first_broken_concurrency: None,
+            bracket_width: None,
+            tolerance: sat.tolerance,
+            converged: false,
+            probes: Vec::new(),
         };
-        let mut rate = sat.start_rate;
-        while rate <= sat.max_rate * (1.0 + 1e-9) && !self.ctx.cancel.is_cancelled() {
-            let step = self.step(LoadPoint::Rate(rate)).await;
-            if step.interrupted {
-                break;
-            }
-            let broken: Vec<String> = sat
-                .slo
-                .violations(&Measured::of_result(&step))
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            if broken.is_empty() {
-                outcome.highest_ok_rate = Some(rate);
+        let space = Space::new(mode, sat);
+        let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
+        let mut x = space.start;
+        let mut interrupted = false;
+        // Grow (or shrink) until the bracket has both ends or a bound is hit.
+        loop {
+            let phase = if hi.is_some() {
+                ProbePhase::Shrink
             } else {
-                outcome.first_broken_rate = Some(rate);
-                outcome.broken_by = broken;
+                ProbePhase::Grow
+            };
+            match self.probe(space.point(x), phase, sat, &mut outcome).await {
+                None => {
+                    interrupted = true;
+                    break;
+                }
+                Some(true) => lo = Some(x),
+                Some(false) => hi = Some(x),
+            }
+            self.publish(&space, lo, hi, &mut outcome);
+            if self.ctx.cancel.is_cancelled() || outcome.probes.len() >= MAX_PROBES {
                 break;
             }
-            self.results.summary.saturation = Some(outcome.clone());
-            rate *= sat.step_factor;
+            match (lo, hi) {
+                (Some(_), Some(_)) => break,
+                (Some(l), None) if l >= space.max => break,
+                (Some(l), None) => x = space.grow(l),
+                (None, Some(h)) => match space.shrink(h) {
+                    Some(next) => x = next,
+                    None => break,
+                },
+                (None, None) => break,
+            }
         }
-        self.results.summary.saturation = Some(outcome);
+        // Bisect.
+        while !interrupted
+            && !self.ctx.cancel.is_cancelled()
+            && outcome.probes.len() < MAX_PROBES
+            && let (Some(l), Some(h)) = (lo, hi)
+        {
+            let Some(mid) = space.mid(l, h, sat.tolerance) else {
+                break;
+            };
+            match self
+                .probe(space.point(mid), ProbePhase::Bisect, sat, &mut outcome)
+                .await
+            {
+                None => break,
+                Some(true) => lo = Some(mid),
+                Some(false) => hi = Some(mid),
+            }
+            self.publish(&space, lo, hi, &mut outcome);
+        }
+        self.publish(&space, lo, hi, &mut outcome);
         self.observer.step_finished(self.results);
+    }
+
+    /// Writes the bracket so far into the summary.
+    fn publish(
+        &mut self,
+        space: &Space,
+        lo: Option<f64>,
+        hi: Option<f64>,
+        outcome: &mut SaturationResult,
+    ) {
+        match space.mode {
+            Mode::Rate => {
+                outcome.highest_ok_rate = lo;
+                outcome.first_broken_rate = hi;
+            }
+            Mode::Concurrency => {
+                outcome.highest_ok_concurrency = lo.map(|v| v as u32);
+                outcome.first_broken_concurrency = hi.map(|v| v as u32);
+            }
+        }
+        outcome.broken_by = hi
+            .and_then(|h| {
+                outcome
+                    .probes
+                    .iter()
+                    .rev()
+                    .find(|p| (p.load.value() - h).abs() < 1e-9)
+            })
+            .map(|p| p.broken_by.clone())
+            .unwrap_or_default();
+        outcome.bracket_width = match (lo, hi) {
+            (Some(l), Some(h)) if l > 0.0 => Some(((h - l) / l * 10_000.0).round() / 10_000.0),
+            _ => None,
+        };
+        outcome.converged =
+            matches!((lo, hi), (Some(l), Some(h)) if space.mid(l, h, space.tolerance).is_none());
+        self.results.summary.saturation = Some(outcome.clone());
+    }
+}
+
+/// Most probes one search runs (a guard; a search with factor 2 and 5% converges in about
+/// a dozen).
+const MAX_PROBES: usize = 40;
+
+/// Smallest rate a shrinking search tries, req/s.
+const MIN_RATE: f64 = 0.01;
+
+/// The load values a search moves over: rates (continuous) or concurrencies (integers).
+struct Space {
+    mode: Mode,
+    start: f64,
+    max: f64,
+    factor: f64,
+    tolerance: f64,
+}
+
+impl Space {
+    fn new(mode: Mode, sat: &Saturation) -> Space {
+        let (start, max) = match mode {
+            Mode::Rate => (sat.start_rate, sat.max_rate),
+            Mode::Concurrency => (
+                f64::from(sat.start_concurrency),
+                f64::from(sat.max_concurrency),
+            ),
+        };
+        Space {
+            mode,
+            start,
+            max,
+            factor: sat.step_factor,
+            tolerance: sat.tolerance,
+        }
+    }
+
+    fn point(&self, v: f64) -> LoadPoint {
+        match self.mode {
+            Mode::Rate => LoadPoint::Rate(v),
+            Mode::Concurrency => LoadPoint::Concurrency(v as u32),
+        }
+    }
+
+    /// The next larger load: times the factor, at least one more in flight, at most `max`.
+    fn grow(&self, v: f64) -> f64 {
+        let next = match self.mode {
+            Mode::Rate => round_rate(v * self.factor),
+            Mode::Concurrency => (v * self.factor).ceil().max(v + 1.0),
+        };
+        next.min(self.max)
+    }
+
+    /// The next smaller load, `None` below the smallest sensible one.
+    fn shrink(&self, v: f64) -> Option<f64> {
+        match self.mode {
+            Mode::Rate => Some(round_rate(v / self.factor)).filter(|&r| r >= MIN_RATE),
+            Mode::Concurrency => Some((v / self.factor).floor().min(v - 1.0)).filter(|&c| c >= 1.0),
+        }
+    }
+
+    /// The middle of the bracket, `None` once it is within `tolerance` (or, for
+    /// concurrencies, the ends are adjacent).
+    fn mid(&self, lo: f64, hi: f64, tolerance: f64) -> Option<f64> {
+        if hi <= lo || (hi - lo) <= tolerance * lo {
+            return None;
+        }
+        match self.mode {
+            Mode::Rate => {
+                let m = round_rate((lo + hi) / 2.0);
+                (m > lo && m < hi).then_some(m)
+            }
+            Mode::Concurrency => {
+                let m = ((lo + hi) / 2.0).floor();
+                (m > lo && m < hi).then_some(m)
+            }
+        }
+    }
+}
+
+/// A rate to three significant digits (readable load points, same as the next search's).
+fn round_rate(r: f64) -> f64 {
+    if r <= 0.0 || !r.is_finite() {
+        return r;
+    }
+    let scale = 10f64.powi(2 - r.log10().floor() as i32);
+    (r * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space(mode: Mode) -> Space {
+        Space::new(
+            mode,
+            &Saturation {
+                start_rate: 20.0,
+                max_rate: 100.0,
+                start_concurrency: 4,
+                max_concurrency: 64,
+                ..Saturation::default()
+            },
+        )
+    }
+
+    #[test]
+    fn rates_grow_to_the_bound_and_bisect_to_the_tolerance() {
+        let s = space(Mode::Rate);
+        assert_eq!(s.grow(20.0), 40.0);
+        assert_eq!(s.grow(80.0), 100.0, "capped at maxRate");
+        assert_eq!(s.shrink(20.0), Some(10.0));
+        assert_eq!(s.shrink(0.015), None);
+        // A server that holds up to 61 req/s: the bisection narrows 40..80 to within 5%.
+        let (mut lo, mut hi) = (40.0, 80.0);
+        let mut probes = 0;
+        while let Some(m) = s.mid(lo, hi, 0.05) {
+            if m <= 61.0 {
+                lo = m
+            } else {
+                hi = m
+            }
+            probes += 1;
+        }
+        assert!(
+            lo <= 61.0 && hi > 61.0 && (hi - lo) / lo <= 0.05,
+            "{lo}..{hi}"
+        );
+        assert!(probes <= 6, "{probes}");
+        assert_eq!(round_rate(61.2345), 61.2);
+        assert_eq!(round_rate(0.012345), 0.0123);
+    }
+
+    #[test]
+    fn concurrencies_move_in_integers() {
+        let s = space(Mode::Concurrency);
+        assert_eq!(s.grow(4.0), 8.0);
+        assert_eq!(s.grow(1.0), 2.0);
+        assert_eq!(s.grow(48.0), 64.0);
+        assert_eq!(s.shrink(4.0), Some(2.0));
+        assert_eq!(s.shrink(1.0), None);
+        assert_eq!(s.mid(8.0, 16.0, 0.05), Some(12.0));
+        assert_eq!(s.mid(12.0, 13.0, 0.05), None, "adjacent");
+        assert_eq!(s.point(12.0), LoadPoint::Concurrency(12));
     }
 }

@@ -48,6 +48,8 @@ pub struct StepSpec {
     pub max_in_flight: u32,
     /// Seed of the arrival gaps.
     pub seed: u64,
+    /// Per-request bounds counted as goodput.
+    pub goodput_slo: Option<crate::contract::GoodputSlo>,
     /// Open the step's connections before its clock starts (see the module docs).
     pub preconnect: bool,
 }
@@ -78,15 +80,24 @@ struct Shared {
     shards: Vec<Mutex<StepStats>>,
     progress: Arc<StepProgress>,
     issued: AtomicU64,
+    /// Start of the measured window: the origin of the stats' time trend.
+    origin: Instant,
 }
 
 impl Shared {
-    fn new(progress: Arc<StepProgress>) -> Shared {
+    fn new(
+        progress: Arc<StepProgress>,
+        origin: Instant,
+        goodput: Option<crate::contract::GoodputSlo>,
+    ) -> Shared {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Shared {
-            shards: (0..n).map(|_| Mutex::new(StepStats::new())).collect(),
+            shards: (0..n)
+                .map(|_| Mutex::new(StepStats::with_goodput(goodput)))
+                .collect(),
             progress,
             issued: AtomicU64::new(0),
+            origin,
         }
     }
 
@@ -100,11 +111,18 @@ impl Shared {
         shard: usize,
         r: &Result<crate::contract::outcome::Metrics, Failure>,
         itl: &[u32],
+        scheduled: Instant,
         end: Instant,
     ) {
         let mut s = self.shards[shard % self.shards.len()]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let offset = |t: Instant| t.saturating_duration_since(self.origin).as_micros() as u64;
+        s.trend.record(
+            offset(scheduled),
+            offset(end),
+            r.as_ref().ok().map(|m| (m.ttft_us, m.e2el_us)),
+        );
         match r {
             Ok(m) => s.record_ok(m, itl, end),
             Err(f) => {
@@ -125,7 +143,12 @@ impl Shared {
     }
 
     fn merged(&self) -> StepStats {
-        let mut all = StepStats::new();
+        let mut all = StepStats::with_goodput(
+            self.shards[0]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .goodput_slo,
+        );
         for s in &self.shards {
             all.merge(&s.lock().unwrap_or_else(|p| p.into_inner()));
         }
@@ -185,7 +208,7 @@ pub async fn run_step(
     let start = clock.instant;
     let measure_start = start + spec.warmup;
     let measure_end = spec.duration.map(|d| measure_start + d);
-    let shared = Arc::new(Shared::new(progress));
+    let shared = Arc::new(Shared::new(progress, measure_start, spec.goodput_slo));
     match spec.point {
         LoadPoint::Concurrency(n) => {
             closed_loop(ctx, spec, &shared, n, pool, measure_start, measure_end).await
@@ -391,7 +414,7 @@ async fn closed_loop(
                     r = ctx.client.send(req, now, &mut scratch) => r,
                 };
                 if measured {
-                    shared.record(w, &r, &scratch.itl_us, Instant::now());
+                    shared.record(w, &r, &scratch.itl_us, now, Instant::now());
                 }
             }
         });
@@ -455,7 +478,7 @@ async fn open_loop(
                 .get(ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));
             let r = ctx2.client.send(req, t0, &mut scratch).await;
             if measured {
-                shared2.record(shard, &r, &scratch.itl_us, Instant::now());
+                shared2.record(shard, &r, &scratch.itl_us, scheduled, Instant::now());
             }
             pool2
                 .lock()
@@ -573,6 +596,7 @@ mod tests {
             arrival: Arrival::Poisson,
             max_in_flight,
             seed: 0,
+            goodput_slo: None,
             preconnect: true,
         };
         assert_eq!(preconnect_count(&spec(LoadPoint::Concurrency(64), 10)), 64);

@@ -232,7 +232,18 @@ fn summary_lines(r: &RunRecord) -> Vec<String> {
                 )
             })
             .unwrap_or_default();
-        out.push(format!("Saturation: highest load that held: {held}{broke}"));
+        let bracket = sat
+            .bracket_width
+            .map(|w| format!(" (bracket {:.1}% wide)", w * 100.0))
+            .unwrap_or_default();
+        let probes = if sat.probes.is_empty() {
+            String::new()
+        } else {
+            format!("; {} probes of a saturation search", sat.probes.len())
+        };
+        out.push(format!(
+            "Saturation: highest load that held: {held}{broke}{bracket}{probes}"
+        ));
     }
     if let Some(b) = s.bottleneck {
         out.push(format!(

@@ -307,8 +307,67 @@ fn cel_load_points_match_mode_and_are_positive() {
             "/spec/load/saturation",
             json!({"slo": {"ttftP95": "1s"}, "maxRate": 10}),
         ),
-        "saturation needs mode rate",
+        "mode concurrency searches the concurrency and needs maxConcurrency",
     );
+    validate_object(
+        &with(
+            minimal_bench(),
+            "/spec/load/saturation",
+            json!({"slo": {"ttftP95": "1s"}, "maxConcurrency": 64, "tolerance": 0.1}),
+        ),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "saturation": {"slo": {"ttftP95": "1s"}}}),
+        ),
+        "mode rate searches the request rate and needs maxRate",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "saturation": {"slo": {"ttftP95": "1s"}, "maxRate": 10, "tolerance": 1.5}}),
+        ),
+        "tolerance must be in (0, 1)",
+    );
+    rejected(
+        &with(
+            with(
+                minimal_bench(),
+                "/spec/load",
+                json!({"mode": "rate", "saturation": {"slo": {"ttftP95": "1s"}, "maxRate": 10}}),
+            ),
+            "/spec/loadgen",
+            json!({"parallelism": 2}),
+        ),
+        "spec.loadgen.parallelism must be 1 with spec.load.saturation",
+    );
+    rejected(
+        &with(minimal_bench(), "/spec/load/goodputSlo", json!({})),
+        "set at least one of ttft, tpot, e2e",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "saturation": {"slo": {"minGoodputRatio": 0.9}, "maxRate": 10}}),
+        ),
+        "minGoodputRatio needs spec.load.goodputSlo",
+    );
+    validate_object(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "goodputSlo": {"ttft": "200ms", "tpot": "10ms"},
+                   "saturation": {"slo": {"minGoodputRatio": 0.9}, "maxRate": 10}}),
+        ),
+        None,
+    )
+    .unwrap();
     rejected(
         &with(
             minimal_bench(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inferops::contract::plan::{Arrival, Mode, Saturation, Slo};
+use inferops::contract::results::ProbePhase;
 use inferops::contract::{Api, ErrorClass, Plan, Results};
 use inferops::loadgen::client::{Client, ClientConfig, Scratch};
 use inferops::loadgen::workload::RequestSet;
@@ -534,7 +535,7 @@ async fn open_loop_counts_latency_from_the_scheduled_time() {
 }
 
 #[tokio::test]
-async fn saturation_search_finds_the_breaking_rate() {
+async fn saturation_search_bisects_to_the_breaking_rate() {
     // A server that serves one request at a time in 20 ms: capacity 50 req/s.
     let server = Server::start(Behavior::Serial {
         ttft: Duration::from_millis(20),
@@ -547,29 +548,117 @@ async fn saturation_search_finds_the_breaking_rate() {
     plan.load.saturation = Some(Saturation {
         slo: Slo {
             ttft_p95: Some(Duration::from_millis(150)),
-            itl_p95: None,
             max_error_rate: Some(0.01),
+            ..Slo::default()
         },
         start_rate: 10.0,
         max_rate: 640.0,
         step_factor: 2.0,
+        tolerance: 0.05,
+        ..Saturation::default()
     });
-    let results = run(&plan).await;
+    let results = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_plan(&plan, CancellationToken::new(), &mut NoObserver),
+    )
+    .await
+    .expect("search finished")
+    .unwrap();
     let sat = results
         .summary
         .saturation
         .clone()
         .expect("saturation result");
-    let broke = sat.first_broken_rate.expect("an SLO broke");
-    assert!((40.0..=160.0).contains(&broke), "{sat:?}");
-    // The search starts at 10 req/s, which the 150 ms TTFT objective holds.
-    let ok = sat.highest_ok_rate.expect("the first rate held the SLO");
-    assert!(ok < broke && ok <= 40.0, "{sat:?}");
-    assert!(
-        sat.broken_by.iter().any(|b| b.starts_with("ttftP95")),
-        "{sat:?}"
+    let (ok, broke) = (
+        sat.highest_ok_rate.expect("a rate held"),
+        sat.first_broken_rate.expect("an SLO broke"),
     );
-    assert_eq!(results.steps.last().unwrap().request_rate, Some(broke));
+    // Within 5%, and never above what the server can do.
+    assert!(sat.converged, "{sat:?}");
+    assert!((broke - ok) / ok <= 0.05 + 1e-9, "{sat:?}");
+    assert!(sat.bracket_width.unwrap() <= 0.05 + 1e-9, "{sat:?}");
+    assert!(ok >= 10.0 && broke <= 52.0, "{sat:?}");
+    // Every probe is a step; growing then bisecting.
+    assert_eq!(sat.probes.len(), results.steps.len());
+    let phases: Vec<_> = sat.probes.iter().map(|p| p.phase).collect();
+    assert!(phases.contains(&ProbePhase::Grow) && phases.contains(&ProbePhase::Bisect));
+    for p in &sat.probes {
+        assert_eq!(results.steps[p.step].request_rate, p.load.rate());
+        assert_eq!(p.held, p.load.rate().unwrap() <= ok, "{p:?}");
+    }
+    assert!(!sat.broken_by.is_empty(), "{sat:?}");
+    assert!(sat.probes.len() <= 12, "{} probes", sat.probes.len());
+}
+
+#[tokio::test]
+async fn concurrency_saturation_search_finds_the_breaking_concurrency() {
+    // One request at a time in 20 ms (plus overhead on a busy machine): at concurrency c,
+    // TTFT is about c x 20-30 ms, so a 170 ms TTFT p95 holds up to 5-8 in flight.
+    let server = Server::start(Behavior::Serial {
+        ttft: Duration::from_millis(20),
+    })
+    .await;
+    let mut plan = small_plan(&server.url(), 1, 40, Duration::from_secs(10));
+    plan.load.saturation = Some(Saturation {
+        slo: Slo {
+            ttft_p95: Some(Duration::from_millis(170)),
+            ..Slo::default()
+        },
+        start_concurrency: 1,
+        max_concurrency: 64,
+        ..Saturation::default()
+    });
+    let results = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_plan(&plan, CancellationToken::new(), &mut NoObserver),
+    )
+    .await
+    .expect("search finished")
+    .unwrap();
+    let sat = results.summary.saturation.clone().unwrap();
+    let (ok, broke) = (
+        sat.highest_ok_concurrency.unwrap(),
+        sat.first_broken_concurrency.unwrap(),
+    );
+    assert!(sat.converged, "{sat:?}");
+    assert!((4..=8).contains(&ok) && broke == ok + 1, "{sat:?}");
+    assert_eq!(sat.highest_ok_rate, None);
+    assert_eq!(
+        results
+            .steps
+            .iter()
+            .filter_map(|s| s.max_concurrency)
+            .collect::<Vec<_>>()[..4],
+        [1, 2, 4, 8]
+    );
+}
+
+#[tokio::test]
+async fn an_open_loop_over_capacity_falls_behind_and_one_under_it_does_not() {
+    let server = Server::start(Behavior::Serial {
+        ttft: Duration::from_millis(20),
+    })
+    .await;
+    let mut plan = small_plan(&server.url(), 1, 1, Duration::from_secs(20));
+    plan.load.mode = Mode::Rate;
+    plan.load.rate = vec![15.0, 100.0];
+    plan.load.arrival = Arrival::Constant;
+    plan.load.requests_per_step = None;
+    plan.load.duration_per_step = Some(Duration::from_secs(2));
+    let results = run(&plan).await;
+    let (under, over) = (&results.steps[0], &results.steps[1]);
+    assert!(!under.falling_behind, "{under:?}");
+    let (a, f) = (
+        over.arrival_rate.unwrap(),
+        over.achieved_request_rate.unwrap(),
+    );
+    assert!((80.0..=120.0).contains(&a), "{a}");
+    assert!(f < 60.0, "{f}");
+    assert!(over.ttft_growth.unwrap() > 1.5, "{over:?}");
+    assert!(over.falling_behind);
+    let v = Slo::default().violations(&inferops::contract::Measured::of_result(over));
+    assert_eq!(v.len(), 1);
+    assert!(v[0].to_string().starts_with("fallingBehind"), "{}", v[0]);
 }
 
 #[tokio::test]

@@ -1278,6 +1278,7 @@ fn conclude(w: &World, status: &mut BenchmarkRunStatus) -> Vec<ConditionUpdate> 
         &Options {
             slo,
             target_request_rate: run.spec.target_request_rate,
+            search: run.spec.load.saturation.is_some(),
         },
     ));
     let mut updates = Vec::new();
