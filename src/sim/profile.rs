@@ -135,6 +135,10 @@ pub struct SimOptions {
     pub num_gpu_blocks: usize,
     /// Tokens per KV block (vLLM default 16).
     pub block_size: usize,
+    /// Automatic prefix caching (vLLM V1's default; see [`super::prefix`]).
+    pub prefix_caching: bool,
+    /// LoRA adapters served as extra models next to `model` (vLLM `--lora-modules`).
+    pub lora: Vec<String>,
     /// Maximum prompt + output tokens of a request (vLLM `--max-model-len`).
     pub max_model_len: usize,
     /// Number of replicas (engines) behind the one port.
@@ -176,6 +180,8 @@ impl SimOptions {
             max_num_batched_tokens: 2048,
             num_gpu_blocks: 68_000,
             block_size: 16,
+            prefix_caching: true,
+            lora: Vec::new(),
             max_model_len: 8192,
             replicas: 1,
             routing: Routing::LeastLoaded,
@@ -296,6 +302,13 @@ impl SimOptions {
         );
         anyhow::ensure!(self.max_model_len >= 2, "max_model_len must be at least 2");
         anyhow::ensure!(!self.model.is_empty(), "model name must not be empty");
+        for (i, l) in self.lora.iter().enumerate() {
+            anyhow::ensure!(!l.trim().is_empty(), "a --lora name must not be empty");
+            anyhow::ensure!(
+                *l != self.model && !self.lora[..i].contains(l),
+                "--lora {l}: every served model name must be distinct"
+            );
+        }
         Ok(())
     }
 }
