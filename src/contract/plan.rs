@@ -60,7 +60,8 @@ impl Api {
     }
 }
 
-/// Where prompts come from. Written as `random` or `{sharegpt: {path: ..., outputFromDataset: false}}`.
+/// Where prompts come from. Written as `random`, `{sharegpt: {path: ..., outputFromDataset: false}}`
+/// or `{sharedPrefix: {groups: 4, promptsPerGroup: 16, prefixTokens: 512, suffixTokens: 64}}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(try_from = "DatasetRepr", into = "DatasetRepr")]
 pub enum Dataset {
@@ -75,6 +76,37 @@ pub enum Dataset {
         /// instead of `outputTokens`.
         output_from_dataset: bool,
     },
+    /// `groups` x `promptsPerGroup` synthetic prompts: every prompt of a group starts with the
+    /// group's `prefixTokens` words (a system prompt or a shared document) followed by its own
+    /// random suffix, so a known fraction of prompt tokens can come from a prefix cache.
+    SharedPrefix(SharedPrefix),
+}
+
+/// Shape of a [`Dataset::SharedPrefix`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedPrefix {
+    /// Number of distinct prefixes.
+    pub groups: u32,
+    /// Prompts per prefix.
+    pub prompts_per_group: u32,
+    /// Length of each group's shared prefix (words ≈ tokens).
+    pub prefix_tokens: u32,
+    /// Length of each prompt's unique suffix.
+    pub suffix_tokens: TokenCount,
+}
+
+impl SharedPrefix {
+    /// The intended share of prompt tokens that repeat an earlier prompt's prefix: every
+    /// prompt of a group but the first reuses its `prefixTokens` (mean suffix length assumed).
+    pub fn shared_fraction(&self) -> f64 {
+        let per = f64::from(self.prefix_tokens) + self.suffix_tokens.mean();
+        let total = per * f64::from(self.groups) * f64::from(self.prompts_per_group);
+        let reused = f64::from(self.prefix_tokens)
+            * f64::from(self.groups)
+            * f64::from(self.prompts_per_group.saturating_sub(1));
+        if total > 0.0 { reused / total } else { 0.0 }
+    }
 }
 
 /// Serialized form of [`Dataset`] (YAML-friendly: no enum tags).
@@ -82,7 +114,13 @@ pub enum Dataset {
 #[serde(untagged)]
 enum DatasetRepr {
     Name(String),
-    Sharegpt { sharegpt: SharegptRepr },
+    Sharegpt {
+        sharegpt: SharegptRepr,
+    },
+    #[serde(rename_all = "camelCase")]
+    SharedPrefix {
+        shared_prefix: SharedPrefix,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +143,7 @@ impl TryFrom<DatasetRepr> for Dataset {
                 path: sharegpt.path,
                 output_from_dataset: sharegpt.output_from_dataset,
             }),
+            DatasetRepr::SharedPrefix { shared_prefix } => Ok(Dataset::SharedPrefix(shared_prefix)),
         }
     }
 }
@@ -122,16 +161,32 @@ impl From<Dataset> for DatasetRepr {
                     output_from_dataset,
                 },
             },
+            Dataset::SharedPrefix(shared_prefix) => DatasetRepr::SharedPrefix { shared_prefix },
         }
     }
 }
 
-/// A token count: a fixed number or a uniform range (inclusive).
+/// A token count: a fixed number (`256`), a normal distribution
+/// (`{mean: 256, stddev: 64, min: 16, max: 1024}`, clipped to `min..=max`, by default
+/// `1..=2×mean`) or a uniform range (`{min: 128, max: 512}`, inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TokenCount {
     /// Exactly this many.
     Fixed(u32),
+    /// Normally distributed, rounded and clipped.
+    Normal {
+        /// Mean.
+        mean: u32,
+        /// Standard deviation.
+        stddev: u32,
+        /// Smallest value kept (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<u32>,
+        /// Largest value kept (default twice the mean).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<u32>,
+    },
     /// Uniformly drawn from `min..=max` for each prompt.
     Range {
         /// Smallest count.
@@ -146,6 +201,7 @@ impl TokenCount {
     pub fn min(self) -> u32 {
         match self {
             TokenCount::Fixed(n) => n,
+            TokenCount::Normal { min, .. } => min.unwrap_or(1),
             TokenCount::Range { min, .. } => min,
         }
     }
@@ -153,8 +209,31 @@ impl TokenCount {
     pub fn max(self) -> u32 {
         match self {
             TokenCount::Fixed(n) => n,
+            TokenCount::Normal { mean, max, .. } => max.unwrap_or(mean.saturating_mul(2).max(1)),
             TokenCount::Range { max, .. } => max,
         }
+    }
+    /// Expected value (of the unclipped distribution for `Normal`).
+    pub fn mean(self) -> f64 {
+        match self {
+            TokenCount::Fixed(n) => f64::from(n),
+            TokenCount::Normal { mean, .. } => f64::from(mean),
+            TokenCount::Range { min, max } => (f64::from(min) + f64::from(max)) / 2.0,
+        }
+    }
+    /// Checks that the distribution can produce a value of at least `floor`.
+    pub fn check(self, field: &str, floor: u32) -> anyhow::Result<()> {
+        ensure!(
+            self.min() >= floor && self.min() <= self.max(),
+            "{field} must be >= {floor} and min <= max"
+        );
+        if let TokenCount::Normal { mean, .. } = self {
+            ensure!(
+                (self.min()..=self.max()).contains(&mean),
+                "{field}: the mean must lie within min..max"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -162,6 +241,7 @@ impl std::fmt::Display for TokenCount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenCount::Fixed(n) => write!(f, "{n}"),
+            TokenCount::Normal { mean, stddev, .. } => write!(f, "{mean}±{stddev}"),
             TokenCount::Range { min, max } => write!(f, "{min}-{max}"),
         }
     }
@@ -196,6 +276,20 @@ pub struct Workload {
     /// number of requests in the largest step, at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
+}
+
+impl Workload {
+    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`.
+    pub fn input_label(&self) -> String {
+        match &self.dataset {
+            Dataset::Random => self.input_tokens.to_string(),
+            Dataset::Sharegpt { .. } => "sharegpt".into(),
+            Dataset::SharedPrefix(sp) => format!(
+                "{}x{} prompts sharing {} + {}",
+                sp.groups, sp.prompts_per_group, sp.prefix_tokens, sp.suffix_tokens
+            ),
+        }
+    }
 }
 
 fn default_input() -> TokenCount {
@@ -436,14 +530,24 @@ impl Plan {
             "target.model is empty"
         );
         let w = &self.workload;
-        ensure!(
-            w.input_tokens.min() >= 1 && w.input_tokens.min() <= w.input_tokens.max(),
-            "workload.inputTokens must be >= 1 and min <= max"
-        );
-        ensure!(
-            w.output_tokens.min() >= 1 && w.output_tokens.min() <= w.output_tokens.max(),
-            "workload.outputTokens must be >= 1 and min <= max"
-        );
+        w.input_tokens.check("workload.inputTokens", 1)?;
+        w.output_tokens.check("workload.outputTokens", 1)?;
+        if let Dataset::SharedPrefix(sp) = &w.dataset {
+            ensure!(
+                sp.groups >= 1 && sp.prompts_per_group >= 1,
+                "workload.dataset.sharedPrefix: groups and promptsPerGroup must be >= 1"
+            );
+            ensure!(
+                u64::from(sp.groups) * u64::from(sp.prompts_per_group) <= 1_000_000,
+                "workload.dataset.sharedPrefix: at most 1000000 prompts (groups x promptsPerGroup)"
+            );
+            sp.suffix_tokens
+                .check("workload.dataset.sharedPrefix.suffixTokens", 0)?;
+            ensure!(
+                sp.prefix_tokens >= 1 || sp.suffix_tokens.min() >= 1,
+                "workload.dataset.sharedPrefix: prompts must not be empty"
+            );
+        }
         let l = &self.load;
         ensure!(
             !l.request_timeout.is_zero(),

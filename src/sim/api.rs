@@ -308,14 +308,22 @@ mod tests {
         assert_eq!(r.block_hashes.len(), 2);
         let b = br#"{"messages":[{"role":"user","content":"a b c"},{"role":"assistant","content":"d e"}]}"#;
         let chat = parse(Api::Chat, b, &o).unwrap();
-        assert_eq!(chat.block_hashes, r.block_hashes, "messages hash as one word stream");
+        assert_eq!(
+            chat.block_hashes, r.block_hashes,
+            "messages hash as one word stream"
+        );
         o.lora = vec!["adapter".into()];
         let b = br#"{"model":"adapter","prompt":"a b c d e"}"#;
         let l = parse(Api::Completions, b, &o).unwrap();
         assert_eq!(l.model, "adapter");
         assert_ne!(l.block_hashes[0], r.block_hashes[0]);
         o.prefix_caching = false;
-        assert!(parse(Api::Completions, b, &o).unwrap().block_hashes.is_empty());
+        assert!(
+            parse(Api::Completions, b, &o)
+                .unwrap()
+                .block_hashes
+                .is_empty()
+        );
     }
 
     #[test]
@@ -340,7 +348,12 @@ mod tests {
 
     #[test]
     fn errors_are_vllm_shaped() {
-        let e = parse(Api::Completions, br#"{"model":"x","prompt":"a"}"#, &opts("m", 10)).unwrap_err();
+        let e = parse(
+            Api::Completions,
+            br#"{"model":"x","prompt":"a"}"#,
+            &opts("m", 10),
+        )
+        .unwrap_err();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert_eq!(e.body()["type"], "NotFoundError");
         let e = parse(

@@ -284,7 +284,9 @@ impl Scheduler {
         while i < self.running.len() && budget > 0 {
             let s = &self.running[i];
             let chunk = (s.len() - s.computed).min(budget);
-            let need = self.blocks_for(s.computed + chunk).saturating_sub(s.blocks());
+            let need = self
+                .blocks_for(s.computed + chunk)
+                .saturating_sub(s.blocks());
             let mut self_preempted = false;
             while self.free_blocks < need {
                 let last = self.running.len() - 1;

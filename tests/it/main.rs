@@ -16,3 +16,4 @@ mod prom;
 mod render;
 mod report;
 mod sim;
+mod workloads;
