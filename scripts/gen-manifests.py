@@ -8,18 +8,21 @@ Needs helm-python-sdk (the test virtualenv has it: ./scripts/test-all.sh creates
 The chart is the source; kustomize users get the same objects without Helm's labels:
   manifests/base/crds/inferops.dev.yaml      copy of crds/inferops.dev.yaml
   manifests/base/operator.yaml               ServiceAccount, RBAC, metrics Service, Deployment
-  manifests/overlays/<name>/monitoring.yaml  ServiceMonitor, PrometheusRule, dashboards,
+  manifests/overlays/<name>/monitoring.yaml  ServiceMonitor + PrometheusRule (eks) or
+                                             PodMonitoring + ClusterRules (gke-l4), dashboards,
                                              prometheus-adapter and kube-state-metrics configs
   manifests/overlays/<name>/pdb.yaml         the operator's PodDisruptionBudget (2 replicas)
 The overlays' Deployment patches are written by hand (tests/charts/test_kustomize.py checks
 that each overlay's Deployment equals the chart's with the matching values preset).
 """
 
+import json
 import sys
 from pathlib import Path
 
 import helm_python as helm
 import yaml
+from helm_python import _native
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "inferops"
@@ -34,13 +37,24 @@ BASE_VALUES = {
     "metrics": {"serviceMonitor": {"enabled": False}},
 }
 OVERLAYS = {"gke-l4": "values-gke.yaml", "eks": "values-eks.yaml"}
-MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule", "ConfigMap", "ClusterRole", "ClusterRoleBinding"}
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitoring", "ClusterRules", "ConfigMap", "ClusterRole",
+                    "ClusterRoleBinding"}
+# kustomize has no .Capabilities: the overlays carry the monitoring objects of a cluster that
+# serves these APIs (their prerequisite, stated in each overlay's kustomization.yaml).
+API_VERSIONS = [
+    "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule",
+    "monitoring.coreos.com/v1/PodMonitor", "monitoring.googleapis.com/v1/PodMonitoring",
+    "monitoring.googleapis.com/v1/ClusterRules", "monitoring.googleapis.com/v1/ClusterPodMonitoring",
+]
 
 
 def render(values):
-    """Rendered objects of the chart, in template then document order."""
+    """Rendered objects of the chart, in template then document order (`helm template
+    --api-versions ...`: helm-python-sdk's Chart.render does not expose api_versions, its
+    native call does)."""
+    opts = {"name": RELEASE, "namespace": NAMESPACE, "is_install": True, "api_versions": API_VERSIONS}
     with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        out = json.loads(_native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(opts)))
     objs = []
     for template in sorted(out):
         if not template.endswith(".yaml"):

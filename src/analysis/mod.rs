@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::api::{
     BaselineSpec, Bottleneck, Comparison, LatencyMs, LoadPoint, Recommendation, RunSummary,
-    Saturation, StepStatus,
+    Saturation, SaturationLimit, StepStatus,
 };
 use crate::contract::Measured;
 pub use crate::contract::Slo;
@@ -229,7 +229,7 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
                         requests_per_second: held.map(|h| round2(h.requests_per_second)),
                         at: held.map(|h| h.load),
                         first_broken: Some(s.load),
-                        limited_by: Some(term.to_string()),
+                        limited_by: Some(term.into()),
                     });
                 }
             }
@@ -248,7 +248,7 @@ pub fn saturation(steps: &[&StepStatus], slo: &Slo) -> Option<Saturation> {
             requests_per_second: Some(round2(prev.requests_per_second)),
             at: Some(prev.load),
             first_broken: Some(next.load),
-            limited_by: Some("throughputPlateau".to_string()),
+            limited_by: Some(SaturationLimit::ThroughputPlateau),
         })
     })
 }
@@ -574,7 +574,7 @@ mod tests {
         let sat = saturation(&refs[1..], &slo).unwrap();
         assert_eq!(sat.at.unwrap().concurrency(), Some(8));
         assert_eq!(sat.first_broken.unwrap().concurrency(), Some(16));
-        assert_eq!(sat.limited_by.as_deref(), Some("ttftP95"));
+        assert_eq!(sat.limited_by, Some(SaturationLimit::TtftP95));
         assert_eq!(sat.requests_per_second, Some(10.2));
     }
 
@@ -594,7 +594,7 @@ mod tests {
         let s = summarize(&steps, &Options::default());
         let sat = s.saturation.unwrap();
         assert_eq!(sat.at.unwrap().concurrency(), Some(16));
-        assert_eq!(sat.limited_by.as_deref(), Some("throughputPlateau"));
+        assert_eq!(sat.limited_by, Some(SaturationLimit::ThroughputPlateau));
         assert_eq!(s.bottleneck, Some(Bottleneck::Compute));
     }
 
@@ -690,7 +690,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(s.saturation.unwrap().limited_by.as_deref(), Some("ttftP95"));
+        assert_eq!(
+            s.saturation.unwrap().limited_by,
+            Some(SaturationLimit::TtftP95)
+        );
         assert!(s.findings.iter().any(|f| f.contains("10 http4xx")));
     }
 
@@ -731,7 +734,7 @@ mod tests {
             requests_per_second: Some(10.2),
             at: Some(steps[3].load),
             first_broken: Some(steps[4].load),
-            limited_by: Some("ttftP95".into()),
+            limited_by: Some(SaturationLimit::TtftP95),
         };
         let rec = recommend(&steps, &sat, None).unwrap();
         assert_eq!(rec.queue_depth_target, 6.0);

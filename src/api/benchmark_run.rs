@@ -906,9 +906,81 @@ pub struct Saturation {
     /// First load point that broke the SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_broken: Option<LoadPoint>,
-    /// The SLO term that broke first (e.g. `ttftP95`).
+    /// What ended the search: the SLO term that broke first (e.g. `ttftP95`), or
+    /// `throughputPlateau` without an SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limited_by: Option<String>,
+    pub limited_by: Option<SaturationLimit>,
+}
+
+/// One term of a saturation SLO ([`SloSpec`]), by its spec name.
+#[derive(JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SloTerm {
+    /// `maxErrorRate`.
+    MaxErrorRate,
+    /// `ttftP95`.
+    TtftP95,
+    /// `itlP95`.
+    ItlP95,
+}
+
+impl SloTerm {
+    /// The spec field name (`maxErrorRate`, `ttftP95`, `itlP95`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloTerm::MaxErrorRate => "maxErrorRate",
+            SloTerm::TtftP95 => "ttftP95",
+            SloTerm::ItlP95 => "itlP95",
+        }
+    }
+}
+
+impl std::fmt::Display for SloTerm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What limited a sweep's saturation point.
+#[derive(JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SaturationLimit {
+    /// The error rate objective broke.
+    MaxErrorRate,
+    /// The TTFT p95 objective broke.
+    TtftP95,
+    /// The ITL p95 objective broke.
+    ItlP95,
+    /// No SLO: another load step added less than 10% throughput.
+    ThroughputPlateau,
+}
+
+impl From<SloTerm> for SaturationLimit {
+    fn from(t: SloTerm) -> Self {
+        match t {
+            SloTerm::MaxErrorRate => SaturationLimit::MaxErrorRate,
+            SloTerm::TtftP95 => SaturationLimit::TtftP95,
+            SloTerm::ItlP95 => SaturationLimit::ItlP95,
+        }
+    }
+}
+
+impl SaturationLimit {
+    /// The status spelling (`ttftP95`, `throughputPlateau`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaturationLimit::MaxErrorRate => "maxErrorRate",
+            SaturationLimit::TtftP95 => "ttftP95",
+            SaturationLimit::ItlP95 => "itlP95",
+            SaturationLimit::ThroughputPlateau => "throughputPlateau",
+        }
+    }
+}
+
+impl std::fmt::Display for SaturationLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Conclusions across steps.

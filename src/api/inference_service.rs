@@ -6,6 +6,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,7 @@ use super::common::{SecretKeyRef, default_true};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self.engine.kind == 'sim' || has(self.accelerator)").message("spec.accelerator is required when spec.engine.kind is vllm: set accelerator.type (e.g. nvidia-l4) and accelerator.count"))]
 #[x_kube(validation = Rule::new("!has(self.engine.tensorParallelSize) || self.engine.tensorParallelSize <= (has(self.accelerator) && has(self.accelerator.count) ? self.accelerator.count : 1)").message("spec.engine.tensorParallelSize must not exceed spec.accelerator.count: each tensor-parallel rank needs its own GPU"))]
+#[x_kube(validation = Rule::new("!has(self.model.cache) || !has(self.model.cache.size) || (has(self.model.cache.accessMode) && self.model.cache.accessMode != 'ReadWriteOnce') || (has(self.autoscaling) ? self.autoscaling.maxReplicas <= 1 : self.replicas <= 1)").message("spec.model.cache.accessMode is ReadWriteOnce (the default), which one node at a time can mount, but more than one replica can exist (spec.replicas or spec.autoscaling.maxReplicas above 1): set spec.model.cache.accessMode: ReadWriteMany with an RWX storage class (Filestore, EFS), use cache.claimName, or keep one replica"))]
 pub struct InferenceServiceSpec {
     /// The model to serve: Hugging Face id, served name, revision, token and cache.
     pub model: ModelSpec,
@@ -81,6 +83,45 @@ pub struct InferenceServiceSpec {
     /// Metrics scraping.
     #[serde(default)]
     pub monitoring: MonitoringSpec,
+    /// How the engine Deployment replaces its pods when the spec changes. By default no
+    /// spare GPU is needed: `Recreate` with one replica or a `ReadWriteOnce` cache,
+    /// otherwise `RollingUpdate` with `maxSurge: 0`, `maxUnavailable: 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
+}
+
+/// How a rollout replaces engine pods (the Deployment's `strategy`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutStrategy {
+    /// Stop every old pod, then start the new ones: downtime, but never two pods for one
+    /// GPU or one `ReadWriteOnce` volume.
+    Recreate,
+    /// Replace pods a few at a time (`maxSurge` / `maxUnavailable`).
+    RollingUpdate,
+}
+
+/// Rollout settings of the engine Deployment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.strategy) || self.strategy == 'RollingUpdate' || (!has(self.maxSurge) && !has(self.maxUnavailable))").message("spec.rollout.maxSurge and maxUnavailable only apply to strategy RollingUpdate"))]
+pub struct RolloutSpec {
+    /// `Recreate` or `RollingUpdate`. Default: `Recreate` with one replica (no
+    /// autoscaling) or a `ReadWriteOnce` cache PVC, `RollingUpdate` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<RolloutStrategy>,
+    /// Extra pods a RollingUpdate may start above the desired count (each needs its own
+    /// GPUs). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrString>,
+    /// Pods a RollingUpdate may take down at once. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Seconds a rollout may make no progress before the Deployment reports
+    /// `ProgressDeadlineExceeded` (then `Degraded`). Must exceed the startup probe's budget
+    /// (3600 s for vLLM, 60 s for the simulator). Default: that budget plus 600 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: Option<i32>,
 }
 
 fn default_replicas() -> i32 {
@@ -130,6 +171,32 @@ pub struct ModelCacheSpec {
     /// Name of an existing PVC to mount instead of creating one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_name: Option<String>,
+    /// Access mode of the new PVC (with `size`), fixed when the PVC is created (a PVC's
+    /// access modes are immutable): `ReadWriteOnce` (default; one node mounts it, so one
+    /// replica) or `ReadWriteMany` (several replicas on several nodes; needs an RWX storage
+    /// class such as Filestore or EFS). Not used with `claimName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_mode: Option<CacheAccessMode>,
+}
+
+/// Access mode of the model cache PVC.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CacheAccessMode {
+    /// Mounted read-write by the pods of one node.
+    #[default]
+    ReadWriteOnce,
+    /// Mounted read-write by pods on many nodes.
+    ReadWriteMany,
+}
+
+impl CacheAccessMode {
+    /// The Kubernetes spelling (`ReadWriteOnce`, `ReadWriteMany`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheAccessMode::ReadWriteOnce => "ReadWriteOnce",
+            CacheAccessMode::ReadWriteMany => "ReadWriteMany",
+        }
+    }
 }
 
 /// A LoRA adapter served as its own model name.
@@ -269,6 +336,7 @@ pub enum Platform {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("!has(self.spot) || !self.spot || self.platform == 'gke' || self.platform == 'eks'").message("spec.accelerator.spot needs platform gke or eks: a generic cluster has no standard spot label"))]
+#[x_kube(validation = Rule::new("!has(self.eksNodeLabels) || self.platform == 'eks'").message("spec.accelerator.eksNodeLabels needs platform eks"))]
 pub struct AcceleratorSpec {
     /// GPU model, e.g. `nvidia-l4`.
     #[serde(rename = "type")]
@@ -284,8 +352,30 @@ pub struct AcceleratorSpec {
     #[serde(default)]
     pub spot: bool,
     /// EKS only: pin an exact instance type (e.g. `g5.2xlarge`) instead of the GPU-name label.
+    /// Any `count` up to that instance's GPUs is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    /// EKS only: which node labels select the GPU nodes. `karpenter` (default):
+    /// `karpenter.k8s.aws/instance-gpu-name`; `autoMode`: EKS Auto Mode's
+    /// `eks.amazonaws.com/instance-gpu-name`; `instanceType`: the well-known
+    /// `node.kubernetes.io/instance-type` that every node carries (managed node groups with
+    /// Cluster Autoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_node_labels: Option<EksNodeLabels>,
+}
+
+/// The node-label scheme of an EKS cluster's GPU nodes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum EksNodeLabels {
+    /// Karpenter's `karpenter.k8s.aws/*` labels (and `karpenter.sh/capacity-type`).
+    #[default]
+    Karpenter,
+    /// EKS Auto Mode's `eks.amazonaws.com/*` labels (and `karpenter.sh/capacity-type`).
+    AutoMode,
+    /// `node.kubernetes.io/instance-type` (and `eks.amazonaws.com/capacityType` for spot):
+    /// managed node groups, self-managed nodes, Cluster Autoscaler.
+    InstanceType,
 }
 
 fn default_gpu_count() -> u32 {

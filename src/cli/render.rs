@@ -25,6 +25,9 @@ pub struct RenderArgs {
     /// Operator image (runs `engine.kind: sim` pods).
     #[arg(long, default_value_t = default_operator_image())]
     pub operator_image: String,
+    /// The operator's rendering settings, to render what a so-configured operator applies.
+    #[command(flatten)]
+    pub settings: crate::render::RenderSettings,
 }
 
 /// Options of [`render_documents`].
@@ -206,10 +209,10 @@ impl RenderArgs {
         };
         let opts = RenderOptions {
             namespace: self.namespace.clone(),
-            context: RenderContext {
+            context: self.settings.apply(RenderContext {
                 operator_image: self.operator_image.clone(),
                 ..RenderContext::default()
-            },
+            }),
         };
         match render_documents(&text, &opts) {
             Ok(out) => {

@@ -63,8 +63,8 @@ pub fn from_results(results: &Results, title: &str) -> RunRecord {
         ("tool".to_string(), format!("{} {}", m.tool, m.version)),
         ("target".to_string(), m.url.clone()),
         ("model".to_string(), m.model.clone()),
-        ("api".to_string(), m.api.clone()),
-        ("load mode".to_string(), m.mode.clone()),
+        ("api".to_string(), m.api.as_str().to_string()),
+        ("load mode".to_string(), m.mode.as_str().to_string()),
         ("started".to_string(), m.started_at.to_rfc3339()),
         (
             "request shape".to_string(),

@@ -51,6 +51,14 @@ pub enum Api {
 }
 
 impl Api {
+    /// The spelling in plans and results (`completions`, `chat`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Completions => "completions",
+            Api::Chat => "chat",
+        }
+    }
+
     /// The request path below the base URL.
     pub fn path(self) -> &'static str {
         match self {
@@ -329,6 +337,16 @@ pub enum Mode {
     Concurrency,
     /// Requests arrive at a fixed rate whatever the server does.
     Rate,
+}
+
+impl Mode {
+    /// The spelling in plans and results (`concurrency`, `rate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Concurrency => "concurrency",
+            Mode::Rate => "rate",
+        }
+    }
 }
 
 /// Inter-arrival distribution in open-loop mode.
@@ -692,6 +710,16 @@ pub mod opt_duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_the_serde_spelling() {
+        for api in [Api::Completions, Api::Chat] {
+            assert_eq!(serde_json::to_value(api).unwrap(), api.as_str());
+        }
+        for mode in [Mode::Concurrency, Mode::Rate] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+    }
 
     #[test]
     fn minimal_yaml_gets_defaults() {

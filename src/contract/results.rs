@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::outcome::ErrorClass;
-use super::plan::{LoadPoint, Plan};
+use super::plan::{Api, LoadPoint, Mode, Plan};
 use super::stats::{
     EncodedHistograms, ErrorCounts, Histograms, Percentiles, StepStats, push_distinct,
 };
@@ -56,9 +56,9 @@ pub struct Metadata {
     /// Served model name.
     pub model: String,
     /// `completions` or `chat`.
-    pub api: String,
+    pub api: Api,
     /// Load mode: `concurrency` or `rate`.
-    pub mode: String,
+    pub mode: Mode,
     /// Host that ran the load (the pod name in a cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -69,7 +69,6 @@ pub struct Metadata {
 impl Metadata {
     /// Metadata of a run of `plan` starting now.
     pub fn new(plan: &Plan) -> Metadata {
-        let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
         Metadata {
             tool: "inferops".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -78,8 +77,8 @@ impl Metadata {
             finished_at: None,
             url: plan.target.url.clone(),
             model: plan.target.model.clone(),
-            api: name(serde_json::to_value(plan.workload.api).unwrap_or_default()),
-            mode: name(serde_json::to_value(plan.load.mode).unwrap_or_default()),
+            api: plan.workload.api,
+            mode: plan.load.mode,
             hostname: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
             plan: plan.clone(),
         }

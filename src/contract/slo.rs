@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::opt_duration;
 use super::results::StepResult;
+pub use crate::api::SloTerm;
 use crate::api::{SloSpec, StepStatus};
 
 /// Latency and error objectives (any subset).
@@ -31,35 +32,6 @@ pub struct Slo {
     /// Highest acceptable failed/total ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_error_rate: Option<f64>,
-}
-
-/// One term of an [`Slo`], by its spec name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SloTerm {
-    /// `maxErrorRate`.
-    MaxErrorRate,
-    /// `ttftP95`.
-    TtftP95,
-    /// `itlP95`.
-    ItlP95,
-}
-
-impl SloTerm {
-    /// The spec field name (`maxErrorRate`, `ttftP95`, `itlP95`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SloTerm::MaxErrorRate => "maxErrorRate",
-            SloTerm::TtftP95 => "ttftP95",
-            SloTerm::ItlP95 => "itlP95",
-        }
-    }
-}
-
-impl std::fmt::Display for SloTerm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// What a step measured, as the SLO check needs it.

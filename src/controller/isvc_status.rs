@@ -45,6 +45,126 @@ pub mod reason {
     pub const POD_MONITOR_CRD_MISSING: &str = "PodMonitorCRDMissing";
     /// The PodMonitor was applied.
     pub const POD_MONITOR_APPLIED: &str = "PodMonitorApplied";
+    /// `--monitoring-stack gmp` but GKE Managed Prometheus' PodMonitoring CRD is missing.
+    pub const POD_MONITORING_CRD_MISSING: &str = "PodMonitoringCRDMissing";
+    /// The PodMonitoring was applied.
+    pub const POD_MONITORING_APPLIED: &str = "PodMonitoringApplied";
+    /// The operator may not read or write the scrape object (403, e.g. the chart's
+    /// `rbac.podMonitors` is off).
+    pub const MONITORING_FORBIDDEN: &str = "MonitoringForbidden";
+    /// The operator may not read or write KEDA ScaledObjects (403).
+    pub const KEDA_FORBIDDEN: &str = "KEDAForbidden";
+    /// `engine.image` (or the default vLLM image) is not in the operator's allow-list.
+    pub const IMAGE_NOT_ALLOWED: &str = "ImageNotAllowed";
+    /// The cache PVC exists with an access mode, storage class or size the spec no longer
+    /// asks for, and those fields cannot change in place.
+    pub const CACHE_PVC_IMMUTABLE: &str = "CachePVCImmutable";
+    /// The Deployment cannot create pods (`ReplicaFailure`: quota, Pod Security
+    /// admission, a webhook).
+    pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+    /// The rollout made no progress within `progressDeadlineSeconds`.
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+}
+
+/// What the Deployment's own conditions say is wrong: `ReplicaFailure=True` (pods cannot be
+/// created, e.g. quota or Pod Security admission) or `Progressing=False` (deadline
+/// exceeded), as (reason, message). Pure.
+pub fn deployment_problem(deployment: &Deployment) -> Option<(&'static str, String)> {
+    let conditions = deployment.status.as_ref()?.conditions.as_ref()?;
+    let name = deployment.metadata.name.as_deref().unwrap_or("?");
+    if let Some(c) = conditions
+        .iter()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+    {
+        return Some((
+            reason::REPLICA_FAILURE,
+            format!(
+                "Deployment {name} cannot create pods ({}): {}; check the namespace's \
+                 ResourceQuota (GPU quota), Pod Security admission and admission webhooks",
+                c.reason.as_deref().unwrap_or("ReplicaFailure"),
+                c.message.as_deref().unwrap_or("no message"),
+            ),
+        ));
+    }
+    if let Some(c) = conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing" && c.status == "False")
+    {
+        return Some((
+            reason::PROGRESS_DEADLINE_EXCEEDED,
+            format!(
+                "Deployment {name} rollout stalled ({}): {}; see the pod conditions, or raise \
+                 spec.rollout.progressDeadlineSeconds",
+                c.reason.as_deref().unwrap_or("Progressing=False"),
+                c.message.as_deref().unwrap_or("no message"),
+            ),
+        ));
+    }
+    None
+}
+
+/// For a pod the scheduler says matches no node's labels: which required labels it asked
+/// for, and a hint for the label scheme (empty when the message is about something else).
+fn selector_hint(pod: &Pod, scheduler_message: &str) -> String {
+    if !scheduler_message.contains("didn't match Pod's node affinity/selector") {
+        return String::new();
+    }
+    let Some(spec) = &pod.spec else {
+        return String::new();
+    };
+    let mut wanted: Vec<String> = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    for term in required.iter().flat_map(|r| r.node_selector_terms.iter()) {
+        for e in term.match_expressions.iter().flatten() {
+            wanted.push(format!(
+                "{} {} ({})",
+                e.key,
+                e.operator,
+                e.values
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if wanted.is_empty() {
+        return String::new();
+    }
+    let keys = wanted.join("; ");
+    let mut hint = format!("; no node carries the label(s) the pod requires: {keys}");
+    if keys.contains("karpenter.k8s.aws/") {
+        hint.push_str(
+            "; only Karpenter-provisioned nodes carry karpenter.k8s.aws/* labels: on EKS \
+             managed node groups set spec.accelerator.eksNodeLabels: instanceType, on EKS \
+             Auto Mode autoMode",
+        );
+    } else if keys.contains("eks.amazonaws.com/instance-") {
+        hint.push_str(
+            "; only EKS Auto Mode nodes carry eks.amazonaws.com/instance-* labels: with \
+             Karpenter set spec.accelerator.eksNodeLabels: karpenter, on managed node groups \
+             instanceType",
+        );
+    } else if keys.contains("cloud.google.com/gke-accelerator") {
+        hint.push_str(
+            "; create a GKE node pool with that accelerator (or enable node \
+             auto-provisioning for it)",
+        );
+    }
+    hint
 }
 
 /// What the Deployment and pods say.
@@ -84,13 +204,14 @@ fn pod_problem(pods: &[Pod], now: Timestamp) -> Option<Problem> {
                     .as_ref()
                     .is_none_or(|t| t.0 + UNSCHEDULABLE_GRACE <= now);
                 let msg = c.message.clone().unwrap_or_default();
+                let hint = selector_hint(pod, &msg);
                 if msg.contains("nvidia.com/gpu") {
                     found.push((
                         1,
                         reason::INSUFFICIENT_GPU,
                         format!(
                             "pod {name} cannot be scheduled: no node has enough free nvidia.com/gpu \
-                             ({msg}); add GPU nodes matching spec.accelerator (or enable node \
+                             ({msg}){hint}; add GPU nodes matching spec.accelerator (or enable node \
                              auto-provisioning), or lower spec.accelerator.count / spec.replicas"
                         ),
                         degraded,
@@ -100,8 +221,8 @@ fn pod_problem(pods: &[Pod], now: Timestamp) -> Option<Problem> {
                         2,
                         reason::UNSCHEDULABLE,
                         format!(
-                            "pod {name} cannot be scheduled ({msg}); check spec.scheduling and \
-                             the node pool's labels, taints and capacity"
+                            "pod {name} cannot be scheduled ({msg}){hint}; check spec.accelerator, \
+                             spec.scheduling and the node pool's labels, taints and capacity"
                         ),
                         degraded,
                     ));
@@ -231,6 +352,13 @@ pub fn observe(
         Some((_, r, m, true)) => (Some((r, m)), None),
         Some((_, r, m, false)) => (None, Some((r, m))),
         None => (None, None),
+    };
+    // Pods that cannot even be created (quota, admission) leave no pod to look at: the
+    // Deployment's own conditions say why. A crash loop or pull error still comes first.
+    let problem = match (problem, deployment.and_then(deployment_problem)) {
+        (Some(p), _) if p.0 != reason::INSUFFICIENT_GPU && p.0 != reason::UNSCHEDULABLE => Some(p),
+        (_, Some(d)) => Some(d),
+        (p, None) => p,
     };
     let starting = starting_pods(pods);
     let (wait_reason, wait_message) = if let Some((r, m)) = pending {
@@ -383,6 +511,105 @@ mod tests {
         );
         assert_eq!(find(&o, ConditionType::Degraded).reason, reason::CRASH_LOOP);
         assert_eq!(find(&o, ConditionType::Ready).reason, reason::CRASH_LOOP);
+    }
+
+    fn deployment(conditions: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "qwen", "generation": 2},
+            "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 0, "conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn replica_failure_is_degraded_with_its_message() {
+        let d = deployment(json!([
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": "pods \"qwen-1\" is forbidden: exceeded quota: gpu, requested: requests.nvidia.com/gpu=1"},
+        ]));
+        let o = observe(Some(&d), &[], "e", Timestamp::now());
+        let deg = find(&o, ConditionType::Degraded);
+        assert!(deg.status);
+        assert_eq!(deg.reason, reason::REPLICA_FAILURE);
+        assert!(
+            deg.message.contains("exceeded quota: gpu"),
+            "{}",
+            deg.message
+        );
+        assert!(deg.message.contains("FailedCreate"), "{}", deg.message);
+        assert_eq!(
+            find(&o, ConditionType::Ready).reason,
+            reason::REPLICA_FAILURE
+        );
+    }
+
+    #[test]
+    fn a_stalled_rollout_is_degraded() {
+        let d = deployment(json!([
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": "ReplicaSet \"qwen-5d8f\" has timed out progressing."},
+        ]));
+        let o = observe(Some(&d), &[], "e", Timestamp::now());
+        let deg = find(&o, ConditionType::Degraded);
+        assert_eq!(
+            (deg.status, deg.reason),
+            (true, reason::PROGRESS_DEADLINE_EXCEEDED)
+        );
+        assert!(
+            deg.message.contains("has timed out progressing"),
+            "{}",
+            deg.message
+        );
+        // Healthy conditions are no problem.
+        let ok = deployment(json!([
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+            {"type": "Available", "status": "True"},
+        ]));
+        assert!(deployment_problem(&ok).is_none());
+    }
+
+    #[test]
+    fn a_crash_loop_outranks_a_replica_failure() {
+        let d = deployment(json!([
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "quota"},
+        ]));
+        let crashing = pod(
+            json!({"containerStatuses": [{"name": "engine", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
+        let o = observe(Some(&d), &[crashing], "e", Timestamp::now());
+        assert_eq!(find(&o, ConditionType::Degraded).reason, reason::CRASH_LOOP);
+    }
+
+    #[test]
+    fn unmatched_node_labels_are_named() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "llama-1"},
+            "spec": {"containers": [{"name": "engine"}],
+                     "nodeSelector": {"karpenter.k8s.aws/instance-gpu-name": "a10g"}},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "message": "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."}]},
+        }))
+        .unwrap();
+        let now: Timestamp = "2026-01-01T00:30:00Z".parse().unwrap();
+        let o = observe(None, &[p], "e", now);
+        let d = find(&o, ConditionType::Degraded);
+        assert_eq!(d.reason, reason::UNSCHEDULABLE);
+        assert!(
+            d.message
+                .contains("no node carries the label(s) the pod requires: karpenter.k8s.aws/instance-gpu-name=a10g"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.message.contains("eksNodeLabels: instanceType"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
@@ -137,6 +138,10 @@ pub struct OperatorArgs {
     /// Operator image, run by `engine.kind: sim` pods.
     #[arg(long, env = "OPERATOR_IMAGE", default_value_t = default_operator_image())]
     pub operator_image: String,
+    /// Settings that change the rendered objects (PodMonitor labels, monitoring stack,
+    /// image pull Secrets, engine image allow-list).
+    #[command(flatten)]
+    pub render: crate::render::RenderSettings,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -280,7 +285,10 @@ pub async fn run_controllers(
         watcher::Config::default(),
     )
     .owns(api::<Job>(&client, &ns), owned.clone())
-    .owns(api::<ConfigMap>(&client, &ns), owned)
+    // Results ConfigMaps reach 1 MiB each and the reconciler reads them with `get` anyway:
+    // watch their metadata only (an `Api<PartialObjectMeta<_>>` lists and watches with
+    // metadata-only requests), so a list never holds their data in memory.
+    .owns(api::<PartialObjectMeta<ConfigMap>>(&client, &ns), owned)
     .graceful_shutdown_on(token.clone().cancelled_owned())
     .run(reconcile_run, error_policy::<BenchmarkRun>, ctx.clone())
     .for_each(|res| async move {
@@ -302,10 +310,10 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let ctx = Arc::new(Context::new(
         client.clone(),
-        RenderContext {
+        args.render.apply(RenderContext {
             operator_image: args.operator_image.clone(),
             ..RenderContext::default()
-        },
+        }),
     ));
     let http = Arc::new(HttpState {
         metrics: ctx.metrics.clone(),
@@ -352,13 +360,13 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 Err(e) => tracing::warn!(error = %e, "leader election"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(elector.renew_interval()) => {},
+                _ = tokio::time::sleep(elector.retry_period()) => {},
                 _ = token.cancelled() => {},
             }
         }
         if !token.is_cancelled() {
             tracing::info!("acquired leadership");
-            tokio::spawn(keep_leadership(elector.clone(), token.clone()));
+            tokio::spawn(elector.clone().hold(token.clone()));
         }
         Some(elector)
     } else {
@@ -377,32 +385,4 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let _ = server.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Renew the Lease; on losing it (or failing to renew for a whole lease duration), cancel
-/// `token` so this process stops reconciling.
-async fn keep_leadership(elector: leader::LeaderElector, token: CancellationToken) {
-    let mut last_ok = Instant::now();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(elector.renew_interval()) => {},
-            _ = token.cancelled() => return,
-        }
-        match elector.try_acquire_or_renew().await {
-            Ok(true) => last_ok = Instant::now(),
-            Ok(false) => {
-                tracing::error!("lost leadership; stopping");
-                token.cancel();
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "renewing the leader lease");
-                if last_ok.elapsed() > elector.lease_duration() {
-                    tracing::error!("could not renew the leader lease in time; stopping");
-                    token.cancel();
-                    return;
-                }
-            }
-        }
-    }
 }

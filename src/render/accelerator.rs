@@ -4,9 +4,13 @@
 //!
 //! - GKE: `cloud.google.com/gke-accelerator: <gpu>`; spot adds `cloud.google.com/gke-spot:
 //!   "true"` and a toleration for the matching taint.
-//! - EKS: Karpenter's `karpenter.k8s.aws/instance-gpu-name: <gpu>`, or
-//!   `node.kubernetes.io/instance-type` when `instanceType` is set; spot adds
-//!   `karpenter.sh/capacity-type: spot`.
+//! - EKS, by `eksNodeLabels`: Karpenter's `karpenter.k8s.aws/instance-gpu-name: <gpu>`
+//!   (default), EKS Auto Mode's `eks.amazonaws.com/instance-gpu-name: <gpu>`, or a required
+//!   node affinity on `node.kubernetes.io/instance-type` (managed node groups); an
+//!   `instanceType` pins `node.kubernetes.io/instance-type` in every scheme. The 80 GB A100
+//!   also pins the instance family `p4de` (the `a100` GPU name also matches 40 GB p4d
+//!   nodes). Spot adds `karpenter.sh/capacity-type: spot` (Karpenter, Auto Mode) or
+//!   `eks.amazonaws.com/capacityType: SPOT` (instance-type scheme).
 //! - generic: no node labels.
 //!
 //! Always: the `nvidia.com/gpu` `NoSchedule` toleration (operator `Exists`). Then the
@@ -18,7 +22,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Toleration;
 
 use super::RenderError;
-use crate::api::{AcceleratorSpec, AcceleratorType, Platform, SchedulingSpec};
+use crate::api::{AcceleratorSpec, AcceleratorType, EksNodeLabels, Platform, SchedulingSpec};
 
 /// The extended resource name of NVIDIA GPUs (device plugin).
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
@@ -30,6 +34,14 @@ pub const GKE_SPOT_LABEL: &str = "cloud.google.com/gke-spot";
 pub const KARPENTER_GPU_NAME_LABEL: &str = "karpenter.k8s.aws/instance-gpu-name";
 /// Karpenter node label with the capacity type (`spot` / `on-demand`).
 pub const KARPENTER_CAPACITY_TYPE_LABEL: &str = "karpenter.sh/capacity-type";
+/// Karpenter (AWS provider) node label with the instance family (`p4de`).
+pub const KARPENTER_INSTANCE_FAMILY_LABEL: &str = "karpenter.k8s.aws/instance-family";
+/// EKS Auto Mode node label with the GPU model, lower case.
+pub const AUTO_MODE_GPU_NAME_LABEL: &str = "eks.amazonaws.com/instance-gpu-name";
+/// EKS Auto Mode node label with the instance family.
+pub const AUTO_MODE_INSTANCE_FAMILY_LABEL: &str = "eks.amazonaws.com/instance-family";
+/// EKS managed node group label with the capacity type (`ON_DEMAND` / `SPOT`).
+pub const EKS_CAPACITY_TYPE_LABEL: &str = "eks.amazonaws.com/capacityType";
 /// Well-known node label with the cloud instance type.
 pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 
@@ -98,6 +110,43 @@ pub fn eks_instance_gpus(instance_type: &str) -> Option<u32> {
     Some(gpus)
 }
 
+/// Every instance type of an EKS GPU family this table knows, with its GPUs.
+pub fn eks_family_instance_types(family: &str) -> Vec<(String, u32)> {
+    let sizes: &[&str] = match family {
+        "g5" | "g6" | "g6e" => &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+        "g4dn" => &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "metal",
+        ],
+        "p4de" => &["24xlarge"],
+        "p5" => &["4xlarge", "48xlarge"],
+        _ => &[],
+    };
+    sizes
+        .iter()
+        .filter_map(|size| {
+            let t = format!("{family}.{size}");
+            eks_instance_gpus(&t).map(|g| (t, g))
+        })
+        .collect()
+}
+
+/// CPU cores and memory (GiB) requested per GPU: what the smallest instance of the GPU's
+/// families leaves allocatable after system daemons (e.g. 4 vCPU / 16 GiB on g5.xlarge,
+/// g6.xlarge and g2-standard-4), so one GPU pod always fits its smallest node.
+pub fn host_requests_per_gpu(gpu: AcceleratorType) -> (u32, u32) {
+    use AcceleratorType::*;
+    match gpu {
+        NvidiaL4 | NvidiaA10g => (2, 10),
+        NvidiaT4 => (2, 8),
+        NvidiaL40s => (2, 24),
+        NvidiaA100_80gb => (8, 96),
+        NvidiaH100_80gb => (12, 160),
+    }
+}
+
 /// The user-facing name of a GPU type (`nvidia-l4`).
 pub fn type_name(gpu: AcceleratorType) -> String {
     serde_json::to_value(gpu)
@@ -111,6 +160,9 @@ pub fn type_name(gpu: AcceleratorType) -> String {
 pub struct Placement {
     /// Node selector (sorted, so output is deterministic).
     pub node_selector: BTreeMap<String, String>,
+    /// Required node affinity: the node's label `key` must be one of the values (used for
+    /// the instance-type scheme on EKS, where one GPU exists in several instance sizes).
+    pub required_node_labels: Vec<(String, Vec<String>)>,
     /// Tolerations, profile first, then the user's.
     pub tolerations: Vec<Toleration>,
 }
@@ -170,6 +222,13 @@ pub fn profile(acc: &AcceleratorSpec) -> Result<Placement, RenderError> {
             "remove instanceType or set platform: eks",
         ));
     }
+    if acc.eks_node_labels.is_some() && acc.platform != Platform::Eks {
+        return Err(RenderError::invalid(
+            "spec.accelerator.eksNodeLabels",
+            "eksNodeLabels is only used with platform eks",
+            "remove eksNodeLabels or set platform: eks",
+        ));
+    }
     match acc.platform {
         Platform::Gke => {
             let Some(offer) = gke_offer(acc.type_) else {
@@ -197,56 +256,98 @@ pub fn profile(acc: &AcceleratorSpec) -> Result<Placement, RenderError> {
                 });
             }
         }
-        Platform::Eks => {
-            let offer = eks_offer(acc.type_);
-            if let Some(instance_type) = &acc.instance_type {
-                let family = instance_type.split('.').next().unwrap_or_default();
-                if family != offer.family {
-                    return Err(RenderError::unsupported(
-                        "spec.accelerator.instanceType",
-                        format!(
-                            "{instance_type} is not a {} instance, the family with {gpu}",
-                            offer.family
-                        ),
-                        format!(
-                            "use a {}.* instance type or change accelerator.type",
-                            offer.family
-                        ),
-                    ));
-                }
-                if let Some(gpus) = eks_instance_gpus(instance_type)
-                    && acc.count > gpus
-                {
-                    return Err(RenderError::unsupported(
-                        "spec.accelerator.count",
-                        format!(
-                            "{} GPUs do not fit on {instance_type}, which has {gpus}",
-                            acc.count
-                        ),
-                        format!(
-                            "lower count to {gpus} or pick a larger {} instance type",
-                            offer.family
-                        ),
-                    ));
-                }
-                placement
-                    .node_selector
-                    .insert(INSTANCE_TYPE_LABEL.into(), instance_type.clone());
-            } else {
-                placement
-                    .node_selector
-                    .insert(KARPENTER_GPU_NAME_LABEL.into(), offer.label_value.into());
+        Platform::Eks => eks_placement(acc, &gpu, &mut placement)?,
+        Platform::Generic => {}
+    }
+    Ok(placement)
+}
+
+fn eks_placement(
+    acc: &AcceleratorSpec,
+    gpu: &str,
+    placement: &mut Placement,
+) -> Result<(), RenderError> {
+    let offer = eks_offer(acc.type_);
+    let scheme = acc.eks_node_labels.unwrap_or_default();
+    let sel = &mut placement.node_selector;
+    if let Some(instance_type) = &acc.instance_type {
+        let family = instance_type.split('.').next().unwrap_or_default();
+        if family != offer.family {
+            return Err(RenderError::unsupported(
+                "spec.accelerator.instanceType",
+                format!(
+                    "{instance_type} is not a {} instance, the family with {gpu}",
+                    offer.family
+                ),
+                format!(
+                    "use a {}.* instance type or change accelerator.type",
+                    offer.family
+                ),
+            ));
+        }
+        match eks_instance_gpus(instance_type) {
+            // One pinned instance: any count up to its GPUs (several replicas share it).
+            Some(gpus) if acc.count > gpus => {
+                return Err(RenderError::unsupported(
+                    "spec.accelerator.count",
+                    format!(
+                        "{} GPUs do not fit on {instance_type}, which has {gpus}",
+                        acc.count
+                    ),
+                    format!(
+                        "lower count to {gpus} or pick a larger {} instance type",
+                        offer.family
+                    ),
+                ));
             }
-            check_count(acc.count, &offer, "EKS")?;
-            if acc.spot {
+            Some(_) => {}
+            None => check_count(acc.count, &offer, "EKS")?,
+        }
+        sel.insert(INSTANCE_TYPE_LABEL.into(), instance_type.clone());
+    } else {
+        check_count(acc.count, &offer, "EKS")?;
+        // `a100` is also the GPU name of the 40 GB p4d: pin the 80 GB family.
+        let pin_family = acc.type_ == AcceleratorType::NvidiaA100_80gb;
+        match scheme {
+            EksNodeLabels::Karpenter => {
+                sel.insert(KARPENTER_GPU_NAME_LABEL.into(), offer.label_value.into());
+                if pin_family {
+                    sel.insert(KARPENTER_INSTANCE_FAMILY_LABEL.into(), offer.family.into());
+                }
+            }
+            EksNodeLabels::AutoMode => {
+                sel.insert(AUTO_MODE_GPU_NAME_LABEL.into(), offer.label_value.into());
+                if pin_family {
+                    sel.insert(AUTO_MODE_INSTANCE_FAMILY_LABEL.into(), offer.family.into());
+                }
+            }
+            EksNodeLabels::InstanceType => {
+                let types: Vec<String> = eks_family_instance_types(offer.family)
+                    .into_iter()
+                    .filter(|(_, gpus)| *gpus >= acc.count)
+                    .map(|(t, _)| t)
+                    .collect();
+                placement
+                    .required_node_labels
+                    .push((INSTANCE_TYPE_LABEL.into(), types));
+            }
+        }
+    }
+    if acc.spot {
+        match scheme {
+            EksNodeLabels::Karpenter | EksNodeLabels::AutoMode => {
                 placement
                     .node_selector
                     .insert(KARPENTER_CAPACITY_TYPE_LABEL.into(), "spot".into());
             }
+            EksNodeLabels::InstanceType => {
+                placement
+                    .node_selector
+                    .insert(EKS_CAPACITY_TYPE_LABEL.into(), "SPOT".into());
+            }
         }
-        Platform::Generic => {}
     }
-    Ok(placement)
+    Ok(())
 }
 
 /// Apply `spec.scheduling` over a placement: node selector entries win, tolerations are
@@ -276,6 +377,7 @@ mod tests {
             platform,
             spot: false,
             instance_type: None,
+            eks_node_labels: None,
         }
     }
 
@@ -317,6 +419,67 @@ mod tests {
         );
         a.instance_type = Some("g5.12xlarge".into());
         assert!(profile(&a).is_ok());
+    }
+
+    #[test]
+    fn a_pinned_instance_type_accepts_any_count_up_to_its_gpus() {
+        // g5 families offer 1, 4 or 8 GPUs, but two of a g5.12xlarge's four are fine
+        // (tensorParallelSize 2); five are not.
+        let mut a = acc(AcceleratorType::NvidiaA10g, 2, Platform::Eks);
+        a.instance_type = Some("g5.12xlarge".into());
+        let p = profile(&a).unwrap();
+        assert_eq!(p.node_selector[INSTANCE_TYPE_LABEL], "g5.12xlarge");
+        a.count = 3;
+        assert!(profile(&a).is_ok());
+        a.count = 5;
+        assert_eq!(profile(&a).unwrap_err().field(), "spec.accelerator.count");
+        // Without a pinned instance the family's counts still apply.
+        a.instance_type = None;
+        a.count = 2;
+        assert_eq!(profile(&a).unwrap_err().field(), "spec.accelerator.count");
+    }
+
+    #[test]
+    fn eks_label_schemes() {
+        let mut a = acc(AcceleratorType::NvidiaL4, 1, Platform::Eks);
+        a.spot = true;
+        let p = profile(&a).unwrap();
+        assert_eq!(p.node_selector[KARPENTER_GPU_NAME_LABEL], "l4");
+        assert_eq!(p.node_selector[KARPENTER_CAPACITY_TYPE_LABEL], "spot");
+
+        a.eks_node_labels = Some(EksNodeLabels::AutoMode);
+        let p = profile(&a).unwrap();
+        assert_eq!(p.node_selector[AUTO_MODE_GPU_NAME_LABEL], "l4");
+        assert!(!p.node_selector.contains_key(KARPENTER_GPU_NAME_LABEL));
+        assert_eq!(p.node_selector[KARPENTER_CAPACITY_TYPE_LABEL], "spot");
+
+        a.eks_node_labels = Some(EksNodeLabels::InstanceType);
+        a.count = 4;
+        let p = profile(&a).unwrap();
+        assert!(!p.node_selector.contains_key(KARPENTER_GPU_NAME_LABEL));
+        assert!(!p.node_selector.contains_key(AUTO_MODE_GPU_NAME_LABEL));
+        assert_eq!(p.node_selector[EKS_CAPACITY_TYPE_LABEL], "SPOT");
+        let (key, types) = &p.required_node_labels[0];
+        assert_eq!(key, INSTANCE_TYPE_LABEL);
+        assert_eq!(types, &["g6.12xlarge", "g6.24xlarge", "g6.48xlarge"]);
+    }
+
+    #[test]
+    fn a100_80gb_on_eks_never_matches_40gb_p4d_nodes() {
+        for scheme in [EksNodeLabels::Karpenter, EksNodeLabels::AutoMode] {
+            let mut a = acc(AcceleratorType::NvidiaA100_80gb, 8, Platform::Eks);
+            a.eks_node_labels = Some(scheme);
+            let p = profile(&a).unwrap();
+            let family = match scheme {
+                EksNodeLabels::Karpenter => KARPENTER_INSTANCE_FAMILY_LABEL,
+                _ => AUTO_MODE_INSTANCE_FAMILY_LABEL,
+            };
+            assert_eq!(p.node_selector[family], "p4de", "{scheme:?}");
+        }
+        let mut a = acc(AcceleratorType::NvidiaA100_80gb, 8, Platform::Eks);
+        a.eks_node_labels = Some(EksNodeLabels::InstanceType);
+        let p = profile(&a).unwrap();
+        assert_eq!(p.required_node_labels[0].1, ["p4de.24xlarge"]);
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //! | PodDisruptionBudget `NAME` | `replicas > 1` or `autoscaling.maxReplicas > 1` |
 //! | HorizontalPodAutoscaler `NAME` | `autoscaling.provider: hpa` |
 //! | ScaledObject `NAME` (KEDA) | `autoscaling.provider: keda` |
-//! | PodMonitor `NAME` (Prometheus Operator) | `monitoring.podMonitor` (default true) |
+//! | PodMonitor `NAME` (Prometheus Operator) | `monitoring.podMonitor` (default true), stack `prometheus-operator` |
+//! | PodMonitoring `NAME` (GKE Managed Prometheus) | `monitoring.podMonitor`, stack `gmp` |
 //!
 //! With autoscaling on, the Deployment has no `replicas` field: the autoscaler owns it.
+//!
+//! The cache PVC's spec depends only on `model.cache` (never on the replica count): a PVC's
+//! access modes are immutable, so what is created first must stay valid at any scale.
 //!
 //! The HPA reads a Pods metric served by the Prometheus adapter. The adapter rule shipped in
 //! the chart renames `vllm:<metric>` to `vllm_<metric>` (colons are not valid in custom
@@ -27,14 +31,37 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Value, json};
 
 use super::accelerator::{self, GPU_RESOURCE, Placement};
-use super::{RenderContext, RenderError, controller_owner_ref, labels, quantity_to_f64};
-use crate::api::{
-    AutoscalingMetric, AutoscalingProvider, Dtype, EngineKind, InferenceService,
-    InferenceServiceSpec, Quantization,
+use super::{
+    MonitoringStack, RenderContext, RenderError, controller_owner_ref, labels, quantity_to_f64,
 };
+use crate::api::{
+    AutoscalingMetric, AutoscalingProvider, CacheAccessMode, Dtype, EngineKind, InferenceService,
+    InferenceServiceSpec, Quantization, RolloutStrategy,
+};
+use crate::contract::vllm_metrics;
 
-/// Pinned vLLM image used when `engine.image` is unset.
-pub const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.11.0";
+/// Pinned vLLM image used when `engine.image` is unset. Its entrypoint is `vllm serve`:
+/// the model is the first (positional) argument.
+pub const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.30.0";
+/// Startup probe of the vLLM container: period (s) x failure threshold = up to 60 minutes
+/// for the first download and weight loading.
+pub const VLLM_STARTUP_PROBE: (i32, i32) = (10, 360);
+/// Startup probe of the simulator container: 2 s x 30.
+pub const SIM_STARTUP_PROBE: (i32, i32) = (2, 30);
+/// Added to the startup-probe budget for the default `progressDeadlineSeconds`: scheduling,
+/// node scale-up and the image pull come before the probe starts.
+pub const PROGRESS_DEADLINE_MARGIN_SECS: i32 = 600;
+/// `preStop` sleep of the vLLM container: the Service stops routing to the pod while
+/// in-flight streams finish, before the engine gets SIGTERM.
+pub const VLLM_DRAIN_SECS: i64 = 30;
+/// `preStop` sleep of the simulator container.
+pub const SIM_DRAIN_SECS: i64 = 5;
+/// Termination grace period of vLLM pods (drain + engine shutdown).
+pub const VLLM_TERMINATION_GRACE_SECS: i64 = 90;
+/// Termination grace period of simulator pods.
+pub const SIM_TERMINATION_GRACE_SECS: i64 = 15;
+/// CPU and memory requests of a simulator pod.
+pub const SIM_REQUESTS: (&str, &str) = ("100m", "128Mi");
 /// Port of the OpenAI-compatible API and `/metrics`, on the engine container and Service.
 pub const HTTP_PORT: i32 = 8000;
 /// Name of the HTTP port (probes, Service target, PodMonitor endpoint).
@@ -49,9 +76,9 @@ pub const CONTAINER_NAME: &str = "engine";
 /// The vLLM metric an autoscaling metric follows (`vllm:num_requests_waiting`, ...).
 pub fn vllm_metric_name(metric: AutoscalingMetric) -> &'static str {
     match metric {
-        AutoscalingMetric::QueueDepth => "vllm:num_requests_waiting",
-        AutoscalingMetric::RunningRequests => "vllm:num_requests_running",
-        AutoscalingMetric::KvCacheUsage => "vllm:kv_cache_usage_perc",
+        AutoscalingMetric::QueueDepth => vllm_metrics::NUM_REQUESTS_WAITING,
+        AutoscalingMetric::RunningRequests => vllm_metrics::NUM_REQUESTS_RUNNING,
+        AutoscalingMetric::KvCacheUsage => vllm_metrics::KV_CACHE_USAGE_PERC,
     }
 }
 
@@ -77,13 +104,17 @@ pub struct Rendered {
     pub hpa: Option<HorizontalPodAutoscaler>,
     /// KEDA `keda.sh/v1alpha1` ScaledObject, when `autoscaling.provider: keda`.
     pub scaled_object: Option<Value>,
-    /// Prometheus Operator `monitoring.coreos.com/v1` PodMonitor, when monitoring is on.
+    /// Prometheus Operator `monitoring.coreos.com/v1` PodMonitor, when monitoring is on and
+    /// the stack is `prometheus-operator`.
     pub pod_monitor: Option<Value>,
+    /// GKE Managed Prometheus `monitoring.googleapis.com/v1` PodMonitoring, when monitoring
+    /// is on and the stack is `gmp`.
+    pub pod_monitoring: Option<Value>,
 }
 
 impl Rendered {
     /// All objects as JSON, in a fixed order: PVC, Deployment, Service, PDB, HPA,
-    /// ScaledObject, PodMonitor.
+    /// ScaledObject, PodMonitor, PodMonitoring.
     pub fn to_values(&self) -> Vec<Value> {
         let v = |o: &dyn erased::Ser| o.value();
         let mut out = Vec::new();
@@ -100,6 +131,7 @@ impl Rendered {
         }
         out.extend(self.scaled_object.clone());
         out.extend(self.pod_monitor.clone());
+        out.extend(self.pod_monitoring.clone());
         out
     }
 }
@@ -174,11 +206,11 @@ fn quantization_arg(q: Quantization) -> &'static str {
     }
 }
 
-/// vLLM command-line arguments (the image's entrypoint is the OpenAI server).
+/// vLLM command-line arguments after the image's `vllm serve` entrypoint: the model first
+/// (positional; `--model` is deprecated in current releases), then flags.
 pub fn vllm_args(spec: &InferenceServiceSpec) -> Vec<String> {
     let e = &spec.engine;
     let mut args = vec![
-        "--model".to_string(),
         spec.model.name.clone(),
         "--served-model-name".into(),
         spec.served_model_name().to_string(),
@@ -305,6 +337,46 @@ fn check_spec(spec: &InferenceServiceSpec) -> Result<(), RenderError> {
             "use size (a new PVC) or claimName (an existing PVC)",
         ));
     }
+    if let Some(cache) = &spec.model.cache
+        && cache.size.is_some()
+        && cache.access_mode.unwrap_or_default() == CacheAccessMode::ReadWriteOnce
+        && max_replicas(spec) > 1
+    {
+        return Err(RenderError::invalid(
+            "spec.model.cache.accessMode",
+            format!(
+                "the cache PVC is ReadWriteOnce (one node mounts it) but up to {} replicas \
+                 can exist",
+                max_replicas(spec)
+            ),
+            "set spec.model.cache.accessMode: ReadWriteMany with an RWX storage class \
+             (Filestore, EFS), use cache.claimName, or keep one replica",
+        ));
+    }
+    if let Some(r) = &spec.rollout {
+        let budget = startup_budget_secs(spec.engine.kind);
+        if let Some(d) = r.progress_deadline_seconds
+            && d <= budget
+        {
+            return Err(RenderError::invalid(
+                "spec.rollout.progressDeadlineSeconds",
+                format!("{d} s is not above the startup probe's budget of {budget} s"),
+                format!(
+                    "use more than {budget}, e.g. {}, or leave it unset",
+                    budget + PROGRESS_DEADLINE_MARGIN_SECS
+                ),
+            ));
+        }
+        if r.strategy == Some(RolloutStrategy::Recreate)
+            && (r.max_surge.is_some() || r.max_unavailable.is_some())
+        {
+            return Err(RenderError::invalid(
+                "spec.rollout",
+                "maxSurge / maxUnavailable set with strategy Recreate",
+                "remove them or use strategy: RollingUpdate",
+            ));
+        }
+    }
     if let Some(a) = &spec.autoscaling {
         if a.min_replicas < 1 || a.max_replicas < a.min_replicas {
             return Err(RenderError::invalid(
@@ -332,6 +404,62 @@ fn check_spec(spec: &InferenceServiceSpec) -> Result<(), RenderError> {
         }
     }
     Ok(())
+}
+
+/// The most replicas that can exist: `autoscaling.maxReplicas`, else `replicas`.
+pub fn max_replicas(spec: &InferenceServiceSpec) -> i32 {
+    spec.autoscaling
+        .as_ref()
+        .map_or(spec.replicas, |a| a.max_replicas)
+}
+
+/// Seconds the startup probe allows the engine to come up.
+pub fn startup_budget_secs(kind: EngineKind) -> i32 {
+    let (period, threshold) = match kind {
+        EngineKind::Vllm => VLLM_STARTUP_PROBE,
+        EngineKind::Sim => SIM_STARTUP_PROBE,
+    };
+    period * threshold
+}
+
+/// The image the engine container runs.
+pub fn engine_image(spec: &InferenceServiceSpec, ctx: &RenderContext) -> String {
+    match (&spec.engine.image, spec.engine.kind) {
+        (Some(i), _) => i.clone(),
+        (None, EngineKind::Sim) => ctx.operator_image.clone(),
+        (None, EngineKind::Vllm) => VLLM_IMAGE.to_string(),
+    }
+}
+
+/// The Deployment's `strategy` and `progressDeadlineSeconds`. Defaults need no spare GPU:
+/// `Recreate` with one replica (no autoscaling) or a `ReadWriteOnce` cache PVC, otherwise
+/// `RollingUpdate` with `maxSurge: 0`, `maxUnavailable: 1` (one pod at a time makes room
+/// for its replacement).
+pub fn rollout(spec: &InferenceServiceSpec) -> (Value, i32) {
+    let r = spec.rollout.clone().unwrap_or_default();
+    let single = spec.autoscaling.is_none() && spec.replicas <= 1;
+    let rwo_cache = spec.model.cache.as_ref().is_some_and(|c| {
+        c.size.is_some() && c.access_mode.unwrap_or_default() == CacheAccessMode::ReadWriteOnce
+    });
+    let strategy = r.strategy.unwrap_or(if single || rwo_cache {
+        RolloutStrategy::Recreate
+    } else {
+        RolloutStrategy::RollingUpdate
+    });
+    let strategy = match strategy {
+        RolloutStrategy::Recreate => json!({"type": "Recreate"}),
+        RolloutStrategy::RollingUpdate => json!({
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "maxSurge": r.max_surge.map_or(json!(0), |v| json!(v)),
+                "maxUnavailable": r.max_unavailable.map_or(json!(1), |v| json!(v)),
+            },
+        }),
+    };
+    let deadline = r
+        .progress_deadline_seconds
+        .unwrap_or(startup_budget_secs(spec.engine.kind) + PROGRESS_DEADLINE_MARGIN_SECS);
+    (strategy, deadline)
 }
 
 struct Meta {
@@ -363,6 +491,19 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
 pub fn render(isvc: &InferenceService, ctx: &RenderContext) -> Result<Rendered, RenderError> {
     let spec = &isvc.spec;
     check_spec(spec)?;
+    let image = engine_image(spec, ctx);
+    if !ctx.engine_image_allowed(&image) {
+        return Err(RenderError::NotAllowed {
+            field: "spec.engine.image".into(),
+            message: format!(
+                "image {image} is not in the operator's allow-list of engine images ({})",
+                ctx.allowed_engine_images.join(", ")
+            ),
+            fix: "use an allowed image, or ask the cluster admin to add it to the operator's \
+                  --allowed-engine-image setting"
+                .into(),
+        });
+    }
     let name = isvc.metadata.name.clone().ok_or_else(|| {
         RenderError::missing(
             "metadata.name",
@@ -388,38 +529,27 @@ pub fn render(isvc: &InferenceService, ctx: &RenderContext) -> Result<Rendered, 
     };
     let placement = accelerator::apply_overrides(placement, spec.scheduling.as_ref());
 
-    let max_replicas = spec
-        .autoscaling
-        .as_ref()
-        .map_or(spec.replicas, |a| a.max_replicas);
-    let pvc = render_pvc(spec, &meta, max_replicas);
+    let scrape = spec.monitoring.pod_monitor;
+    let stack = ctx.monitoring_stack;
     Ok(Rendered {
-        deployment: render_deployment(spec, &meta, &placement, ctx),
+        deployment: render_deployment(spec, &meta, &placement, ctx, image),
         service: render_service(&meta),
-        pdb: (max_replicas > 1).then(|| render_pdb(&meta)),
+        pdb: (max_replicas(spec) > 1).then(|| render_pdb(&meta)),
         hpa: render_hpa(spec, &meta),
         scaled_object: render_scaled_object(spec, &meta),
-        pod_monitor: spec
-            .monitoring
-            .pod_monitor
-            .then(|| render_pod_monitor(&meta)),
-        pvc,
+        pod_monitor: (scrape && stack == MonitoringStack::PrometheusOperator)
+            .then(|| render_pod_monitor(&meta, ctx)),
+        pod_monitoring: (scrape && stack == MonitoringStack::Gmp)
+            .then(|| render_pod_monitoring(&meta, ctx)),
+        pvc: render_pvc(spec, &meta),
     })
 }
 
-fn render_pvc(
-    spec: &InferenceServiceSpec,
-    meta: &Meta,
-    max_replicas: i32,
-) -> Option<PersistentVolumeClaim> {
+fn render_pvc(spec: &InferenceServiceSpec, meta: &Meta) -> Option<PersistentVolumeClaim> {
     let cache = spec.model.cache.as_ref()?;
     let size = cache.size.as_ref()?;
-    // Replicas on different nodes can only share a ReadWriteMany volume.
-    let mode = if max_replicas > 1 {
-        "ReadWriteMany"
-    } else {
-        "ReadWriteOnce"
-    };
+    // Fixed by the spec, never by the replica count: access modes are immutable.
+    let mode = cache.access_mode.unwrap_or_default().as_str();
     let mut pvc_spec = json!({
         "accessModes": [mode],
         "resources": {"requests": {"storage": size}},
@@ -449,6 +579,7 @@ fn render_deployment(
     meta: &Meta,
     placement: &Placement,
     ctx: &RenderContext,
+    image: String,
 ) -> Deployment {
     let sim = spec.engine.kind == EngineKind::Sim;
     let mut env: Vec<Value> = Vec::new();
@@ -465,9 +596,10 @@ fn render_deployment(
         // The simulator needs no GPU, no cache and no token; it runs fully restricted.
         volumes.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}));
         mounts.push(json!({"name": "tmp", "mountPath": "/tmp"}));
+        set_default_requests(&mut resources, SIM_REQUESTS.0, SIM_REQUESTS.1);
         json!({
             "name": CONTAINER_NAME,
-            "image": spec.engine.image.clone().unwrap_or_else(|| ctx.operator_image.clone()),
+            "image": image,
             "command": ["inferops"],
             "args": sim_args(spec),
             "securityContext": {
@@ -476,13 +608,22 @@ fn render_deployment(
                 "runAsNonRoot": true,
                 "capabilities": {"drop": ["ALL"]},
             },
-            "startupProbe": http_probe(2, 30, 2),
+            "lifecycle": {"preStop": {"sleep": {"seconds": SIM_DRAIN_SECS}}},
+            "startupProbe": http_probe(SIM_STARTUP_PROBE.0, SIM_STARTUP_PROBE.1, 2),
             "readinessProbe": http_probe(5, 3, 2),
             "livenessProbe": http_probe(10, 3, 2),
         })
     } else {
         let count = spec.accelerator.as_ref().map_or(1, |a| a.count);
         let tp = spec.engine.tensor_parallel_size.unwrap_or(1);
+        if let Some(acc) = &spec.accelerator {
+            let (cpu, mem_gib) = accelerator::host_requests_per_gpu(acc.type_);
+            set_default_requests(
+                &mut resources,
+                &(cpu * count).to_string(),
+                &format!("{}Gi", mem_gib * count),
+            );
+        }
         if !resources.get("limits").is_some_and(Value::is_object) {
             resources["limits"] = json!({});
         }
@@ -526,14 +667,15 @@ fn render_deployment(
         // The vLLM image runs as root (its cache lives under /root); we drop what we can.
         json!({
             "name": CONTAINER_NAME,
-            "image": spec.engine.image.clone().unwrap_or_else(|| VLLM_IMAGE.to_string()),
+            "image": image,
             "args": vllm_args(spec),
             "securityContext": {
                 "allowPrivilegeEscalation": false,
                 "capabilities": {"drop": ["ALL"]},
             },
+            "lifecycle": {"preStop": {"sleep": {"seconds": VLLM_DRAIN_SECS}}},
             // Up to 60 minutes for the first model download and weight loading.
-            "startupProbe": http_probe(10, 360, 5),
+            "startupProbe": http_probe(VLLM_STARTUP_PROBE.0, VLLM_STARTUP_PROBE.1, 5),
             "readinessProbe": http_probe(5, 3, 5),
             "livenessProbe": http_probe(10, 6, 10),
         })
@@ -565,27 +707,61 @@ fn render_deployment(
         "containers": [container],
         "volumes": volumes,
         "securityContext": pod_security,
+        // Neither vLLM nor the simulator talks to the Kubernetes API.
+        "automountServiceAccountToken": false,
         "enableServiceLinks": false,
-        "terminationGracePeriodSeconds": if sim { 10 } else { 60 },
+        "terminationGracePeriodSeconds": if sim {
+            SIM_TERMINATION_GRACE_SECS
+        } else {
+            VLLM_TERMINATION_GRACE_SECS
+        },
     });
+    if !ctx.image_pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = json!(
+            ctx.image_pull_secrets
+                .iter()
+                .map(|n| json!({"name": n}))
+                .collect::<Vec<_>>()
+        );
+    }
     if !placement.node_selector.is_empty() {
         pod_spec["nodeSelector"] = json!(placement.node_selector);
     }
     if !placement.tolerations.is_empty() {
         pod_spec["tolerations"] = json!(placement.tolerations);
     }
-    if let Some(s) = &spec.scheduling {
-        if let Some(a) = &s.affinity {
-            pod_spec["affinity"] = json!(a);
-        }
-        if let Some(p) = &s.priority_class_name {
-            pod_spec["priorityClassName"] = json!(p);
-        }
+    let user_affinity = spec.scheduling.as_ref().and_then(|s| s.affinity.as_ref());
+    let mut affinity = user_affinity.map_or(json!({}), |a| json!(a));
+    // The profile's required node labels, unless the user's affinity has its own node
+    // affinity (which then wins as given).
+    if !placement.required_node_labels.is_empty() && affinity.get("nodeAffinity").is_none() {
+        let exprs: Vec<Value> = placement
+            .required_node_labels
+            .iter()
+            .map(|(k, vs)| json!({"key": k, "operator": "In", "values": vs}))
+            .collect();
+        affinity["nodeAffinity"] = json!({
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": exprs}],
+            },
+        });
+    }
+    if affinity.as_object().is_some_and(|a| !a.is_empty()) {
+        pod_spec["affinity"] = affinity;
+    }
+    if let Some(p) = spec
+        .scheduling
+        .as_ref()
+        .and_then(|s| s.priority_class_name.as_ref())
+    {
+        pod_spec["priorityClassName"] = json!(p);
     }
 
+    let (strategy, progress_deadline) = rollout(spec);
     let mut dep_spec = json!({
         "selector": {"matchLabels": selector_labels(&meta.name)},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "strategy": strategy,
+        "progressDeadlineSeconds": progress_deadline,
         "template": {
             "metadata": {"labels": meta.labels},
             "spec": pod_spec,
@@ -600,6 +776,18 @@ fn render_deployment(
         "metadata": meta.object(&meta.name),
         "spec": dep_spec,
     }))
+}
+
+/// Set `requests.cpu` / `requests.memory` unless the user's `engine.resources` has them.
+fn set_default_requests(resources: &mut Value, cpu: &str, memory: &str) {
+    if !resources.get("requests").is_some_and(Value::is_object) {
+        resources["requests"] = json!({});
+    }
+    let req = resources["requests"]
+        .as_object_mut()
+        .expect("requests is an object");
+    req.entry("cpu").or_insert_with(|| json!(cpu));
+    req.entry("memory").or_insert_with(|| json!(memory));
 }
 
 fn render_service(meta: &Meta) -> Service {
@@ -696,14 +884,38 @@ fn render_scaled_object(spec: &InferenceServiceSpec, meta: &Meta) -> Option<Valu
     }))
 }
 
-fn render_pod_monitor(meta: &Meta) -> Value {
+/// Metadata of a scrape object: the operator's labels, plus the configured extra labels
+/// (which never replace the operator's own keys).
+fn scrape_metadata(meta: &Meta, ctx: &RenderContext) -> Value {
+    let mut m = meta.object(&meta.name);
+    let mut labels = ctx.pod_monitor_labels.clone();
+    labels.extend(meta.labels.clone());
+    m["labels"] = json!(labels);
+    m
+}
+
+fn render_pod_monitor(meta: &Meta, ctx: &RenderContext) -> Value {
     json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
-        "metadata": meta.object(&meta.name),
+        "metadata": scrape_metadata(meta, ctx),
         "spec": {
             "selector": {"matchLabels": selector_labels(&meta.name)},
             "podMetricsEndpoints": [{"port": HTTP_PORT_NAME, "path": "/metrics", "interval": "15s"}],
+        },
+    })
+}
+
+fn render_pod_monitoring(meta: &Meta, ctx: &RenderContext) -> Value {
+    json!({
+        "apiVersion": "monitoring.googleapis.com/v1",
+        "kind": "PodMonitoring",
+        "metadata": scrape_metadata(meta, ctx),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(&meta.name)},
+            "endpoints": [{"port": HTTP_PORT_NAME, "path": "/metrics", "interval": "15s"}],
+            // The `pod` label is what the adapter rules, KEDA query and dashboards match on.
+            "targetLabels": {"metadata": ["pod", "container"]},
         },
     })
 }

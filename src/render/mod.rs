@@ -23,6 +23,17 @@ pub fn default_operator_image() -> String {
     format!("ghcr.io/inferops/inferops:{}", env!("CARGO_PKG_VERSION"))
 }
 
+/// Which Prometheus scrapes the engine pods, and so which scrape object is rendered.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MonitoringStack {
+    /// Prometheus Operator (kube-prometheus-stack): a `monitoring.coreos.com/v1` PodMonitor.
+    #[default]
+    #[value(alias = "kube-prometheus-stack")]
+    PrometheusOperator,
+    /// GKE Managed Prometheus: a `monitoring.googleapis.com/v1` PodMonitoring.
+    Gmp,
+}
+
 /// What a renderer needs besides the custom resource itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderContext {
@@ -30,6 +41,20 @@ pub struct RenderContext {
     pub operator_image: String,
     /// Namespace to render into when the object has none in `metadata.namespace`.
     pub default_namespace: String,
+    /// Extra labels on every rendered PodMonitor / PodMonitoring, e.g. `release:
+    /// kube-prometheus-stack`, which kube-prometheus-stack's default `podMonitorSelector`
+    /// requires.
+    pub pod_monitor_labels: BTreeMap<String, String>,
+    /// Which scrape object engine pods get.
+    pub monitoring_stack: MonitoringStack,
+    /// Secrets (by name, in the object's namespace) for pulling images: added as
+    /// `imagePullSecrets` to engine, simulator and load-generator pods.
+    pub image_pull_secrets: Vec<String>,
+    /// Engine images an InferenceService may run (`engine.image`, and the default vLLM
+    /// image). Each entry is an exact image or a prefix ending in `*`
+    /// (`vllm/vllm-openai:*`). Empty: any image. The operator's own image (the simulator's
+    /// default) is always allowed.
+    pub allowed_engine_images: Vec<String>,
 }
 
 impl Default for RenderContext {
@@ -37,7 +62,92 @@ impl Default for RenderContext {
         Self {
             operator_image: default_operator_image(),
             default_namespace: "default".to_string(),
+            pod_monitor_labels: BTreeMap::new(),
+            monitoring_stack: MonitoringStack::default(),
+            image_pull_secrets: Vec::new(),
+            allowed_engine_images: Vec::new(),
         }
+    }
+}
+
+impl RenderContext {
+    /// Whether `image` may run as an engine under [`RenderContext::allowed_engine_images`].
+    pub fn engine_image_allowed(&self, image: &str) -> bool {
+        self.allowed_engine_images.is_empty()
+            || image == self.operator_image
+            || self
+                .allowed_engine_images
+                .iter()
+                .any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => image.starts_with(prefix),
+                    None => image == p,
+                })
+    }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let (k, v) = (k.trim(), v.trim());
+    if k.is_empty() || k.len() > 317 || v.len() > 63 {
+        return Err(format!(
+            "{s:?}: a label key must be non-empty (at most 253 + 63 characters) and a value \
+             at most 63 characters"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Operator settings that change what the renderers produce: flags of `inferops operator`
+/// and `inferops render` (the Helm chart sets them from its values).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderSettings {
+    /// Extra label `KEY=VALUE` on every PodMonitor / PodMonitoring (repeat the flag, or
+    /// comma-separate in the env var), e.g. `release=kube-prometheus-stack` so that
+    /// kube-prometheus-stack's default `podMonitorSelector` picks the PodMonitors up.
+    #[arg(long = "podmonitor-label", env = "PODMONITOR_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub podmonitor_labels: Vec<(String, String)>,
+    /// Scrape objects for engine pods: `prometheus-operator` (PodMonitor, default) or `gmp`
+    /// (GKE Managed Prometheus PodMonitoring).
+    #[arg(long = "monitoring-stack", env = "MONITORING_STACK", value_enum, default_value_t = MonitoringStack::PrometheusOperator)]
+    pub monitoring_stack: MonitoringStack,
+    /// Image pull Secret added to engine, simulator and load-generator pods (repeat the
+    /// flag, or comma-separate in the env var); each must exist in the pod's namespace.
+    #[arg(
+        long = "image-pull-secret",
+        env = "IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    pub image_pull_secrets: Vec<String>,
+    /// Engine image InferenceServices may run: an exact image or a prefix ending in `*`
+    /// (repeat the flag, or comma-separate in the env var). Unset: any image.
+    #[arg(
+        long = "allowed-engine-image",
+        env = "ALLOWED_ENGINE_IMAGES",
+        value_delimiter = ','
+    )]
+    pub allowed_engine_images: Vec<String>,
+}
+
+impl RenderSettings {
+    /// `ctx` with these settings applied.
+    pub fn apply(&self, mut ctx: RenderContext) -> RenderContext {
+        ctx.pod_monitor_labels = self.podmonitor_labels.iter().cloned().collect();
+        ctx.monitoring_stack = self.monitoring_stack;
+        ctx.image_pull_secrets = self
+            .image_pull_secrets
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        ctx.allowed_engine_images = self
+            .allowed_engine_images
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        ctx
     }
 }
 
@@ -76,6 +186,17 @@ pub enum RenderError {
         /// How to fix it.
         fix: String,
     },
+    /// The operator's settings forbid the value (e.g. an engine image outside the
+    /// allow-list).
+    #[error("{field}: {message}; {fix}")]
+    NotAllowed {
+        /// Dotted path of the field.
+        field: String,
+        /// What is not allowed.
+        message: String,
+        /// How to fix it.
+        fix: String,
+    },
 }
 
 impl RenderError {
@@ -84,7 +205,8 @@ impl RenderError {
         match self {
             RenderError::Missing { field, .. }
             | RenderError::Invalid { field, .. }
-            | RenderError::Unsupported { field, .. } => field,
+            | RenderError::Unsupported { field, .. }
+            | RenderError::NotAllowed { field, .. } => field,
         }
     }
 
@@ -93,7 +215,8 @@ impl RenderError {
         match self {
             RenderError::Missing { fix, .. }
             | RenderError::Invalid { fix, .. }
-            | RenderError::Unsupported { fix, .. } => fix,
+            | RenderError::Unsupported { fix, .. }
+            | RenderError::NotAllowed { fix, .. } => fix,
         }
     }
 
@@ -191,6 +314,53 @@ pub(crate) fn string_map<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_image_allow_list() {
+        let mut ctx = RenderContext::default();
+        assert!(
+            ctx.engine_image_allowed("anything:latest"),
+            "empty list: all"
+        );
+        ctx.allowed_engine_images = vec!["vllm/vllm-openai:*".into(), "r.example/v:1".into()];
+        assert!(ctx.engine_image_allowed("vllm/vllm-openai:v0.30.0"));
+        assert!(ctx.engine_image_allowed("r.example/v:1"));
+        assert!(!ctx.engine_image_allowed("r.example/v:2"));
+        assert!(!ctx.engine_image_allowed("evil/vllm-openai:v0.30.0"));
+        let own = ctx.operator_image.clone();
+        assert!(ctx.engine_image_allowed(&own), "the operator's own image");
+    }
+
+    #[test]
+    fn settings_from_flags() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            s: RenderSettings,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--podmonitor-label",
+            "release=kube-prometheus-stack",
+            "--podmonitor-label",
+            "team=ml",
+            "--monitoring-stack",
+            "gmp",
+            "--image-pull-secret",
+            "regcred",
+            "--allowed-engine-image",
+            "vllm/vllm-openai:*",
+        ])
+        .unwrap();
+        let ctx = cli.s.apply(RenderContext::default());
+        assert_eq!(ctx.pod_monitor_labels["release"], "kube-prometheus-stack");
+        assert_eq!(ctx.pod_monitor_labels["team"], "ml");
+        assert_eq!(ctx.monitoring_stack, MonitoringStack::Gmp);
+        assert_eq!(ctx.image_pull_secrets, ["regcred"]);
+        assert_eq!(ctx.allowed_engine_images, ["vllm/vllm-openai:*"]);
+        assert!(Cli::try_parse_from(["x", "--podmonitor-label", "novalue"]).is_err());
+    }
 
     #[test]
     fn quantities_parse() {

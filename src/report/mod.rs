@@ -228,7 +228,7 @@ fn summary_lines(r: &RunRecord) -> Vec<String> {
                 format!(
                     "; first broken at {} by {}",
                     describe(b),
-                    sat.limited_by.as_deref().unwrap_or("?")
+                    sat.limited_by.map_or("?", |l| l.as_str())
                 )
             })
             .unwrap_or_default();

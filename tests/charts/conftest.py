@@ -5,12 +5,14 @@ Run through ./scripts/test-all.sh (which builds .venv), or directly:
 """
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import helm_python as helm
 import jsonschema
+from helm_python import _native
 import kubernetes_validate
 import pytest
 import yaml
@@ -34,7 +36,17 @@ PRESETS = {
     "default": None,
     "gke": "values-gke.yaml",
     "eks": "values-eks.yaml",
+    # GKE with kube-prometheus-stack instead of Managed Prometheus: the add-on layered on top.
+    "gke-kps": ["values-gke.yaml", "values-kube-prometheus-stack.yaml"],
 }
+
+# The monitoring APIs the chart checks for (.Capabilities.APIVersions.Has): a cluster with
+# kube-prometheus-stack serves the first two, one with GKE Managed Prometheus the last two.
+PROMETHEUS_OPERATOR_APIS = ["monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule",
+                            "monitoring.coreos.com/v1/PodMonitor"]
+GMP_APIS = ["monitoring.googleapis.com/v1/PodMonitoring", "monitoring.googleapis.com/v1/ClusterRules",
+            "monitoring.googleapis.com/v1/ClusterPodMonitoring"]
+MONITORING_APIS = PROMETHEUS_OPERATOR_APIS + GMP_APIS
 
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -44,8 +56,12 @@ def load_yaml_docs(text):
 
 
 def preset_values(preset):
-    f = PRESETS[preset]
-    return yaml.safe_load((CHART / f).read_text()) if f else {}
+    """The values of a preset, as `helm install -f A -f B` merges them."""
+    files = PRESETS[preset]
+    out = {}
+    for f in [files] if isinstance(files, str) else files or []:
+        out = deep_merge(out, yaml.safe_load((CHART / f).read_text()))
+    return out
 
 
 def deep_merge(base, extra):
@@ -58,15 +74,18 @@ def deep_merge(base, extra):
     return out
 
 
-def render_raw(values=None, namespace=NAMESPACE):
-    """template path -> rendered text, by Helm's Go SDK."""
+def render_raw(values=None, namespace=NAMESPACE, api_versions=MONITORING_APIS):
+    """template path -> rendered text, by Helm's Go SDK, as `helm template --api-versions`
+    (by default a cluster that serves every monitoring API the chart checks for)."""
+    opts = {"name": RELEASE, "namespace": namespace, "is_install": True, "api_versions": list(api_versions)}
     with helm.Chart.load(str(CHART)) as chart:
-        return chart.render(values or {}, name=RELEASE, namespace=namespace, is_install=True)
+        # helm-python-sdk's Chart.render does not expose api_versions; its native call does.
+        return json.loads(_native.call_string("helm_render", chart._raw(), json.dumps(values or {}), json.dumps(opts)))
 
 
-def render(values=None, namespace=NAMESPACE):
+def render(values=None, namespace=NAMESPACE, api_versions=MONITORING_APIS):
     """[(template, object)] of every rendered manifest (NOTES.txt excluded)."""
-    out = render_raw(values, namespace)
+    out = render_raw(values, namespace, api_versions)
     objs = []
     for template in sorted(out):
         if template.endswith(".yaml"):

@@ -1,11 +1,19 @@
 """Argo CD health checks (deploy/argocd/health/inferops.dev/<Kind>/health.lua), run with Lua 5.1
-through lupa as Argo CD runs them (gopher-lua is Lua 5.1), against the fixtures listed in each
-kind's health_test.yaml (Argo CD's own test format). The fixtures are validated against the
+through lupa in the sandbox Argo CD runs custom health checks in, against the fixtures listed in
+each kind's health_test.yaml (Argo CD's own test format). The fixtures are validated against the
 CRDs too, so they cannot drift from the status the operator writes.
+
+Argo CD's sandbox (argoproj/argo-cd util/lua/lua.go, `runLua`): a gopher-lua state created with
+`SkipOpenLibs: !UseOpenLibs`, which then opens only the package, base and table libraries and a
+"safe" os library with `time` and `date` (util/lua/oslib_safe.go). A script registered in
+argocd-cm without `useOpenLibs: true` therefore has no `string`, `math`, `io`, `debug` or
+`coroutine`, and strings have no methods (`s:sub()` needs the string library's metatable).
+`sandboxed_runtime` reproduces exactly that in C Lua 5.1, whose base library is otherwise larger.
 
     .venv/bin/python tests/charts/test_argocd_health.py --write   # regenerate argocd-cm.yaml
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +21,7 @@ import jsonschema
 import pytest
 import yaml
 from lupa import lua51
+from lupa.lua51 import LuaError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ROOT, crd_schemas  # noqa: E402
@@ -21,6 +30,47 @@ from test_kustomize import strict_root  # noqa: E402
 HEALTH = ROOT / "deploy" / "argocd" / "health"
 KINDS = ["InferenceService", "BenchmarkRun"]
 CM = ROOT / "deploy" / "argocd" / "argocd-cm.yaml"
+
+# gopher-lua's base library (baselib.go: OpenBase and baseFuncs, with module/require from
+# the package library), plus the two libraries Argo CD opens on top of it.
+ARGOCD_GLOBALS = {
+    "_G", "_VERSION", "assert", "collectgarbage", "dofile", "error", "getfenv", "getmetatable",
+    "ipairs", "load", "loadfile", "loadstring", "module", "next", "pairs", "pcall", "print",
+    "rawequal", "rawget", "rawset", "require", "select", "setfenv", "setmetatable", "tonumber",
+    "tostring", "type", "unpack", "xpcall",
+    "package", "table", "os",
+}
+ARGOCD_OS = {"time", "date"}
+
+_SANDBOX = """
+local allowed, os_funcs = ...
+local setmetatable_ = debug.setmetatable
+local safe_os = {}
+for name in pairs(os_funcs) do safe_os[name] = os[name] end
+-- Without the string library gopher-lua strings have no metatable, hence no methods.
+setmetatable_("", nil)
+local drop = {}
+for k in pairs(_G) do
+  if not allowed[k] then drop[#drop + 1] = k end
+end
+for _, k in ipairs(drop) do _G[k] = nil end
+_G.os = safe_os
+local loaded = {}
+for _, k in ipairs({"_G", "package", "table"}) do loaded[k] = package.loaded[k] end
+loaded.os = safe_os
+for k in pairs(package.loaded) do package.loaded[k] = nil end
+for k, v in pairs(loaded) do package.loaded[k] = v end
+package.preload.os = function() return safe_os end
+"""
+
+
+def sandboxed_runtime():
+    """A Lua 5.1 runtime with only the globals Argo CD gives a health check by default."""
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True, register_eval=False, register_builtins=False)
+    assert lua.eval("_VERSION") == "Lua 5.1"
+    as_set = lambda names: lua.table_from({n: True for n in names})  # noqa: E731
+    lua.execute(_SANDBOX, as_set(ARGOCD_GLOBALS), as_set(ARGOCD_OS))
+    return lua
 
 
 def lua_value(lua, v):
@@ -37,10 +87,9 @@ def lua_value(lua, v):
     return v
 
 
-def run_health(kind, obj):
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    assert lua.eval("_VERSION") == "Lua 5.1"
-    script = (HEALTH / "inferops.dev" / kind / "health.lua").read_text()
+def run_health(kind, obj, script=None):
+    lua = sandboxed_runtime()
+    script = script or (HEALTH / "inferops.dev" / kind / "health.lua").read_text()
     lua.globals().obj = lua_value(lua, obj)
     hs = lua.execute(script)
     return {"status": hs["status"], "message": hs["message"]}
@@ -74,15 +123,156 @@ def test_every_fixture_is_tested_and_valid(kind):
         jsonschema.Draft7Validator(schema).validate(obj)
 
 
-def test_health_statuses_cover_every_phase():
+def test_the_sandbox_is_argocds():
+    lua = sandboxed_runtime()
+    assert set(lua.globals().keys()) == ARGOCD_GLOBALS
+    assert set(lua.eval("os").keys()) == ARGOCD_OS
+    assert lua.eval("type(os.time())") == "number"
+    assert lua.eval('require("os").date') is not None
+    assert set(lua.eval("package.loaded").keys()) == {"_G", "package", "table", "os"}
+    assert lua.eval("table.concat({'a', 'b'}, ',')") == "a,b"
+    for expr, err in [
+        ('string.format("%.0f", 1.5)', "string"),
+        ('math.floor(1.5)', "math"),
+        ('os.getenv("HOME")', "getenv"),
+        ('("abc"):upper()', "index a string value"),
+        ('require("string")', "module 'string' not found"),
+        ('io.open("/etc/passwd")', "io"),
+        ('coroutine.create(print)', "coroutine"),
+    ]:
+        with pytest.raises(LuaError, match=err):
+            lua.execute("return " + expr)
+
+
+def test_a_script_using_the_string_library_fails_as_in_argocd():
+    """The defect this sandbox exists for: `string.format` in a health script errors in Argo
+    CD (`attempt to index global 'string'`) while a full Lua runs it happily."""
+    script = 'return {status = "Healthy", message = string.format("%.0f", obj.status.x)}'
+    with pytest.raises(LuaError, match="attempt to index global 'string'"):
+        run_health("BenchmarkRun", {"status": {"x": 1.0}}, script=script)
+    full = lua51.LuaRuntime()
+    full.globals().obj = lua_value(full, {"status": {"x": 1.0}})
+    assert full.execute(script)["message"] == "1"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scripts_name_no_library_outside_the_sandbox(kind):
+    text = (HEALTH / "inferops.dev" / kind / "health.lua").read_text()
+    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    used = set(re.findall(r"\b(string|math|io|debug|coroutine)\s*\.", code))
+    assert not used, f"{kind}: uses {used}, which Argo CD's sandbox does not open"
+    assert not re.search(r"[\w\)\]\"']:\w+\(", code), f"{kind}: calls a string method"
+
+
+def bench(phase, **status):
+    return {"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "phase": phase, **status}}
+
+
+def cond(type_, status, reason, message="m", generation=2):
+    return {"type": type_, "status": status, "reason": reason, "message": message,
+            "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+
+def test_benchmarkrun_every_phase():
     phases = crd_schemas()[("inferops.dev/v1alpha1", "BenchmarkRun")]["properties"]["status"]["properties"]["phase"]["enum"]
     assert phases == ["Pending", "WaitingForTarget", "Running", "Collecting", "Succeeded", "Failed"]
     want = {"Pending": "Progressing", "WaitingForTarget": "Progressing", "Running": "Progressing",
             "Collecting": "Progressing", "Succeeded": "Healthy", "Failed": "Degraded"}
     for phase in phases:
-        obj = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "phase": phase}}
-        assert run_health("BenchmarkRun", obj)["status"] == want[phase], phase
+        assert run_health("BenchmarkRun", bench(phase))["status"] == want[phase], phase
+        # With progress and a summary (the Succeeded message formats the peak throughput).
+        full = bench(phase, currentStep=2, totalSteps=3,
+                     summary={"peakOutputTokensPerSecond": 1234.56, "ttftP95Ms": 80.0},
+                     conditions=[cond("Ready", "True" if phase == "Succeeded" else "False", "R", "ready msg"),
+                                 cond("Progressing", "True", "LoadRunning", "step 2")])
+        hs = run_health("BenchmarkRun", full)
+        assert hs["status"] == want[phase], phase
+        assert hs["message"].startswith(phase + " (step 2/3)"), hs
+        if phase == "Succeeded":
+            assert hs["message"] == "Succeeded (step 2/3): peak 1235 output tok/s"
+        # Degraded=True: a running phase turns Degraded; the end states keep their verdict.
+        degraded = bench(phase, conditions=[cond("Degraded", "True", "LoadPodFailed", "evicted")])
+        hs = run_health("BenchmarkRun", degraded)
+        assert hs["status"] == ("Healthy" if phase == "Succeeded" else "Degraded"), phase
+        # Written for an older generation: still waiting for the operator (end states excepted).
+        stale = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "phase": phase}}
+        assert run_health("BenchmarkRun", stale)["status"] == want[phase], phase
+    regressed = bench("Succeeded", conditions=[cond("Regressed", "True", "ThroughputDropped", "-18%")])
+    assert run_health("BenchmarkRun", regressed) == {
+        "status": "Degraded", "message": "Succeeded but regressed against its baseline: ThroughputDropped: -18%"}
+    fine = bench("Succeeded", conditions=[cond("Regressed", "False", "NoRegression", "ok")])
+    assert run_health("BenchmarkRun", fine)["status"] == "Healthy"
+    assert run_health("BenchmarkRun", {"metadata": {"generation": 1}})["status"] == "Progressing"
     assert run_health("BenchmarkRun", {"status": {"phase": "Exploded"}})["status"] == "Unknown"
+
+
+def reasons(path):
+    """Condition reasons declared as `pub const NAME: &str = "Value";` in a `mod reason`."""
+    text = (ROOT / path).read_text()
+    block = text[text.index("pub mod reason"):]
+    block = block[:block.index("\n}\n")]
+    return set(re.findall(r'pub const \w+: &str = "(\w+)";', block))
+
+
+# (Ready, Progressing, Degraded, extra conditions) as the controller writes them for each
+# reason (src/controller/isvc_status.rs observe / blocked, inference_service.rs), and the
+# Argo CD verdict.
+ISVC_STATES = {
+    "Available": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"), [], "Healthy"),
+    "Complete": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"), [], "Healthy"),
+    "AsExpected": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"), [], "Healthy"),
+    "ModelDownloading": (("False", "ModelDownloading"), ("True", "ModelDownloading"), ("False", "AsExpected"), [], "Progressing"),
+    "Deploying": (("False", "Deploying"), ("True", "Deploying"), ("False", "AsExpected"), [], "Progressing"),
+    "ScaledToZero": (("False", "ScaledToZero"), ("False", "Complete"), ("False", "AsExpected"), [], "Suspended"),
+    # Within the node-autoscaling grace period: Progressing; after it: Degraded (below).
+    "InsufficientGPU": (("False", "InsufficientGPU"), ("True", "InsufficientGPU"), ("False", "AsExpected"), [], "Progressing"),
+    "Unschedulable": (("False", "Unschedulable"), ("True", "Unschedulable"), ("False", "AsExpected"), [], "Progressing"),
+    "CrashLoop": (("False", "CrashLoop"), ("True", "Deploying"), ("True", "CrashLoop"), [], "Degraded"),
+    "ImagePullError": (("False", "ImagePullError"), ("True", "Deploying"), ("True", "ImagePullError"), [], "Degraded"),
+    "ContainerConfigError": (("False", "ContainerConfigError"), ("True", "Deploying"), ("True", "ContainerConfigError"), [], "Degraded"),
+    "SecretMissing": (("False", "SecretMissing"), ("False", "SecretMissing"), ("True", "SecretMissing"), [], "Degraded"),
+    "NameConflict": (("False", "NameConflict"), ("False", "NameConflict"), ("True", "NameConflict"), [], "Degraded"),
+    "InvalidSpec": (("False", "InvalidSpec"), ("False", "InvalidSpec"), ("True", "InvalidSpec"), [], "Degraded"),
+    "ApplyFailed": (("False", "Deploying"), ("True", "Deploying"), ("True", "ApplyFailed"), [], "Degraded"),
+    "KEDAMissing": (("True", "Available"), ("False", "Complete"), ("True", "KEDAMissing"), [], "Degraded"),
+    # Metrics are an add-on: a serving engine without a PodMonitor is still Healthy.
+    "PodMonitorCRDMissing": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                             [("MetricsUnavailable", "True", "PodMonitorCRDMissing")], "Healthy"),
+    "PodMonitorApplied": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                          [("MetricsUnavailable", "False", "PodMonitorApplied")], "Healthy"),
+}
+
+
+def isvc(ready, progressing, degraded, extra=(), generation=2):
+    conditions = [cond("Ready", *ready, generation=generation), cond("Progressing", *progressing, generation=generation),
+                  cond("Degraded", *degraded, generation=generation)]
+    conditions += [cond(t, st, r, generation=generation) for t, st, r in extra]
+    return {"metadata": {"generation": 2},
+            "status": {"observedGeneration": 2, "replicas": 1, "readyReplicas": 1 if ready[0] == "True" else 0,
+                       "conditions": conditions}}
+
+
+def test_inferenceservice_every_reason():
+    declared = reasons("src/controller/isvc_status.rs")
+    assert declared == set(ISVC_STATES), (
+        "InferenceService condition reasons changed: give each new reason its Argo CD verdict in "
+        f"ISVC_STATES (missing {declared - set(ISVC_STATES)}, stale {set(ISVC_STATES) - declared})")
+    for reason, (ready, progressing, degraded, extra, want) in ISVC_STATES.items():
+        hs = run_health("InferenceService", isvc(ready, progressing, degraded, extra))
+        assert hs["status"] == want, (reason, hs)
+        if want == "Degraded":
+            assert hs["message"].startswith(degraded[1] + ": "), hs
+    # InsufficientGPU / Unschedulable past the grace period are Degraded.
+    for r in ("InsufficientGPU", "Unschedulable"):
+        hs = run_health("InferenceService", isvc(("False", r), ("True", r), ("True", r)))
+        assert hs["status"] == "Degraded", hs
+    # Ready=False with nothing progressing any more (no Degraded reason) is stalled.
+    stalled = isvc(("False", "Deploying"), ("False", "Deploying"), ("False", "AsExpected"))
+    assert run_health("InferenceService", stalled)["status"] == "Degraded"
+    # Conditions of an older generation do not count.
+    old = isvc(("True", "Available"), ("False", "Complete"), ("False", "AsExpected"), generation=1)
+    assert run_health("InferenceService", old)["status"] == "Progressing"
+    assert run_health("InferenceService", {"metadata": {"generation": 1}})["status"] == "Progressing"
 
 
 def expected_cm():

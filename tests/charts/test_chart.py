@@ -10,8 +10,10 @@ import yaml
 from conftest import (
     CHART,
     CRDS,
+    GMP_APIS,
     NAMESPACE,
     PRESETS,
+    PROMETHEUS_OPERATOR_APIS,
     ROOT,
     deep_merge,
     objects_of,
@@ -20,6 +22,7 @@ from conftest import (
     render_raw,
     validate_object,
 )
+from test_rbac import expected_grants
 
 CARGO_VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 
@@ -39,7 +42,7 @@ VALUE_SETS = {
     "everything": EVERYTHING,
     "namespaced": NAMESPACED,
     "gke-namespaced": deep_merge(preset_values("gke"), NAMESPACED),
-    "gke-gmp": deep_merge(preset_values("gke"), {"monitoring": {"stack": "gmp"}}),
+    "gke-kps": preset_values("gke-kps"),
 }
 
 
@@ -144,7 +147,7 @@ def test_leader_election_args_and_lease_rbac():
     assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]} in lease_rules
     named = [r for r in lease_rules if r.get("resourceNames")]
     assert named == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                      "resourceNames": ["inferops-operator-leader"], "verbs": ["get", "update", "patch"]}]
+                      "resourceNames": ["inferops-operator-leader"], "verbs": ["get", "update"]}]
     off = render({"operator": {"leaderElection": {"enabled": False}}})
     off_args = objects_of(off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--leader-elect=false" in off_args and not [a for a in off_args if a.startswith("--lease-name")]
@@ -159,36 +162,6 @@ def rules_of(objs):
         for role in objects_of(objs, kind):
             out.extend((role["metadata"]["name"], r) for r in role["rules"])
     return out
-
-
-# What the controllers need: (apiGroup, resource) -> verbs. Anything else is a finding.
-EXPECTED_RULES = {
-    ("inferops.dev", "inferenceservices"): {"get", "list", "watch", "patch"},
-    ("inferops.dev", "benchmarkruns"): {"get", "list", "watch", "patch"},
-    ("inferops.dev", "inferenceservices/status"): {"get", "patch", "update"},
-    ("inferops.dev", "benchmarkruns/status"): {"get", "patch", "update"},
-    ("inferops.dev", "inferenceservices/finalizers"): {"update"},
-    ("inferops.dev", "benchmarkruns/finalizers"): {"update"},
-    ("inferops.dev", "inferenceservices/scale"): {"get", "patch", "update"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "serviceaccounts"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "nodes"): {"get", "list"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get"},
-    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("rbac.authorization.k8s.io", "roles"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("rbac.authorization.k8s.io", "rolebindings"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"},
-    ("", "secrets"): {"get"},  # only with rbac.tokenSecretAccess
-    ("monitoring.coreos.com", "podmonitors"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "delete"},
-}
 
 
 def operator_rules(objs):
@@ -218,12 +191,9 @@ def test_rbac_is_least_privilege(rendered):
         if role_name == "inferops-cluster-read" and rule["resources"] == ["customresourcedefinitions"]:
             assert rule["verbs"] == ["get"] and rule["resourceNames"] == [
                 "podmonitors.monitoring.coreos.com", "scaledobjects.keda.sh"]
-    granted = operator_rules(objs)
-    extra = {k: v - EXPECTED_RULES.get(k, set()) for k, v in granted.items()}
-    extra = {k: v for k, v in extra.items() if v}
-    assert extra == {}, f"{name}: more than the controllers use: {extra}"
-    missing = set(EXPECTED_RULES) - set(granted) - {("", "secrets")}
-    assert not missing, f"{name}: missing {missing}"
+    # Exactly what the code calls (tests/charts/rbac_calls.yaml; test_rbac.py checks it
+    # against the code), with the defaults of every rbac.* toggle.
+    assert operator_rules(objs) == expected_grants(off={"rbac.tokenSecretAccess"}), name
 
 
 def test_token_secret_access_is_opt_in_and_read_only():
@@ -249,7 +219,7 @@ def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
     assert clusterroles[0]["rules"] == [
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
          "resourceNames": ["podmonitors.monitoring.coreos.com", "scaledobjects.keda.sh"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
     ]
     roles = [r for r in objects_of(objs, "Role") if r["metadata"]["name"] == "inferops"]
     assert [r["metadata"]["namespace"] for r in roles] == ["ml"]
@@ -287,22 +257,114 @@ def test_service_monitor_scrapes_the_metrics_port():
     assert not objects_of(render(), "ServiceMonitor"), "off by default: needs the Prometheus Operator"
 
 
-def test_presets_enable_monitoring_for_kube_prometheus_stack():
-    for preset in ("gke", "eks"):
+def env_of(objs):
+    (dep,) = objects_of(objs, "Deployment")
+    return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_presets_enable_monitoring_for_their_stack():
+    for preset in ("eks", "gke-kps"):
         objs = render(preset_values(preset))
         kinds = {o["kind"] for _, o in objs}
         assert {"ServiceMonitor", "PrometheusRule"} <= kinds, preset
+        assert not {"PodMonitoring", "ClusterRules"} & kinds, preset
         for kind in ("ServiceMonitor", "PrometheusRule"):
             assert objects_of(objs, kind)[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        env = env_of(objs)
+        assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
+        # kube-prometheus-stack's default podMonitorSelector: release=<its release name>.
+        assert env["INFEROPS_PODMONITOR_LABELS"] == "release=kube-prometheus-stack"
+    gke = render(preset_values("gke"))
+    kinds = {o["kind"] for _, o in gke}
+    assert {"PodMonitoring", "ClusterRules"} <= kinds and not {"ServiceMonitor", "PrometheusRule"} & kinds
+    assert env_of(gke)["INFEROPS_MONITORING_STACK"] == "gmp"
+    for preset in ("gke", "eks", "gke-kps"):
+        objs = render(preset_values(preset))
         (dep,) = objects_of(objs, "Deployment")
         assert dep["spec"]["replicas"] == 2
         terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         assert all(e["operator"] == "DoesNotExist" for t in terms for e in t["matchExpressions"])
-    gke_rule = objects_of(render(preset_values("gke")), "PrometheusRule")[0]
-    assert "exported_pod" in yaml.safe_dump(gke_rule), "GKE managed DCGM labels"
-    eks_rule = objects_of(render(preset_values("eks")), "PrometheusRule")[0]
-    assert "exported_pod" not in yaml.safe_dump(eks_rule)
+        # GKE managed DCGM, and dcgm-exporter scraped with honorLabels: false (the GPU
+        # operator's ServiceMonitor default), label the workload exported_pod.
+        rules = [o for _, o in objs if o["kind"] in ("PrometheusRule", "ClusterRules")]
+        assert "exported_pod" in yaml.safe_dump(rules), preset
+    default_rule = objects_of(render({"prometheusRule": {"enabled": True}}), "PrometheusRule")[0]
+    assert "exported_pod" not in yaml.safe_dump(default_rule)
+
+
+def test_eks_preset_monitoring_is_the_kube_prometheus_stack_add_on():
+    eks, addon = preset_values("eks"), yaml.safe_load((CHART / "values-kube-prometheus-stack.yaml").read_text())
+    assert {k: eks[k] for k in addon} == addon
+
+
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitoring", "ClusterRules"}
+
+
+@pytest.mark.parametrize("preset", ["gke", "eks", "gke-kps"])
+def test_presets_install_on_a_cluster_without_the_monitoring_stack(preset):
+    values = preset_values(preset)
+    bare = render(values, api_versions=[])
+    assert not {o["kind"] for _, o in bare} & MONITORING_KINDS
+    namespaces = {o["metadata"].get("namespace") for _, o in bare} - {None}
+    assert namespaces == {NAMESPACE}, f"{preset}: objects in a namespace that may not exist: {namespaces}"
+    notes = render_raw(values, api_versions=[])["inferops/templates/NOTES.txt"]
+    assert "SKIPPED alerts" in notes and "SKIPPED operator metrics" in notes
+    if preset != "gke":
+        assert "SKIPPED Grafana dashboards" in notes and "SKIPPED prometheus-adapter rules" in notes
+    # The stack's own APIs bring its objects back; checkAPIs: false renders them regardless.
+    stack_apis = GMP_APIS if preset == "gke" else PROMETHEUS_OPERATOR_APIS
+    full = {(o["kind"], o["metadata"]["name"]) for _, o in render(values)}
+    assert {(o["kind"], o["metadata"]["name"]) for _, o in render(values, api_versions=stack_apis)} == full
+    offline = deep_merge(values, {"monitoring": {"checkAPIs": False}})
+    assert {(o["kind"], o["metadata"]["name"]) for _, o in render(offline, api_versions=[])} == full
+    assert "SKIPPED" not in render_raw(values)["inferops/templates/NOTES.txt"]
+
+
+def test_only_the_chosen_stacks_api_counts():
+    # A cluster with kube-prometheus-stack but the GMP preset: nothing of GMP is rendered.
+    objs = render(preset_values("gke"), api_versions=PROMETHEUS_OPERATOR_APIS)
+    assert not {o["kind"] for _, o in objs} & MONITORING_KINDS
+
+
+def test_stack_none_renders_no_monitoring_objects():
+    objs = render({"monitoring": {"stack": "none"}})
+    assert not {o["kind"] for _, o in objs} & MONITORING_KINDS
+    assert env_of(objs)["INFEROPS_MONITORING_STACK"] == "none"
+    for bad in ({"metrics": {"serviceMonitor": {"enabled": True}}}, {"prometheusRule": {"enabled": True}}):
+        with pytest.raises(helm.HelmError, match="monitoring.stack"):
+            render(deep_merge({"monitoring": {"stack": "none"}}, bad))
+
+
+def test_operator_settings_reach_the_operator_as_env():
+    env = env_of(render())
+    assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
+    for unset in ("INFEROPS_PODMONITOR_LABELS", "INFEROPS_IMAGE_PULL_SECRETS", "INFEROPS_ALLOWED_ENGINE_IMAGES"):
+        assert unset not in env, "empty settings are left out, not passed as empty strings"
+    objs = render({
+        "monitoring": {"podMonitorLabels": {"release": "prom", "team": "ml"}},
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+        "operator": {"allowedEngineImages": ["vllm/vllm-openai:", "registry.example.com/ml/"]},
+    })
+    env = env_of(objs)
+    assert env["INFEROPS_PODMONITOR_LABELS"] == "release=prom,team=ml"
+    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "regcred,mirror"
+    assert env["INFEROPS_ALLOWED_ENGINE_IMAGES"] == "vllm/vllm-openai:,registry.example.com/ml/"
+    (dep,) = objects_of(objs, "Deployment")
+    assert dep["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    # Workload pull secrets of their own (Secrets in the workload namespaces).
+    env = env_of(render({"imagePullSecrets": [{"name": "regcred"}], "operator": {"workloadImagePullSecrets": ["ns-cred"]}}))
+    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "ns-cred"
+    # Values that would break the comma-separated lists are refused by the schema.
+    for bad, where in [
+        ({"monitoring": {"podMonitorLabels": {"release": "a,b"}}}, "podMonitorLabels"),
+        ({"monitoring": {"podMonitorLabels": {"bad key": "x"}}}, "bad key"),
+        ({"operator": {"allowedEngineImages": ["a,b"]}}, "allowedEngineImages"),
+        ({"operator": {"workloadImagePullSecrets": ["Reg_Cred"]}}, "workloadImagePullSecrets"),
+        ({"monitoring": {"stack": "victoria"}}, "stack"),
+    ]:
+        with pytest.raises(helm.HelmError, match=where):
+            render(bad)
 
 
 def test_bad_values_fail_with_a_message():
@@ -354,7 +416,7 @@ def test_pdb_only_with_more_than_one_replica():
 
 
 def test_gmp_stack_uses_managed_prometheus_kinds():
-    gmp = render(deep_merge(preset_values("gke"), {"monitoring": {"stack": "gmp"}}))
+    gmp = render(preset_values("gke"))
     kinds = {o["kind"] for _, o in gmp}
     assert {"PodMonitoring", "ClusterRules"} <= kinds
     assert not {"ServiceMonitor", "PrometheusRule"} & kinds
@@ -364,6 +426,6 @@ def test_gmp_stack_uses_managed_prometheus_kinds():
     assert pm["spec"]["endpoints"][0]["port"] == "metrics"
     (cr,) = objects_of(gmp, "ClusterRules")
     assert "namespace" not in cr["metadata"], "ClusterRules is cluster-scoped"
-    (pr,) = objects_of(render(preset_values("gke")), "PrometheusRule")
+    (pr,) = objects_of(render(preset_values("gke-kps")), "PrometheusRule")
     assert all(g.pop("interval") == "30s" for g in cr["spec"]["groups"])
     assert cr["spec"]["groups"] == pr["spec"]["groups"]

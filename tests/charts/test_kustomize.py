@@ -2,6 +2,7 @@
 example custom resources, validated like the chart."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import jsonschema
@@ -150,3 +151,54 @@ def test_strict_crd_validation_rejects_unknown_fields():
 def test_examples_directory_holds_only_custom_resources():
     for p in (MANIFESTS / "examples").iterdir():
         assert p.suffix == ".yaml", f"{p}: tests/it/api.rs parses every file there into the CRD types"
+
+
+def operator_images(objs):
+    (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+    (c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    return c["image"], env["OPERATOR_IMAGE"]
+
+
+def test_operator_image_is_one_setting(build):
+    name, objs = build
+    assert operator_images(objs) == ("ghcr.io/inferops/inferops:0.1.0",) * 2
+
+
+def image_kustomization(tmp_path, base, with_replacements):
+    """A kustomization of one's own on top of `base`, changing the image."""
+    # kustomize wants relative paths to other kustomizations.
+    k = {"resources": [os.path.relpath(base, tmp_path)],
+         "images": [{"name": "ghcr.io/inferops/inferops", "newName": "registry.example.com/inferops", "newTag": "dev"}]}
+    if with_replacements:
+        # The block docs/install.md tells users to copy, exactly as it stands there.
+        k["replacements"] = documented_replacements()
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(k))
+    return kustomize(tmp_path)
+
+
+def documented_replacements():
+    text = (ROOT / "docs" / "install.md").read_text()
+    blocks = [b for b in text.split("```yaml\n")[1:] if "replacements:" in b.split("```")[0]]
+    assert blocks, "docs/install.md shows the replacements block for OPERATOR_IMAGE"
+    return yaml.safe_load(blocks[0].split("```")[0])["replacements"]
+
+
+@pytest.mark.parametrize("target", ["base", "overlays/gke-l4", "overlays/eks"])
+def test_images_changes_the_operator_and_operator_image(tmp_path, target):
+    built = image_kustomization(tmp_path, MANIFESTS / target, with_replacements=True)
+    assert operator_images(built) == ("registry.example.com/inferops:dev",) * 2
+    # The base's own replacements run before this kustomization's `images:`: without the
+    # block, sim and load pods would keep the old image (why the docs ask for it).
+    (tmp_path / "again").mkdir()
+    stale = image_kustomization(tmp_path / "again", MANIFESTS / target, with_replacements=False)
+    assert operator_images(stale) == ("registry.example.com/inferops:dev", "ghcr.io/inferops/inferops:0.1.0")
+
+
+def test_base_and_overlays_carry_the_same_replacement():
+    want = yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())["replacements"]
+    assert documented_replacements() == want
+    for overlay in ("gke-l4", "eks"):
+        k = yaml.safe_load((MANIFESTS / "overlays" / overlay / "kustomization.yaml").read_text())
+        assert k["replacements"] == want
+        assert k["images"] == yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())["images"]

@@ -180,7 +180,7 @@ def test_dashboard_configmaps_carry_the_sidecar_label():
         (key,) = c["data"]
         assert json.loads(c["data"][key]) == json.loads((DASHBOARDS / key).read_text())
     assert not [o for o in objects_of(render({"dashboards": {"enabled": False}}), "ConfigMap")]
-    gke = [o for o in objects_of(render(preset_values("gke")), "ConfigMap") if o["metadata"]["name"].endswith("vllm-serving")]
+    gke = [o for o in objects_of(render(preset_values("gke-kps")), "ConfigMap") if o["metadata"]["name"].endswith("vllm-serving")]
     d = json.loads(gke[0]["data"]["vllm-serving.json"])
     current = {v["name"]: v["current"]["value"] for v in d["templating"]["list"] if v["type"] == "custom"}
     assert current == {"gpu_ns_label": "exported_namespace", "gpu_pod_label": "exported_pod"}

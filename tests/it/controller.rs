@@ -265,7 +265,10 @@ async fn create_applies_owned_objects_and_writes_status() {
 #[tokio::test]
 async fn spec_change_updates_objects_and_prunes_the_pdb() {
     let h = Harness::new(ClientBuilder::new()).await;
-    h.create(&example("infsvc-gke-l4.yaml")).await;
+    // No ReadWriteOnce cache: several replicas are allowed.
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    isvc.spec.model.cache = None;
+    h.create(&isvc).await;
     h.reconcile("qwen").await;
     h.edit("qwen", |i| {
         i.spec.engine.gpu_memory_utilization = Some(0.8);
@@ -559,7 +562,7 @@ async fn add_pod(h: &Harness, name: &str, status: Value) {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NS,
                      "labels": {"inferops.dev/inference-service": "qwen"}},
-        "spec": {"containers": [{"name": "engine", "image": "vllm/vllm-openai:v0.11.0"}]},
+        "spec": {"containers": [{"name": "engine", "image": "vllm/vllm-openai:v0.30.0"}]},
         "status": status,
     });
     h.api::<Pod>()
@@ -610,7 +613,7 @@ async fn crash_looping_engine_reports_crash_loop() {
     let h = Harness::new(ClientBuilder::new()).await;
     h.create(&example("infsvc-gke-l4.yaml")).await;
     add_pod(&h, "qwen-5d8f-x2", json!({"phase": "Running", "containerStatuses": [{
-        "name": "engine", "image": "vllm/vllm-openai:v0.11.0", "imageID": "", "ready": false,
+        "name": "engine", "image": "vllm/vllm-openai:v0.30.0", "imageID": "", "ready": false,
         "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
         "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]})).await;
     h.reconcile("qwen").await;
@@ -749,6 +752,149 @@ async fn pod_monitor_is_applied_when_the_crd_exists_and_removed_when_disabled() 
     assert!(conditions.iter().all(|c| c.type_ != "MetricsUnavailable"));
 }
 
+fn crd(plural: &str, group: &str, kind: &str) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": plural, "kind": kind}, "versions": []},
+    }))
+    .unwrap()
+}
+
+/// Stand-in for GKE Managed Prometheus' PodMonitoring.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema)]
+#[kube(
+    group = "monitoring.googleapis.com",
+    version = "v1",
+    kind = "PodMonitoring",
+    namespaced
+)]
+#[serde(rename_all = "camelCase")]
+struct PodMonitoringSpec {
+    selector: Value,
+    endpoints: Vec<Value>,
+}
+
+#[tokio::test]
+async fn gmp_gets_a_pod_monitoring_with_the_extra_labels() {
+    let mut h = Harness::new(
+        ClientBuilder::new()
+            .with_resource::<PodMonitoring>()
+            .with_object(crd(
+                "podmonitorings",
+                "monitoring.googleapis.com",
+                "PodMonitoring",
+            )),
+    )
+    .await;
+    let mut render = h.ctx.render.clone();
+    render.monitoring_stack = inferops::render::MonitoringStack::Gmp;
+    render.pod_monitor_labels = [("release".to_string(), "prom".to_string())].into();
+    h.ctx = Arc::new(Context::new(h.client.clone(), render));
+    h.create(&example("infsvc-sim.yaml")).await;
+    h.reconcile("qwen-sim").await;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        h.client.clone(),
+        NS,
+        &apply::api_resource(
+            "monitoring.googleapis.com/v1",
+            "PodMonitoring",
+            "podmonitorings",
+        ),
+    );
+    let pm = api.get("qwen-sim").await.unwrap();
+    assert_eq!(pm.labels()["release"], "prom");
+    let metrics = h.condition("qwen-sim", "MetricsUnavailable").await;
+    assert_eq!(
+        (metrics.status.as_str(), metrics.reason.as_str()),
+        ("False", "PodMonitoringApplied")
+    );
+}
+
+#[tokio::test]
+async fn a_pod_monitor_crd_without_a_served_resource_is_a_condition_not_a_failure() {
+    // The CRD is listed but the resource answers 404 (e.g. a half-installed or removed
+    // Prometheus Operator): monitoring is off, the rest reconciles.
+    let h = Harness::new(ClientBuilder::new().with_object(crd(
+        "podmonitors",
+        "monitoring.coreos.com",
+        "PodMonitor",
+    )))
+    .await;
+    h.create(&example("infsvc-sim.yaml")).await;
+    h.reconcile("qwen-sim").await;
+    let metrics = h.condition("qwen-sim", "MetricsUnavailable").await;
+    assert_eq!(
+        (metrics.status.as_str(), metrics.reason.as_str()),
+        ("True", "PodMonitorCRDMissing")
+    );
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen-sim")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn an_image_outside_the_allow_list_is_refused_with_a_condition() {
+    let mut h = Harness::new(ClientBuilder::new()).await;
+    let mut render = h.ctx.render.clone();
+    render.allowed_engine_images = vec!["registry.example/vllm:*".into()];
+    h.ctx = Arc::new(Context::new(h.client.clone(), render));
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    isvc.spec.engine.image = Some("docker.io/someone/vllm:latest".into());
+    h.create(&isvc).await;
+    assert_eq!(h.reconcile("qwen").await, Action::await_change());
+    let degraded = h.condition("qwen", "Degraded").await;
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ImageNotAllowed")
+    );
+    assert!(
+        degraded.message.contains("docker.io/someone/vllm:latest"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_replica_failure_reaches_degraded() {
+    let h = Harness::new(ClientBuilder::new()).await;
+    h.create(&example("infsvc-sim.yaml")).await;
+    h.reconcile("qwen-sim").await;
+    h.api::<Deployment>()
+        .patch_status(
+            "qwen-sim",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedGeneration": 1_000_000, "replicas": 0,
+                "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                  "message": "pods \"qwen-sim-x\" is forbidden: violates PodSecurity \"restricted:latest\""}]}})),
+        )
+        .await
+        .unwrap();
+    h.reconcile("qwen-sim").await;
+    let degraded = h.condition("qwen-sim", "Degraded").await;
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ReplicaFailure")
+    );
+    assert!(
+        degraded.message.contains("violates PodSecurity"),
+        "{}",
+        degraded.message
+    );
+}
+
 #[tokio::test]
 async fn keda_without_its_crd_is_degraded() {
     let h = Harness::new(ClientBuilder::new()).await;
@@ -799,9 +945,59 @@ async fn an_expired_lease_is_taken_over() {
     let a = LeaderElector::new(client.clone(), NS, "lease", "a", Duration::from_secs(1));
     let b = LeaderElector::new(client.clone(), NS, "lease", "b", Duration::from_secs(1));
     assert!(a.try_acquire_or_renew().await.unwrap());
+    // b judges expiry from when *it* saw the record: first sight starts its clock.
+    assert!(!b.try_acquire_or_renew().await.unwrap());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(b.try_acquire_or_renew().await.unwrap());
     assert!(!a.try_acquire_or_renew().await.unwrap(), "a lost the lease");
+}
+
+#[tokio::test]
+async fn a_holder_with_a_skewed_clock_is_not_deposed_at_once() {
+    // The holder's renewTime is an hour behind our clock (its clock is off, or it renewed
+    // from a skewed node). Comparing its timestamp with our clock would depose it at once
+    // and make two leaders; by local observation, b waits a whole lease duration.
+    let lease: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "lease", "namespace": NS},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15,
+                 "renewTime": "2020-01-01T00:00:00.000000Z"},
+    }))
+    .unwrap();
+    let client = fake(ClientBuilder::new().with_object(lease)).await;
+    let b = LeaderElector::new(client, NS, "lease", "b", Duration::from_secs(15));
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    assert!(b.renew_deadline() < b.lease_duration());
+}
+
+#[tokio::test]
+async fn a_hung_renewal_times_out_within_the_renew_deadline() {
+    // An API server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    // Plain HTTP, no TLS stack: the requests hang on the socket.
+    use kube::client::ConfigExt;
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<kube::client::Body>();
+    let client = kube::client::ClientBuilder::new(http, NS)
+        .with_layer(&config.base_uri_layer())
+        .build();
+    let a = LeaderElector::new(client, NS, "lease", "a", Duration::from_secs(3));
+    let start = std::time::Instant::now();
+    let r = a.try_acquire_or_renew().await;
+    let took = start.elapsed();
+    assert!(
+        matches!(r, Err(inferops::controller::leader::LeaseError::Timeout(_))),
+        "{r:?}"
+    );
+    assert!(took < a.lease_duration(), "gave up after {took:?}");
 }
 
 #[tokio::test]
@@ -872,6 +1068,190 @@ async fn a_rejected_apply_is_reported_and_retried() {
         "{}",
         degraded.message
     );
+    assert!(
+        degraded
+            .message
+            .contains("PersistentVolumeClaim qwen-hf-cache"),
+        "{}",
+        degraded.message
+    );
+    // The PVC's failure did not stop the others: the Deployment and Service exist, and
+    // status still follows the Deployment.
+    assert!(
+        h.api::<Deployment>()
+            .get_opt("qwen")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(h.api::<Service>().get_opt("qwen").await.unwrap().is_some());
+    assert_eq!(h.condition("qwen", "Ready").await.reason, "Deploying");
+}
+
+/// Refuse, as the API server does, a PVC apply whose access modes or storage class differ
+/// from the stored PVC's (a PVC's spec is immutable except for a larger size).
+fn immutable_pvc_interceptor() -> kube_fake_client::interceptor::Funcs {
+    use kube_fake_client::{Error as FakeError, interceptor};
+    use std::sync::Mutex;
+    let first: Arc<Mutex<Option<(Value, Value)>>> = Arc::default();
+    interceptor::Funcs::new().patch(move |ctx| {
+        if !ctx.name.ends_with("-hf-cache") {
+            return Ok(None);
+        }
+        let modes = ctx.patch["spec"]["accessModes"].clone();
+        let class = ctx.patch["spec"]["storageClassName"].clone();
+        let mut first = first.lock().unwrap();
+        match &*first {
+            None => *first = Some((modes, class)),
+            Some((m, c)) if *m != modes || *c != class => {
+                return Err(FakeError::ImmutableField {
+                    field: format!("spec.accessModes {m} -> {modes} / storageClassName"),
+                });
+            }
+            _ => {}
+        }
+        Ok(None)
+    })
+}
+
+#[tokio::test]
+async fn scaling_a_shared_cache_never_reapplies_immutable_pvc_fields() {
+    let h = Harness::new(ClientBuilder::new().with_interceptor_funcs(immutable_pvc_interceptor()))
+        .await;
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    let cache = isvc.spec.model.cache.as_mut().unwrap();
+    cache.access_mode = Some(inferops::api::CacheAccessMode::ReadWriteMany);
+    cache.storage_class_name = Some("standard-rwx".into());
+    h.create(&isvc).await;
+    h.reconcile("qwen").await;
+    h.edit("qwen", |i| i.spec.replicas = 3).await;
+    h.reconcile("qwen").await;
+    let dep = h.api::<Deployment>().get("qwen").await.unwrap();
+    assert_eq!(dep.spec.as_ref().unwrap().replicas, Some(3));
+    assert_ne!(h.condition("qwen", "Degraded").await.reason, "ApplyFailed");
+    // A scaling study through the scale subresource path: autoscaled, still the same PVC.
+    h.edit("qwen", |i| {
+        i.spec.autoscaling = example("infsvc-autoscaling.yaml").spec.autoscaling
+    })
+    .await;
+    h.reconcile("qwen").await;
+    let pvc = h
+        .api::<PersistentVolumeClaim>()
+        .get("qwen-hf-cache")
+        .await
+        .unwrap();
+    assert_eq!(pvc.spec.unwrap().access_modes.unwrap(), ["ReadWriteMany"]);
+}
+
+#[tokio::test]
+async fn a_cache_spec_the_live_pvc_cannot_follow_is_reported_not_reapplied() {
+    let h = Harness::new(ClientBuilder::new().with_interceptor_funcs(immutable_pvc_interceptor()))
+        .await;
+    // Created ReadWriteOnce at one replica (as before this version, or by the default).
+    h.create(&example("infsvc-gke-l4.yaml")).await;
+    h.reconcile("qwen").await;
+    // The user then asks for ReadWriteMany and three replicas.
+    h.edit("qwen", |i| {
+        i.spec.model.cache.as_mut().unwrap().access_mode =
+            Some(inferops::api::CacheAccessMode::ReadWriteMany);
+        i.spec.replicas = 3;
+    })
+    .await;
+    h.reconcile("qwen").await;
+    let degraded = h.condition("qwen", "Degraded").await;
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "CachePVCImmutable"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        degraded.message.contains("ReadWriteOnce"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        degraded.message.contains("delete the PVC"),
+        "{}",
+        degraded.message
+    );
+    let pvc = h
+        .api::<PersistentVolumeClaim>()
+        .get("qwen-hf-cache")
+        .await
+        .unwrap();
+    assert_eq!(pvc.spec.unwrap().access_modes.unwrap(), ["ReadWriteOnce"]);
+    // Everything else follows the spec.
+    let dep = h.api::<Deployment>().get("qwen").await.unwrap();
+    assert_eq!(dep.spec.as_ref().unwrap().replicas, Some(3));
+}
+
+#[test]
+fn pvc_for_apply_keeps_immutable_fields_and_grows_only() {
+    use inferops::controller::inference_service::pvc_for_apply;
+    let pvc = |modes: &[&str], class: &str, size: &str| -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": "q-hf-cache", "namespace": NS},
+            "spec": {"accessModes": modes, "storageClassName": class,
+                     "resources": {"requests": {"storage": size}}},
+        }))
+        .unwrap()
+    };
+    let rendered = pvc(&["ReadWriteOnce"], "standard-rwo", "20Gi");
+    assert_eq!(pvc_for_apply(&rendered, None), (rendered.clone(), None));
+    let same = pvc_for_apply(&rendered, Some(&rendered));
+    assert_eq!(same, (rendered.clone(), None));
+    // Growing is allowed and sent.
+    let live = pvc(&["ReadWriteOnce"], "standard-rwo", "10Gi");
+    let (out, msg) = pvc_for_apply(&rendered, Some(&live));
+    assert_eq!(out, rendered);
+    assert!(msg.is_none());
+    // Shrinking, another class or mode: the live values are kept, and said.
+    let live = pvc(&["ReadWriteMany"], "filestore", "50Gi");
+    let (out, msg) = pvc_for_apply(&rendered, Some(&live));
+    assert_eq!(out.spec, live.spec);
+    let msg = msg.unwrap();
+    for part in ["ReadWriteMany", "filestore", "cannot shrink"] {
+        assert!(msg.contains(part), "{msg}");
+    }
+}
+
+#[test]
+fn optional_integrations_turn_403_and_404_into_outcomes() {
+    use inferops::controller::inference_service::{
+        Optional, classify_apply, classify_crd_lookup, classify_removal, metrics_condition,
+    };
+    let api_error = |code: u16| {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: format!("code {code}"),
+            reason: "Forbidden".into(),
+            ..Default::default()
+        }))
+    };
+    // Lookup-before-delete refused: nothing to remove, no failed reconcile.
+    assert_eq!(
+        classify_removal(Err(api_error(403))).unwrap(),
+        Optional::Removed
+    );
+    assert_eq!(
+        classify_removal(Err(api_error(404))).unwrap(),
+        Optional::Removed
+    );
+    assert!(classify_removal(Err(api_error(500))).is_err());
+    // Apply refused: a condition with the server's message.
+    let forbidden = classify_apply(Err(api_error(403))).unwrap();
+    assert_eq!(forbidden, Optional::Forbidden("code 403".into()));
+    assert_eq!(
+        classify_apply(Err(api_error(404))).unwrap(),
+        Optional::CrdMissing
+    );
+    assert!(classify_apply(Err(api_error(422))).is_err());
+    // May not read CRDs: try the object.
+    assert!(classify_crd_lookup(Err(api_error(403))).unwrap());
+    let c = metrics_condition("PodMonitor", &forbidden).unwrap();
+    assert_eq!((c.status, c.reason), (true, "MonitoringForbidden"));
+    assert!(c.message.contains("rbac.podMonitors"), "{}", c.message);
 }
 
 #[tokio::test]

@@ -336,7 +336,7 @@ async fn bench_reads_a_benchmark_run_file() {
     );
     assert!(stdout.contains("| rate (req/s) |"), "{stdout}");
     let r: Results = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(r.metadata.api, "chat");
+    assert_eq!(r.metadata.api, inferops::contract::Api::Chat);
     assert_eq!(r.steps[0].request_rate, Some(200.0));
     assert_eq!(r.steps[0].completed, 10);
     // The file's target is used when no --url is given (no simulator is started).

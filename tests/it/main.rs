@@ -16,4 +16,5 @@ mod prom;
 mod render;
 mod report;
 mod sim;
+mod vllm_metrics;
 mod workloads;

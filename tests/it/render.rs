@@ -11,8 +11,8 @@ use inferops::api::{
     InferenceServiceSpec, ModelSpec, Platform, parse_documents,
 };
 use inferops::cli::render::{RenderOptions, render_documents};
-use inferops::render::inference_service::{Rendered, render};
-use inferops::render::{RenderContext, RenderError};
+use inferops::render::inference_service::{Rendered, VLLM_IMAGE, render};
+use inferops::render::{MonitoringStack, RenderContext, RenderError};
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{Value, json};
 
@@ -97,7 +97,31 @@ fn gke_l4_deployment() {
     let r = render(&with_uid(example("infsvc-gke-l4.yaml")), &ctx()).unwrap();
     let pod = pod_spec(&r);
     let c = &pod.containers[0];
-    assert_eq!(c.image.as_deref(), Some("vllm/vllm-openai:v0.11.0"));
+    assert_eq!(c.image.as_deref(), Some(VLLM_IMAGE));
+    assert_ne!(
+        VLLM_IMAGE, "vllm/vllm-openai:v0.11.0",
+        "a current vLLM release"
+    );
+    // The image's entrypoint is `vllm serve`: the model is the positional first argument.
+    assert_eq!(args(&r)[0], "Qwen/Qwen2.5-0.5B-Instruct");
+    assert!(
+        !args(&r).contains(&"--model".to_string()),
+        "--model is deprecated"
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["cpu"].0, "2");
+    assert_eq!(requests["memory"].0, "10Gi");
+    let pre_stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+    assert_eq!(pre_stop.sleep.as_ref().unwrap().seconds, 30);
+    assert!(pod.termination_grace_period_seconds.unwrap() > 30);
+    // One replica on a ReadWriteOnce cache: Recreate, no spare GPU needed; the progress
+    // deadline is above the startup probe's budget.
+    let dep = r.deployment.spec.as_ref().unwrap();
+    assert_eq!(
+        dep.strategy.as_ref().unwrap().type_.as_deref(),
+        Some("Recreate")
+    );
     let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
     assert_eq!(limits["nvidia.com/gpu"].0, "1");
     let ns = pod.node_selector.as_ref().unwrap();
@@ -117,6 +141,15 @@ fn gke_l4_deployment() {
     let sp = c.startup_probe.as_ref().unwrap();
     let budget = sp.failure_threshold.unwrap() * sp.period_seconds.unwrap();
     assert!((1800..=3600).contains(&budget), "startup budget {budget}s");
+    assert!(
+        r.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .progress_deadline_seconds
+            .unwrap()
+            > budget
+    );
     let rp = c.readiness_probe.as_ref().unwrap();
     assert_eq!(
         rp.http_get.as_ref().unwrap().path.as_deref(),
@@ -368,6 +401,7 @@ fn spec(kind: EngineKind, accelerator: Option<AcceleratorSpec>) -> InferenceServ
             scheduling: None,
             autoscaling: None,
             monitoring: Default::default(),
+            rollout: None,
         },
     );
     isvc.spec.engine.kind = kind;
@@ -381,6 +415,7 @@ fn acc(type_: AcceleratorType, count: u32, platform: Platform) -> Option<Acceler
         platform,
         spot: false,
         instance_type: None,
+        eks_node_labels: None,
     })
 }
 
@@ -535,12 +570,21 @@ fn cli_reads_stdin_and_overrides_the_namespace() {
 
 #[test]
 fn cli_accepts_benchmark_runs() {
-    // BenchmarkRun documents are validated, then rendered (load Job and friends) where the
-    // BenchmarkRun renderer is present, or skipped with a note on stderr.
+    // A BenchmarkRun document is validated, then rendered to its load Job and the objects
+    // the Job needs.
     let path = repo("manifests/examples/bench-concurrency-sweep.yaml");
     let (code, out, err) = run_cli(&["render", "-f", path.to_str().unwrap()], None);
     assert_eq!(code, 0, "{err}");
-    assert!(!out.is_empty() || err.contains("BenchmarkRun"), "{err}");
+    let kinds: Vec<String> = parse_documents(&out)
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "Job"), "no load Job in {kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "ConfigMap"),
+        "no plan ConfigMap in {kinds:?}"
+    );
 }
 
 #[test]
@@ -625,14 +669,247 @@ fn existing_claim_and_eks_spot() {
     );
 }
 
+fn strategy(r: &Rendered) -> Value {
+    serde_json::to_value(
+        r.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .strategy
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 #[test]
-fn a_shared_cache_for_several_replicas_is_read_write_many() {
+fn the_cache_pvc_is_the_same_at_any_replica_count() {
+    // A PVC's access modes are immutable: they come from cache.accessMode alone, never from
+    // the replica count (scaling 1 -> 3 used to re-apply them as ReadWriteMany).
     let mut isvc = example("infsvc-gke-l4.yaml");
-    isvc.spec.replicas = 2;
-    let r = render(&isvc, &ctx()).unwrap();
-    let modes = r.pvc.unwrap().spec.unwrap().access_modes.unwrap();
+    let cache = isvc.spec.model.cache.as_mut().unwrap();
+    cache.access_mode = Some(inferops::api::CacheAccessMode::ReadWriteMany);
+    cache.storage_class_name = Some("filestore-rwx".into());
+    let one = render(&isvc, &ctx()).unwrap();
+    isvc.spec.replicas = 3;
+    let three = render(&isvc, &ctx()).unwrap();
+    isvc.spec.autoscaling = example("infsvc-autoscaling.yaml").spec.autoscaling;
+    let scaled = render(&isvc, &ctx()).unwrap();
+    assert_eq!(one.pvc, three.pvc);
+    assert_eq!(one.pvc, scaled.pvc);
+    let modes = one.pvc.clone().unwrap().spec.unwrap().access_modes.unwrap();
     assert_eq!(modes, ["ReadWriteMany"]);
-    assert!(r.pdb.is_some());
+    assert!(three.pdb.is_some());
+    // Several replicas: a rolling update that needs no spare GPU.
+    for r in [&three, &scaled] {
+        assert_eq!(
+            strategy(r),
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+        );
+    }
+    assert_eq!(strategy(&one), json!({"type": "Recreate"}));
+}
+
+#[test]
+fn several_replicas_on_a_read_write_once_cache_are_refused() {
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    let one = render(&isvc, &ctx()).unwrap();
+    let modes = one.pvc.unwrap().spec.unwrap().access_modes.unwrap();
+    assert_eq!(modes, ["ReadWriteOnce"], "the default");
+    isvc.spec.replicas = 3;
+    let e = err(&isvc);
+    assert_eq!(e.field(), "spec.model.cache.accessMode");
+    assert!(e.to_string().contains("up to 3 replicas"), "{e}");
+    assert!(e.fix().contains("ReadWriteMany"), "{e}");
+    // The CRD refuses it too, with the same advice.
+    let doc = serde_json::to_value(&isvc).unwrap();
+    let errors = inferops::api::validate_object(&doc, None).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("accessMode")),
+        "{errors:?}"
+    );
+    // An existing claim is the user's business (its mode is unknown to the operator).
+    isvc.spec.model.cache =
+        Some(serde_json::from_value(json!({"claimName": "shared-weights"})).unwrap());
+    assert!(render(&isvc, &ctx()).is_ok());
+}
+
+#[test]
+fn the_rollout_is_configurable_and_its_deadline_checked() {
+    let mut isvc = example("infsvc-sim.yaml");
+    isvc.spec.replicas = 4;
+    isvc.spec.rollout = Some(
+        serde_json::from_value(json!({"strategy": "RollingUpdate", "maxSurge": 1,
+            "maxUnavailable": "25%", "progressDeadlineSeconds": 900}))
+        .unwrap(),
+    );
+    let r = render(&isvc, &ctx()).unwrap();
+    assert_eq!(
+        strategy(&r),
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}})
+    );
+    assert_eq!(
+        r.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .progress_deadline_seconds,
+        Some(900)
+    );
+    let mut gpu = example("infsvc-gke-l4.yaml");
+    gpu.spec.rollout =
+        Some(serde_json::from_value(json!({"progressDeadlineSeconds": 600})).unwrap());
+    let e = err(&gpu);
+    assert_eq!(e.field(), "spec.rollout.progressDeadlineSeconds");
+    assert!(e.to_string().contains("3600"), "{e}");
+}
+
+#[test]
+fn engine_pods_get_image_pull_secrets_and_the_allow_list_is_enforced() {
+    let mut c = ctx();
+    c.image_pull_secrets = vec!["regcred".into()];
+    for file in ["infsvc-gke-l4.yaml", "infsvc-sim.yaml"] {
+        let pod = pod_spec(&render(&example(file), &c).unwrap());
+        let secrets = pod.image_pull_secrets.unwrap();
+        assert_eq!(secrets[0].name, "regcred", "{file}");
+        assert_eq!(pod.automount_service_account_token, Some(false), "{file}");
+    }
+    c.allowed_engine_images = vec!["registry.example/vllm:*".into()];
+    let e = render(&example("infsvc-gke-l4.yaml"), &c).unwrap_err();
+    assert_eq!(e.field(), "spec.engine.image");
+    assert!(e.to_string().contains(VLLM_IMAGE), "names the image: {e}");
+    assert!(matches!(e, RenderError::NotAllowed { .. }));
+    let mut ok = example("infsvc-gke-l4.yaml");
+    ok.spec.engine.image = Some("registry.example/vllm:v0.30.0".into());
+    assert!(render(&ok, &c).is_ok());
+    // The simulator runs the operator's own image: always allowed.
+    assert!(render(&example("infsvc-sim.yaml"), &c).is_ok());
+}
+
+#[test]
+fn pod_monitors_carry_the_configured_labels_and_gmp_gets_a_pod_monitoring() {
+    let mut c = ctx();
+    c.pod_monitor_labels = [("release".to_string(), "kube-prometheus-stack".to_string())].into();
+    let r = render(&example("infsvc-sim.yaml"), &c).unwrap();
+    let pm = r.pod_monitor.unwrap();
+    assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    assert_eq!(
+        pm["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "inferops"
+    );
+    assert!(r.pod_monitoring.is_none());
+
+    c.monitoring_stack = MonitoringStack::Gmp;
+    let r = render(&example("infsvc-sim.yaml"), &c).unwrap();
+    assert!(r.pod_monitor.is_none());
+    let pm = r.pod_monitoring.unwrap();
+    assert_eq!(pm["apiVersion"], "monitoring.googleapis.com/v1");
+    assert_eq!(pm["kind"], "PodMonitoring");
+    assert_eq!(pm["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(
+        pm["spec"]["selector"]["matchLabels"]["inferops.dev/inference-service"],
+        "qwen-sim"
+    );
+    assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+}
+
+#[test]
+fn cpu_and_memory_requests_come_from_the_profile_unless_set() {
+    let mut isvc = example("infsvc-gke-l4.yaml");
+    isvc.spec.accelerator.as_mut().unwrap().count = 2;
+    isvc.spec.engine.tensor_parallel_size = Some(2);
+    let r = render(&isvc, &ctx()).unwrap();
+    let req = pod_spec(&r).containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(
+        (req["cpu"].0.as_str(), req["memory"].0.as_str()),
+        ("4", "20Gi")
+    );
+    isvc.spec.engine.resources =
+        Some(serde_json::from_value(json!({"requests": {"memory": "30Gi"}})).unwrap());
+    let r = render(&isvc, &ctx()).unwrap();
+    let req = pod_spec(&r).containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(
+        (req["cpu"].0.as_str(), req["memory"].0.as_str()),
+        ("4", "30Gi")
+    );
+    let sim = render(&example("infsvc-sim.yaml"), &ctx()).unwrap();
+    let req = pod_spec(&sim).containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert!(req.contains_key("cpu") && req.contains_key("memory"));
+}
+
+#[test]
+fn eks_node_placement_for_every_node_provisioner() {
+    // Managed node groups: the instance-type scheme, as a required node affinity.
+    let mut isvc = example("infsvc-eks-g5-lora.yaml");
+    isvc.spec.accelerator.as_mut().unwrap().eks_node_labels =
+        Some(inferops::api::EksNodeLabels::InstanceType);
+    let pod = pod_spec(&render(&isvc, &ctx()).unwrap());
+    assert!(
+        pod.node_selector
+            .is_none_or(|s| !s.keys().any(|k| k.contains("gpu-name")))
+    );
+    let term = &pod
+        .affinity
+        .unwrap()
+        .node_affinity
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .unwrap()
+        .node_selector_terms[0];
+    let e = &term.match_expressions.as_ref().unwrap()[0];
+    assert_eq!(e.key, "node.kubernetes.io/instance-type");
+    assert!(
+        e.values
+            .as_ref()
+            .unwrap()
+            .contains(&"g5.2xlarge".to_string())
+    );
+
+    // EKS Auto Mode.
+    isvc.spec.accelerator.as_mut().unwrap().eks_node_labels =
+        Some(inferops::api::EksNodeLabels::AutoMode);
+    let pod = pod_spec(&render(&isvc, &ctx()).unwrap());
+    assert_eq!(
+        pod.node_selector.unwrap()["eks.amazonaws.com/instance-gpu-name"],
+        "a10g"
+    );
+
+    // tensorParallelSize 2 on a 4-GPU g5.12xlarge.
+    let mut tp = example("infsvc-eks-g5-lora.yaml");
+    let a = tp.spec.accelerator.as_mut().unwrap();
+    a.count = 2;
+    a.instance_type = Some("g5.12xlarge".into());
+    tp.spec.engine.tensor_parallel_size = Some(2);
+    let r = render(&tp, &ctx()).unwrap();
+    assert_eq!(
+        pod_spec(&r).node_selector.unwrap()["node.kubernetes.io/instance-type"],
+        "g5.12xlarge"
+    );
+
+    // The 80 GB A100 never lands on a 40 GB p4d node.
+    let a100 = spec(
+        EngineKind::Vllm,
+        acc(AcceleratorType::NvidiaA100_80gb, 8, Platform::Eks),
+    );
+    let sel = pod_spec(&render(&a100, &ctx()).unwrap())
+        .node_selector
+        .unwrap();
+    assert_eq!(sel["karpenter.k8s.aws/instance-family"], "p4de");
 }
 
 #[test]

@@ -50,10 +50,30 @@ async fn results_json_becomes_a_report_with_charts_and_a_hint() {
     );
     assert!(dir.path().join("throughput.svg").exists());
 
+    // The hint is a valid InferenceService patch carrying the recommendation's numbers, and
+    // it applies: the patched example still deserializes and passes the CRD's validation.
     let hint = apply_hint(&record).unwrap();
-    assert!(
-        hint.contains("metric: queueDepth") && hint.contains("maxReplicas"),
+    let rec = record
+        .summary
+        .recommendation
+        .clone()
+        .expect("a recommendation");
+    let patch: serde_json::Value = serde_yaml::from_str(&hint).unwrap();
+    let auto = &patch["spec"]["autoscaling"];
+    assert_eq!(auto["metric"], "queueDepth", "{hint}");
+    assert_eq!(
+        auto["target"].as_str().unwrap().parse::<f64>().unwrap(),
+        rec.queue_depth_target,
         "{hint}"
     );
+    assert!(auto["maxReplicas"].as_i64().unwrap() >= auto["minReplicas"].as_i64().unwrap());
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples/infsvc-sim.yaml"),
+    )
+    .unwrap();
+    let mut isvc = inferops::api::parse_documents(&example).unwrap().remove(0);
+    isvc["spec"]["autoscaling"] = auto.clone();
+    inferops::api::validate_object(&isvc, None).expect("the patched InferenceService validates");
+    let _: inferops::api::InferenceService = serde_json::from_value(isvc).unwrap();
     sim.shutdown().await;
 }

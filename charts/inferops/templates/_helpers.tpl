@@ -67,3 +67,47 @@ app.kubernetes.io/part-of: inferops
 {{- define "inferops.gpuPodLabel" -}}
 {{- if eq .Values.monitoring.gpuLabels "gke-managed" }}exported_pod{{ else }}pod{{ end }}
 {{- end }}
+
+{{/*
+Whether the cluster serves an API (group/version/Kind), from .Capabilities; always true with
+monitoring.checkAPIs: false (offline `helm template` without --api-versions).
+Usage: include "inferops.hasAPI" (dict "root" $ "gvk" "monitoring.coreos.com/v1/ServiceMonitor")
+*/}}
+{{- define "inferops.hasAPI" -}}
+{{- if or (not .root.Values.monitoring.checkAPIs) (.root.Capabilities.APIVersions.Has .gvk) }}true{{ end }}
+{{- end }}
+
+{{/* The API that tells the chosen monitoring stack is installed. */}}
+{{- define "inferops.stackGVK" -}}
+{{- if eq .Values.monitoring.stack "gmp" }}monitoring.googleapis.com/v1/PodMonitoring{{ else }}monitoring.coreos.com/v1/ServiceMonitor{{ end }}
+{{- end }}
+
+{{/*
+Whether a ConfigMap for a monitoring component (dashboards, prometheus-adapter,
+kube-state-metrics) may be rendered into `namespace`: always into the release namespace;
+into another namespace (e.g. kube-prometheus-stack's `monitoring`) only when the monitoring
+stack's API is served, so a cluster without it does not fail on a missing namespace.
+Usage: include "inferops.monitoringNamespaceOK" (dict "root" $ "namespace" "monitoring")
+*/}}
+{{- define "inferops.monitoringNamespaceOK" -}}
+{{- $ns := default .root.Release.Namespace .namespace }}
+{{- if or (eq $ns .root.Release.Namespace) (eq .root.Values.monitoring.stack "none") (include "inferops.hasAPI" (dict "root" .root "gvk" (include "inferops.stackGVK" .root))) }}true{{ end }}
+{{- end }}
+
+{{/* KEY=VALUE,KEY=VALUE of a map, sorted by key (INFEROPS_PODMONITOR_LABELS). */}}
+{{- define "inferops.keyValues" -}}
+{{- $out := list }}
+{{- range $k, $v := . }}{{ $out = append $out (printf "%s=%s" $k $v) }}{{ end }}
+{{- join "," $out }}
+{{- end }}
+
+{{/* Names of the pull secrets of sim and load pods (INFEROPS_IMAGE_PULL_SECRETS). */}}
+{{- define "inferops.workloadPullSecrets" -}}
+{{- if .Values.operator.workloadImagePullSecrets }}
+{{- join "," .Values.operator.workloadImagePullSecrets }}
+{{- else }}
+{{- $out := list }}
+{{- range .Values.imagePullSecrets }}{{ $out = append $out .name }}{{ end }}
+{{- join "," $out }}
+{{- end }}
+{{- end }}

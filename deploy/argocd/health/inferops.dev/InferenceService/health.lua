@@ -3,7 +3,10 @@
 -- Degraded: Degraded is True, or Ready is False and nothing is progressing any more.
 -- Suspended: scaled to zero on purpose (Ready=False, reason ScaledToZero).
 -- Progressing: everything else (not reconciled yet, rolling out, waiting for GPUs to attach).
--- Lua 5.1 (Argo CD runs gopher-lua); tested by tests/charts/test_argocd_health.py.
+-- Lua 5.1 (Argo CD runs gopher-lua). Argo CD gives custom health checks only the base,
+-- table and package libraries and os.time / os.date (no string, math or coroutine library,
+-- unless useOpenLibs is set): this script uses nothing else, and
+-- tests/charts/test_argocd_health.py runs it in exactly that sandbox.
 local hs = {}
 
 local function condition(status, ctype)
