@@ -351,6 +351,8 @@ pub enum Arrival {
     Poisson,
     /// Evenly spaced sends.
     Constant,
+    /// Gamma-distributed gaps with shape `burstiness` (`vllm bench serve --burstiness`).
+    Gamma,
 }
 
 /// The sweep.
@@ -360,6 +362,7 @@ pub enum Arrival {
 #[x_kube(validation = Rule::new("self.mode != 'rate' || (has(self.rate) && size(self.rate) > 0) || has(self.saturation)").message("spec.load.mode is rate: spec.load.rate must list at least one load point, or set spec.load.saturation"))]
 #[x_kube(validation = Rule::new("self.mode == 'rate' || !has(self.saturation)").message("spec.load.saturation needs mode rate"))]
 #[x_kube(validation = Rule::new("!(has(self.requestsPerStep) && has(self.durationPerStep))").message("spec.load: set requestsPerStep or durationPerStep, not both"))]
+#[x_kube(validation = Rule::new("(has(self.arrival) && self.arrival == 'gamma') == has(self.burstiness)").message("spec.load: arrival gamma needs burstiness, and burstiness needs arrival gamma"))]
 pub struct LoadSpec {
     /// `concurrency` (closed loop) or `rate` (open loop).
     pub mode: LoadMode,
@@ -373,9 +376,15 @@ pub struct LoadSpec {
     #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.all(r, r > 0.0)").message("spec.load.rate: every load point must be > 0 req/s"))]
     pub rate: Vec<f64>,
-    /// Arrival process for `mode: rate`: `poisson` (default) or `constant`.
+    /// Arrival process for `mode: rate`: `poisson` (default), `constant` or `gamma`.
     #[serde(default)]
     pub arrival: Arrival,
+    /// Shape of the gamma arrivals (`arrival: gamma`): gaps are Gamma(burstiness,
+    /// 1/(rate × burstiness)), so the mean rate holds; 1 is Poisson, below 1 burstier, above 1
+    /// more regular (vLLM bench's `--burstiness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 100.0").message("spec.load.burstiness must be in (0, 100]"))]
+    pub burstiness: Option<f64>,
     /// Requests per load point (default 200 when neither this nor `durationPerStep` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]

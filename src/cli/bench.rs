@@ -143,7 +143,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub shape: Box<WorkloadArgs>,
     /// Open-loop arrivals: poisson or constant [default: poisson].
-    #[arg(long, value_parser = parse_arrival)]
+    #[arg(long, value_parser = parse_arrival, conflicts_with = "burstiness")]
     pub arrival: Option<Arrival>,
     /// Saturation search: raise the rate (from --rate's first value, doubling, up to
     /// --max-rate) until an SLO breaks.
@@ -192,6 +192,10 @@ pub struct WorkloadArgs {
     /// MEAN~STDDEV[:MIN-MAX] [default: --input-tokens].
     #[arg(long, value_parser = parse_tokens, requires = "groups")]
     pub suffix_tokens: Option<TokenCount>,
+    /// Gamma arrivals with this shape (BenchmarkRun `arrival: gamma` + `burstiness`, vLLM
+    /// bench's `--burstiness`): 1 is Poisson, below 1 burstier, above 1 more regular.
+    #[arg(long)]
+    pub burstiness: Option<f64>,
 }
 
 /// Which measurements `--self-test` runs.
@@ -296,6 +300,9 @@ pub fn bench_plan(
     }
     if let Some(v) = args.arrival {
         l.arrival = v;
+    }
+    if let Some(burstiness) = args.shape.burstiness {
+        l.arrival = Arrival::Gamma { burstiness };
     }
     if let Some(v) = args.warmup {
         l.warmup = v;

@@ -349,15 +349,65 @@ impl Mode {
     }
 }
 
-/// Inter-arrival distribution in open-loop mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Inter-arrival distribution in open-loop mode. Written `poisson`, `constant` or
+/// `{gamma: {burstiness: 0.5}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(try_from = "ArrivalRepr", into = "ArrivalRepr")]
 pub enum Arrival {
     /// Exponential gaps (a Poisson process), like `vllm bench serve --burstiness 1`.
     #[default]
     Poisson,
     /// Evenly spaced arrivals.
     Constant,
+    /// Gamma-distributed gaps with shape `burstiness` and scale `1 / (rate × burstiness)`
+    /// (`vllm bench serve --burstiness`): the mean rate is unchanged, 1 is Poisson, below 1
+    /// burstier, above 1 more regular.
+    Gamma {
+        /// Shape of the gamma distribution (> 0).
+        burstiness: f64,
+    },
+}
+
+/// Serialized form of [`Arrival`] (YAML-friendly: no enum tags).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum ArrivalRepr {
+    Name(String),
+    Gamma { gamma: GammaRepr },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GammaRepr {
+    burstiness: f64,
+}
+
+impl TryFrom<ArrivalRepr> for Arrival {
+    type Error = String;
+    fn try_from(r: ArrivalRepr) -> Result<Arrival, String> {
+        match r {
+            ArrivalRepr::Name(n) if n == "poisson" => Ok(Arrival::Poisson),
+            ArrivalRepr::Name(n) if n == "constant" => Ok(Arrival::Constant),
+            ArrivalRepr::Name(n) => Err(format!(
+                "unknown arrival {n:?}: use poisson, constant or {{gamma: {{burstiness: B}}}}"
+            )),
+            ArrivalRepr::Gamma { gamma } => Ok(Arrival::Gamma {
+                burstiness: gamma.burstiness,
+            }),
+        }
+    }
+}
+
+impl From<Arrival> for ArrivalRepr {
+    fn from(a: Arrival) -> ArrivalRepr {
+        match a {
+            Arrival::Poisson => ArrivalRepr::Name("poisson".into()),
+            Arrival::Constant => ArrivalRepr::Name("constant".into()),
+            Arrival::Gamma { burstiness } => ArrivalRepr::Gamma {
+                gamma: GammaRepr { burstiness },
+            },
+        }
+    }
 }
 
 /// How much load, for how long.
@@ -567,6 +617,12 @@ impl Plan {
             );
         }
         let l = &self.load;
+        if let Arrival::Gamma { burstiness } = l.arrival {
+            ensure!(
+                burstiness.is_finite() && burstiness > 0.0,
+                "load.arrival.gamma.burstiness must be > 0"
+            );
+        }
         ensure!(
             !l.request_timeout.is_zero(),
             "load.requestTimeout must be > 0"
@@ -760,6 +816,32 @@ parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
     }
 
     #[test]
+    fn gamma_arrivals_and_new_lengths_parse() {
+        let p = Plan::from_text(
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [2], arrival: {gamma: {burstiness: 0.5}}}\n\
+             workload: {inputTokens: {mean: 100, stddev: 10}, dataset: {sharedPrefix: \
+             {groups: 2, promptsPerGroup: 3, prefixTokens: 50, suffixTokens: {min: 1, max: 4}}}}",
+        )
+        .unwrap();
+        assert_eq!(p.load.arrival, Arrival::Gamma { burstiness: 0.5 });
+        assert!(matches!(
+            p.workload.input_tokens,
+            TokenCount::Normal { mean: 100, stddev: 10, min: None, max: None }
+        ));
+        assert!(matches!(p.workload.dataset, Dataset::SharedPrefix(_)));
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), p);
+        assert_eq!(
+            Plan::from_text("target: {url: x, model: m}\nworkload: {inputTokens: 256}")
+                .unwrap()
+                .workload
+                .input_tokens,
+            TokenCount::Fixed(256),
+            "the old spellings still work"
+        );
+    }
+
+    #[test]
     fn invalid_plans_are_rejected() {
         for bad in [
             "target: {url: '', model: m}",
@@ -770,6 +852,9 @@ parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {saturation: {}}",
             "target: {url: x, model: m}\nworkload: {outputTokens: 0}",
             "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
+            "target: {url: x, model: m}\nload: {arrival: {gamma: {burstiness: 0}}}",
+            "target: {url: x, model: m}\nworkload: {inputTokens: {mean: 5, stddev: 1, min: 9}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");
         }

@@ -149,6 +149,9 @@ pub fn plan(
             arrival: match l.arrival {
                 api::Arrival::Poisson => Arrival::Poisson,
                 api::Arrival::Constant => Arrival::Constant,
+                api::Arrival::Gamma => Arrival::Gamma {
+                    burstiness: l.burstiness.unwrap_or(1.0),
+                },
             },
             requests_per_step,
             duration_per_step: l.duration_per_step.map(Into::into),

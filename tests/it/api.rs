@@ -540,3 +540,21 @@ fn cel_shared_prefix_dataset_and_lengths() {
         "configMapRef and path are for file datasets",
     );
 }
+
+#[test]
+fn cel_gamma_arrivals_need_a_positive_burstiness() {
+    let rate = |extra: Value| {
+        let mut load = json!({"mode": "rate", "rate": [4]});
+        for (k, v) in extra.as_object().unwrap() {
+            load[k] = v.clone();
+        }
+        with(minimal_bench(), "/spec/load", load)
+    };
+    validate_object(&rate(json!({"arrival": "gamma", "burstiness": 0.5})), None).unwrap();
+    rejected(&rate(json!({"arrival": "gamma"})), "arrival gamma needs burstiness");
+    rejected(&rate(json!({"burstiness": 2.0})), "burstiness needs arrival gamma");
+    rejected(
+        &rate(json!({"arrival": "gamma", "burstiness": 0.0})),
+        "spec.load.burstiness must be in (0, 100]",
+    );
+}
