@@ -826,7 +826,12 @@ parallelism: {index: 1, count: 3, startAt: "2026-01-01T00:00:00Z"}
         assert_eq!(p.load.arrival, Arrival::Gamma { burstiness: 0.5 });
         assert!(matches!(
             p.workload.input_tokens,
-            TokenCount::Normal { mean: 100, stddev: 10, min: None, max: None }
+            TokenCount::Normal {
+                mean: 100,
+                stddev: 10,
+                min: None,
+                max: None
+            }
         ));
         assert!(matches!(p.workload.dataset, Dataset::SharedPrefix(_)));
         let json = serde_json::to_string(&p).unwrap();

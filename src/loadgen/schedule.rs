@@ -368,7 +368,10 @@ mod tests {
         // Gamma(k, 1/(rate k)): mean 1/rate, coefficient of variation 1/sqrt(k).
         for (b, cv) in [(0.25, 2.0), (1.0, 1.0), (4.0, 0.5)] {
             let (mean, got) = stats(b);
-            assert!((mean - 0.02).abs() < 0.02 * 0.05, "burstiness {b}: mean {mean}");
+            assert!(
+                (mean - 0.02).abs() < 0.02 * 0.05,
+                "burstiness {b}: mean {mean}"
+            );
             assert!((got - cv).abs() < cv * 0.08, "burstiness {b}: cv {got}");
         }
     }

@@ -551,8 +551,14 @@ fn cel_gamma_arrivals_need_a_positive_burstiness() {
         with(minimal_bench(), "/spec/load", load)
     };
     validate_object(&rate(json!({"arrival": "gamma", "burstiness": 0.5})), None).unwrap();
-    rejected(&rate(json!({"arrival": "gamma"})), "arrival gamma needs burstiness");
-    rejected(&rate(json!({"burstiness": 2.0})), "burstiness needs arrival gamma");
+    rejected(
+        &rate(json!({"arrival": "gamma"})),
+        "arrival gamma needs burstiness",
+    );
+    rejected(
+        &rate(json!({"burstiness": 2.0})),
+        "burstiness needs arrival gamma",
+    );
     rejected(
         &rate(json!({"arrival": "gamma", "burstiness": 0.0})),
         "spec.load.burstiness must be in (0, 100]",
