@@ -174,6 +174,7 @@ pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
     findings.extend(throughput_finding(&first));
     findings.extend(e2e_finding(peak));
     findings.extend(ttft_tail_finding(&first));
+    findings.extend(syn_retransmit_finding(steps));
     findings.extend(kv_finding(&first));
     findings.extend(error_finding(steps));
     findings.extend(balance_finding(steps));
@@ -399,6 +400,37 @@ fn ttft_tail_finding(steps: &[&StepStatus]) -> Option<String> {
             describe(&first.load),
             p95 / p50
         )
+    })
+}
+
+/// The kernel retransmits a dropped SYN after 1 s, then after 2 s more: connections whose
+/// SYN met a full accept queue start 1 s (or 3 s) late.
+fn retransmit_mode(p50: f64, tail: f64) -> Option<u32> {
+    let gap = tail - p50;
+    if p50 >= 500.0 {
+        return None;
+    }
+    if (900.0..=1300.0).contains(&gap) {
+        Some(1)
+    } else if (2900.0..=3400.0).contains(&gap) {
+        Some(3)
+    } else {
+        None
+    }
+}
+
+/// A TTFT tail that sits 1 s or 3 s above a short median: SYNs dropped and retransmitted.
+fn syn_retransmit_finding(steps: &[StepStatus]) -> Option<String> {
+    steps.iter().find_map(|s| {
+        let t = s.ttft_ms.as_ref()?;
+        let (name, tail, mode) = [("p99", t.p99), ("p95", t.p95), ("p90", t.p90)]
+            .into_iter()
+            .find_map(|(name, v)| Some((name, v, retransmit_mode(t.p50, v)?)))?;
+        Some(format!(
+            "TTFT {name} at {} is {tail:.0} ms against a median of {:.0} ms: about {mode} s above it, the signature of SYNs dropped by a full listen queue and retransmitted by the kernel after {mode} s. Connections were opened inside the measured window faster than the server accepts them: keep pre-connect on (the default), raise the server's listen backlog (and net.core.somaxconn), or ramp the load up.",
+            describe(&s.load),
+            t.p50
+        ))
     })
 }
 
@@ -812,5 +844,42 @@ mod tests {
             summarize(&steps, &Options::default()).bottleneck,
             Some(Bottleneck::Client)
         );
+    }
+
+    #[test]
+    fn ttft_tails_one_or_three_seconds_above_the_median_are_syn_retransmits() {
+        let mut steps = published();
+        assert!(syn_retransmit_finding(&steps).is_none());
+        // The measurement: 1,000 streams, truth 20 ms, p99 1,072 ms.
+        steps[3].ttft_ms = Some(LatencyMs {
+            mean: 40.0,
+            p50: 24.0,
+            p90: 26.0,
+            p95: 30.0,
+            p99: 1072.0,
+        });
+        let f = syn_retransmit_finding(&steps).expect("a 1 s mode");
+        assert!(f.contains("p99") && f.contains("about 1 s"), "{f}");
+        assert!(f.contains("1072 ms") && f.contains("24 ms"), "{f}");
+        steps[3].ttft_ms = Some(LatencyMs {
+            mean: 90.0,
+            p50: 24.0,
+            p90: 26.0,
+            p95: 3030.0,
+            p99: 5000.0,
+        });
+        let f = syn_retransmit_finding(&steps).expect("a 3 s mode");
+        assert!(f.contains("TTFT p95") && f.contains("about 3 s"), "{f}");
+        // A slow server whose whole distribution is around a second is not this.
+        steps[3].ttft_ms = Some(LatencyMs {
+            mean: 900.0,
+            p50: 800.0,
+            p90: 1700.0,
+            p95: 1800.0,
+            p99: 1900.0,
+        });
+        assert!(syn_retransmit_finding(&steps).is_none());
+        let all = summarize(&steps, &Options::default());
+        assert!(!all.findings.iter().any(|f| f.contains("SYN")));
     }
 }

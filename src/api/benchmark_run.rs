@@ -44,6 +44,7 @@ use super::common::{LocalObjectRef, default_true};
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]
+#[x_kube(validation = Rule::new("(has(self.scaling) ? size(self.scaling.replicas) : 1) * ((has(self.load.concurrency) ? size(self.load.concurrency) : 0) + (has(self.load.rate) ? size(self.load.rate) : 0)) <= 128").message("spec.load and spec.scaling: at most 128 steps per run (load points x replica counts), so status stays far below the object size limit; split the study into several BenchmarkRuns"))]
 pub struct BenchmarkRunSpec {
     /// What to load: an InferenceService in this namespace or any OpenAI-compatible URL.
     pub target: TargetSpec,
@@ -563,8 +564,10 @@ pub struct BenchmarkRunStatus {
     /// Human-readable target: `infsvc/NAME` or the URL, with the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// `Ready`, `Progressing`, `Degraded` and `MetricsUnavailable`, with reasons.
+    /// `Ready`, `Progressing`, `Degraded`, `MetricsUnavailable` and `Regressed`, with
+    /// reasons; one entry per type (a map list keyed by `type`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// When the load started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -596,10 +599,55 @@ pub struct BenchmarkRunStatus {
     /// Scaling study bookkeeping: the replica count to restore afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingStatus>,
+    /// The wait in progress (target, scale, load pods), measured from when it began so an
+    /// operator restart does not reset it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitStatus>,
+    /// Failed checks of the target (readiness, `/v1/models`) while the load runs: the run
+    /// fails only when they persist (see the `Degraded` condition for the budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_misses: Option<TargetMisses>,
     /// Reproducibility: engine image and args, GPU product and count, instance type,
     /// replicas, operator version.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// What a run is waiting for.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// The InferenceService to exist.
+    TargetFound,
+    /// The InferenceService to be Ready.
+    TargetReady,
+    /// The InferenceService to run the sweep's replica count.
+    TargetScaled,
+    /// The endpoint to answer `/v1/models` with the model.
+    TargetReachable,
+    /// The load pods to start (image pull, scheduling, quota).
+    LoadPodsStarted,
+    /// The API server to accept the load Job's objects.
+    LoadObjectsApplied,
+}
+
+/// A wait in progress.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitStatus {
+    /// What is waited for.
+    pub kind: WaitKind,
+    /// When this wait began.
+    pub since: Time,
+}
+
+/// Consecutive failed target checks during the load.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetMisses {
+    /// Failed checks in a row.
+    pub count: u32,
+    /// When the first of them failed.
+    pub since: Time,
 }
 
 /// Scaling study progress.
@@ -636,12 +684,17 @@ pub struct Comparison {
     pub message: Option<String>,
 }
 
-/// The ConfigMap with raw results.
+/// The ConfigMaps with raw results: one per load pod and sweep.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultsRef {
-    /// ConfigMap name in the run's namespace (owned by the run).
-    pub config_map_name: String,
+    /// Label selector of the run's results ConfigMaps in its namespace (owned by the run),
+    /// e.g. `kubectl get configmap -l inferops.dev/benchmark-run=NAME,inferops.dev/role=results`.
+    pub selector: String,
+    /// Their names: `NAME-results[-rN]-INDEX`, one per load pod (and sweep of a scaling
+    /// study); each pod writes its key `[rN-]pod-INDEX.json` there after every step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_map_names: Vec<String>,
 }
 
 /// One load point of a sweep, written `{concurrency: 8}` (closed loop: this many requests in

@@ -8,6 +8,11 @@
 //! 2. Accuracy: the simulator's `fixed` profile (20 ms to first token, 5 ms per token); each
 //!    request's client-measured TTFT and inter-token gaps are compared with the simulator's
 //!    own record of when it wrote each chunk (`GET /sim/trace`).
+//! 3. Paced: 1,000 streams of the `fixed` profile at 20 ms per token (and 20 ms to the first),
+//!    as a real engine paces them: one event per stream per step, each on its own socket at
+//!    its own time. Reports, for the simulator process and for the client thread, CPU time
+//!    per token event and the timing error against the fixed schedule (server: its trace;
+//!    client: the TTFT and gaps it measured).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -149,6 +154,8 @@ where
 pub struct ThroughputRow {
     /// Requests in flight.
     pub concurrency: u32,
+    /// SSE events the server writes per HTTP body chunk.
+    pub events_per_chunk: usize,
     /// Completed requests per wall-clock second.
     pub request_throughput: f64,
     /// Streamed output tokens per wall-clock second.
@@ -220,6 +227,7 @@ async fn throughput(
         arrival: Arrival::Poisson,
         max_in_flight: concurrency,
         seed: 1,
+        preconnect: true,
     };
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
 }
@@ -369,6 +377,119 @@ pub struct SelfTestReport {
     pub throughput: Vec<ThroughputRow>,
     /// Accuracy rows.
     pub accuracy: Vec<AccuracyRow>,
+    /// Paced rows.
+    pub paced: Vec<PacedRow>,
+}
+
+/// One paced measurement (`fixed` profile, TTFT = ITL = `itl_ms`). Errors are measured minus
+/// scheduled time, µs (positive: late).
+#[derive(Debug, Clone, Serialize)]
+pub struct PacedRow {
+    /// Concurrent streams.
+    pub streams: u32,
+    /// Scheduled time to first token and between tokens, ms.
+    pub itl_ms: f64,
+    /// Token events streamed (server trace).
+    pub token_events: u64,
+    /// Failed requests.
+    pub failed: u64,
+    /// Simulator process CPU / wall time.
+    pub server_cpu_cores: f64,
+    /// Simulator CPU time per token event, µs.
+    pub server_cpu_per_event_us: f64,
+    /// Client thread CPU / wall time.
+    pub client_cpu_cores: f64,
+    /// Client CPU time per token event, µs.
+    pub client_cpu_per_event_us: f64,
+    /// Server: first token written minus arrival + TTFT, p50 and p99.
+    pub server_ttft_err_us: (i64, i64),
+    /// Server: gap between written tokens minus ITL, p50 and p99.
+    pub server_itl_err_us: (i64, i64),
+    /// Client: measured TTFT minus the scheduled TTFT, p50 and p99.
+    pub client_ttft_err_us: (i64, i64),
+    /// Client: measured gaps minus ITL, p50 and p99.
+    pub client_itl_err_us: (i64, i64),
+}
+
+/// CPU time (user + system) of process `pid` so far, from /proc (Linux).
+fn process_cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
+    v.sort_unstable();
+    (pct(&v, 0.5), pct(&v, 0.99))
+}
+
+/// Streams `streams` x (`rounds` + 1) requests of `OUTPUT_TOKENS` tokens against a `fixed`
+/// simulator at `itl` per token and measures both sides (see the module docs).
+async fn paced(pin: bool, streams: u32, itl: Duration, rounds: u32) -> anyhow::Result<PacedRow> {
+    let ms = format!("{}", itl.as_secs_f64() * 1000.0);
+    let sim = SimProcess::start(
+        &["--profile", "fixed", "--ttft-ms", &ms, "--itl-ms", &ms],
+        pin,
+    )
+    .await?;
+    let pid = sim.child.id();
+    let um = (sim.url.clone(), sim.model.clone());
+    let server0 = process_cpu_of(pid);
+    let wall = Instant::now();
+    let (samples, client_cpu) =
+        on_client_core(pin, move || accuracy_samples(um, streams, rounds)).await?;
+    let wall = wall.elapsed();
+    let server_cpu = process_cpu_of(pid)
+        .zip(server0)
+        .map(|(b, a)| b.saturating_sub(a));
+    let v: serde_json::Value = reqwest::get(format!("{}/sim/trace", sim.url))
+        .await?
+        .json()
+        .await?;
+    drop(sim);
+    let recs = v["requests"].as_array().context("trace has no requests")?;
+    let itl_us = itl.as_micros() as i64;
+    let (mut s_ttft, mut s_itl) = (Vec::new(), Vec::new());
+    let mut events = 0u64;
+    for r in recs {
+        let offs: Vec<i64> = r["token_offsets_ns"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_i64()).collect())
+            .unwrap_or_default();
+        events += offs.len() as u64;
+        if let Some(first) = offs.first() {
+            s_ttft.push(first / 1000 - itl_us);
+        }
+        s_itl.extend(offs.windows(2).map(|w| (w[1] - w[0]) / 1000 - itl_us));
+    }
+    anyhow::ensure!(events > 0, "the simulator streamed no tokens");
+    let expected = u64::from(streams) * u64::from(rounds + 1);
+    let c_ttft = samples.iter().map(|s| s.1 as i64 - itl_us).collect();
+    let c_itl = samples
+        .iter()
+        .flat_map(|s| s.2.iter().map(|g| i64::from(*g) - itl_us))
+        .collect();
+    let secs = wall.as_secs_f64();
+    let per_event = |d: Duration| d.as_secs_f64() * 1e6 / events as f64;
+    Ok(PacedRow {
+        streams,
+        itl_ms: itl.as_secs_f64() * 1000.0,
+        token_events: events,
+        failed: expected.saturating_sub(recs.iter().filter(|r| !r["finish_reason"].is_null()).count() as u64),
+        server_cpu_cores: server_cpu.map_or(f64::NAN, |c| c.as_secs_f64() / secs),
+        server_cpu_per_event_us: server_cpu.map_or(f64::NAN, per_event),
+        client_cpu_cores: client_cpu.as_secs_f64() / secs,
+        client_cpu_per_event_us: per_event(client_cpu),
+        server_ttft_err_us: p50_p99(s_ttft),
+        server_itl_err_us: p50_p99(s_itl),
+        client_ttft_err_us: p50_p99(c_ttft),
+        client_itl_err_us: p50_p99(c_itl),
+    })
 }
 
 fn machine() -> String {
@@ -411,6 +532,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         load_average: (load_average(), String::new()),
         throughput: Vec::new(),
         accuracy: Vec::new(),
+        paced: Vec::new(),
     };
     eprintln!(
         "self-test on {} ({}); {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, {}s per level",
@@ -424,8 +546,22 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
 
     let part = args.self_test_part;
-    let sim = SimProcess::start(&["--profile", "zero", "--trace-capacity", "0"], pin).await?;
-    for &c in levels.iter().filter(|_| part != SelfTestPart::Accuracy) {
+    // The zero profile's default (64 tokens per HTTP chunk) at every level, then one chunk per
+    // SSE event (as vLLM writes them) at the highest level.
+    let mut runs: Vec<(usize, u32)> = levels.iter().map(|&c| (64, c)).collect();
+    runs.extend(levels.iter().max().map(|&c| (1, c)));
+    let mut sim: Option<(usize, SimProcess)> = None;
+    for (batch, c) in runs
+        .into_iter()
+        .filter(|_| matches!(part, SelfTestPart::All | SelfTestPart::Throughput))
+    {
+        if sim.as_ref().is_none_or(|(b, _)| *b != batch) {
+            drop(sim.take());
+            let b = batch.to_string();
+            let args = ["--profile", "zero", "--trace-capacity", "0", "--zero-batch", &b];
+            sim = Some((batch, SimProcess::start(&args, pin).await?));
+        }
+        let Some((_, sim)) = &sim else { continue };
         reset_peak_rss();
         let um = (sim.url.clone(), sim.model.clone());
         let wall = Instant::now();
@@ -436,6 +572,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let measured_cpu = cpu_s * (step.duration / wall).min(1.0);
         let row = ThroughputRow {
             concurrency: c,
+            events_per_chunk: batch,
             request_throughput: step.request_throughput,
             output_throughput: step.output_throughput,
             client_cpu_cores: cpu_s / wall,
@@ -452,7 +589,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             peak_rss_mb: peak_rss_mb(),
             failed: step.failed,
         };
-        eprintln!("concurrency {c}: {}", step.one_line());
+        eprintln!("concurrency {c}, {batch} events per chunk: {}", step.one_line());
         report.throughput.push(row);
     }
     drop(sim);
@@ -462,10 +599,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         pin,
     )
     .await?;
-    let rounds: &[(u32, u32)] = if part == SelfTestPart::Throughput {
-        &[]
-    } else {
+    let rounds: &[(u32, u32)] = if matches!(part, SelfTestPart::All | SelfTestPart::Accuracy) {
         &[(32, 8), (256, 2)]
+    } else {
+        &[]
     };
     for &(streams, per_stream) in rounds {
         let _ = reqwest::Client::new()
@@ -482,6 +619,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         report.accuracy.push(row);
     }
     drop(sim);
+    if matches!(part, SelfTestPart::All | SelfTestPart::Paced) {
+        let row = paced(pin, 1000, Duration::from_millis(20), 2).await?;
+        eprintln!("paced: {row:?}");
+        report.paced.push(row);
+    }
     report.load_average.1 = load_average();
 
     print!("{}", render(&report));
@@ -506,12 +648,13 @@ pub fn render(r: &SelfTestReport) -> String {
             "not pinned"
         }
     );
-    s.push_str("| concurrency | req/s | out tok/s | client CPU (cores) | req/s per client core | tok/s per client core | peak RSS (MB) | failed |\n");
-    s.push_str("| ----------- | ----- | --------- | ------------------ | --------------------- | --------------------- | ------------- | ------ |\n");
+    s.push_str("| concurrency | events per chunk | req/s | out tok/s | client CPU (cores) | req/s per client core | tok/s per client core | peak RSS (MB) | failed |\n");
+    s.push_str("| ----------- | ---------------- | ----- | --------- | ------------------ | --------------------- | --------------------- | ------------- | ------ |\n");
     for t in &r.throughput {
         s.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {} | {} |\n",
             t.concurrency,
+            t.events_per_chunk,
             t.request_throughput,
             t.output_throughput,
             t.client_cpu_cores,
@@ -539,6 +682,32 @@ pub fn render(r: &SelfTestReport) -> String {
             a.server_ttft_p50_ms,
             a.client_cpu_cores
         ));
+    }
+    if !r.paced.is_empty() {
+        s.push_str("\nPaced streams (`fixed`: TTFT = ITL, one event per stream per step): CPU per token event, and timing error against the schedule (measured minus scheduled, µs, p50 / p99):\n\n");
+        s.push_str("| streams | ms per token | token events | failed | server CPU (cores) | server µs/event | server TTFT err | server ITL err | client CPU (cores) | client µs/event | client TTFT err | client ITL err |\n");
+        s.push_str("| ------- | ------------ | ------------ | ------ | ------------------ | --------------- | --------------- | -------------- | ------------------ | --------------- | --------------- | -------------- |\n");
+        for p in &r.paced {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {:.2} | {:.2} | {} / {} | {} / {} | {:.2} | {:.2} | {} / {} | {} / {} |\n",
+                p.streams,
+                p.itl_ms,
+                p.token_events,
+                p.failed,
+                p.server_cpu_cores,
+                p.server_cpu_per_event_us,
+                p.server_ttft_err_us.0,
+                p.server_ttft_err_us.1,
+                p.server_itl_err_us.0,
+                p.server_itl_err_us.1,
+                p.client_cpu_cores,
+                p.client_cpu_per_event_us,
+                p.client_ttft_err_us.0,
+                p.client_ttft_err_us.1,
+                p.client_itl_err_us.0,
+                p.client_itl_err_us.1,
+            ));
+        }
     }
     s
 }

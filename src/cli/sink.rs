@@ -1,9 +1,12 @@
-//! In a cluster, the load pods hand their results to the operator through one ConfigMap
-//! owned by the BenchmarkRun: each pod server-side-applies its own key
+//! In a cluster, the load pods hand their results to the operator through ConfigMaps owned
+//! by the BenchmarkRun, one per pod: each pod server-side-applies its key
 //! (`<prefix>pod-<index>.json`) after every step, so a crash loses at most the running step
-//! and pods never overwrite each other.
+//! and pods never crowd each other out of the 1 MiB an object may hold. Results that outgrow
+//! [`MAX_RESULTS_BYTES`] are not written: the pod writes a short marker key
+//! (`...json` + [`OVER_BUDGET_SUFFIX`]) instead, keeping the steps it wrote before, and the
+//! operator fails the run with the `ResultsOverBudget` reason.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -12,12 +15,24 @@ use crate::contract::results::Results;
 /// Largest results document a pod writes (a ConfigMap holds 1 MiB in all).
 pub const MAX_RESULTS_BYTES: usize = 900 * 1024;
 
+/// Suffix of the marker key a pod writes when its results outgrow [`MAX_RESULTS_BYTES`].
+pub use crate::render::benchmark_run::OVER_BUDGET_SUFFIX;
+
 /// The ConfigMap key a pod writes.
 pub fn key(prefix: &str, index: u32) -> String {
     format!("{prefix}pod-{index}.json")
 }
 
-/// Writes one pod's results into its key of the results ConfigMap.
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The results are in the pod's key.
+    Stored,
+    /// They were over the budget: the marker says so (the message), the key is unchanged.
+    OverBudget(String),
+}
+
+/// Writes one pod's results into its key of its results ConfigMap.
 pub struct ConfigMapSink {
     api: Api<ConfigMap>,
     name: String,
@@ -62,23 +77,34 @@ impl ConfigMapSink {
         Ok(Some(results))
     }
 
-    /// Apply the results under this pod's key.
-    pub async fn write(&self, results: &Results) -> anyhow::Result<()> {
+    /// Apply the results under this pod's key. Results over [`MAX_RESULTS_BYTES`] become
+    /// the over-budget marker instead (the key keeps the last results that fit).
+    pub async fn write(&self, results: &Results) -> anyhow::Result<Written> {
         let text = serde_json::to_string(results)?;
         if text.len() > MAX_RESULTS_BYTES {
-            bail!(
-                "results are {} KiB, more than the {} KiB a ConfigMap key can hold; use fewer steps per run",
+            let msg = format!(
+                "{} steps of results are {} KiB, over the {} KiB budget of one results ConfigMap",
+                results.steps.len(),
                 text.len() / 1024,
                 MAX_RESULTS_BYTES / 1024
             );
+            self.apply(format!("{}{OVER_BUDGET_SUFFIX}", self.key), msg.clone())
+                .await?;
+            return Ok(Written::OverBudget(msg));
         }
+        self.apply(self.key.clone(), text).await?;
+        Ok(Written::Stored)
+    }
+
+    async fn apply(&self, key: String, text: String) -> anyhow::Result<()> {
         let patch = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": self.name},
-            "data": {(self.key.clone()): text},
+            "data": {(key.clone()): text},
         });
-        let params = PatchParams::apply(&format!("inferops-loadgen-{}", self.key)).force();
+        // One field manager per key: applying the marker must not drop the results key.
+        let params = PatchParams::apply(&format!("inferops-loadgen-{key}")).force();
         self.api
             .patch(&self.name, &params, &Patch::Apply(&patch))
             .await

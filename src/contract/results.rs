@@ -175,6 +175,25 @@ pub struct StepResult {
     /// What Prometheus reported for this window (`inferops bench --prometheus URL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<crate::contract::WindowMetrics>,
+    /// Connections opened before the step (outside its warmup and measured window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_setup: Option<ConnectionSetup>,
+}
+
+/// The pre-connect phase of a step: connections opened and verified before the step's
+/// clock starts, so TCP handshakes (and SYNs dropped by a full accept queue, retried by the
+/// kernel after 1 s and 3 s) stay out of the latencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionSetup {
+    /// Connections opened.
+    pub connections: u32,
+    /// Connections that could not be opened; their requests connect again, in the window.
+    pub failed: u32,
+    /// Wall time of the whole phase, ms.
+    pub duration_ms: f64,
+    /// Slowest single connection, ms. About 1,000 or 3,000 means a SYN was dropped and
+    /// retransmitted: the server's listen backlog is shorter than the connection burst.
+    pub slowest_ms: f64,
 }
 
 impl StepResult {
@@ -234,6 +253,7 @@ impl StepResult {
                 ((stats.late_sends as f64 / stats.sends as f64) * 1000.0).round() / 1000.0
             }),
             server: None,
+            connection_setup: None,
         };
         s.set_point(point);
         s.fill_derived(&stats.hist);
@@ -403,6 +423,15 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
         };
         out.client_cpu_util = max(out.client_cpu_util, p.client_cpu_util);
         out.late_send_fraction = max(out.late_send_fraction, p.late_send_fraction);
+        out.connection_setup = match (out.connection_setup.take(), &p.connection_setup) {
+            (Some(a), Some(b)) => Some(ConnectionSetup {
+                connections: a.connections + b.connections,
+                failed: a.failed + b.failed,
+                duration_ms: a.duration_ms.max(b.duration_ms),
+                slowest_ms: a.slowest_ms.max(b.slowest_ms),
+            }),
+            (a, b) => a.or_else(|| b.clone()),
+        };
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);

@@ -3,6 +3,7 @@
 //! laptop run and a cluster run of the same file send the same requests.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -172,11 +173,54 @@ pub fn plan(
     })
 }
 
+/// Slack on top of a plan's own length before its Job's `activeDeadlineSeconds` stops it:
+/// pod start-up (image pull, scheduling), the start barrier of split runs and one restart.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(15 * 60);
+
+/// Steps a saturation search runs at most: every rate from `startRate` up to `maxRate`.
+fn saturation_steps(s: &crate::contract::plan::Saturation) -> u32 {
+    if s.step_factor <= 1.0 || s.start_rate <= 0.0 || s.max_rate < s.start_rate {
+        return 1;
+    }
+    let n = ((s.max_rate / s.start_rate).ln() / s.step_factor.ln()).floor();
+    (n.max(0.0) as u32).saturating_add(1)
+}
+
+/// The longest a plan runs when its server answers, with [`DEADLINE_SLACK`]: for each step
+/// its warmup, then its `durationPerStep`, or for request-counted steps every request at
+/// the request timeout (closed loop: one timeout per round of `concurrency` requests; open
+/// loop: the send schedule plus one timeout). The default `activeDeadlineSeconds` of the
+/// load Job, so pods that hang cannot hold the run (or the GPUs) forever.
+pub fn deadline(plan: &Plan) -> Duration {
+    let l = &plan.load;
+    let timeout = l.request_timeout;
+    let step = |point: crate::api::LoadPoint| -> Duration {
+        let measured = match (l.duration_per_step, plan.requests_per_step()) {
+            (Some(d), _) => d + timeout,
+            (None, Some(n)) => match point {
+                crate::api::LoadPoint::Concurrency(c) => {
+                    timeout.saturating_mul(n.div_ceil(u64::from(c.max(1))).min(u64::from(u32::MAX)) as u32)
+                }
+                crate::api::LoadPoint::Rate(r) => {
+                    Duration::from_secs_f64((n as f64 / r.max(1e-3)).min(1e7)) + timeout
+                }
+            },
+            (None, None) => timeout,
+        };
+        l.warmup + measured + l.step_slack
+    };
+    let total: Duration = match &l.saturation {
+        Some(s) => step(crate::api::LoadPoint::Rate(s.start_rate))
+            .saturating_mul(saturation_steps(s)),
+        None => plan.points().into_iter().map(step).sum(),
+    };
+    total + DEADLINE_SLACK
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::BenchmarkRun;
-    use std::time::Duration;
 
     fn example(name: &str) -> BenchmarkRunSpec {
         let path = format!("{}/manifests/examples/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -303,5 +347,66 @@ mod tests {
         assert_eq!(p.load.duration_per_step, Some(Duration::from_secs(60)));
         assert_eq!(p.parallelism.count, 3);
         assert_eq!(p.parallelism.start_at, Some(start));
+    }
+
+    #[test]
+    fn deadline_follows_the_plan_length() {
+        // 6 steps of 200 requests at concurrency 1..32, 60 s timeout, 10 s warmup.
+        let p = plan(
+            &example("bench-concurrency-sweep.yaml"),
+            "http://q:8000",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        let rounds: u64 = [1u64, 2, 4, 8, 16, 32].iter().map(|c| 200u64.div_ceil(*c)).sum();
+        let per_step_extra = p.load.warmup + p.load.step_slack;
+        assert_eq!(
+            deadline(&p),
+            p.load.request_timeout * rounds as u32 + per_step_extra * 6 + DEADLINE_SLACK
+        );
+        // Time-bounded steps: warmup + duration + one timeout to drain, per step.
+        let mut p = p;
+        p.load.requests_per_step = None;
+        p.load.duration_per_step = Some(Duration::from_secs(60));
+        p.load.concurrency = vec![1, 2];
+        let one = p.load.warmup + Duration::from_secs(60) + p.load.request_timeout + p.load.step_slack;
+        assert_eq!(deadline(&p), one * 2 + DEADLINE_SLACK);
+        // A saturation search: 20, 40, 80 req/s up to 100.
+        let p = plan(
+            &example("bench-rate-saturation.yaml"),
+            "http://q:8000",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        let one = p.load.warmup
+            + p.load.duration_per_step.unwrap()
+            + p.load.request_timeout
+            + p.load.step_slack;
+        assert_eq!(deadline(&p), one * 3 + DEADLINE_SLACK);
+    }
+
+    #[test]
+    fn a_configmap_dataset_is_read_from_the_mount() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        spec.workload.dataset = crate::api::DatasetSpec {
+            kind: DatasetKind::Sharegpt,
+            config_map_ref: Some(crate::api::ConfigMapKeyRef {
+                name: "sharegpt".into(),
+                key: "sharegpt.json".into(),
+            }),
+            path: None,
+            shared_prefix: None,
+        };
+        let p = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        match p.workload.dataset {
+            Dataset::Sharegpt { path, .. } => {
+                assert_eq!(path, PathBuf::from("/etc/inferops/dataset/sharegpt.json"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -128,7 +128,7 @@ pub fn set_conditions(
     for u in updates {
         let status = if u.status { "True" } else { "False" };
         let changed = crate::api::find_condition(conditions, u.type_)
-            .is_none_or(|c| c.status != status || c.reason != u.reason);
+            .is_none_or(|c| c.status != status || c.reason != u.reason.as_str());
         crate::api::set_condition(conditions, u.clone(), generation, now.clone());
         if changed {
             transitions.push(u);
@@ -142,26 +142,10 @@ pub fn remove_condition(conditions: &mut Vec<Condition>, type_: ConditionType) {
     conditions.retain(|c| c.type_ != type_.as_str());
 }
 
-/// Whether a condition transition is bad news (Warning Event) or not (Normal).
+/// Whether a condition transition is bad news (Warning Event) or not (Normal): it follows
+/// from the reason ([`crate::api::Reason::event_type`]).
 pub fn event_type_for(update: &ConditionUpdate) -> EventType {
-    let bad = match update.type_ {
-        ConditionType::Degraded | ConditionType::MetricsUnavailable | ConditionType::Regressed => {
-            update.status
-        }
-        ConditionType::Ready => {
-            !update.status
-                && !matches!(
-                    update.reason,
-                    "Deploying" | "ModelDownloading" | "ScaledToZero"
-                )
-        }
-        ConditionType::Progressing => false,
-    };
-    if bad {
-        EventType::Warning
-    } else {
-        EventType::Normal
-    }
+    update.reason.event_type()
 }
 
 /// The API server rejects Event notes above 1 kB.
@@ -191,7 +175,7 @@ pub async fn publish_transitions(
         // they tell the reader the problem went away.
         let ev = Event {
             type_: event_type_for(t),
-            reason: t.reason.to_string(),
+            reason: t.reason.as_str().to_string(),
             note: Some(truncate(
                 &format!(
                     "{}={}: {}",
@@ -205,9 +189,57 @@ pub async fn publish_transitions(
             secondary: None,
         };
         if let Err(e) = recorder.publish(&ev, reference).await {
-            tracing::warn!(error = %e, reason = t.reason, "failed to publish event");
+            tracing::warn!(error = %e, reason = t.reason.as_str(), "failed to publish event");
         }
     }
+}
+
+/// `new` as a JSON merge patch over `old`: every field of `old` (at any depth of nested
+/// objects) that `new` lacks becomes an explicit `null`, so the patch clears it. Arrays and
+/// scalars are replaced whole.
+pub fn replacing_patch(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in n {
+                let merged = match o.get(k) {
+                    Some(ov) => replacing_patch(ov, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            for k in o.keys() {
+                if !n.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        (_, n) => n.clone(),
+    }
+}
+
+/// Replace the status subresource with `status`: a merge patch that also clears, with
+/// explicit nulls, every field of the stored `old` status that `status` no longer has (a
+/// plain merge patch cannot clear a field it leaves out).
+pub async fn replace_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    status: &S,
+) -> Result<K, kube::Error>
+where
+    K: Resource + DeserializeOwned + Clone + std::fmt::Debug,
+    S: Serialize,
+{
+    let new = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    let old = match old {
+        Some(o) => serde_json::to_value(o).map_err(kube::Error::SerdeError)?,
+        None => Value::Null,
+    };
+    let patch = serde_json::json!({ "status": replacing_patch(&old, &new) });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 /// Merge-patch the status subresource with `status` (a serializable status struct).
@@ -224,6 +256,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replacing_patch_clears_what_the_new_value_lacks() {
+        let old = serde_json::json!({"phase": "Running", "wait": {"kind": "TargetReady"},
+            "scaling": {"originalReplicas": 3, "currentReplicas": 2}, "steps": [1, 2]});
+        let new = serde_json::json!({"phase": "Succeeded",
+            "scaling": {"originalReplicas": 3, "restored": true}, "steps": [1]});
+        assert_eq!(
+            replacing_patch(&old, &new),
+            serde_json::json!({"phase": "Succeeded", "wait": null,
+                "scaling": {"originalReplicas": 3, "restored": true, "currentReplicas": null},
+                "steps": [1]})
+        );
+        assert_eq!(replacing_patch(&Value::Null, &new), new);
+    }
 
     #[test]
     fn truncate_respects_char_boundaries() {

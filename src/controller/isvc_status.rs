@@ -5,71 +5,73 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::api::{ConditionType, ConditionUpdate};
+use crate::api::{ConditionType, ConditionUpdate, Reason};
 
 /// Condition reasons used by the InferenceService controller.
 pub mod reason {
+    use crate::api::Reason;
+
     /// Ready: at least one replica passes readiness.
-    pub const AVAILABLE: &str = "Available";
+    pub const AVAILABLE: Reason = Reason::Available;
     /// Pods exist, their startup probe is still waiting for vLLM (downloading / loading).
-    pub const MODEL_DOWNLOADING: &str = "ModelDownloading";
+    pub const MODEL_DOWNLOADING: Reason = Reason::ModelDownloading;
     /// Pods are being created / scheduled / started.
-    pub const DEPLOYING: &str = "Deploying";
+    pub const DEPLOYING: Reason = Reason::Deploying;
     /// Replicas are 0 (by spec or autoscaler).
-    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    pub const SCALED_TO_ZERO: Reason = Reason::ScaledToZero;
     /// Progressing False: the rollout is complete.
-    pub const COMPLETE: &str = "Complete";
+    pub const COMPLETE: Reason = Reason::Complete;
     /// Degraded False: nothing wrong.
-    pub const AS_EXPECTED: &str = "AsExpected";
+    pub const AS_EXPECTED: Reason = Reason::AsExpected;
     /// A pod cannot be scheduled for lack of `nvidia.com/gpu`.
-    pub const INSUFFICIENT_GPU: &str = "InsufficientGPU";
+    pub const INSUFFICIENT_GPU: Reason = Reason::InsufficientGpu;
     /// A pod cannot be scheduled for another reason (CPU, memory, node selector, taints).
-    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    pub const UNSCHEDULABLE: Reason = Reason::Unschedulable;
     /// The engine container is in CrashLoopBackOff.
-    pub const CRASH_LOOP: &str = "CrashLoop";
+    pub const CRASH_LOOP: Reason = Reason::CrashLoop;
     /// The image cannot be pulled.
-    pub const IMAGE_PULL_ERROR: &str = "ImagePullError";
+    pub const IMAGE_PULL_ERROR: Reason = Reason::ImagePullError;
     /// The container cannot be configured (e.g. a Secret key it references is missing).
-    pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
+    pub const CONTAINER_CONFIG_ERROR: Reason = Reason::ContainerConfigError;
     /// `spec.model.tokenSecretRef` names a Secret or key that does not exist.
-    pub const SECRET_MISSING: &str = "SecretMissing";
+    pub const SECRET_MISSING: Reason = Reason::SecretMissing;
     /// An object the operator would create exists and belongs to someone else.
-    pub const NAME_CONFLICT: &str = "NameConflict";
+    pub const NAME_CONFLICT: Reason = Reason::NameConflict;
     /// The spec cannot be rendered (see the message for the field and the fix).
-    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const INVALID_SPEC: Reason = Reason::InvalidSpec;
     /// The API server rejected an apply (immutable field, RBAC, admission policy).
-    pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const APPLY_FAILED: Reason = Reason::ApplyFailed;
     /// `autoscaling.provider: keda` but the KEDA CRDs are not installed.
-    pub const KEDA_MISSING: &str = "KEDAMissing";
+    pub const KEDA_MISSING: Reason = Reason::KedaMissing;
     /// `monitoring.podMonitor` but the Prometheus Operator CRDs are not installed.
-    pub const POD_MONITOR_CRD_MISSING: &str = "PodMonitorCRDMissing";
+    pub const POD_MONITOR_CRD_MISSING: Reason = Reason::PodMonitorCrdMissing;
     /// The PodMonitor was applied.
-    pub const POD_MONITOR_APPLIED: &str = "PodMonitorApplied";
+    pub const POD_MONITOR_APPLIED: Reason = Reason::PodMonitorApplied;
     /// `--monitoring-stack gmp` but GKE Managed Prometheus' PodMonitoring CRD is missing.
-    pub const POD_MONITORING_CRD_MISSING: &str = "PodMonitoringCRDMissing";
+    pub const POD_MONITORING_CRD_MISSING: Reason = Reason::PodMonitoringCrdMissing;
     /// The PodMonitoring was applied.
-    pub const POD_MONITORING_APPLIED: &str = "PodMonitoringApplied";
+    pub const POD_MONITORING_APPLIED: Reason = Reason::PodMonitoringApplied;
     /// The operator may not read or write the scrape object (403, e.g. the chart's
     /// `rbac.podMonitors` is off).
-    pub const MONITORING_FORBIDDEN: &str = "MonitoringForbidden";
+    pub const MONITORING_FORBIDDEN: Reason = Reason::MonitoringForbidden;
     /// The operator may not read or write KEDA ScaledObjects (403).
-    pub const KEDA_FORBIDDEN: &str = "KEDAForbidden";
+    pub const KEDA_FORBIDDEN: Reason = Reason::KedaForbidden;
     /// `engine.image` (or the default vLLM image) is not in the operator's allow-list.
-    pub const IMAGE_NOT_ALLOWED: &str = "ImageNotAllowed";
+    pub const IMAGE_NOT_ALLOWED: Reason = Reason::ImageNotAllowed;
     /// The cache PVC exists with an access mode, storage class or size the spec no longer
     /// asks for, and those fields cannot change in place.
-    pub const CACHE_PVC_IMMUTABLE: &str = "CachePVCImmutable";
+    pub const CACHE_PVC_IMMUTABLE: Reason = Reason::CachePvcImmutable;
     /// The Deployment cannot create pods (`ReplicaFailure`: quota, Pod Security
     /// admission, a webhook).
-    pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+    pub const REPLICA_FAILURE: Reason = Reason::ReplicaFailure;
     /// The rollout made no progress within `progressDeadlineSeconds`.
-    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    pub const PROGRESS_DEADLINE_EXCEEDED: Reason = Reason::ProgressDeadlineExceeded;
 }
 
 /// What the Deployment's own conditions say is wrong: `ReplicaFailure=True` (pods cannot be
 /// created, e.g. quota or Pod Security admission) or `Progressing=False` (deadline
 /// exceeded), as (reason, message). Pure.
-pub fn deployment_problem(deployment: &Deployment) -> Option<(&'static str, String)> {
+pub fn deployment_problem(deployment: &Deployment) -> Option<(Reason, String)> {
     let conditions = deployment.status.as_ref()?.conditions.as_ref()?;
     let name = deployment.metadata.name.as_deref().unwrap_or("?");
     if let Some(c) = conditions
@@ -185,7 +187,7 @@ pub const UNSCHEDULABLE_GRACE: SignedDuration = SignedDuration::from_mins(10);
 
 /// A pod-level problem: (rank, reason, message, degraded). `degraded` is false while an
 /// unschedulable pod is within [`UNSCHEDULABLE_GRACE`].
-type Problem = (u8, &'static str, String, bool);
+type Problem = (u8, crate::api::Reason, String, bool);
 
 /// The worst pod-level problem: Degraded ones first, then by rank.
 fn pod_problem(pods: &[Pod], now: Timestamp) -> Option<Problem> {
@@ -402,7 +404,7 @@ pub fn observe(
             format!("{ready}/{desired} replicas ready; serving at {endpoint}"),
         )
     } else if let Some((r, m)) = &problem {
-        ConditionUpdate::new(ConditionType::Ready, false, r, m.clone())
+        ConditionUpdate::new(ConditionType::Ready, false, *r, m.clone())
     } else {
         ConditionUpdate::new(
             ConditionType::Ready,
@@ -440,7 +442,7 @@ pub fn observe(
 
 /// Conditions for a spec problem found before anything was applied (InvalidSpec,
 /// SecretMissing): Ready False and Degraded True with the same message, Progressing False.
-pub fn blocked(reason: &'static str, message: &str) -> Vec<ConditionUpdate> {
+pub fn blocked(reason: crate::api::Reason, message: &str) -> Vec<ConditionUpdate> {
     vec![
         ConditionUpdate::new(ConditionType::Ready, false, reason, message),
         ConditionUpdate::new(ConditionType::Progressing, false, reason, message),

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use super::direct::{DirectBody, DirectConn, DirectTarget};
-use super::sse::SseParser;
+use super::sse::{DEFAULT_MAX_EVENT_BYTES, SseParser};
 use super::workload::{PreparedRequest, word_count};
 use crate::contract::outcome::{ErrorClass, Failure, Metrics};
 use crate::contract::plan::{Api, Target};
@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub api_key: Option<String>,
     /// Use reqwest also for `http://` (instead of the direct hyper transport).
     pub force_reqwest: bool,
+    /// Longest SSE line or event, and largest non-streamed body, accepted (bytes); a longer
+    /// one fails its request (class `body`) instead of growing the client's memory.
+    pub max_event_bytes: usize,
 }
 
 impl ClientConfig {
@@ -58,6 +61,7 @@ impl ClientConfig {
             timeout,
             api_key,
             force_reqwest: false,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -69,6 +73,14 @@ pub fn endpoint(base: &str, api: Api) -> String {
     format!("{base}{}", api.path())
 }
 
+/// The path of `GET /v1/models` under `base` (what verifies a pre-opened connection).
+fn models_path(base: &str) -> String {
+    let url = endpoint(base, Api::Completions);
+    let path = reqwest::Url::parse(&url).map_or_else(|_| "/v1/completions".into(), |u| u.path().to_owned());
+    let prefix = path.strip_suffix(Api::Completions.path()).unwrap_or("");
+    format!("{prefix}/v1/models")
+}
+
 /// A shared, cheaply clonable client.
 #[derive(Clone)]
 pub struct Client {
@@ -76,6 +88,7 @@ pub struct Client {
     url: reqwest::Url,
     stream: bool,
     timeout: Duration,
+    max_event_bytes: usize,
 }
 
 /// How requests travel.
@@ -221,7 +234,10 @@ impl Client {
         };
         let connect_timeout = cfg.timeout.min(Duration::from_secs(10));
         let transport = if url.scheme() == "http" && !cfg.force_reqwest {
-            Transport::Direct(Arc::new(DirectTarget::new(&url, auth, connect_timeout)?))
+            let models = models_path(&cfg.base_url);
+            Transport::Direct(Arc::new(
+                DirectTarget::new(&url, auth, connect_timeout)?.with_verify_path(&models)?,
+            ))
         } else {
             let http = reqwest::Client::builder()
                 .user_agent(concat!("inferops-loadgen/", env!("CARGO_PKG_VERSION")))
@@ -238,12 +254,30 @@ impl Client {
             url,
             stream: cfg.stream,
             timeout: cfg.timeout,
+            max_event_bytes: cfg.max_event_bytes.max(1),
         })
     }
 
     /// The endpoint this client posts to.
     pub fn url(&self) -> &str {
         self.url.as_str()
+    }
+
+    /// Opens the kept-alive connection the next request with `scratch` will use, unless it
+    /// already has a usable one. Only the direct `http://` transport keeps connections per
+    /// worker; with reqwest (`https://`) this does nothing and returns `Ok(false)`. Returns
+    /// whether a connection was opened.
+    pub async fn open_connection(&self, scratch: &mut Scratch) -> Result<bool, Failure> {
+        match &self.transport {
+            Transport::Direct(target) => {
+                if scratch.conn.as_mut().is_some_and(|c| c.usable()) {
+                    return Ok(false);
+                }
+                scratch.conn = Some(target.connect_verified().await?);
+                Ok(true)
+            }
+            Transport::Reqwest { .. } => Ok(false),
+        }
     }
 
     /// Sends one request and measures it from `t0` (the scheduled send time in open loop, the
@@ -256,6 +290,7 @@ impl Client {
         scratch: &mut Scratch,
     ) -> Result<Metrics, Failure> {
         scratch.reset();
+        scratch.parser.set_limit(self.max_event_bytes);
         let deadline = tokio::time::Instant::from_std(t0 + self.timeout);
         let mut tokens_seen = 0u32;
         let result =
@@ -352,7 +387,7 @@ impl Client {
         if self.stream && !is_json {
             read_stream(body, req, t0, bufs, tokens_seen).await
         } else {
-            read_whole(body, req, t0, self.stream).await
+            read_whole(body, req, t0, self.stream, self.max_event_bytes).await
         }
     }
 }
@@ -419,8 +454,19 @@ async fn read_stream<C: Chunks>(
                 .into_err();
             }
         };
-        parser.feed(&chunk, &mut |data| st.on_event(data, at, itl_us, trace));
+        let fed = parser.feed(&chunk, &mut |data| st.on_event(data, at, itl_us, trace));
         *tokens_seen = st.tokens;
+        if let Err(e) = fed {
+            return Failure::new(
+                ErrorClass::Body,
+                format!(
+                    "response too large: {e} (after {} chunks; raise --max-event-bytes if the \
+                     server really sends such events)",
+                    st.tokens
+                ),
+            )
+            .into_err();
+        }
         if let Some(f) = st.failure.take() {
             return Err(f);
         }
@@ -486,11 +532,24 @@ async fn read_whole<C: Chunks>(
     req: &PreparedRequest,
     t0: Instant,
     wanted_stream: bool,
+    limit: usize,
 ) -> Result<Metrics, Failure> {
     let mut body = Vec::new();
     loop {
         match resp.next_chunk().await {
-            Ok(Some((c, _))) => body.extend_from_slice(&c),
+            Ok(Some((c, _))) => {
+                if body.len() + c.len() > limit {
+                    return Failure::new(
+                        ErrorClass::Body,
+                        format!(
+                            "response too large: body longer than the {limit}-byte limit \
+                             (raise --max-event-bytes if the server really sends such bodies)"
+                        ),
+                    )
+                    .into_err();
+                }
+                body.extend_from_slice(&c);
+            }
             Ok(None) => break,
             Err(e) => {
                 return Failure::new(
@@ -817,6 +876,13 @@ mod tests {
             "upstream timed out"
         );
         assert_eq!(server_message(b""), "(empty body)");
+    }
+
+    #[test]
+    fn connections_are_verified_on_the_models_endpoint() {
+        assert_eq!(models_path("http://h:8000/v1"), "/v1/models");
+        assert_eq!(models_path("http://h:8000"), "/v1/models");
+        assert_eq!(models_path("http://h/proxy/vllm/v1/"), "/proxy/vllm/v1/models");
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl std::fmt::Debug for DirectConn {
 
 impl DirectConn {
     /// Still usable: the server has not closed it while it sat idle.
-    fn usable(&mut self) -> bool {
+    pub(crate) fn usable(&mut self) -> bool {
         let Some(c) = self.conn.as_mut() else {
             return false;
         };
@@ -121,6 +121,8 @@ pub struct DirectTarget {
     path: http::Uri,
     auth: Option<HeaderValue>,
     connect_timeout: Duration,
+    /// Path of the `GET` that verifies a pre-opened connection (`/v1/models`).
+    verify_path: Option<http::Uri>,
 }
 
 /// The response body of a direct request, with read timestamps.
@@ -184,10 +186,85 @@ impl DirectTarget {
             path: path.parse()?,
             auth,
             connect_timeout,
+            verify_path: None,
         })
     }
 
-    async fn connect(&self) -> Result<DirectConn, Failure> {
+    /// Verify pre-opened connections with a `GET` of `path` (see [`Self::connect_verified`]).
+    pub fn with_verify_path(mut self, path: &str) -> anyhow::Result<DirectTarget> {
+        self.verify_path = Some(path.parse()?);
+        Ok(self)
+    }
+
+    /// Opens a connection and proves the server serves it: a `GET` of the verify path (any
+    /// status) is answered on it within the connect timeout and the connection stays open.
+    /// A completed TCP handshake alone proves little: when the server's accept queue is full
+    /// the kernel drops the handshake's last ACK, and the first request then waits for the
+    /// server's SYN-ACK retransmits (1 s, 2 s, 4 s...).
+    pub(crate) async fn connect_verified(&self) -> Result<DirectConn, Failure> {
+        let mut conn = self.connect().await?;
+        let Some(path) = &self.verify_path else {
+            return Ok(conn);
+        };
+        let mut req = http::Request::get(path.clone())
+            .header(HOST, self.host.clone())
+            .header(
+                USER_AGENT,
+                HeaderValue::from_static(concat!("inferops-loadgen/", env!("CARGO_PKG_VERSION"))),
+            );
+        if let Some(a) = &self.auth {
+            req = req.header(http::header::AUTHORIZATION, a.clone());
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .expect("valid request parts");
+        let verify = async {
+            let resp = send(&mut conn, req).await?;
+            let mut body = resp.into_body();
+            let drain = async {
+                while let Some(frame) = body.frame().await {
+                    frame.map_err(|e| {
+                        Failure::new(
+                            ErrorClass::Connect,
+                            format!("verifying the connection: {}", error_chain(&e)),
+                        )
+                    })?;
+                }
+                Ok::<(), Failure>(())
+            };
+            let mut ended = false;
+            match conn.conn.as_mut() {
+                Some(driver) => tokio::select! {
+                    biased;
+                    r = drain => r?,
+                    _ = driver.as_mut() => ended = true,
+                },
+                None => drain.await?,
+            }
+            if ended {
+                conn.conn = None;
+            }
+            Ok::<(), Failure>(())
+        };
+        match tokio::time::timeout(self.connect_timeout, verify).await {
+            Ok(Ok(())) if conn.usable() => Ok(conn),
+            Ok(Ok(())) => Err(Failure::new(
+                ErrorClass::Connect,
+                format!("the server closed the connection after GET {path}"),
+            )),
+            Ok(Err(f)) => Err(f),
+            Err(_) => Err(Failure::new(
+                ErrorClass::Connect,
+                format!(
+                    "GET {path} on a new connection not answered within {:?}",
+                    self.connect_timeout
+                ),
+            )),
+        }
+    }
+
+    /// Opens a new connection (TCP handshake, then HTTP/1.1 set-up).
+    pub(crate) async fn connect(&self) -> Result<DirectConn, Failure> {
         let stream = match tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect(&self.addr),

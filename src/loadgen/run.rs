@@ -68,6 +68,13 @@ pub struct RunOptions {
     /// its finished steps are kept and the sweep continues after them. Ignored unless the
     /// plan is the same sweep (a saturation search always starts over).
     pub resume: Option<Results>,
+    /// Longest SSE line or event, and largest non-streamed body, a response may carry
+    /// (bytes; `None`: 1 MiB). A longer one fails its request with class `body`, so a hostile
+    /// or broken server can not make the client buffer without bound.
+    pub max_event_bytes: Option<usize>,
+    /// Do not open connections before each step (by default they are opened, and their
+    /// set-up time reported apart, so TCP handshakes stay out of the latencies).
+    pub no_preconnect: bool,
 }
 
 /// The finished steps of `prior` that a run of `plan` can keep.
@@ -97,12 +104,17 @@ pub async fn run_plan_with(
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Results> {
     plan.validate()?;
-    let client = Client::new(&ClientConfig::new(
+    let mut config = ClientConfig::new(
         &plan.target,
         plan.workload.api,
         plan.workload.stream,
         plan.load.request_timeout,
-    ))?;
+    );
+    if let Some(limit) = options.max_event_bytes {
+        anyhow::ensure!(limit >= 1, "the event size limit must be at least 1 byte");
+        config.max_event_bytes = limit;
+    }
+    let client = Client::new(&config)?;
     let tokenizer = match &options.tokenizer {
         Some(path) => Some(load_tokenizer(path)?),
         None => None,
@@ -142,6 +154,7 @@ pub async fn run_plan_with(
     }
     let mut runner = Runner {
         plan,
+        preconnect: !options.no_preconnect,
         ctx,
         observer,
         results: &mut results,
@@ -176,6 +189,7 @@ pub async fn run_plan_with(
 
 struct Runner<'a> {
     plan: &'a Plan,
+    preconnect: bool,
     ctx: StepContext,
     observer: &'a mut dyn Observer,
     results: &'a mut Results,
@@ -201,6 +215,7 @@ impl Runner<'_> {
                 .seed
                 .wrapping_add(index as u64)
                 .wrapping_add(u64::from(par.index) << 32),
+            preconnect: self.preconnect,
         };
         if let Some(at) = plan.step_slot(index) {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();

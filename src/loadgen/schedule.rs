@@ -3,6 +3,13 @@
 //! latency is counted from the scheduled arrival time when a request leaves late, so a slow
 //! server (or a busy client) can not hide queueing: no coordinated omission.
 //!
+//! Before the step's clock starts, the connections it will use are opened (pre-connect,
+//! [`StepSpec::preconnect`]): a closed loop of N workers opens N, an open loop one second's
+//! worth of arrivals (at most `maxInFlight`). Connection storms (and the 1 s / 3 s SYN
+//! retransmits of a full accept queue) thus stay out of the latencies; the phase is reported
+//! apart as [`ConnectionSetup`]. Before that, the soft limit on open files is checked against
+//! the connections the step needs and raised to the hard limit when it is short.
+//!
 //! Results are recorded into a few sharded recorders (one per runtime worker thread, roughly)
 //! and merged when the step ends.
 
@@ -21,7 +28,7 @@ use super::client::{Client, Scratch};
 use super::workload::RequestSet;
 use crate::contract::outcome::Failure;
 use crate::contract::plan::{Arrival, LoadPoint};
-use crate::contract::results::StepResult;
+use crate::contract::results::{ConnectionSetup, StepResult};
 use crate::contract::stats::StepStats;
 
 /// One step to run (this process's share of the load).
@@ -41,6 +48,8 @@ pub struct StepSpec {
     pub max_in_flight: u32,
     /// Seed of the arrival gaps.
     pub seed: u64,
+    /// Open the step's connections before its clock starts (see the module docs).
+    pub preconnect: bool,
 }
 
 /// Live counters of a running step (for progress bars).
@@ -162,6 +171,16 @@ pub async fn run_step(
     spec: &StepSpec,
     progress: Arc<StepProgress>,
 ) -> StepResult {
+    let needed = connections_needed(spec);
+    if let Some(warning) = ensure_fd_limit(needed) {
+        eprintln!("warning: {warning}");
+    }
+    let (pool, setup) = if spec.preconnect {
+        let (pool, setup) = preconnect(ctx, preconnect_count(spec)).await;
+        (pool, Some(setup))
+    } else {
+        (Vec::new(), None)
+    };
     let clock = Clock::now();
     let start = clock.instant;
     let measure_start = start + spec.warmup;
@@ -169,15 +188,172 @@ pub async fn run_step(
     let shared = Arc::new(Shared::new(progress));
     match spec.point {
         LoadPoint::Concurrency(n) => {
-            closed_loop(ctx, spec, &shared, n, measure_start, measure_end).await
+            closed_loop(ctx, spec, &shared, n, pool, measure_start, measure_end).await
         }
-        LoadPoint::Rate(r) => open_loop(ctx, spec, &shared, r, measure_start, measure_end).await,
+        LoadPoint::Rate(r) => {
+            open_loop(ctx, spec, &shared, r, pool, measure_start, measure_end).await
+        }
     }
     let stats = shared.merged();
     let interrupted = ctx.cancel.is_cancelled();
     let window_start = clock.wall(measure_start.min(Instant::now()));
     let window_end = clock.wall(stats.last_end.unwrap_or_else(Instant::now));
-    StepResult::from_stats(spec.point, &stats, window_start, window_end, interrupted)
+    let mut result =
+        StepResult::from_stats(spec.point, &stats, window_start, window_end, interrupted);
+    result.connection_setup = setup.filter(|s| s.connections + s.failed > 0);
+    result
+}
+
+/// Most connection attempts in flight at once during pre-connect: a burst of thousands of
+/// SYNs overflows a server's accept queue even when the queue could hold them one by one.
+const CONNECT_BURST: usize = 128;
+
+/// Connections a step keeps open at most: its concurrency, or in open loop `maxInFlight`.
+pub fn connections_needed(spec: &StepSpec) -> u64 {
+    match spec.point {
+        LoadPoint::Concurrency(n) => u64::from(n),
+        LoadPoint::Rate(_) => u64::from(spec.max_in_flight),
+    }
+}
+
+/// Connections opened before a step: one per closed-loop worker; in open loop, one second
+/// of arrivals (at least 1), at most `maxInFlight`.
+pub fn preconnect_count(spec: &StepSpec) -> usize {
+    match spec.point {
+        LoadPoint::Concurrency(n) => n as usize,
+        LoadPoint::Rate(r) => {
+            let per_second = if r.is_finite() { r.ceil().max(1.0) } else { 1.0 };
+            (per_second.min(f64::from(spec.max_in_flight))) as usize
+        }
+    }
+}
+
+/// Opens `n` connections, at most [`CONNECT_BURST`] at a time, each in its own [`Scratch`].
+/// A connection that fails is not retried here: its worker connects again on its first
+/// request (inside the window, where the failure counts).
+async fn preconnect(ctx: &StepContext, n: usize) -> (Vec<Scratch>, ConnectionSetup) {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let client = &ctx.client;
+    let attempts = futures::stream::iter(0..n)
+        .map(|_| async move {
+            let mut scratch = Scratch::default();
+            let t = Instant::now();
+            let r = client.open_connection(&mut scratch).await;
+            (scratch, r, t.elapsed())
+        })
+        .buffer_unordered(CONNECT_BURST)
+        .collect::<Vec<_>>();
+    let done = tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => Vec::new(),
+        d = attempts => d,
+    };
+    let mut setup = ConnectionSetup {
+        connections: 0,
+        failed: 0,
+        duration_ms: 0.0,
+        slowest_ms: 0.0,
+    };
+    let mut pool = Vec::with_capacity(done.len());
+    for (scratch, r, took) in done {
+        match r {
+            Ok(true) => setup.connections += 1,
+            Ok(false) => {}
+            Err(_) => setup.failed += 1,
+        }
+        setup.slowest_ms = setup.slowest_ms.max(ms3(took));
+        pool.push(scratch);
+    }
+    setup.duration_ms = ms3(started.elapsed());
+    (pool, setup)
+}
+
+fn ms3(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Descriptors kept free for everything but the step's connections (listeners, files,
+/// the runtime, a Prometheus client).
+const FD_HEADROOM: u64 = 64;
+
+/// What to do about the open-file limit before a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdPlan {
+    /// The soft limit is enough.
+    Enough,
+    /// Raise the soft limit to `to` (the hard limit covers the need).
+    Raise {
+        /// New soft limit.
+        to: u64,
+    },
+    /// Even the hard limit is short: raise the soft one to it and warn.
+    Short {
+        /// Descriptors the step needs.
+        need: u64,
+        /// The hard limit.
+        hard: u64,
+    },
+}
+
+/// Decides, for a step keeping `connections` open, given the soft and hard `RLIMIT_NOFILE`.
+pub fn fd_plan(connections: u64, soft: u64, hard: u64) -> FdPlan {
+    let need = connections.saturating_add(FD_HEADROOM);
+    if need <= soft {
+        FdPlan::Enough
+    } else if need <= hard {
+        FdPlan::Raise { to: hard }
+    } else {
+        FdPlan::Short { need, hard }
+    }
+}
+
+/// Checks (and where needed raises) the soft open-file limit for `connections`; returns a
+/// warning when the step may run out of descriptors ("Too many open files").
+fn ensure_fd_limit(connections: u64) -> Option<String> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return None;
+        }
+        let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+        let raise = |to: u64| -> bool {
+            let new = libc::rlimit {
+                rlim_cur: to as libc::rlim_t,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit reads the struct we own.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 }
+        };
+        match fd_plan(connections, soft, hard) {
+            FdPlan::Enough => None,
+            FdPlan::Raise { to } if raise(to) => None,
+            FdPlan::Raise { .. } => Some(format!(
+                "{connections} connections need about {} open files but the soft limit is \
+                 {soft} and could not be raised; requests may fail with \"Too many open files\" \
+                 (raise `ulimit -n`)",
+                connections + FD_HEADROOM
+            )),
+            FdPlan::Short { need, hard } => {
+                raise(hard);
+                Some(format!(
+                    "{connections} connections need about {need} open files but the hard limit \
+                     is {hard}; requests beyond it will fail with \"Too many open files\" \
+                     (raise the hard limit, or split the load over more processes)"
+                ))
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = connections;
+        None
+    }
 }
 
 async fn closed_loop(
@@ -185,14 +361,15 @@ async fn closed_loop(
     spec: &StepSpec,
     shared: &Arc<Shared>,
     workers: u32,
+    mut pool: Vec<Scratch>,
     measure_start: Instant,
     measure_end: Option<Instant>,
 ) {
     let mut set = JoinSet::new();
     for w in 0..workers as usize {
         let (ctx, shared, limit) = (ctx.clone(), shared.clone(), spec.requests);
+        let mut scratch = pool.pop().unwrap_or_default();
         set.spawn(async move {
-            let mut scratch = Scratch::default();
             loop {
                 let now = Instant::now();
                 let measured = now >= measure_start;
@@ -221,6 +398,7 @@ async fn open_loop(
     spec: &StepSpec,
     shared: &Arc<Shared>,
     rate: f64,
+    preconnected: Vec<Scratch>,
     measure_start: Instant,
     measure_end: Option<Instant>,
 ) {
@@ -228,7 +406,7 @@ async fn open_loop(
     let permits = Arc::new(tokio::sync::Semaphore::new(
         spec.max_in_flight.max(1) as usize
     ));
-    let pool: Arc<Mutex<Vec<Scratch>>> = Arc::default();
+    let pool: Arc<Mutex<Vec<Scratch>>> = Arc::new(Mutex::new(preconnected));
     let mut set = JoinSet::new();
     let mut at = Instant::now();
     let mut n = 0usize;
@@ -382,5 +560,41 @@ mod tests {
         let later = c.wall(c.instant + Duration::from_secs(2));
         let earlier = c.wall(c.instant - Duration::from_secs(1));
         assert_eq!((later - earlier).num_milliseconds(), 3000);
+    }
+
+    #[test]
+    fn fd_limit_is_raised_only_when_short() {
+        assert_eq!(fd_plan(100, 1024, 4096), FdPlan::Enough);
+        assert_eq!(fd_plan(2000, 1024, 4096), FdPlan::Raise { to: 4096 });
+        assert_eq!(
+            fd_plan(5000, 1024, 4096),
+            FdPlan::Short {
+                need: 5064,
+                hard: 4096
+            }
+        );
+        // The headroom counts: 1000 connections do not fit a soft limit of 1024.
+        assert_eq!(fd_plan(1000, 1024, 1024), FdPlan::Short { need: 1064, hard: 1024 });
+        assert_eq!(fd_plan(u64::MAX, 1024, u64::MAX), FdPlan::Raise { to: u64::MAX });
+    }
+
+    #[test]
+    fn preconnect_covers_workers_or_a_second_of_arrivals() {
+        let spec = |point, max_in_flight| StepSpec {
+            point,
+            requests: None,
+            duration: None,
+            warmup: Duration::ZERO,
+            arrival: Arrival::Poisson,
+            max_in_flight,
+            seed: 0,
+            preconnect: true,
+        };
+        assert_eq!(preconnect_count(&spec(LoadPoint::Concurrency(64), 10)), 64);
+        assert_eq!(preconnect_count(&spec(LoadPoint::Rate(20.5), 1000)), 21);
+        assert_eq!(preconnect_count(&spec(LoadPoint::Rate(5000.0), 300)), 300);
+        assert_eq!(preconnect_count(&spec(LoadPoint::Rate(0.1), 300)), 1);
+        assert_eq!(connections_needed(&spec(LoadPoint::Rate(1.0), 300)), 300);
+        assert_eq!(connections_needed(&spec(LoadPoint::Concurrency(7), 300)), 7);
     }
 }

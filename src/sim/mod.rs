@@ -97,6 +97,15 @@ pub struct SimArgs {
     /// Token times kept in the /sim/trace ring buffer in total (default 10000000, 80 MB).
     #[arg(long)]
     pub trace_max_tokens: Option<usize>,
+    /// Accept queue of the listening socket; the kernel caps it at net.core.somaxconn.
+    /// A queue shorter than the connections a client opens at once drops SYNs (retried by
+    /// the client after 1 s, then 3 s).
+    #[arg(long, default_value_t = profile::DEFAULT_LISTEN_BACKLOG)]
+    pub listen_backlog: u32,
+    /// `zero` profile: tokens written per HTTP body chunk (default 64; 1 writes one chunk per
+    /// SSE event, as vLLM does).
+    #[arg(long)]
+    pub zero_batch: Option<usize>,
 }
 
 impl SimArgs {
@@ -147,6 +156,11 @@ impl SimArgs {
         }
         if let Some(v) = self.trace_max_tokens {
             o.trace_max_tokens = v;
+        }
+        o.listen_backlog = self.listen_backlog;
+        if let Some(v) = self.zero_batch {
+            anyhow::ensure!(v >= 1, "--zero-batch must be at least 1");
+            o.zero_batch = v;
         }
         o.validate()?;
         Ok(o)
@@ -235,9 +249,8 @@ impl Drop for SimHandle {
 /// connections.
 pub async fn spawn(opts: SimOptions, addr: SocketAddr) -> anyhow::Result<SimHandle> {
     opts.validate()?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener =
+        bind_listener(addr, opts.listen_backlog).with_context(|| format!("binding {addr}"))?;
     let addr = listener.local_addr()?;
     let model = opts.model.clone();
     let state = Arc::new(server::SimState::new(opts));
@@ -267,6 +280,21 @@ pub async fn spawn(opts: SimOptions, addr: SocketAddr) -> anyhow::Result<SimHand
         server,
         sampler,
     })
+}
+
+/// A listening socket on `addr` with an accept queue of `backlog` connections (the kernel
+/// caps it at `net.core.somaxconn`). Must be called inside a tokio runtime.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // Like std's TcpListener::bind: a restarted simulator can reuse its port at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Update the DCGM-style gauges four times a second from each engine's busy time over the

@@ -112,6 +112,9 @@ pub enum Routing {
     RoundRobin,
 }
 
+/// Default accept queue of the simulator's listening socket (capped by the kernel).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 65_535;
+
 /// Everything configurable about a simulated server. Start from [`SimOptions::profile`] and
 /// change fields as needed.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +158,14 @@ pub struct SimOptions {
     pub trace_capacity: usize,
     /// Token times kept by the trace in total (8 bytes each; oldest requests dropped first).
     pub trace_max_tokens: usize,
+    /// Length of the listening socket's accept queue. The kernel caps it at
+    /// `net.core.somaxconn` (4096 on current Linux); a queue shorter than the number of
+    /// connections a load generator opens at once drops SYNs, which the client retries after
+    /// 1 s (then 3 s).
+    pub listen_backlog: u32,
+    /// `zero` profile: tokens per HTTP body chunk (1: one chunk per SSE event, as vLLM
+    /// writes them).
+    pub zero_batch: usize,
 }
 
 impl SimOptions {
@@ -190,6 +201,8 @@ impl SimOptions {
             eos_mean_tokens: 200.0,
             trace_capacity: 100_000,
             trace_max_tokens: 10_000_000,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            zero_batch: 64,
         };
         let opts = match name {
             // Qwen2.5-0.5B-Instruct, vLLM V1 on one L4, 256 in / 128 out.
@@ -302,6 +315,7 @@ impl SimOptions {
         );
         anyhow::ensure!(self.max_model_len >= 2, "max_model_len must be at least 2");
         anyhow::ensure!(!self.model.is_empty(), "model name must not be empty");
+        anyhow::ensure!(self.listen_backlog >= 1, "listen_backlog must be at least 1");
         for (i, l) in self.lora.iter().enumerate() {
             anyhow::ensure!(!l.trim().is_empty(), "a --lora name must not be empty");
             anyhow::ensure!(

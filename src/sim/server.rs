@@ -257,7 +257,9 @@ async fn generate(st: Arc<SimState>, api_kind: Api, body: Bytes) -> Response {
     }
     let gen_state = Gen::new(st.clone(), replica, id, &req, target, arrival);
     let source = match &st.opts.mode {
-        TimingMode::Zero => Source::Zero,
+        TimingMode::Zero => Source::Zero {
+            batch: st.opts.zero_batch.max(1),
+        },
         TimingMode::Fixed { ttft, itl } => Source::Fixed {
             first: arrival + *ttft,
             itl: *itl,
@@ -312,7 +314,8 @@ enum Source {
     Engine {
         rx: UnboundedReceiver<super::engine::TokenEvent>,
     },
-    Zero,
+    /// Up to `batch` tokens per body chunk, at once.
+    Zero { batch: usize },
     Fixed {
         first: Instant,
         itl: Duration,
@@ -320,8 +323,6 @@ enum Source {
     },
 }
 
-/// Most tokens written in one batch in zero mode.
-const ZERO_BATCH: usize = 64;
 
 impl Source {
     /// Wait for the next token(s); returns how many are ready, or None if the engine dropped
@@ -329,7 +330,7 @@ impl Source {
     async fn next(&mut self, g: &mut Gen) -> Option<usize> {
         let left = g.target - g.sent;
         match self {
-            Source::Zero => Some(left.min(ZERO_BATCH)),
+            Source::Zero { batch } => Some(left.min(*batch)),
             Source::Fixed { first, itl, timer } => {
                 let due = *first + *itl * g.sent as u32;
                 timer.sleep_until(due).await;

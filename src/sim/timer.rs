@@ -1,12 +1,15 @@
-//! Sub-millisecond sleeps.
+//! Sub-millisecond sleeps without spinning.
 //!
 //! Tokio's timer wheel has 1 ms resolution and always rounds deadlines up, which would add up
 //! to a millisecond of error to every simulated token (20 % of a 5 ms inter-token latency).
-//! Two tools avoid that:
-//! - [`sleep_until_blocking`] for the engine threads: an OS sleep that stops a little early,
-//!   then yields until the deadline (typically < 20 µs late).
-//! - [`PreciseTimer`] for async tasks: a coarse tokio sleep to about 2 ms before the deadline,
-//!   then one shared OS thread that fires the remaining wake-ups precisely.
+//! Two tools avoid that, neither of which busy-waits:
+//! - [`sleep_until_blocking`] for the engine threads: a plain OS sleep, with the thread's
+//!   kernel timer slack lowered to 1 µs (Linux) so the kernel does not add its default 50 µs.
+//! - [`PreciseTimer`] for async tasks: one OS thread holds every pending deadline in a binary
+//!   heap. It sleeps until the earliest deadline plus [`COALESCE`], then fires every deadline
+//!   that has passed. Thousands of streams with distinct deadlines thus share at most
+//!   `1 s / COALESCE` wake-ups per second; a wake-up is late by at most `COALESCE` plus the
+//!   OS wake-up latency, and never early.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -15,22 +18,34 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-/// How early an OS sleep is stopped before yielding up to the deadline.
-const SPIN_MARGIN: Duration = Duration::from_micros(80);
+/// Deadlines within this much of the earliest pending one fire in the same wake-up.
+pub const COALESCE: Duration = Duration::from_micros(200);
 
-/// Block the current OS thread until `deadline`, precisely.
+/// Lowers the calling thread's kernel timer slack to 1 µs (once per thread; Linux only).
+fn precise_thread() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    DONE.with(|d| {
+        if !d.replace(true) {
+            #[cfg(target_os = "linux")]
+            // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only affects this thread.
+            unsafe {
+                libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong);
+            }
+        }
+    });
+}
+
+/// Block the current OS thread until `deadline` (an OS sleep; typically tens of µs late).
 pub fn sleep_until_blocking(deadline: Instant) {
+    precise_thread();
     loop {
         let now = Instant::now();
         if now >= deadline {
             return;
         }
-        let left = deadline - now;
-        if left > SPIN_MARGIN {
-            std::thread::sleep(left - SPIN_MARGIN);
-        } else {
-            std::thread::yield_now();
-        }
+        std::thread::sleep(deadline - now);
     }
 }
 
@@ -63,6 +78,10 @@ struct State {
     heap: BinaryHeap<Entry>,
     seq: u64,
     stop: bool,
+    /// When the timer thread will next wake up by itself (`None`: it waits for a push).
+    wake_at: Option<Instant>,
+    /// Wake-ups so far (for tests and benchmarks).
+    wakeups: u64,
 }
 
 struct Shared {
@@ -75,9 +94,6 @@ struct Shared {
 pub struct PreciseTimer {
     shared: Arc<Shared>,
 }
-
-/// Deadlines further away than this are first waited for with tokio's own timer.
-const COARSE_MARGIN: Duration = Duration::from_millis(2);
 
 impl PreciseTimer {
     /// Start the timer thread.
@@ -94,15 +110,9 @@ impl PreciseTimer {
         PreciseTimer { shared }
     }
 
-    /// Sleep until `deadline` with sub-millisecond precision.
+    /// Sleep until `deadline`: returns at most [`COALESCE`] plus the OS wake-up latency after
+    /// it, never before.
     pub async fn sleep_until(&self, deadline: Instant) {
-        let now = Instant::now();
-        if deadline <= now {
-            return;
-        }
-        if deadline - now > COARSE_MARGIN {
-            tokio::time::sleep_until((deadline - COARSE_MARGIN).into()).await;
-        }
         if deadline <= Instant::now() {
             return;
         }
@@ -114,17 +124,22 @@ impl PreciseTimer {
             }
             st.seq += 1;
             let seq = st.seq;
-            let earliest = st.heap.peek().map(|e| e.at);
             st.heap.push(Entry {
                 at: deadline,
                 seq,
                 tx,
             });
-            if earliest.is_none_or(|e| deadline < e) {
+            // Only a deadline the thread would otherwise miss needs to wake it.
+            if st.wake_at.is_none_or(|w| deadline + COALESCE < w) {
                 self.shared.cv.notify_one();
             }
         }
         let _ = rx.await;
+    }
+
+    /// How many times the timer thread has woken up to fire deadlines.
+    pub fn wakeups(&self) -> u64 {
+        self.shared.state.lock().expect("timer lock").wakeups
     }
 
     /// Stop the timer thread (pending sleeps return immediately).
@@ -137,6 +152,8 @@ impl PreciseTimer {
 }
 
 fn timer_thread(shared: Arc<Shared>) {
+    precise_thread();
+    let mut due: Vec<oneshot::Sender<()>> = Vec::with_capacity(1024);
     let mut st = shared.state.lock().expect("timer lock");
     loop {
         if st.stop {
@@ -144,26 +161,32 @@ fn timer_thread(shared: Arc<Shared>) {
         }
         let now = Instant::now();
         while st.heap.peek().is_some_and(|e| e.at <= now) {
-            let e = st.heap.pop().expect("peeked");
-            let _ = e.tx.send(());
+            due.push(st.heap.pop().expect("peeked").tx);
+        }
+        if !due.is_empty() {
+            st.wakeups += 1;
+            // Wake the sleepers without holding the lock (they may push their next deadline).
+            st.wake_at = Some(now);
+            drop(st);
+            for tx in due.drain(..) {
+                let _ = tx.send(());
+            }
+            st = shared.state.lock().expect("timer lock");
+            continue;
         }
         match st.heap.peek().map(|e| e.at) {
             None => {
+                st.wake_at = None;
                 st = shared.cv.wait(st).expect("timer lock");
             }
             Some(at) => {
-                let left = at.saturating_duration_since(now);
-                if left > SPIN_MARGIN {
-                    st = shared
-                        .cv
-                        .wait_timeout(st, left - SPIN_MARGIN)
-                        .expect("timer lock")
-                        .0;
-                } else {
-                    drop(st);
-                    std::thread::yield_now();
-                    st = shared.state.lock().expect("timer lock");
-                }
+                let wake = at + COALESCE;
+                st.wake_at = Some(wake);
+                st = shared
+                    .cv
+                    .wait_timeout(st, wake.saturating_duration_since(now))
+                    .expect("timer lock")
+                    .0;
             }
         }
     }
@@ -174,7 +197,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocking_sleep_is_precise() {
+    fn blocking_sleep_is_never_early() {
         let start = Instant::now();
         let deadline = start + Duration::from_micros(1500);
         sleep_until_blocking(deadline);
@@ -189,5 +212,44 @@ mod tests {
         t.sleep_until(deadline).await;
         assert!(Instant::now() >= deadline);
         t.stop();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_deadlines_share_wake_ups() {
+        // 200 deadlines spread over 2 ms: with a 200 µs coalescing window the thread wakes
+        // about ten times, not 200 times.
+        let t = PreciseTimer::start();
+        let base = Instant::now() + Duration::from_millis(20);
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..200u64 {
+            let t = t.clone();
+            let at = base + Duration::from_micros(i * 10);
+            set.spawn(async move {
+                t.sleep_until(at).await;
+                Instant::now() >= at
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            assert!(r.unwrap(), "a sleep returned before its deadline");
+        }
+        let w = t.wakeups();
+        assert!((1..=40).contains(&w), "{w} wake-ups for 200 deadlines in 2 ms");
+        t.stop();
+    }
+
+    #[tokio::test]
+    async fn stopped_timer_releases_sleepers() {
+        let t = PreciseTimer::start();
+        let t2 = t.clone();
+        let h = tokio::spawn(async move {
+            t2.sleep_until(Instant::now() + Duration::from_secs(60))
+                .await;
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        t.stop();
+        tokio::time::timeout(Duration::from_secs(5), h)
+            .await
+            .expect("sleeper released")
+            .unwrap();
     }
 }

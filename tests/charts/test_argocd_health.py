@@ -207,11 +207,19 @@ def test_benchmarkrun_every_phase():
 
 
 def reasons(path):
-    """Condition reasons declared as `pub const NAME: &str = "Value";` in a `mod reason`."""
+    """Condition reasons declared in a `mod reason` block: `pub const NAME: Reason =
+    Reason::Variant;` (strings from `Reason::as_str` in src/api/conditions.rs) or
+    `pub const NAME: &str = "Value";`."""
     text = (ROOT / path).read_text()
     block = text[text.index("pub mod reason"):]
     block = block[:block.index("\n}\n")]
-    return set(re.findall(r'pub const \w+: &str = "(\w+)";', block))
+    out = set(re.findall(r'pub const \w+: &str = "(\w+)";', block))
+    variants = re.findall(r"pub const \w+: Reason = Reason::(\w+);", block)
+    if variants:
+        conditions = (ROOT / "src" / "api" / "conditions.rs").read_text()
+        as_str = dict(re.findall(r'Reason::(\w+) => "(\w+)"', conditions))
+        out |= {as_str[v] for v in variants}
+    return out
 
 
 # (Ready, Progressing, Degraded, extra conditions) as the controller writes them for each
@@ -240,6 +248,19 @@ ISVC_STATES = {
                              [("MetricsUnavailable", "True", "PodMonitorCRDMissing")], "Healthy"),
     "PodMonitorApplied": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
                           [("MetricsUnavailable", "False", "PodMonitorApplied")], "Healthy"),
+    "PodMonitoringCRDMissing": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                                [("MetricsUnavailable", "True", "PodMonitoringCRDMissing")], "Healthy"),
+    "PodMonitoringApplied": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                             [("MetricsUnavailable", "False", "PodMonitoringApplied")], "Healthy"),
+    "MonitoringForbidden": (("True", "Available"), ("False", "Complete"), ("False", "AsExpected"),
+                            [("MetricsUnavailable", "True", "MonitoringForbidden")], "Healthy"),
+    "KEDAForbidden": (("True", "Available"), ("False", "Complete"), ("True", "KEDAForbidden"), [], "Degraded"),
+    "ImageNotAllowed": (("False", "ImageNotAllowed"), ("False", "ImageNotAllowed"), ("True", "ImageNotAllowed"), [], "Degraded"),
+    # The old pods may still serve while the spec cannot be applied: Degraded all the same.
+    "CachePVCImmutable": (("True", "Available"), ("False", "Complete"), ("True", "CachePVCImmutable"), [], "Degraded"),
+    "ReplicaFailure": (("False", "ReplicaFailure"), ("True", "Deploying"), ("True", "ReplicaFailure"), [], "Degraded"),
+    "ProgressDeadlineExceeded": (("False", "Deploying"), ("False", "ProgressDeadlineExceeded"),
+                                 ("True", "ProgressDeadlineExceeded"), [], "Degraded"),
 }
 
 

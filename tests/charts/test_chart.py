@@ -190,7 +190,8 @@ def test_rbac_is_least_privilege(rendered):
         assert not any(r.startswith("pods/") for r in rule["resources"]), "no exec/log/attach"
         if role_name == "inferops-cluster-read" and rule["resources"] == ["customresourcedefinitions"]:
             assert rule["verbs"] == ["get"] and rule["resourceNames"] == [
-                "podmonitors.monitoring.coreos.com", "scaledobjects.keda.sh"]
+                "podmonitors.monitoring.coreos.com", "podmonitorings.monitoring.googleapis.com",
+                "scaledobjects.keda.sh"]
     # Exactly what the code calls (tests/charts/rbac_calls.yaml; test_rbac.py checks it
     # against the code), with the defaults of every rbac.* toggle.
     assert operator_rules(objs) == expected_grants(off={"rbac.tokenSecretAccess"}), name
@@ -218,7 +219,8 @@ def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
     assert [c["metadata"]["name"] for c in clusterroles] == ["inferops-cluster-read"]
     assert clusterroles[0]["rules"] == [
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-         "resourceNames": ["podmonitors.monitoring.coreos.com", "scaledobjects.keda.sh"], "verbs": ["get"]},
+         "resourceNames": ["podmonitors.monitoring.coreos.com", "podmonitorings.monitoring.googleapis.com",
+                "scaledobjects.keda.sh"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
     ]
     roles = [r for r in objects_of(objs, "Role") if r["metadata"]["name"] == "inferops"]
@@ -271,13 +273,13 @@ def test_presets_enable_monitoring_for_their_stack():
         for kind in ("ServiceMonitor", "PrometheusRule"):
             assert objects_of(objs, kind)[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
         env = env_of(objs)
-        assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
+        assert env["MONITORING_STACK"] == "prometheus-operator"
         # kube-prometheus-stack's default podMonitorSelector: release=<its release name>.
-        assert env["INFEROPS_PODMONITOR_LABELS"] == "release=kube-prometheus-stack"
+        assert env["PODMONITOR_LABELS"] == "release=kube-prometheus-stack"
     gke = render(preset_values("gke"))
     kinds = {o["kind"] for _, o in gke}
     assert {"PodMonitoring", "ClusterRules"} <= kinds and not {"ServiceMonitor", "PrometheusRule"} & kinds
-    assert env_of(gke)["INFEROPS_MONITORING_STACK"] == "gmp"
+    assert env_of(gke)["MONITORING_STACK"] == "gmp"
     for preset in ("gke", "eks", "gke-kps"):
         objs = render(preset_values(preset))
         (dep,) = objects_of(objs, "Deployment")
@@ -330,7 +332,8 @@ def test_only_the_chosen_stacks_api_counts():
 def test_stack_none_renders_no_monitoring_objects():
     objs = render({"monitoring": {"stack": "none"}})
     assert not {o["kind"] for _, o in objs} & MONITORING_KINDS
-    assert env_of(objs)["INFEROPS_MONITORING_STACK"] == "none"
+    # The operator knows prometheus-operator and gmp only: with none it keeps its default.
+    assert "MONITORING_STACK" not in env_of(objs)
     for bad in ({"metrics": {"serviceMonitor": {"enabled": True}}}, {"prometheusRule": {"enabled": True}}):
         with pytest.raises(helm.HelmError, match="monitoring.stack"):
             render(deep_merge({"monitoring": {"stack": "none"}}, bad))
@@ -338,28 +341,29 @@ def test_stack_none_renders_no_monitoring_objects():
 
 def test_operator_settings_reach_the_operator_as_env():
     env = env_of(render())
-    assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
-    for unset in ("INFEROPS_PODMONITOR_LABELS", "INFEROPS_IMAGE_PULL_SECRETS", "INFEROPS_ALLOWED_ENGINE_IMAGES"):
+    assert env["MONITORING_STACK"] == "prometheus-operator"
+    for unset in ("PODMONITOR_LABELS", "IMAGE_PULL_SECRETS", "ALLOWED_ENGINE_IMAGES"):
         assert unset not in env, "empty settings are left out, not passed as empty strings"
     objs = render({
         "monitoring": {"podMonitorLabels": {"release": "prom", "team": "ml"}},
         "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
-        "operator": {"allowedEngineImages": ["vllm/vllm-openai:", "registry.example.com/ml/"]},
+        "operator": {"allowedEngineImages": ["vllm/vllm-openai:*", "registry.example.com/ml/vllm:v0.11.0"]},
     })
     env = env_of(objs)
-    assert env["INFEROPS_PODMONITOR_LABELS"] == "release=prom,team=ml"
-    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "regcred,mirror"
-    assert env["INFEROPS_ALLOWED_ENGINE_IMAGES"] == "vllm/vllm-openai:,registry.example.com/ml/"
+    assert env["PODMONITOR_LABELS"] == "release=prom,team=ml"
+    assert env["IMAGE_PULL_SECRETS"] == "regcred,mirror"
+    assert env["ALLOWED_ENGINE_IMAGES"] == "vllm/vllm-openai:*,registry.example.com/ml/vllm:v0.11.0"
     (dep,) = objects_of(objs, "Deployment")
     assert dep["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
     # Workload pull secrets of their own (Secrets in the workload namespaces).
     env = env_of(render({"imagePullSecrets": [{"name": "regcred"}], "operator": {"workloadImagePullSecrets": ["ns-cred"]}}))
-    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "ns-cred"
+    assert env["IMAGE_PULL_SECRETS"] == "ns-cred"
     # Values that would break the comma-separated lists are refused by the schema.
     for bad, where in [
         ({"monitoring": {"podMonitorLabels": {"release": "a,b"}}}, "podMonitorLabels"),
         ({"monitoring": {"podMonitorLabels": {"bad key": "x"}}}, "bad key"),
         ({"operator": {"allowedEngineImages": ["a,b"]}}, "allowedEngineImages"),
+        ({"operator": {"allowedEngineImages": ["vllm/*/openai"]}}, "allowedEngineImages"),
         ({"operator": {"workloadImagePullSecrets": ["Reg_Cred"]}}, "workloadImagePullSecrets"),
         ({"monitoring": {"stack": "victoria"}}, "stack"),
     ]:
@@ -429,3 +433,38 @@ def test_gmp_stack_uses_managed_prometheus_kinds():
     (pr,) = objects_of(render(preset_values("gke-kps")), "PrometheusRule")
     assert all(g.pop("interval") == "30s" for g in cr["spec"]["groups"])
     assert cr["spec"]["groups"] == pr["spec"]["groups"]
+
+
+def operator_env_names():
+    """Environment variables the operator binary reads: clap `env = "..."` attributes and
+    std::env::var calls in the operator's code, and RUST_LOG (tracing's EnvFilter)."""
+    names = {"RUST_LOG"}
+    for d in ("src/controller", "src/render"):
+        for p in (ROOT / d).rglob("*.rs"):
+            text = p.read_text()
+            names |= set(re.findall(r'\benv = "([A-Z_]+)"', text))
+            names |= set(re.findall(r'std::env::var\("([A-Z_]+)"\)', text))
+    return names
+
+
+def test_every_env_the_chart_sets_is_read_by_the_operator():
+    values = {
+        "monitoring": {"podMonitorLabels": {"release": "x"}},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "operator": {"allowedEngineImages": ["vllm/vllm-openai:*"]},
+    }
+    env = set(env_of(render(values))) | set(env_of(render(preset_values("gke"))))
+    read = operator_env_names()
+    assert env <= read, f"the chart sets {sorted(env - read)}, which the operator never reads"
+
+
+def test_the_chart_passes_only_stacks_the_operator_knows():
+    text = (ROOT / "src" / "render" / "mod.rs").read_text()
+    body = text[text.index("pub enum MonitoringStack"):]
+    body = body[:body.index("}")]
+    variants = re.findall(r"^\s*([A-Z]\w*),", body, re.M)
+    kebab = {re.sub(r"(?<!^)([A-Z])", r"-\1", v).lower() for v in variants}
+    assert kebab == {"prometheus-operator", "gmp"}
+    for stack in ("prometheus-operator", "gmp", "none"):
+        passed = env_of(render({"monitoring": {"stack": stack}})).get("MONITORING_STACK")
+        assert passed is None or passed in kebab, (stack, passed)

@@ -3,10 +3,11 @@
 run, then every vLLM-serving panel query must return data, every alert rule must evaluate
 cleanly, and the prometheus-adapter queries must find per-pod series.
 
-Uses target/debug/inferops (built by `cargo test` in ./scripts/test-all.sh; built here when
+Uses $CARGO_TARGET_DIR (default target/)/debug/inferops (built by `cargo test` in ./scripts/test-all.sh; built here when
 missing) and the `prometheus` binary that ./scripts/test-all.sh installs. Loopback only."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import yaml
@@ -60,7 +62,8 @@ def wait_until(fn, what, timeout=60):
 
 
 def inferops_binary():
-    binary = ROOT / "target" / "debug" / "inferops"
+    # cargo's target directory: $CARGO_TARGET_DIR when set (as cargo itself reads it).
+    binary = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "inferops"
     if not binary.exists():
         subprocess.run(["cargo", "build", "--locked", "--bin", "inferops"], cwd=ROOT, check=True)
     return binary

@@ -99,15 +99,17 @@ impl Harness {
         Plan::from_text(&cm.data.unwrap()["plan.json"]).unwrap()
     }
 
-    /// Act as load pod `index`: run the plan for real and write results like the pod does.
-    async fn load_pod(&self, plan: &Plan, results_cm: &str, prefix: &str, index: u32) -> Results {
+    /// Act as load pod `index`: run the plan for real and write results like the pod does,
+    /// into its own ConfigMap `{results_base}-{index}`.
+    async fn load_pod(&self, plan: &Plan, results_base: &str, prefix: &str, index: u32) -> Results {
         let mut plan = plan.clone();
         plan.parallelism.index = index;
         plan.parallelism.start_at = None;
         let results = run_plan(&plan, CancellationToken::new(), &mut NoObserver)
             .await
             .unwrap();
-        ConfigMapSink::new(self.client.clone(), NS, results_cm, key(prefix, index))
+        let cm = format!("{results_base}-{index}");
+        ConfigMapSink::new(self.client.clone(), NS, &cm, key(prefix, index))
             .write(&results)
             .await
             .unwrap();
@@ -390,11 +392,11 @@ async fn corrupt_results_fail_with_a_reason() {
     h.create(url_run("junk", &sim.base_url(), "qwen", json!({})))
         .await;
     h.reconcile("junk").await;
-    let patch = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "junk-results"},
+    let patch = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "junk-results-0"},
                        "data": {"pod-0.json": "{not json"}});
     h.api::<ConfigMap>()
         .patch(
-            "junk-results",
+            "junk-results-0",
             &PatchParams::apply("test").force(),
             &Patch::Apply(&patch),
         )
@@ -454,7 +456,7 @@ async fn split_load_merges_pods_and_ttl_deletes_the_job_but_keeps_results() {
     assert_eq!(run.status.unwrap().steps.len(), 2);
     assert!(
         h.api::<ConfigMap>()
-            .get_opt("split-results")
+            .get_opt("split-results-0")
             .await
             .unwrap()
             .is_some()
@@ -505,11 +507,17 @@ async fn scaling_study_sweeps_each_replica_count_and_restores_the_original() {
                  "scaling": {"replicas": [1, 2]}}
     }))
     .await;
-    // First reconcile: finalizer added, target scaled to 1, waiting for it.
+    // First reconcile: finalizer added and the original count recorded in status, before
+    // any scale (a failure right after scaling must not record the scaled count).
     let run = h.reconcile("study").await;
     assert!(run.finalizers().iter().any(|f| f == FINALIZER));
+    let scaling = run.status.as_ref().unwrap().scaling.clone().unwrap();
+    assert_eq!(
+        (scaling.original_replicas, scaling.current_replicas),
+        (3, None)
+    );
     let target = h.api::<InferenceService>().get("qwen").await.unwrap();
-    assert_eq!(target.spec.replicas, 1);
+    assert_eq!(target.spec.replicas, 3, "not scaled before the record is stored");
     for n in [1, 2] {
         let run = h.reconcile("study").await; // scales the target to n, waits for it
         assert_eq!(run.status.as_ref().unwrap().phase, Phase::WaitingForTarget);
@@ -534,7 +542,7 @@ async fn scaling_study_sweeps_each_replica_count_and_restores_the_original() {
         let mut plan = h.plan(&format!("study-plan-r{n}")).await;
         assert_eq!(plan.target.url, "http://qwen.default.svc:8000");
         plan.target.url = sim.base_url(); // the pod would reach the Service; we reach the sim
-        h.load_pod(&plan, "study-results", &format!("r{n}-"), 0)
+        h.load_pod(&plan, &format!("study-results-r{n}"), &format!("r{n}-"), 0)
             .await;
         h.finish_job(&job, "Complete", "").await;
         h.reconcile("study").await; // Collecting
@@ -551,6 +559,10 @@ async fn scaling_study_sweeps_each_replica_count_and_restores_the_original() {
     let scaling = status.scaling.unwrap();
     assert!(scaling.restored);
     assert_eq!(scaling.original_replicas, 3);
+    // Status is applied whole, so fields that no longer apply are cleared in the stored
+    // object (a merge patch would have left them).
+    assert_eq!(scaling.current_replicas, None, "currentReplicas cleared after restore");
+    assert_eq!(status.wait, None, "no wait left once the run ended");
     let target = h.api::<InferenceService>().get("qwen").await.unwrap();
     assert_eq!(target.spec.replicas, 3, "original replica count restored");
     let run = h.reconcile("study").await;

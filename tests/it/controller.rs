@@ -1250,7 +1250,7 @@ fn optional_integrations_turn_403_and_404_into_outcomes() {
     // May not read CRDs: try the object.
     assert!(classify_crd_lookup(Err(api_error(403))).unwrap());
     let c = metrics_condition("PodMonitor", &forbidden).unwrap();
-    assert_eq!((c.status, c.reason), (true, "MonitoringForbidden"));
+    assert_eq!((c.status, c.reason.as_str()), (true, "MonitoringForbidden"));
     assert!(c.message.contains("rbac.podMonitors"), "{}", c.message);
 }
 

@@ -50,6 +50,27 @@ enum Behavior {
     /// Keep-alive responses framed by content-length; the server closes the connection once
     /// it has been idle for 50 ms.
     KeepAliveThenClose,
+    /// Streams one token, then a `data:` line of 10 MB that never ends.
+    HugeLine,
+    /// Streams one token, then one event of 10 MB in 1 kB `data:` lines.
+    HugeEvent,
+    /// A non-streamed answer with a 10 MB body.
+    HugeBody,
+}
+
+/// What the hostile behaviours send in total.
+const HOSTILE_BYTES: usize = 10 << 20;
+
+/// Writes `n` bytes of `line` repeated (a static piece: the server itself buffers nothing).
+async fn write_repeated(sock: &mut TcpStream, line: &[u8], n: usize) -> std::io::Result<()> {
+    let piece = line.repeat((64 * 1024 / line.len()).max(1));
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(piece.len());
+        sock.write_all(&piece[..k]).await?;
+        left -= k;
+    }
+    Ok(())
 }
 
 struct Server {
@@ -88,12 +109,17 @@ impl Server {
 }
 
 async fn read_request(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    Ok(read_request_line(sock).await?.map(|r| r.1).unwrap_or_default())
+}
+
+/// The next request's first line and body; `None` at the end of the connection.
+async fn read_request_line(sock: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     loop {
         let n = sock.read(&mut tmp).await?;
         if n == 0 {
-            return Ok(buf);
+            return Ok(None);
         }
         buf.extend_from_slice(&tmp[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -109,10 +135,14 @@ async fn read_request(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
                 }
                 buf.extend_from_slice(&tmp[..n]);
             }
-            return Ok(buf[end + 4..].to_vec());
+            let first = head.lines().next().unwrap_or_default().to_owned();
+            return Ok(Some((first, buf[end + 4..].to_vec())));
         }
     }
 }
+
+/// The answer to `GET /v1/models`, keeping the connection open.
+const MODELS: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"data\":[]}";
 
 const SSE_HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
@@ -143,7 +173,15 @@ async fn handle(
     lock: Arc<tokio::sync::Mutex<()>>,
 ) -> std::io::Result<()> {
     sock.set_nodelay(true)?;
-    let body = read_request(&mut sock).await?;
+    // The load generator verifies a pre-opened connection with `GET /v1/models` first.
+    let mut body = Vec::new();
+    while let Some((first, b)) = read_request_line(&mut sock).await? {
+        if !first.starts_with("get ") {
+            body = b;
+            break;
+        }
+        sock.write_all(MODELS.as_bytes()).await?;
+    }
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     assert!(req.get("model").is_some(), "request without model: {req}");
     match b {
@@ -241,6 +279,32 @@ async fn handle(
                 sock.write_all(head.as_bytes()).await?;
                 sock.write_all(body.as_bytes()).await?;
             }
+        }
+        Behavior::HugeLine => {
+            sock.write_all(SSE_HEAD).await?;
+            sock.write_all(token(0).as_bytes()).await?;
+            sock.write_all(b"data: ").await?;
+            write_repeated(&mut sock, b"x", HOSTILE_BYTES).await?;
+            sock.write_all(b"\n\n").await?;
+            sock.write_all(usage(1).as_bytes()).await?;
+        }
+        Behavior::HugeEvent => {
+            sock.write_all(SSE_HEAD).await?;
+            sock.write_all(token(0).as_bytes()).await?;
+            let line = format!("data: {}\n", "y".repeat(1018));
+            write_repeated(&mut sock, line.as_bytes(), HOSTILE_BYTES).await?;
+            sock.write_all(b"\n").await?;
+            sock.write_all(usage(1).as_bytes()).await?;
+        }
+        Behavior::HugeBody => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                HOSTILE_BYTES + 2
+            );
+            sock.write_all(head.as_bytes()).await?;
+            sock.write_all(b"\"").await?;
+            write_repeated(&mut sock, b"z", HOSTILE_BYTES).await?;
+            sock.write_all(b"\"").await?;
         }
         Behavior::Serial { ttft } => {
             let _g = lock.lock().await;
@@ -641,3 +705,174 @@ async fn unresolvable_hosts_end_within_their_timeout() {
         }
     }
 }
+
+/// Resident memory of this process, bytes.
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs `plan` while sampling the resident memory; returns the results and the peak growth.
+async fn run_sampling_rss(plan: &Plan) -> (Results, usize) {
+    let base = rss_bytes();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_bytes());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let results = run(plan).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    (results, peak.saturating_sub(base))
+}
+
+#[tokio::test]
+async fn huge_lines_and_events_fail_with_a_body_error_in_bounded_memory() {
+    for b in [Behavior::HugeLine, Behavior::HugeEvent] {
+        let server = Server::start(b).await;
+        // 16 streams at once, each sent 10 MB without a line or event end: buffered whole,
+        // that is 160 MB; with the 1 MiB default limit each request holds at most 1 MiB.
+        let plan = small_plan(&server.url(), 16, 32, Duration::from_secs(20));
+        let (results, growth) = run_sampling_rss(&plan).await;
+        let s = &results.steps[0];
+        assert_eq!((s.completed, s.failed), (0, 32), "{b:?}: {}", s.one_line());
+        assert_eq!(s.errors.get(ErrorClass::Body), 32, "{}", s.one_line());
+        let m = s.error_messages[&ErrorClass::Body].join(" | ");
+        assert!(m.contains("response too large"), "{m}");
+        assert!(m.contains("1048576-byte limit"), "{m}");
+        assert!(
+            growth < 80 << 20,
+            "{b:?}: memory grew by {} MB while hostile streams were read",
+            growth >> 20
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_event_limit_is_configurable_and_applies_to_plain_bodies() {
+    let server = Server::start(Behavior::HugeBody).await;
+    let mut plan = small_plan(&server.url(), 2, 4, Duration::from_secs(20));
+    plan.workload.stream = false;
+    let r = run(&plan).await;
+    let m = only_message(&r.steps[0], ErrorClass::Body);
+    assert!(m.contains("body longer than the 1048576-byte limit"), "{m}");
+    // Raised above the body, the same response is read (and then is not a completion).
+    let opts = inferops::loadgen::RunOptions {
+        max_event_bytes: Some(20 << 20),
+        ..Default::default()
+    };
+    let r = inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
+        .await
+        .unwrap();
+    let m = only_message(&r.steps[0], ErrorClass::Body);
+    assert!(!m.contains("too large"), "{m}");
+    // A small limit fails an ordinary stream whose events are longer.
+    let good = Server::start(Behavior::Good {
+        tokens: 3,
+        ttft: Duration::ZERO,
+        itl: Duration::ZERO,
+    })
+    .await;
+    let plan = small_plan(&good.url(), 2, 4, Duration::from_secs(20));
+    let opts = inferops::loadgen::RunOptions {
+        max_event_bytes: Some(40),
+        ..Default::default()
+    };
+    let r = inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
+        .await
+        .unwrap();
+    let m = only_message(&r.steps[0], ErrorClass::Body);
+    assert!(m.contains("40-byte limit"), "{m}");
+}
+
+/// A keep-alive SSE server behind a listen queue of one connection that accepts one
+/// connection every 20 ms: a burst of connects overflows the queue and the dropped SYNs are
+/// retransmitted by the kernel after 1 s.
+async fn slow_accepting_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let body = format!("{}{}", token(0), usage(1));
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                while let Ok(Some((first, _))) = read_request_line(&mut sock).await {
+                    if first.starts_with("get ") {
+                        if sock.write_all(MODELS.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    if sock.write_all(head.as_bytes()).await.is_err()
+                        || sock.write_all(body.as_bytes()).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn connections_are_opened_before_the_measured_window() {
+    // Pre-connect on (the default): the SYN retransmits land in the connection set-up, the
+    // requests themselves (one per kept-alive connection) see none of it.
+    let (addr, task) = slow_accepting_server().await;
+    let plan = small_plan(&format!("http://{addr}"), 16, 16, Duration::from_secs(20));
+    let r = run(&plan).await;
+    task.abort();
+    let s = &r.steps[0];
+    assert_eq!((s.completed, s.failed), (16, 0), "{}", s.one_line());
+    let setup = s.connection_setup.as_ref().expect("a connection set-up phase");
+    assert_eq!((setup.connections, setup.failed), (16, 0));
+    assert!(
+        setup.slowest_ms >= 900.0,
+        "a burst of 16 connects into a queue of 1 retransmits SYNs: {setup:?}"
+    );
+    assert!(
+        s.p99_ttft_ms < 500.0,
+        "TTFT p99 {} ms includes connection set-up",
+        s.p99_ttft_ms
+    );
+    let window = (s.window_end - s.window_start).num_milliseconds();
+    assert!(window < 900, "the measured window ({window} ms) holds the set-up");
+    // Without pre-connect, the same burst happens inside the window: the 1 s mode shows in
+    // TTFT, and there is no set-up phase to report.
+    let (addr, task) = slow_accepting_server().await;
+    let plan = small_plan(&format!("http://{addr}"), 16, 16, Duration::from_secs(20));
+    let opts = inferops::loadgen::RunOptions {
+        no_preconnect: true,
+        ..Default::default()
+    };
+    let r = inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
+        .await
+        .unwrap();
+    task.abort();
+    let s = &r.steps[0];
+    assert_eq!(s.completed, 16, "{}", s.one_line());
+    assert!(s.connection_setup.is_none());
+    assert!(s.p99_ttft_ms >= 900.0, "{}", s.one_line());
+}
+

@@ -932,3 +932,186 @@ fn user_resources_are_kept_and_the_gpu_count_wins() {
     assert_eq!(limits["memory"].0, "16Gi");
     assert_eq!(requests["cpu"].0, "4");
 }
+
+// ---- BenchmarkRun load Jobs ----
+
+const SHAREGPT_RUN: &str = r#"
+apiVersion: inferops.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: qwen-sharegpt, namespace: default}
+spec:
+  target: {inferenceServiceRef: {name: qwen}, model: qwen}
+  workload:
+    dataset:
+      kind: sharegpt
+      configMapRef: {name: sharegpt-small, key: sharegpt.json}
+  load: {mode: concurrency, concurrency: [1, 4], requestsPerStep: 100}
+  loadgen: {parallelism: 2}
+"#;
+
+fn rendered_run(yaml: &str) -> Vec<Value> {
+    let (code, out, err) = run_cli(&["render", "-f", "-"], Some(yaml));
+    assert_eq!(code, 0, "{err}");
+    parse_documents(&out).unwrap()
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn a_sharegpt_run_mounts_its_dataset_where_the_plan_reads_it() {
+    let docs = rendered_run(SHAREGPT_RUN);
+    let plan = kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["data"]["plan.json"].is_string())
+        .expect("a plan ConfigMap");
+    let plan: Value = serde_json::from_str(plan["data"]["plan.json"].as_str().unwrap()).unwrap();
+    let read_at = plan["workload"]["dataset"]["sharegpt"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = kind(&docs, "Job")[0];
+    let pod = &job["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["configMap"]["name"] == "sharegpt-small")
+        .expect("the dataset ConfigMap is a volume");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("and it is mounted");
+    let item = &volume["configMap"]["items"][0];
+    assert_eq!(item["key"], "sharegpt.json");
+    let file = format!(
+        "{}/{}",
+        mount["mountPath"].as_str().unwrap(),
+        item["path"].as_str().unwrap()
+    );
+    assert_eq!(file, read_at, "the plan reads the file the pod mounts");
+    assert_eq!(read_at, "/etc/inferops/dataset/sharegpt.json");
+    // No mount hides another: the plan is mounted beside the dataset, not above it.
+    let mounts: Vec<&str> = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    for a in &mounts {
+        for b in &mounts {
+            assert!(a == b || !b.starts_with(&format!("{a}/")), "{b} inside {a}");
+        }
+    }
+    let args = pod["containers"][0]["args"].as_array().unwrap();
+    let plan_arg = args.iter().position(|a| a == "--plan").unwrap() + 1;
+    assert!(
+        args[plan_arg]
+            .as_str()
+            .unwrap()
+            .starts_with(mounts.iter().find(|m| m.ends_with("/plan")).unwrap()),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn a_load_job_stops_after_its_plan_length_and_ignores_disruptions() {
+    let docs = rendered_run(SHAREGPT_RUN);
+    let job = kind(&docs, "Job")[0];
+    let spec = &job["spec"];
+    // 100 requests at concurrency 1 and 4 with the 60 s request timeout, plus slack: the
+    // default deadline follows the plan, not "forever".
+    let deadline = spec["activeDeadlineSeconds"].as_i64().expect("a default deadline");
+    let rounds = 100 + 25;
+    assert!(
+        deadline >= rounds * 60 && deadline <= rounds * 60 + 3600,
+        "{deadline}"
+    );
+    let rules = spec["podFailurePolicy"]["rules"].as_array().unwrap();
+    assert!(
+        rules.iter().any(|r| r["action"] == "Ignore"
+            && r["onPodConditions"][0]["type"] == "DisruptionTarget"
+            && r["onPodConditions"][0]["status"] == "True"),
+        "{rules:?}"
+    );
+    assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
+    // An explicit deadline wins.
+    let own = SHAREGPT_RUN.replace(
+        "loadgen: {parallelism: 2}",
+        "loadgen: {parallelism: 2, activeDeadlineSeconds: 600}",
+    );
+    let docs = rendered_run(&own);
+    assert_eq!(kind(&docs, "Job")[0]["spec"]["activeDeadlineSeconds"], 600);
+}
+
+#[test]
+fn each_load_pod_has_its_own_results_configmap_and_may_write_only_those() {
+    let docs = rendered_run(SHAREGPT_RUN);
+    let results: Vec<&str> = kind(&docs, "ConfigMap")
+        .into_iter()
+        .filter(|c| c["metadata"]["labels"]["inferops.dev/role"] == "results")
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["qwen-sharegpt-results-0", "qwen-sharegpt-results-1"]);
+    let role = kind(&docs, "Role")[0];
+    assert_eq!(role["rules"][0]["resourceNames"], json!(results));
+    let args = kind(&docs, "Job")[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    let args: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let i = args.iter().position(|a| *a == "--results-configmap").unwrap();
+    assert_eq!(args[i + 1], "qwen-sharegpt-results-{index}");
+}
+
+#[test]
+fn steps_times_replicas_is_bounded_by_the_schema() {
+    let run = |points: usize, replicas: usize| {
+        json!({"apiVersion": "inferops.dev/v1alpha1", "kind": "BenchmarkRun",
+               "metadata": {"name": "big"},
+               "spec": {"target": {"url": "http://vllm:8000"},
+                        "load": {"mode": "concurrency",
+                                 "concurrency": (1..=points as u32).collect::<Vec<_>>()},
+                        "scaling": {"replicas": (1..=replicas as i32).collect::<Vec<_>>()}}})
+    };
+    assert!(inferops::api::validate_object(&run(64, 2), None).is_ok());
+    let errors = inferops::api::validate_object(&run(64, 3), None).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.message.contains("at most 128 steps")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_sixty_character_run_renders_names_and_labels_within_limits() {
+    let name = "a-benchmark-run-named-with-sixty-characters-for-the-l4-sweep";
+    assert_eq!(name.len(), 60);
+    let yaml = SHAREGPT_RUN.replace("qwen-sharegpt", name).replace(
+        "loadgen: {parallelism: 2}",
+        "loadgen: {parallelism: 2}\n  scaling: {replicas: [1, 16]}",
+    );
+    let docs = rendered_run(&yaml);
+    assert!(!docs.is_empty());
+    for d in &docs {
+        let n = d["metadata"]["name"].as_str().unwrap();
+        let max = if d["kind"] == "Job" { 52 } else { 63 };
+        assert!(n.len() <= max, "{} {n} is {} characters", d["kind"], n.len());
+        let mut labels: Vec<&Value> = d["metadata"]["labels"].as_object().unwrap().values().collect();
+        if d["kind"] == "Job" {
+            labels.extend(
+                d["spec"]["template"]["metadata"]["labels"]
+                    .as_object()
+                    .unwrap()
+                    .values(),
+            );
+        }
+        for v in labels {
+            assert!(v.as_str().unwrap().len() <= 63, "label value {v}");
+        }
+    }
+}

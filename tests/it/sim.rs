@@ -972,3 +972,46 @@ async fn cli_serves_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Opens `n` connections at once to `addr` (nobody accepts them); returns how many complete
+/// their TCP handshake within `within`.
+async fn connects_within(addr: std::net::SocketAddr, n: usize, within: Duration) -> usize {
+    let attempts = (0..n).map(|_| async move {
+        tokio::time::timeout(within, tokio::net::TcpStream::connect(addr))
+            .await
+            .ok()
+            .and_then(Result::ok)
+    });
+    let socks = futures::future::join_all(attempts).await;
+    socks.iter().filter(|s| s.is_some()).count()
+}
+
+#[tokio::test]
+async fn the_listen_backlog_holds_a_connection_burst() {
+    // Nothing accepts: the kernel's accept queue alone decides which handshakes complete.
+    // A queue of 4 drops most of a burst of 64 SYNs (retried by the client after 1 s); a
+    // queue of 128 takes the whole burst at once.
+    let small = inferops::sim::bind_listener("127.0.0.1:0".parse().unwrap(), 4).unwrap();
+    let ok = connects_within(small.local_addr().unwrap(), 64, Duration::from_millis(500)).await;
+    assert!(ok < 32, "{ok} of 64 connected into a queue of 4");
+    let large = inferops::sim::bind_listener("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+    let ok = connects_within(large.local_addr().unwrap(), 64, Duration::from_millis(500)).await;
+    assert_eq!(ok, 64);
+    // The simulator listens with the large default and takes the flag.
+    let sim = start(SimOptions::profile("zero").unwrap()).await;
+    assert_eq!(
+        sim.options().listen_backlog,
+        inferops::sim::profile::DEFAULT_LISTEN_BACKLOG
+    );
+    let ok = connects_within(sim.addr(), 512, Duration::from_millis(900)).await;
+    assert_eq!(ok, 512);
+    sim.shutdown().await;
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: inferops::sim::SimArgs,
+    }
+    let cli = Cli::parse_from(["sim", "--listen-backlog", "300"]);
+    assert_eq!(cli.sim.to_options().unwrap().listen_backlog, 300);
+}

@@ -68,8 +68,13 @@ Face token through their own secretKeyRef).
   verbs: ["get"]
 {{- end }}
 {{- if .Values.rbac.podMonitors }}
+# The engines' scrape objects: PodMonitor (Prometheus Operator) and PodMonitoring (GKE
+# Managed Prometheus); the one the stack does not use is only looked up and removed.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["podmonitors"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["monitoring.googleapis.com"]
+  resources: ["podmonitorings"]
   verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 {{- if .Values.rbac.kedaScaledObjects }}

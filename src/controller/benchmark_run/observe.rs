@@ -1,0 +1,310 @@
+//! Observe: everything the decision needs, gathered in one place. Only reads; the world as
+//! [`World`] is all [`super::decide::decide`] sees.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use super::decide::{self, TargetWanted};
+use super::{Context, Error, sanitize};
+use crate::api::{BenchmarkRun, InferenceService, Phase, RunSummary};
+use crate::contract::WindowMetrics;
+use crate::prom::{Collector, Scope};
+use crate::render::benchmark_run::{Names, results_selector};
+use crate::render::inference_service as render_isvc;
+
+/// What the InferenceService target looks like.
+#[derive(Debug, Clone)]
+pub enum TargetObs {
+    /// `spec.target.url`: nothing to look up.
+    Url,
+    /// The referenced InferenceService does not exist.
+    Missing,
+    /// The referenced InferenceService.
+    Service(Box<InferenceService>),
+}
+
+/// The load Job of the sweep in progress and its pods.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobObs {
+    /// The Job, if it exists.
+    pub job: Option<Job>,
+    /// Its pods (by the Job's `job-name` label).
+    pub pods: Vec<Pod>,
+}
+
+/// One results ConfigMap of the sweep in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultsObject {
+    /// ConfigMap name.
+    pub name: String,
+    /// Its `data`.
+    pub data: BTreeMap<String, String>,
+}
+
+/// Prometheus answers for rows that lack server metrics, by row index.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricsObs {
+    /// `spec.prometheus` is not set.
+    NotConfigured,
+    /// Metrics per row index (rows without a window are absent).
+    Collected(Vec<(usize, WindowMetrics)>),
+    /// The query failed (a short, sanitized message).
+    Failed(String),
+}
+
+/// Everything one decision is made from.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// The time of this reconcile.
+    pub now: Timestamp,
+    /// The run as stored (spec, metadata, status).
+    pub run: BenchmarkRun,
+    /// The target InferenceService, when the target is one.
+    pub target: TargetObs,
+    /// `GET /v1/models` of the target, when it was asked (`Err`: a short, sanitized message).
+    pub probe: Option<Result<Vec<String>, String>>,
+    /// The load Job of the sweep in progress.
+    pub job: JobObs,
+    /// Results ConfigMaps of the sweep in progress.
+    pub results: Vec<ResultsObject>,
+    /// Prometheus, asked only once the load Job finished.
+    pub metrics: Option<MetricsObs>,
+    /// The baseline's summary when `spec.baseline` is set and the run is concluding
+    /// (`Some(None)`: no such Succeeded run).
+    pub baseline: Option<Option<RunSummary>>,
+    /// Hardware facts of the target's node (best effort), gathered once.
+    pub node_metadata: BTreeMap<String, String>,
+}
+
+/// The target's own pods: those of its Deployment's ReplicaSets, `NAME-HASH-SUFFIX` where
+/// HASH is the pod-template hash (1 to 10 characters) and SUFFIX 5 characters, both of the
+/// alphabet Kubernetes generates names from. `NAME-.*` would also match other
+/// InferenceServices whose names start with `NAME-` (`qwen-sim` for `qwen`).
+pub fn pod_regex(isvc: &str) -> String {
+    const ALPHABET: &str = "[bcdfghjklmnpqrstvwxz2456789]";
+    let mut name = String::new();
+    for c in isvc.chars() {
+        if !c.is_ascii_alphanumeric() && c != '-' {
+            name.push('\\');
+        }
+        name.push(c);
+    }
+    format!("{name}-{ALPHABET}{{1,10}}-{ALPHABET}{{5}}")
+}
+
+/// The Prometheus scope of the run's target.
+pub fn scope(run: &BenchmarkRun, model: Option<&str>) -> Option<(String, Scope)> {
+    let spec = run.spec.prometheus.as_ref()?;
+    let isvc = run.spec.target.inference_service_ref.as_ref();
+    Some((
+        spec.url.clone(),
+        Scope {
+            namespace: isvc.map(|_| run.namespace().unwrap_or_default()),
+            pod_regex: isvc.map(|r| pod_regex(&r.name)),
+            model_name: model.map(str::to_string),
+            gpu_labels: spec.gpu_labels.into(),
+        },
+    ))
+}
+
+/// Gather the world of `run`.
+pub async fn observe(ctx: &Context, run: &BenchmarkRun) -> Result<World, Error> {
+    let ns = run
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let now = Timestamp::now();
+    let status = run.status.clone().unwrap_or_default();
+    let mut world = World {
+        now,
+        run: run.clone(),
+        target: TargetObs::Url,
+        probe: None,
+        job: JobObs::default(),
+        results: Vec::new(),
+        metrics: None,
+        baseline: None,
+        node_metadata: BTreeMap::new(),
+    };
+    if let Some(r) = &run.spec.target.inference_service_ref {
+        let api: Api<InferenceService> = Api::namespaced(ctx.client.clone(), &ns);
+        world.target = match api.get_opt(&r.name).await? {
+            Some(isvc) => TargetObs::Service(Box::new(isvc)),
+            None => TargetObs::Missing,
+        };
+    }
+    if run.metadata.deletion_timestamp.is_some() || status.phase.is_terminal() {
+        return Ok(world);
+    }
+    let slot = decide::current_slot(run);
+    // Ask the endpoint only when the decision would use the answer.
+    if let TargetWanted::Probe(url) = decide::target_wanted(&world, slot) {
+        world.probe = Some(ctx.probe.models(&url).await.map_err(|e| sanitize(&e)));
+    }
+    let names = Names::new(&run.name_any(), slot);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    world.job.job = jobs.get_opt(&names.job).await?;
+    if world.job.job.is_some() {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let selector = format!("job-name={}", names.job);
+        world.job.pods = pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let wanted = names.all_results(run.spec.loadgen.parallelism.max(1) as u32);
+    world.results = cms
+        .list(&ListParams::default().labels(&results_selector(&run.name_any())))
+        .await?
+        .items
+        .into_iter()
+        .filter(|c| wanted.contains(&c.name_any()))
+        .map(|c| ResultsObject {
+            name: c.name_any(),
+            data: c.data.unwrap_or_default(),
+        })
+        .collect();
+    let finished = world
+        .job
+        .job
+        .as_ref()
+        .is_some_and(|j| !matches!(decide::job_outcome(j), decide::JobOutcome::Active));
+    if finished && matches!(status.phase, Phase::Running | Phase::Collecting) {
+        // Rows of this sweep as they will be after this decision, then Prometheus for them.
+        let rows = decide::merged_rows(&status.steps, &world.results, &names, slot)
+            .unwrap_or_else(|_| status.steps.clone());
+        world.metrics = Some(collect_metrics(run, &status, &rows).await);
+        if let Some(b) = &run.spec.baseline {
+            let api: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), &ns);
+            world.baseline = Some(
+                api.get_opt(&b.name)
+                    .await?
+                    .and_then(|r| r.status)
+                    .filter(|s| s.phase == Phase::Succeeded)
+                    .and_then(|s| s.summary),
+            );
+        }
+    }
+    if status.metadata.is_empty()
+        && let TargetObs::Service(isvc) = &world.target
+    {
+        world.node_metadata = node_metadata(ctx, &ns, &isvc.name_any()).await;
+    }
+    Ok(world)
+}
+
+/// Query Prometheus for rows that lack server metrics.
+async fn collect_metrics(
+    run: &BenchmarkRun,
+    status: &crate::api::BenchmarkRunStatus,
+    rows: &[crate::api::StepStatus],
+) -> MetricsObs {
+    let model = status.metadata.get("model").map(String::as_str);
+    let Some((url, scope)) = scope(run, model) else {
+        return MetricsObs::NotConfigured;
+    };
+    let collector = match Collector::new(&url, scope) {
+        Ok(c) => c,
+        Err(e) => return MetricsObs::Failed(sanitize(&format!("spec.prometheus.url: {e}"))),
+    };
+    let mut out = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if row.server.is_some() || row.gpu.is_some() {
+            continue;
+        }
+        let Some(w) = &row.window else { continue };
+        // Status times have whole-second precision: the true window starts within the
+        // second after `start` and ends within the second after `end`, so query the part
+        // surely inside it.
+        let (Some(start), Some(end)) = (
+            chrono::DateTime::from_timestamp(w.start.0.as_second() + 1, 0),
+            chrono::DateTime::from_timestamp(w.end.0.as_second(), 0),
+        ) else {
+            continue;
+        };
+        match collector.collect(start, end).await {
+            Ok(m) => out.push((i, m)),
+            Err(e) => return MetricsObs::Failed(sanitize(&e.to_string())),
+        }
+    }
+    MetricsObs::Collected(out)
+}
+
+/// Node labels that describe the hardware: instance type, GPU product and count.
+const NODE_LABELS: [&str; 5] = [
+    "node.kubernetes.io/instance-type",
+    "nvidia.com/gpu.product",
+    "nvidia.com/gpu.count",
+    "cloud.google.com/gke-accelerator",
+    "karpenter.k8s.aws/instance-gpu-name",
+];
+
+/// Hardware facts from the node of the target's first pod (best effort: without the RBAC
+/// to read nodes, or before pods are scheduled, nothing is added).
+async fn node_metadata(ctx: &Context, ns: &str, isvc: &str) -> BTreeMap<String, String> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = render_isvc::selector_string(isvc);
+    let node = match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .find_map(|p| p.spec.and_then(|s| s.node_name)),
+        Err(e) => {
+            tracing::debug!(error = %e, "listing target pods for metadata");
+            None
+        }
+    };
+    let Some(node) = node else {
+        return BTreeMap::new();
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    match nodes.get_opt(&node).await {
+        Ok(Some(n)) => {
+            let labels = n.metadata.labels.unwrap_or_default();
+            NODE_LABELS
+                .iter()
+                .filter_map(|k| labels.get(*k).map(|v| (format!("node:{k}"), v.clone())))
+                .collect()
+        }
+        Ok(None) => BTreeMap::new(),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the target's node for metadata");
+            BTreeMap::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(re: &str, name: &str) -> bool {
+        // Prometheus anchors `=~` at both ends.
+        regex::Regex::new(&format!("^(?:{re})$"))
+            .unwrap()
+            .is_match(name)
+    }
+
+    #[test]
+    fn pod_regex_matches_only_the_targets_own_pods() {
+        let re = pod_regex("qwen");
+        // Pods of Deployment `qwen` (pod-template hashes of 9 and 10 characters).
+        assert!(matches(&re, "qwen-7d9f8c6b5-x2k4q"));
+        assert!(matches(&re, "qwen-5c8b9d7f46-b7w9z"));
+        // The shipped examples `qwen-sim` and `qwen-autoscaled`, and a load pod.
+        assert!(!matches(&re, "qwen-sim-7d9f8c6b5-x2k4q"));
+        assert!(!matches(&re, "qwen-autoscaled-5c8b9d7f46-b7w9z"));
+        assert!(!matches(&re, "qwen-scaling-load-0-x2k4q"));
+        assert!(!matches(&re, "qwen-sim-x2k4q"));
+        // And `qwen-sim`'s own pods match its own regex.
+        assert!(matches(&pod_regex("qwen-sim"), "qwen-sim-7d9f8c6b5-x2k4q"));
+        assert!(!matches(&pod_regex("qwen-sim"), "qwen-7d9f8c6b5-x2k4q"));
+        // Dots in a name are literal.
+        assert!(!matches(&pod_regex("a.b"), "axb-7d9f8c6b5-x2k4q"));
+    }
+}
