@@ -195,23 +195,25 @@ pub fn deadline(plan: &Plan) -> Duration {
     let l = &plan.load;
     let timeout = l.request_timeout;
     let step = |point: crate::api::LoadPoint| -> Duration {
-        let measured = match (l.duration_per_step, plan.requests_per_step()) {
-            (Some(d), _) => d + timeout,
-            (None, Some(n)) => match point {
-                crate::api::LoadPoint::Concurrency(c) => {
-                    timeout.saturating_mul(n.div_ceil(u64::from(c.max(1))).min(u64::from(u32::MAX)) as u32)
-                }
-                crate::api::LoadPoint::Rate(r) => {
-                    Duration::from_secs_f64((n as f64 / r.max(1e-3)).min(1e7)) + timeout
-                }
-            },
-            (None, None) => timeout,
-        };
+        let measured =
+            match (l.duration_per_step, plan.requests_per_step()) {
+                (Some(d), _) => d + timeout,
+                (None, Some(n)) => match point {
+                    crate::api::LoadPoint::Concurrency(c) => timeout.saturating_mul(
+                        n.div_ceil(u64::from(c.max(1))).min(u64::from(u32::MAX)) as u32,
+                    ),
+                    crate::api::LoadPoint::Rate(r) => {
+                        Duration::from_secs_f64((n as f64 / r.max(1e-3)).min(1e7)) + timeout
+                    }
+                },
+                (None, None) => timeout,
+            };
         l.warmup + measured + l.step_slack
     };
     let total: Duration = match &l.saturation {
-        Some(s) => step(crate::api::LoadPoint::Rate(s.start_rate))
-            .saturating_mul(saturation_steps(s)),
+        Some(s) => {
+            step(crate::api::LoadPoint::Rate(s.start_rate)).saturating_mul(saturation_steps(s))
+        }
         None => plan.points().into_iter().map(step).sum(),
     };
     total + DEADLINE_SLACK
@@ -360,7 +362,10 @@ mod tests {
             None,
         )
         .unwrap();
-        let rounds: u64 = [1u64, 2, 4, 8, 16, 32].iter().map(|c| 200u64.div_ceil(*c)).sum();
+        let rounds: u64 = [1u64, 2, 4, 8, 16, 32]
+            .iter()
+            .map(|c| 200u64.div_ceil(*c))
+            .sum();
         let per_step_extra = p.load.warmup + p.load.step_slack;
         assert_eq!(
             deadline(&p),
@@ -371,7 +376,8 @@ mod tests {
         p.load.requests_per_step = None;
         p.load.duration_per_step = Some(Duration::from_secs(60));
         p.load.concurrency = vec![1, 2];
-        let one = p.load.warmup + Duration::from_secs(60) + p.load.request_timeout + p.load.step_slack;
+        let one =
+            p.load.warmup + Duration::from_secs(60) + p.load.request_timeout + p.load.step_slack;
         assert_eq!(deadline(&p), one * 2 + DEADLINE_SLACK);
         // A saturation search: 20, 40, 80 req/s up to 100.
         let p = plan(

@@ -315,7 +315,10 @@ impl SimOptions {
         );
         anyhow::ensure!(self.max_model_len >= 2, "max_model_len must be at least 2");
         anyhow::ensure!(!self.model.is_empty(), "model name must not be empty");
-        anyhow::ensure!(self.listen_backlog >= 1, "listen_backlog must be at least 1");
+        anyhow::ensure!(
+            self.listen_backlog >= 1,
+            "listen_backlog must be at least 1"
+        );
         for (i, l) in self.lora.iter().enumerate() {
             anyhow::ensure!(!l.trim().is_empty(), "a --lora name must not be empty");
             anyhow::ensure!(
