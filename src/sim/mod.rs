@@ -87,8 +87,9 @@ pub struct SimArgs {
     /// Turn off automatic prefix caching (on by default, as in vLLM V1).
     #[arg(long)]
     pub no_enable_prefix_caching: bool,
-    /// Serve a LoRA adapter of this name as an extra model (repeatable); requests name it in
-    /// `model`, and `vllm:lora_requests_info` reports running and waiting adapters.
+    /// Accept requests whose `model` is this LoRA adapter name (repeatable): served with the
+    /// base model's timing, with prefix-cache blocks never shared with the base model. Not yet
+    /// listed by `/v1/models`, and no `vllm:lora_requests_info`.
     #[arg(long = "lora", value_name = "NAME")]
     pub lora: Vec<String>,
     /// Requests kept in the /sim/trace ring buffer (default 100000).

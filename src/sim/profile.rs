@@ -140,7 +140,8 @@ pub struct SimOptions {
     pub block_size: usize,
     /// Automatic prefix caching (vLLM V1's default; see [`super::prefix`]).
     pub prefix_caching: bool,
-    /// LoRA adapters served as extra models next to `model` (vLLM `--lora-modules`).
+    /// LoRA adapter names accepted in a request's `model` besides `model` (served with the
+    /// base model's timing; their prefix-cache blocks are kept apart from the base model's).
     pub lora: Vec<String>,
     /// Maximum prompt + output tokens of a request (vLLM `--max-model-len`).
     pub max_model_len: usize,
