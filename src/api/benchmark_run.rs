@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{LocalObjectRef, default_true};
+use super::schema::GoDuration;
 
 /// Desired benchmark: what to hit, with which requests, at which load points.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -40,7 +41,8 @@ use super::common::{LocalObjectRef, default_true};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must contain only lowercase letters, digits and '-' (no '.'): it starts the hostnames of the load Job's pods")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]
@@ -234,7 +236,8 @@ pub struct DatasetSpec {
     /// The groups of a `sharedPrefix` dataset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_prefix: Option<SharedPrefixSpec>,
-    /// ConfigMap key holding the dataset JSON (mounted into the load pods).
+    /// ConfigMap key holding the dataset JSON, mounted in the load pods at
+    /// `/etc/inferops/dataset/<key>` (where the plan reads it). Ignored when `path` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKeyRef>,
     /// Path of the dataset file inside the load pod image or a local file for `inferops bench`.
@@ -392,12 +395,15 @@ pub struct LoadSpec {
     pub requests_per_step: Option<u32>,
     /// Wall-clock length of each load point (e.g. `60s`), instead of a request count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub duration_per_step: Option<Duration>,
     /// Load applied before each step's measurement window, not counted (e.g. `10s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub warmup: Option<Duration>,
     /// Per-request timeout (default `60s`); a request past it counts as a timeout error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub request_timeout: Option<Duration>,
     /// Raise the rate until the SLO breaks, then report the highest rate that held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,9 +417,11 @@ pub struct LoadSpec {
 pub struct SloSpec {
     /// Highest acceptable p95 time to first token (e.g. `500ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub ttft_p95: Option<Duration>,
     /// Highest acceptable p95 inter-token latency (e.g. `50ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub itl_p95: Option<Duration>,
     /// Highest acceptable failed/total ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -471,11 +479,14 @@ pub struct LoadgenSpec {
     /// Tolerations for the load pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// Pod restarts tolerated before the Job fails (`backoffLimit`).
+    /// Pod restarts tolerated before the Job fails (`backoffLimit`). Pods stopped by a
+    /// disruption (preemption, drain) do not count.
     #[serde(default = "default_backoff_limit")]
     #[schemars(range(min = 0))]
     pub backoff_limit: i32,
-    /// Hard limit on the Job's run time in seconds (`activeDeadlineSeconds`).
+    /// Hard limit on the Job's run time in seconds (`activeDeadlineSeconds`). Default: the
+    /// plan's own length (per step: warmup, then `durationPerStep` or every request at the
+    /// request timeout) plus 15 minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,

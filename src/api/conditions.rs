@@ -431,7 +431,12 @@ mod tests {
             Some(1),
             t(30)
         ));
-        assert!(set_condition(&mut c, up(true, Reason::Available), Some(2), t(40)));
+        assert!(set_condition(
+            &mut c,
+            up(true, Reason::Available),
+            Some(2),
+            t(40)
+        ));
         assert_eq!(c[0].last_transition_time, t(40));
         assert_eq!(c[0].status, "True");
         assert_eq!(c[0].observed_generation, Some(2));

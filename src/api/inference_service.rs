@@ -51,7 +51,9 @@ use super::common::{SecretKeyRef, default_true};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it names the Service and is a label value"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter and contain only lowercase letters, digits and '-': it is the name of a Service (a DNS-1035 label)")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self.engine.kind == 'sim' || has(self.accelerator)").message("spec.accelerator is required when spec.engine.kind is vllm: set accelerator.type (e.g. nvidia-l4) and accelerator.count"))]
@@ -90,7 +92,9 @@ pub struct InferenceServiceSpec {
     pub rollout: Option<RolloutSpec>,
 }
 
-/// How a rollout replaces engine pods (the Deployment's `strategy`).
+/// How a rollout replaces engine pods (the Deployment's `strategy`): `Recreate` or
+/// `RollingUpdate`. Default: `Recreate` with one replica (no autoscaling) or a
+/// `ReadWriteOnce` cache PVC, `RollingUpdate` otherwise.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RolloutStrategy {
     /// Stop every old pod, then start the new ones: downtime, but never two pods for one
@@ -179,7 +183,10 @@ pub struct ModelCacheSpec {
     pub access_mode: Option<CacheAccessMode>,
 }
 
-/// Access mode of the model cache PVC.
+/// Access mode of the new cache PVC (with `size`), fixed when the PVC is created (access
+/// modes are immutable): `ReadWriteOnce` (default; one node mounts it, so one replica) or
+/// `ReadWriteMany` (replicas on several nodes; needs an RWX storage class such as Filestore or
+/// EFS). Not used with `claimName`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CacheAccessMode {
     /// Mounted read-write by the pods of one node.
@@ -364,7 +371,11 @@ pub struct AcceleratorSpec {
     pub eks_node_labels: Option<EksNodeLabels>,
 }
 
-/// The node-label scheme of an EKS cluster's GPU nodes.
+/// EKS only: which node labels select the GPU nodes. `karpenter` (default):
+/// `karpenter.k8s.aws/instance-gpu-name`; `autoMode`: EKS Auto Mode's
+/// `eks.amazonaws.com/instance-gpu-name`; `instanceType`: the well-known
+/// `node.kubernetes.io/instance-type` every node carries (managed node groups with Cluster
+/// Autoscaler).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum EksNodeLabels {
@@ -468,7 +479,8 @@ fn default_target() -> Quantity {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MonitoringSpec {
-    /// Create a Prometheus Operator `PodMonitor` scraping the engine's `/metrics`.
+    /// Scrape the engine's `/metrics`: a Prometheus Operator `PodMonitor`, or a GKE Managed
+    /// Prometheus `PodMonitoring` when the operator runs with `--monitoring-stack gmp`.
     #[serde(default = "default_true")]
     pub pod_monitor: bool,
 }

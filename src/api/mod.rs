@@ -11,6 +11,7 @@ mod common;
 mod conditions;
 #[allow(clippy::duplicated_attributes)]
 mod inference_service;
+pub mod schema;
 mod validate;
 
 pub use benchmark_run::*;
@@ -27,9 +28,22 @@ pub const GROUP: &str = "inferops.dev";
 /// API version of both kinds.
 pub const VERSION: &str = "v1alpha1";
 
-/// Both CRDs, InferenceService first.
+/// Both CRDs, InferenceService first, with the [`schema::harden`] rules applied to their
+/// schemas (so that whatever the apiserver accepts also deserializes).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![InferenceService::crd(), BenchmarkRun::crd()]
+    let mut crds = vec![InferenceService::crd(), BenchmarkRun::crd()];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(v) = version.schema.as_mut()
+                && let Some(s) = v.open_api_v3_schema.as_mut()
+            {
+                let mut value = serde_json::to_value(&*s).expect("a schema always serializes");
+                schema::harden(&mut value);
+                *s = serde_json::from_value(value).expect("a hardened schema is still a schema");
+            }
+        }
+    }
+    crds
 }
 
 /// Both CRDs as multi-document YAML, exactly what `inferops crds` prints and `crds/` holds.

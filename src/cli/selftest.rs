@@ -480,7 +480,11 @@ async fn paced(pin: bool, streams: u32, itl: Duration, rounds: u32) -> anyhow::R
         streams,
         itl_ms: itl.as_secs_f64() * 1000.0,
         token_events: events,
-        failed: expected.saturating_sub(recs.iter().filter(|r| !r["finish_reason"].is_null()).count() as u64),
+        failed: expected.saturating_sub(
+            recs.iter()
+                .filter(|r| !r["finish_reason"].is_null())
+                .count() as u64,
+        ),
         server_cpu_cores: server_cpu.map_or(f64::NAN, |c| c.as_secs_f64() / secs),
         server_cpu_per_event_us: server_cpu.map_or(f64::NAN, per_event),
         client_cpu_cores: client_cpu.as_secs_f64() / secs,
@@ -558,7 +562,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if sim.as_ref().is_none_or(|(b, _)| *b != batch) {
             drop(sim.take());
             let b = batch.to_string();
-            let args = ["--profile", "zero", "--trace-capacity", "0", "--zero-batch", &b];
+            let args = [
+                "--profile",
+                "zero",
+                "--trace-capacity",
+                "0",
+                "--zero-batch",
+                &b,
+            ];
             sim = Some((batch, SimProcess::start(&args, pin).await?));
         }
         let Some((_, sim)) = &sim else { continue };
@@ -589,7 +600,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             peak_rss_mb: peak_rss_mb(),
             failed: step.failed,
         };
-        eprintln!("concurrency {c}, {batch} events per chunk: {}", step.one_line());
+        eprintln!(
+            "concurrency {c}, {batch} events per chunk: {}",
+            step.one_line()
+        );
         report.throughput.push(row);
     }
     drop(sim);

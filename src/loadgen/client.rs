@@ -76,7 +76,8 @@ pub fn endpoint(base: &str, api: Api) -> String {
 /// The path of `GET /v1/models` under `base` (what verifies a pre-opened connection).
 fn models_path(base: &str) -> String {
     let url = endpoint(base, Api::Completions);
-    let path = reqwest::Url::parse(&url).map_or_else(|_| "/v1/completions".into(), |u| u.path().to_owned());
+    let path = reqwest::Url::parse(&url)
+        .map_or_else(|_| "/v1/completions".into(), |u| u.path().to_owned());
     let prefix = path.strip_suffix(Api::Completions.path()).unwrap_or("");
     format!("{prefix}/v1/models")
 }
@@ -882,7 +883,10 @@ mod tests {
     fn connections_are_verified_on_the_models_endpoint() {
         assert_eq!(models_path("http://h:8000/v1"), "/v1/models");
         assert_eq!(models_path("http://h:8000"), "/v1/models");
-        assert_eq!(models_path("http://h/proxy/vllm/v1/"), "/proxy/vllm/v1/models");
+        assert_eq!(
+            models_path("http://h/proxy/vllm/v1/"),
+            "/proxy/vllm/v1/models"
+        );
     }
 
     #[test]

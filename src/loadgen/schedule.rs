@@ -222,7 +222,11 @@ pub fn preconnect_count(spec: &StepSpec) -> usize {
     match spec.point {
         LoadPoint::Concurrency(n) => n as usize,
         LoadPoint::Rate(r) => {
-            let per_second = if r.is_finite() { r.ceil().max(1.0) } else { 1.0 };
+            let per_second = if r.is_finite() {
+                r.ceil().max(1.0)
+            } else {
+                1.0
+            };
             (per_second.min(f64::from(spec.max_in_flight))) as usize
         }
     }
@@ -310,6 +314,8 @@ pub fn fd_plan(connections: u64, soft: u64, hard: u64) -> FdPlan {
 
 /// Checks (and where needed raises) the soft open-file limit for `connections`; returns a
 /// warning when the step may run out of descriptors ("Too many open files").
+// `rlim_t` is u64 on Linux but not on every Unix: the casts are not redundant everywhere.
+#[allow(clippy::unnecessary_cast)]
 fn ensure_fd_limit(connections: u64) -> Option<String> {
     #[cfg(unix)]
     {
@@ -574,8 +580,17 @@ mod tests {
             }
         );
         // The headroom counts: 1000 connections do not fit a soft limit of 1024.
-        assert_eq!(fd_plan(1000, 1024, 1024), FdPlan::Short { need: 1064, hard: 1024 });
-        assert_eq!(fd_plan(u64::MAX, 1024, u64::MAX), FdPlan::Raise { to: u64::MAX });
+        assert_eq!(
+            fd_plan(1000, 1024, 1024),
+            FdPlan::Short {
+                need: 1064,
+                hard: 1024
+            }
+        );
+        assert_eq!(
+            fd_plan(u64::MAX, 1024, u64::MAX),
+            FdPlan::Raise { to: u64::MAX }
+        );
     }
 
     #[test]

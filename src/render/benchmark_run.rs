@@ -216,10 +216,16 @@ pub fn render(
     let parallelism = spec.parallelism.max(1);
     let results_names = names.all_results(parallelism as u32);
     let results_pattern = format!("{}-{INDEX_PLACEHOLDER}", names.results_base);
-    let dataset = run.spec.workload.dataset.config_map_ref.as_ref().filter(|_| {
-        run.spec.workload.dataset.kind == crate::api::DatasetKind::Sharegpt
-            && run.spec.workload.dataset.path.is_none()
-    });
+    let dataset = run
+        .spec
+        .workload
+        .dataset
+        .config_map_ref
+        .as_ref()
+        .filter(|_| {
+            run.spec.workload.dataset.kind == crate::api::DatasetKind::Sharegpt
+                && run.spec.workload.dataset.path.is_none()
+        });
     let image = spec
         .image
         .clone()
@@ -539,9 +545,16 @@ mod tests {
                     "{name}"
                 );
             }
-            assert_ne!(n.job, Names::new(other, replicas).job, "hashes keep runs apart");
+            assert_ne!(
+                n.job,
+                Names::new(other, replicas).job,
+                "hashes keep runs apart"
+            );
         }
-        assert_eq!(Names::new(long, Some(2)).job, fit(long, "-load-r2", JOB_NAME_MAX));
+        assert_eq!(
+            Names::new(long, Some(2)).job,
+            fit(long, "-load-r2", JOB_NAME_MAX)
+        );
         assert!(Names::new(long, Some(2)).job.ends_with("-load-r2"));
         assert!(label_value(&"x".repeat(200)).len() <= NAME_MAX);
         assert_eq!(label_value("short"), "short");

@@ -3,7 +3,7 @@
 //! `inferops render` prints it.
 //!
 //! - [`inference_service`]: `InferenceService` -> Deployment, Service, PVC, PDB, HPA or KEDA
-//!   `ScaledObject`, `PodMonitor`.
+//!   `ScaledObject`, `PodMonitor` or `PodMonitoring`.
 //! - [`accelerator`]: `spec.accelerator` -> node selector and tolerations per platform.
 //! - [`benchmark_run`]: `BenchmarkRun` -> load Job, plan ConfigMap, results ConfigMap, RBAC.
 //!
@@ -32,6 +32,8 @@ pub enum MonitoringStack {
     PrometheusOperator,
     /// GKE Managed Prometheus: a `monitoring.googleapis.com/v1` PodMonitoring.
     Gmp,
+    /// No scrape objects at all (whatever `monitoring.podMonitor` says).
+    None,
 }
 
 /// What a renderer needs besides the custom resource itself.
@@ -51,9 +53,9 @@ pub struct RenderContext {
     /// `imagePullSecrets` to engine, simulator and load-generator pods.
     pub image_pull_secrets: Vec<String>,
     /// Engine images an InferenceService may run (`engine.image`, and the default vLLM
-    /// image). Each entry is an exact image or a prefix ending in `*`
-    /// (`vllm/vllm-openai:*`). Empty: any image. The operator's own image (the simulator's
-    /// default) is always allowed.
+    /// image): each entry is a prefix of the image reference (`vllm/vllm-openai:`,
+    /// `registry.example.com/ml/`; a trailing `*` is allowed and ignored). Empty: any image.
+    /// The operator's own image (the simulator's default) is always allowed.
     pub allowed_engine_images: Vec<String>,
 }
 
@@ -78,10 +80,7 @@ impl RenderContext {
             || self
                 .allowed_engine_images
                 .iter()
-                .any(|p| match p.strip_suffix('*') {
-                    Some(prefix) => image.starts_with(prefix),
-                    None => image == p,
-                })
+                .any(|p| image.starts_with(p.strip_suffix('*').unwrap_or(p)))
     }
 }
 
@@ -106,25 +105,25 @@ pub struct RenderSettings {
     /// Extra label `KEY=VALUE` on every PodMonitor / PodMonitoring (repeat the flag, or
     /// comma-separate in the env var), e.g. `release=kube-prometheus-stack` so that
     /// kube-prometheus-stack's default `podMonitorSelector` picks the PodMonitors up.
-    #[arg(long = "podmonitor-label", env = "PODMONITOR_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    #[arg(long = "podmonitor-label", env = "INFEROPS_PODMONITOR_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub podmonitor_labels: Vec<(String, String)>,
-    /// Scrape objects for engine pods: `prometheus-operator` (PodMonitor, default) or `gmp`
-    /// (GKE Managed Prometheus PodMonitoring).
-    #[arg(long = "monitoring-stack", env = "MONITORING_STACK", value_enum, default_value_t = MonitoringStack::PrometheusOperator)]
+    /// Scrape objects for engine pods: `prometheus-operator` (PodMonitor, default), `gmp`
+    /// (GKE Managed Prometheus PodMonitoring) or `none`.
+    #[arg(long = "monitoring-stack", env = "INFEROPS_MONITORING_STACK", value_enum, default_value_t = MonitoringStack::PrometheusOperator)]
     pub monitoring_stack: MonitoringStack,
     /// Image pull Secret added to engine, simulator and load-generator pods (repeat the
     /// flag, or comma-separate in the env var); each must exist in the pod's namespace.
     #[arg(
         long = "image-pull-secret",
-        env = "IMAGE_PULL_SECRETS",
+        env = "INFEROPS_IMAGE_PULL_SECRETS",
         value_delimiter = ','
     )]
     pub image_pull_secrets: Vec<String>,
-    /// Engine image InferenceServices may run: an exact image or a prefix ending in `*`
-    /// (repeat the flag, or comma-separate in the env var). Unset: any image.
+    /// Engine image prefix InferenceServices may run, e.g. `vllm/vllm-openai:` (repeat the
+    /// flag, or comma-separate in the env var; a trailing `*` is ignored). Unset: any image.
     #[arg(
         long = "allowed-engine-image",
-        env = "ALLOWED_ENGINE_IMAGES",
+        env = "INFEROPS_ALLOWED_ENGINE_IMAGES",
         value_delimiter = ','
     )]
     pub allowed_engine_images: Vec<String>,
@@ -322,11 +321,12 @@ mod tests {
             ctx.engine_image_allowed("anything:latest"),
             "empty list: all"
         );
-        ctx.allowed_engine_images = vec!["vllm/vllm-openai:*".into(), "r.example/v:1".into()];
+        ctx.allowed_engine_images = vec!["vllm/vllm-openai:*".into(), "r.example/ml/".into()];
         assert!(ctx.engine_image_allowed("vllm/vllm-openai:v0.30.0"));
-        assert!(ctx.engine_image_allowed("r.example/v:1"));
-        assert!(!ctx.engine_image_allowed("r.example/v:2"));
+        assert!(ctx.engine_image_allowed("r.example/ml/v:1"));
+        assert!(!ctx.engine_image_allowed("r.example/other:2"));
         assert!(!ctx.engine_image_allowed("evil/vllm-openai:v0.30.0"));
+        assert!(!ctx.engine_image_allowed("vllm/vllm-openai-evil:1"));
         let own = ctx.operator_image.clone();
         assert!(ctx.engine_image_allowed(&own), "the operator's own image");
     }

@@ -323,7 +323,6 @@ enum Source {
     },
 }
 
-
 impl Source {
     /// Wait for the next token(s); returns how many are ready, or None if the engine dropped
     /// the request.

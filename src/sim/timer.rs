@@ -233,7 +233,10 @@ mod tests {
             assert!(r.unwrap(), "a sleep returned before its deadline");
         }
         let w = t.wakeups();
-        assert!((1..=40).contains(&w), "{w} wake-ups for 200 deadlines in 2 ms");
+        assert!(
+            (1..=40).contains(&w),
+            "{w} wake-ups for 200 deadlines in 2 ms"
+        );
         t.stop();
     }
 

@@ -273,13 +273,13 @@ def test_presets_enable_monitoring_for_their_stack():
         for kind in ("ServiceMonitor", "PrometheusRule"):
             assert objects_of(objs, kind)[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
         env = env_of(objs)
-        assert env["MONITORING_STACK"] == "prometheus-operator"
+        assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
         # kube-prometheus-stack's default podMonitorSelector: release=<its release name>.
-        assert env["PODMONITOR_LABELS"] == "release=kube-prometheus-stack"
+        assert env["INFEROPS_PODMONITOR_LABELS"] == "release=kube-prometheus-stack"
     gke = render(preset_values("gke"))
     kinds = {o["kind"] for _, o in gke}
     assert {"PodMonitoring", "ClusterRules"} <= kinds and not {"ServiceMonitor", "PrometheusRule"} & kinds
-    assert env_of(gke)["MONITORING_STACK"] == "gmp"
+    assert env_of(gke)["INFEROPS_MONITORING_STACK"] == "gmp"
     for preset in ("gke", "eks", "gke-kps"):
         objs = render(preset_values(preset))
         (dep,) = objects_of(objs, "Deployment")
@@ -332,8 +332,8 @@ def test_only_the_chosen_stacks_api_counts():
 def test_stack_none_renders_no_monitoring_objects():
     objs = render({"monitoring": {"stack": "none"}})
     assert not {o["kind"] for _, o in objs} & MONITORING_KINDS
-    # The operator knows prometheus-operator and gmp only: with none it keeps its default.
-    assert "MONITORING_STACK" not in env_of(objs)
+    # The operator renders no scrape object for engine pods either.
+    assert env_of(objs)["INFEROPS_MONITORING_STACK"] == "none"
     for bad in ({"metrics": {"serviceMonitor": {"enabled": True}}}, {"prometheusRule": {"enabled": True}}):
         with pytest.raises(helm.HelmError, match="monitoring.stack"):
             render(deep_merge({"monitoring": {"stack": "none"}}, bad))
@@ -341,8 +341,8 @@ def test_stack_none_renders_no_monitoring_objects():
 
 def test_operator_settings_reach_the_operator_as_env():
     env = env_of(render())
-    assert env["MONITORING_STACK"] == "prometheus-operator"
-    for unset in ("PODMONITOR_LABELS", "IMAGE_PULL_SECRETS", "ALLOWED_ENGINE_IMAGES"):
+    assert env["INFEROPS_MONITORING_STACK"] == "prometheus-operator"
+    for unset in ("INFEROPS_PODMONITOR_LABELS", "INFEROPS_IMAGE_PULL_SECRETS", "INFEROPS_ALLOWED_ENGINE_IMAGES"):
         assert unset not in env, "empty settings are left out, not passed as empty strings"
     objs = render({
         "monitoring": {"podMonitorLabels": {"release": "prom", "team": "ml"}},
@@ -350,14 +350,14 @@ def test_operator_settings_reach_the_operator_as_env():
         "operator": {"allowedEngineImages": ["vllm/vllm-openai:*", "registry.example.com/ml/vllm:v0.11.0"]},
     })
     env = env_of(objs)
-    assert env["PODMONITOR_LABELS"] == "release=prom,team=ml"
-    assert env["IMAGE_PULL_SECRETS"] == "regcred,mirror"
-    assert env["ALLOWED_ENGINE_IMAGES"] == "vllm/vllm-openai:*,registry.example.com/ml/vllm:v0.11.0"
+    assert env["INFEROPS_PODMONITOR_LABELS"] == "release=prom,team=ml"
+    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "regcred,mirror"
+    assert env["INFEROPS_ALLOWED_ENGINE_IMAGES"] == "vllm/vllm-openai:*,registry.example.com/ml/vllm:v0.11.0"
     (dep,) = objects_of(objs, "Deployment")
     assert dep["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
     # Workload pull secrets of their own (Secrets in the workload namespaces).
     env = env_of(render({"imagePullSecrets": [{"name": "regcred"}], "operator": {"workloadImagePullSecrets": ["ns-cred"]}}))
-    assert env["IMAGE_PULL_SECRETS"] == "ns-cred"
+    assert env["INFEROPS_IMAGE_PULL_SECRETS"] == "ns-cred"
     # Values that would break the comma-separated lists are refused by the schema.
     for bad, where in [
         ({"monitoring": {"podMonitorLabels": {"release": "a,b"}}}, "podMonitorLabels"),
@@ -464,7 +464,7 @@ def test_the_chart_passes_only_stacks_the_operator_knows():
     body = body[:body.index("}")]
     variants = re.findall(r"^\s*([A-Z]\w*),", body, re.M)
     kebab = {re.sub(r"(?<!^)([A-Z])", r"-\1", v).lower() for v in variants}
-    assert kebab == {"prometheus-operator", "gmp"}
+    assert kebab == {"prometheus-operator", "gmp", "none"}
     for stack in ("prometheus-operator", "gmp", "none"):
-        passed = env_of(render({"monitoring": {"stack": stack}})).get("MONITORING_STACK")
-        assert passed is None or passed in kebab, (stack, passed)
+        passed = env_of(render({"monitoring": {"stack": stack}})).get("INFEROPS_MONITORING_STACK")
+        assert passed == stack and passed in kebab, (stack, passed)

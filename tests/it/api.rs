@@ -467,6 +467,100 @@ fn wrong_group_or_kind_is_named() {
     );
 }
 
+/// Issue 13: objects the schema used to accept and the types reject (each one stored would
+/// stop the watcher of its kind) are refused by the schema, naming the field.
+#[test]
+fn the_schema_refuses_what_the_types_cannot_read() {
+    rejected(
+        &with(minimal_bench(), "/spec/load/durationPerStep", json!("60")),
+        "spec.load.durationPerStep",
+    );
+    rejected(
+        &with(minimal_bench(), "/spec/load/warmup", json!("-5s")),
+        "spec.load.warmup",
+    );
+    // Larger than the parser can add up without overflowing.
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load/requestTimeout",
+            json!("99999999999999h"),
+        ),
+        "spec.load.requestTimeout",
+    );
+    for ok in ["60s", "1m30s", "1.5h", "250ms", "0"] {
+        let run = with(minimal_bench(), "/spec/load/durationPerStep", json!(ok));
+        validate_object(&run, None).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        serde_json::from_value::<BenchmarkRun>(run).unwrap();
+    }
+    rejected(
+        &with(minimal_isvc(), "/spec/replicas", json!(5_000_000_000u64)),
+        "spec.replicas",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/workload/inputTokens",
+            json!(5_000_000_000u64),
+        ),
+        "spec.workload.inputTokens",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load/concurrency",
+            json!([1, 4_294_967_296u64]),
+        ),
+        "spec.load.concurrency[1]",
+    );
+    let max = with(
+        minimal_bench(),
+        "/spec/workload/inputTokens",
+        json!(u32::MAX),
+    );
+    validate_object(&max, None).unwrap();
+    serde_json::from_value::<BenchmarkRun>(max).unwrap();
+}
+
+/// `autoscaling.target` is a `Quantity` with a default, not an `Option`: its schema must not
+/// be `nullable` (the apiserver then drops a `null` and applies the default).
+#[test]
+fn a_defaulted_field_is_not_nullable() {
+    let [isvc, _] = <[_; 2]>::try_from(crds()).unwrap();
+    let v = serde_json::to_value(isvc).unwrap();
+    let target = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["autoscaling"]["properties"]["target"];
+    assert_eq!(target["default"], json!("5"), "{target}");
+    assert!(target.get("nullable").is_none(), "{target}");
+}
+
+/// Names: an InferenceService's name is its Service's (a DNS-1035 label); a BenchmarkRun's
+/// derived names are hash-shortened, but a '.' would end up in pod hostnames. The CRDs refuse
+/// such names with a message naming metadata.name (see docs/install.md).
+#[test]
+fn cel_names_fit_what_the_operator_derives_from_them() {
+    let name = |v: Value, n: &str| with(v, "/metadata/name", json!(n));
+    // Run names of any length fit: render::benchmark_run::fit shortens derived names.
+    validate_object(&name(minimal_bench(), &"b".repeat(253)), None).unwrap();
+    rejected(
+        &name(minimal_bench(), "run.v1"),
+        "metadata.name must contain only lowercase",
+    );
+    validate_object(&name(minimal_isvc(), &"m".repeat(63)), None).unwrap();
+    rejected(
+        &name(minimal_isvc(), &"m".repeat(64)),
+        "metadata.name must be at most 63",
+    );
+    rejected(
+        &name(minimal_isvc(), "1qwen"),
+        "metadata.name must start with a letter",
+    );
+    rejected(
+        &name(minimal_isvc(), "qwen.v1"),
+        "metadata.name must start with a letter",
+    );
+}
+
 #[test]
 fn cel_shared_prefix_dataset_and_lengths() {
     let sp = json!({"kind": "sharedPrefix", "sharedPrefix": {"groups": 4, "promptsPerGroup": 8,

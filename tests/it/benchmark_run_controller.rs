@@ -45,15 +45,16 @@ impl TargetProbe for StaticProbe {
 
 impl Harness {
     async fn new() -> Harness {
-        let client = ClientBuilder::new()
-            .with_resource::<InferenceService>()
-            .with_resource::<BenchmarkRun>()
-            .with_status_subresource::<Job>()
-            .build()
-            .await
-            .unwrap();
+        // Behind the strict apiserver harness: the reconciler gets the operator's client.
+        let (client, operator) = crate::support::strict::clients(
+            ClientBuilder::new()
+                .with_resource::<InferenceService>()
+                .with_resource::<BenchmarkRun>()
+                .with_status_subresource::<Job>(),
+        )
+        .await;
         let ctx = Arc::new(Context::new(
-            client.clone(),
+            operator,
             RenderContext {
                 operator_image: "ghcr.io/inferops/inferops:test".into(),
                 ..RenderContext::default()
@@ -407,6 +408,13 @@ async fn corrupt_results_fail_with_a_reason() {
     let (_, reason, message) = condition(&run, ConditionType::Ready);
     assert_eq!(reason, "ResultsCorrupt");
     assert!(message.contains("pod-0.json"), "{message}");
+    // The failed run stops its load Job: nothing keeps loading the GPUs.
+    let job = h.api::<Job>().get("junk-load").await.unwrap();
+    assert_eq!(
+        job.spec.unwrap().suspend,
+        Some(true),
+        "the Job of a failed run is suspended"
+    );
     sim.shutdown().await;
 }
 
@@ -517,7 +525,10 @@ async fn scaling_study_sweeps_each_replica_count_and_restores_the_original() {
         (3, None)
     );
     let target = h.api::<InferenceService>().get("qwen").await.unwrap();
-    assert_eq!(target.spec.replicas, 3, "not scaled before the record is stored");
+    assert_eq!(
+        target.spec.replicas, 3,
+        "not scaled before the record is stored"
+    );
     for n in [1, 2] {
         let run = h.reconcile("study").await; // scales the target to n, waits for it
         assert_eq!(run.status.as_ref().unwrap().phase, Phase::WaitingForTarget);
@@ -561,7 +572,10 @@ async fn scaling_study_sweeps_each_replica_count_and_restores_the_original() {
     assert_eq!(scaling.original_replicas, 3);
     // Status is applied whole, so fields that no longer apply are cleared in the stored
     // object (a merge patch would have left them).
-    assert_eq!(scaling.current_replicas, None, "currentReplicas cleared after restore");
+    assert_eq!(
+        scaling.current_replicas, None,
+        "currentReplicas cleared after restore"
+    );
     assert_eq!(status.wait, None, "no wait left once the run ended");
     let target = h.api::<InferenceService>().get("qwen").await.unwrap();
     assert_eq!(target.spec.replicas, 3, "original replica count restored");

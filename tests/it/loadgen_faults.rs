@@ -109,7 +109,10 @@ impl Server {
 }
 
 async fn read_request(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    Ok(read_request_line(sock).await?.map(|r| r.1).unwrap_or_default())
+    Ok(read_request_line(sock)
+        .await?
+        .map(|r| r.1)
+        .unwrap_or_default())
 }
 
 /// The next request's first line and body; `None` at the end of the connection.
@@ -142,7 +145,8 @@ async fn read_request_line(sock: &mut TcpStream) -> std::io::Result<Option<(Stri
 }
 
 /// The answer to `GET /v1/models`, keeping the connection open.
-const MODELS: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"data\":[]}";
+const MODELS: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"data\":[]}";
 
 const SSE_HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
@@ -772,9 +776,10 @@ async fn the_event_limit_is_configurable_and_applies_to_plain_bodies() {
         max_event_bytes: Some(20 << 20),
         ..Default::default()
     };
-    let r = inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
-        .await
-        .unwrap();
+    let r =
+        inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
+            .await
+            .unwrap();
     let m = only_message(&r.steps[0], ErrorClass::Body);
     assert!(!m.contains("too large"), "{m}");
     // A small limit fails an ordinary stream whose events are longer.
@@ -789,9 +794,10 @@ async fn the_event_limit_is_configurable_and_applies_to_plain_bodies() {
         max_event_bytes: Some(40),
         ..Default::default()
     };
-    let r = inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
-        .await
-        .unwrap();
+    let r =
+        inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
+            .await
+            .unwrap();
     let m = only_message(&r.steps[0], ErrorClass::Body);
     assert!(m.contains("40-byte limit"), "{m}");
 }
@@ -845,7 +851,10 @@ async fn connections_are_opened_before_the_measured_window() {
     task.abort();
     let s = &r.steps[0];
     assert_eq!((s.completed, s.failed), (16, 0), "{}", s.one_line());
-    let setup = s.connection_setup.as_ref().expect("a connection set-up phase");
+    let setup = s
+        .connection_setup
+        .as_ref()
+        .expect("a connection set-up phase");
     assert_eq!((setup.connections, setup.failed), (16, 0));
     assert!(
         setup.slowest_ms >= 900.0,
@@ -857,7 +866,10 @@ async fn connections_are_opened_before_the_measured_window() {
         s.p99_ttft_ms
     );
     let window = (s.window_end - s.window_start).num_milliseconds();
-    assert!(window < 900, "the measured window ({window} ms) holds the set-up");
+    assert!(
+        window < 900,
+        "the measured window ({window} ms) holds the set-up"
+    );
     // Without pre-connect, the same burst happens inside the window: the 1 s mode shows in
     // TTFT, and there is no set-up phase to report.
     let (addr, task) = slow_accepting_server().await;
@@ -866,13 +878,13 @@ async fn connections_are_opened_before_the_measured_window() {
         no_preconnect: true,
         ..Default::default()
     };
-    let r = inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
-        .await
-        .unwrap();
+    let r =
+        inferops::loadgen::run_plan_with(&plan, &opts, CancellationToken::new(), &mut NoObserver)
+            .await
+            .unwrap();
     task.abort();
     let s = &r.steps[0];
     assert_eq!(s.completed, 16, "{}", s.one_line());
     assert!(s.connection_setup.is_none());
     assert!(s.p99_ttft_ms >= 900.0, "{}", s.one_line());
 }
-

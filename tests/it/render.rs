@@ -811,6 +811,10 @@ fn pod_monitors_carry_the_configured_labels_and_gmp_gets_a_pod_monitoring() {
         "qwen-sim"
     );
     assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+
+    c.monitoring_stack = MonitoringStack::None;
+    let r = render(&example("infsvc-sim.yaml"), &c).unwrap();
+    assert!(r.pod_monitor.is_none() && r.pod_monitoring.is_none());
 }
 
 #[test]
@@ -1024,7 +1028,9 @@ fn a_load_job_stops_after_its_plan_length_and_ignores_disruptions() {
     let spec = &job["spec"];
     // 100 requests at concurrency 1 and 4 with the 60 s request timeout, plus slack: the
     // default deadline follows the plan, not "forever".
-    let deadline = spec["activeDeadlineSeconds"].as_i64().expect("a default deadline");
+    let deadline = spec["activeDeadlineSeconds"]
+        .as_i64()
+        .expect("a default deadline");
     let rounds = 100 + 25;
     assert!(
         deadline >= rounds * 60 && deadline <= rounds * 60 + 3600,
@@ -1055,7 +1061,10 @@ fn each_load_pod_has_its_own_results_configmap_and_may_write_only_those() {
         .filter(|c| c["metadata"]["labels"]["inferops.dev/role"] == "results")
         .map(|c| c["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(results, ["qwen-sharegpt-results-0", "qwen-sharegpt-results-1"]);
+    assert_eq!(
+        results,
+        ["qwen-sharegpt-results-0", "qwen-sharegpt-results-1"]
+    );
     let role = kind(&docs, "Role")[0];
     assert_eq!(role["rules"][0]["resourceNames"], json!(results));
     let args = kind(&docs, "Job")[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone();
@@ -1065,7 +1074,10 @@ fn each_load_pod_has_its_own_results_configmap_and_may_write_only_those() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    let i = args.iter().position(|a| *a == "--results-configmap").unwrap();
+    let i = args
+        .iter()
+        .position(|a| *a == "--results-configmap")
+        .unwrap();
     assert_eq!(args[i + 1], "qwen-sharegpt-results-{index}");
 }
 
@@ -1082,7 +1094,9 @@ fn steps_times_replicas_is_bounded_by_the_schema() {
     assert!(inferops::api::validate_object(&run(64, 2), None).is_ok());
     let errors = inferops::api::validate_object(&run(64, 3), None).unwrap_err();
     assert!(
-        errors.iter().any(|e| e.message.contains("at most 128 steps")),
+        errors
+            .iter()
+            .any(|e| e.message.contains("at most 128 steps")),
         "{errors:?}"
     );
 }
@@ -1100,8 +1114,17 @@ fn a_sixty_character_run_renders_names_and_labels_within_limits() {
     for d in &docs {
         let n = d["metadata"]["name"].as_str().unwrap();
         let max = if d["kind"] == "Job" { 52 } else { 63 };
-        assert!(n.len() <= max, "{} {n} is {} characters", d["kind"], n.len());
-        let mut labels: Vec<&Value> = d["metadata"]["labels"].as_object().unwrap().values().collect();
+        assert!(
+            n.len() <= max,
+            "{} {n} is {} characters",
+            d["kind"],
+            n.len()
+        );
+        let mut labels: Vec<&Value> = d["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .values()
+            .collect();
         if d["kind"] == "Job" {
             labels.extend(
                 d["spec"]["template"]["metadata"]["labels"]

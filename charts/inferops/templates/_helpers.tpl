@@ -94,14 +94,14 @@ Usage: include "inferops.monitoringNamespaceOK" (dict "root" $ "namespace" "moni
 {{- if or (eq $ns .root.Release.Namespace) (eq .root.Values.monitoring.stack "none") (include "inferops.hasAPI" (dict "root" .root "gvk" (include "inferops.stackGVK" .root))) }}true{{ end }}
 {{- end }}
 
-{{/* KEY=VALUE,KEY=VALUE of a map, sorted by key (PODMONITOR_LABELS). */}}
+{{/* KEY=VALUE,KEY=VALUE of a map, sorted by key (INFEROPS_PODMONITOR_LABELS). */}}
 {{- define "inferops.keyValues" -}}
 {{- $out := list }}
 {{- range $k, $v := . }}{{ $out = append $out (printf "%s=%s" $k $v) }}{{ end }}
 {{- join "," $out }}
 {{- end }}
 
-{{/* Names of the pull secrets of sim and load pods (IMAGE_PULL_SECRETS). */}}
+{{/* Names of the pull secrets of sim and load pods (INFEROPS_IMAGE_PULL_SECRETS). */}}
 {{- define "inferops.workloadPullSecrets" -}}
 {{- if .Values.operator.workloadImagePullSecrets }}
 {{- join "," .Values.operator.workloadImagePullSecrets }}

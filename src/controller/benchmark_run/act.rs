@@ -95,7 +95,11 @@ pub async fn act(ctx: &Context, w: &World, d: Decision) -> Result<Decision, Erro
 /// Write the decided status (replacing the stored one: fields the decision dropped, such as
 /// `scaling.currentReplicas` after a restore, are cleared) and publish Events for condition
 /// transitions.
-pub async fn write_status(ctx: &Context, run: &BenchmarkRun, d: &mut Decision) -> Result<(), Error> {
+pub async fn write_status(
+    ctx: &Context,
+    run: &BenchmarkRun,
+    d: &mut Decision,
+) -> Result<(), Error> {
     let updates = std::mem::take(&mut d.conditions);
     let transitions =
         apply::set_conditions(&mut d.status.conditions, updates, run.metadata.generation);

@@ -33,8 +33,8 @@ use crate::api::{
 };
 use crate::contract::plan::Plan;
 use crate::contract::results::{Results, StepResult, merge_results};
-use crate::render::benchmark_run::{Names, results_selector};
 use crate::contract::spec as plan;
+use crate::render::benchmark_run::{Names, results_selector};
 use crate::render::inference_service as render_isvc;
 
 /// Finalizer that restores a scaling study's target replicas before the run goes away.
@@ -168,7 +168,10 @@ pub fn target_wanted(w: &World, slot: Option<i32>) -> TargetWanted {
 }
 
 /// Ready at the sweep's replica count, or why not.
-fn isvc_ready(isvc: &InferenceService, slot: Option<i32>) -> Result<(), (WaitKind, Reason, String)> {
+fn isvc_ready(
+    isvc: &InferenceService,
+    slot: Option<i32>,
+) -> Result<(), (WaitKind, Reason, String)> {
     let name = isvc.name_any();
     let status = isvc.status.clone().unwrap_or_default();
     let ready = find_condition(&status.conditions, ConditionType::Ready);
@@ -348,7 +351,11 @@ pub fn pod_problem(pods: &[Pod]) -> Option<String> {
                 && STUCK.contains(&r)
             {
                 let msg = w.message.as_deref().map(sanitize).unwrap_or_default();
-                return Some(format!("pod {name}: {r}: {msg}").trim_end_matches(": ").to_string());
+                return Some(
+                    format!("pod {name}: {r}: {msg}")
+                        .trim_end_matches(": ")
+                        .to_string(),
+                );
             }
         }
         for c in status.conditions.iter().flatten() {
@@ -401,11 +408,20 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
                 continue;
             }
             if key.ends_with(crate::render::benchmark_run::OVER_BUDGET_SUFFIX) {
-                over_budget.push(format!("ConfigMap {} key {key}: {}", o.name, sanitize(text)));
+                over_budget.push(format!(
+                    "ConfigMap {} key {key}: {}",
+                    o.name,
+                    sanitize(text)
+                ));
                 continue;
             }
-            let r: Results = serde_json::from_str(text)
-                .map_err(|e| format!("ConfigMap {} key {key}: {}", o.name, sanitize(&e.to_string())))?;
+            let r: Results = serde_json::from_str(text).map_err(|e| {
+                format!(
+                    "ConfigMap {} key {key}: {}",
+                    o.name,
+                    sanitize(&e.to_string())
+                )
+            })?;
             parts.push(r);
         }
     }
@@ -509,9 +525,14 @@ fn fail(
     d.status.phase = Phase::Failed;
     d.status.completion_time.get_or_insert(Time(w.now));
     d.status.wait = None;
-    d.conditions.push(cond(ConditionType::Ready, false, reason, message.clone()));
     d.conditions
-        .push(cond(ConditionType::Progressing, false, reason, "the run ended"));
+        .push(cond(ConditionType::Ready, false, reason, message.clone()));
+    d.conditions.push(cond(
+        ConditionType::Progressing,
+        false,
+        reason,
+        "the run ended",
+    ));
     d.conditions
         .push(cond(ConditionType::Degraded, true, reason, message));
     d.conditions.extend(extra);
@@ -574,8 +595,9 @@ fn wait_for_target(
     d
 }
 
-/// A failed target check during the load: spend the retry budget, fail once it is spent.
-fn miss(w: &World, mut d: Decision, message: String) -> Result<Decision, Decision> {
+/// A failed target check during the load: spend the retry budget, fail once it is spent
+/// (the `bool`: the run failed).
+fn miss(w: &World, mut d: Decision, message: String) -> (Decision, bool) {
     let prior = w.run.status.as_ref().and_then(|s| s.target_misses.clone());
     let count = prior.as_ref().map_or(0, |m| m.count).saturating_add(1);
     let since = prior.map(|m| m.since).unwrap_or(Time(w.now));
@@ -585,7 +607,7 @@ fn miss(w: &World, mut d: Decision, message: String) -> Result<Decision, Decisio
             "the target failed {count} checks in a row over {}: {message}; measured steps are kept",
             human(spanned)
         );
-        return Err(fail(w, d, Reason::TargetUnstable, msg, vec![]));
+        return (fail(w, d, Reason::TargetUnstable, msg, vec![]), true);
     }
     d.status.target_misses = Some(TargetMisses {
         count,
@@ -601,7 +623,7 @@ fn miss(w: &World, mut d: Decision, message: String) -> Result<Decision, Decisio
             human(MISS_WINDOW)
         ),
     ));
-    Ok(d)
+    (d, false)
 }
 
 fn decide_inner(w: &World) -> Decision {
@@ -750,10 +772,11 @@ fn decide_inner(w: &World) -> Decision {
                 return wait_for_target(w, d, WaitKind::TargetFound, Reason::TargetNotFound, msg);
             }
             Check::NotYet(_, _, msg) | Check::Wrong(_, msg) if running => {
-                d = match miss(w, d, msg) {
-                    Ok(d) => d,
-                    Err(failed) => return failed,
-                };
+                let (next, failed) = miss(w, d, msg);
+                if failed {
+                    return next;
+                }
+                d = next;
             }
             Check::NotYet(kind, reason, msg) => {
                 return wait_for_target(w, d, kind, reason, msg);
@@ -813,8 +836,7 @@ fn decide_inner(w: &World) -> Decision {
             d.status.phase = Phase::Running;
             d.requeue = Some(POLL);
             if pods_started(job, &w.job.pods, sweep.merged.is_some()) {
-                if d
-                    .status
+                if d.status
                     .wait
                     .as_ref()
                     .is_some_and(|wt| wt.kind == WaitKind::LoadPodsStarted)
@@ -825,10 +847,18 @@ fn decide_inner(w: &World) -> Decision {
                     Some(n) => format!("load Job {} running at {n} replicas", names.job),
                     None => format!("load Job {} running", names.job),
                 };
-                d.conditions
-                    .push(cond(ConditionType::Ready, false, Reason::LoadRunning, msg.clone()));
-                d.conditions
-                    .push(cond(ConditionType::Progressing, true, Reason::LoadRunning, msg));
+                d.conditions.push(cond(
+                    ConditionType::Ready,
+                    false,
+                    Reason::LoadRunning,
+                    msg.clone(),
+                ));
+                d.conditions.push(cond(
+                    ConditionType::Progressing,
+                    true,
+                    Reason::LoadRunning,
+                    msg,
+                ));
                 if find_condition(&stored.conditions, ConditionType::Degraded)
                     .is_some_and(|c| Reason::LoadPodsNotStarting == c.reason.as_str())
                 {
@@ -866,11 +896,22 @@ fn decide_inner(w: &World) -> Decision {
                 kind: WaitKind::LoadPodsStarted,
                 since: since.clone(),
             });
-            let msg = format!("waiting for the load pods of Job {} to start: {detail}", names.job);
-            d.conditions
-                .push(cond(ConditionType::Ready, false, Reason::LoadStarting, msg.clone()));
-            d.conditions
-                .push(cond(ConditionType::Progressing, true, Reason::LoadStarting, msg));
+            let msg = format!(
+                "waiting for the load pods of Job {} to start: {detail}",
+                names.job
+            );
+            d.conditions.push(cond(
+                ConditionType::Ready,
+                false,
+                Reason::LoadStarting,
+                msg.clone(),
+            ));
+            d.conditions.push(cond(
+                ConditionType::Progressing,
+                true,
+                Reason::LoadStarting,
+                msg,
+            ));
             if let Some(p) = problem {
                 d.conditions.push(cond(
                     ConditionType::Degraded,
@@ -892,7 +933,13 @@ fn decide_inner(w: &World) -> Decision {
                 names.job,
                 d.status.steps.len()
             );
-            fail(w, d, Reason::LoadJobFailed, msg, extra.into_iter().collect())
+            fail(
+                w,
+                d,
+                Reason::LoadJobFailed,
+                msg,
+                extra.into_iter().collect(),
+            )
         }
         JobOutcome::Succeeded if stored.phase != Phase::Collecting => {
             d.status.phase = Phase::Collecting;
@@ -927,7 +974,10 @@ fn decide_inner(w: &World) -> Decision {
                     ConditionType::Progressing,
                     true,
                     Reason::Scaling,
-                    format!("sweep at {} replicas done; scaling to {n}", slot.unwrap_or(1)),
+                    format!(
+                        "sweep at {} replicas done; scaling to {n}",
+                        slot.unwrap_or(1)
+                    ),
                 ));
                 d.conditions.extend(updates);
                 d.requeue = Some(Duration::from_millis(500));
@@ -1003,17 +1053,28 @@ fn start_load(
     });
     let shown = sanitize(url);
     let msg = match slot {
-        Some(n) => format!("load Job {} created against {shown} at {n} replicas", names.job),
+        Some(n) => format!(
+            "load Job {} created against {shown} at {n} replicas",
+            names.job
+        ),
         None => format!(
             "load Job {} created against {shown} (model {})",
             names.job,
             sanitize(model)
         ),
     };
-    d.conditions
-        .push(cond(ConditionType::Ready, false, Reason::LoadStarting, msg.clone()));
-    d.conditions
-        .push(cond(ConditionType::Progressing, true, Reason::LoadStarting, msg));
+    d.conditions.push(cond(
+        ConditionType::Ready,
+        false,
+        Reason::LoadStarting,
+        msg.clone(),
+    ));
+    d.conditions.push(cond(
+        ConditionType::Progressing,
+        true,
+        Reason::LoadStarting,
+        msg,
+    ));
     d.requeue = Some(POLL);
     d
 }
@@ -1023,8 +1084,7 @@ fn start_load(
 pub fn refused(w: &World, decided: Decision, what: &str, message: &str) -> Decision {
     let stored = w.run.status.clone().unwrap_or_default();
     let mut d = decided;
-    d.actions
-        .retain(|a| !matches!(a, Act::StartLoad { .. }));
+    d.actions.retain(|a| !matches!(a, Act::StartLoad { .. }));
     d.conditions.clear();
     d.status.phase = stored.phase;
     d.status.start_time = stored.start_time.clone();
@@ -1038,10 +1098,18 @@ pub fn refused(w: &World, decided: Decision, what: &str, message: &str) -> Decis
         kind: WaitKind::LoadObjectsApplied,
         since: since.clone(),
     });
-    d.conditions
-        .push(cond(ConditionType::Ready, false, Reason::LoadJobRefused, msg.clone()));
-    d.conditions
-        .push(cond(ConditionType::Progressing, true, Reason::LoadJobRefused, msg.clone()));
+    d.conditions.push(cond(
+        ConditionType::Ready,
+        false,
+        Reason::LoadJobRefused,
+        msg.clone(),
+    ));
+    d.conditions.push(cond(
+        ConditionType::Progressing,
+        true,
+        Reason::LoadJobRefused,
+        msg.clone(),
+    ));
     d.conditions.push(cond(
         ConditionType::Degraded,
         true,
@@ -1384,7 +1452,9 @@ mod tests {
     #[test]
     fn one_slow_probe_of_an_old_running_run_is_a_miss_not_a_failure() {
         let mut w = running(url_spec(), json!({}));
-        w.probe = Some(Err("GET http://vllm:8000/v1/models: operation timed out".into()));
+        w.probe = Some(Err(
+            "GET http://vllm:8000/v1/models: operation timed out".into()
+        ));
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Running, "{:#?}", d.conditions);
         assert_eq!(d.status.target_misses.as_ref().unwrap().count, 1);
@@ -1428,7 +1498,10 @@ mod tests {
 
     #[test]
     fn a_target_that_answers_again_clears_the_misses() {
-        let w = running(url_spec(), json!({"targetMisses": {"count": 3, "since": at(20)}}));
+        let w = running(
+            url_spec(),
+            json!({"targetMisses": {"count": 3, "since": at(20)}}),
+        );
         let d = decide(&w);
         assert_eq!(d.status.target_misses, None);
         let c = find(&d, ConditionType::Degraded);
@@ -1445,7 +1518,10 @@ mod tests {
         assert_eq!(d.status.phase, Phase::WaitingForTarget);
         let wait = d.status.wait.clone().unwrap();
         assert_eq!((wait.kind, wait.since), (WaitKind::TargetReady, at(0)));
-        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetNotReady);
+        assert_eq!(
+            find(&d, ConditionType::Ready).reason,
+            Reason::TargetNotReady
+        );
         // The same wait resumes from status (a restart keeps it) ...
         let mut w2 = w.clone();
         w2.run.status.as_mut().unwrap().wait = Some(WaitStatus {
@@ -1464,7 +1540,11 @@ mod tests {
         assert_eq!(d.status.phase, Phase::Failed);
         let c = find(&d, ConditionType::Ready);
         assert_eq!(c.reason, Reason::TargetTimeout);
-        assert!(c.message.contains("gave up after waiting 1h"), "{}", c.message);
+        assert!(
+            c.message.contains("gave up after waiting 1h"),
+            "{}",
+            c.message
+        );
         // A different wait starts afresh: 10 minutes waiting for the object, then Ready.
         let mut w3 = w.clone();
         w3.run.status.as_mut().unwrap().wait = Some(WaitStatus {
@@ -1479,10 +1559,15 @@ mod tests {
     #[test]
     fn an_unreachable_target_before_the_load_waits_its_grace_then_fails() {
         let mut w = world(run(url_spec(), json!({})));
-        w.probe = Some(Err("GET http://vllm:8000/v1/models: connection refused".into()));
+        w.probe = Some(Err(
+            "GET http://vllm:8000/v1/models: connection refused".into()
+        ));
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::WaitingForTarget);
-        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetUnreachable);
+        assert_eq!(
+            find(&d, ConditionType::Ready).reason,
+            Reason::TargetUnreachable
+        );
         w.run.status = Some(stored(&d));
         w.run.status.as_mut().unwrap().wait.as_mut().unwrap().since =
             at(TARGET_GRACE.as_secs() as i64 + 1);
@@ -1537,9 +1622,8 @@ mod tests {
     fn a_scaling_study_refuses_an_autoscaled_target() {
         let mut w = world(run(study_spec(), json!({})));
         let mut target = isvc(3, true, 3);
-        target.spec.autoscaling = Some(
-            serde_json::from_value(json!({"minReplicas": 1, "maxReplicas": 4})).unwrap(),
-        );
+        target.spec.autoscaling =
+            Some(serde_json::from_value(json!({"minReplicas": 1, "maxReplicas": 4})).unwrap());
         w.target = TargetObs::Service(Box::new(target));
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Failed);
@@ -1558,7 +1642,10 @@ mod tests {
         }];
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Failed);
-        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::ResultsCorrupt);
+        assert_eq!(
+            find(&d, ConditionType::Ready).reason,
+            Reason::ResultsCorrupt
+        );
         assert!(stops_job(&d), "{:?}", d.actions);
         // A Job that failed by itself has nothing left to stop.
         let mut w = running(url_spec(), json!({}));
@@ -1608,7 +1695,9 @@ mod tests {
         w.job.pods = vec![pod(None, true)];
         let d = decide(&w);
         assert!(
-            find(&d, ConditionType::Degraded).message.contains("Insufficient cpu"),
+            find(&d, ConditionType::Degraded)
+                .message
+                .contains("Insufficient cpu"),
             "{:#?}",
             d.conditions
         );
@@ -1643,7 +1732,11 @@ mod tests {
     fn a_refused_load_object_is_a_condition_with_the_message_then_a_failure() {
         let w = world(run(url_spec(), json!({})));
         let d = decide(&w);
-        assert!(matches!(d.actions[..], [Act::StartLoad { .. }]), "{:?}", d.actions);
+        assert!(
+            matches!(d.actions[..], [Act::StartLoad { .. }]),
+            "{:?}",
+            d.actions
+        );
         let api_message = "roles.rbac.authorization.k8s.io \"r-loadgen\" is forbidden: user \
                            \"system:serviceaccount:inferops:inferops\" is attempting to grant \
                            RBAC permissions not currently held:\n{APIGroups:[\"\"], ...}";
@@ -1666,7 +1759,10 @@ mod tests {
         let d = decide(&w2);
         let r = refused(&w2, d, "Role r-loadgen", api_message);
         assert_eq!(r.status.phase, Phase::Failed);
-        assert_eq!(find(&r, ConditionType::Ready).reason, Reason::LoadJobRefused);
+        assert_eq!(
+            find(&r, ConditionType::Ready).reason,
+            Reason::LoadJobRefused
+        );
     }
 
     #[test]
@@ -1675,7 +1771,10 @@ mod tests {
         w.results = vec![ResultsObject {
             name: "r-results-0".into(),
             data: BTreeMap::from([(
-                format!("pod-0.json{}", crate::render::benchmark_run::OVER_BUDGET_SUFFIX),
+                format!(
+                    "pod-0.json{}",
+                    crate::render::benchmark_run::OVER_BUDGET_SUFFIX
+                ),
                 "64 steps of results are 950 KiB, over the 900 KiB budget".to_string(),
             )]),
         }];
@@ -1764,9 +1863,20 @@ mod tests {
         assert_eq!(step(&mut w).status.phase, Phase::Collecting);
         w.metrics = Some(MetricsObs::NotConfigured);
         let last = step(&mut w);
-        assert_eq!(last.status.phase, Phase::Succeeded, "{:#?}", last.conditions);
+        assert_eq!(
+            last.status.phase,
+            Phase::Succeeded,
+            "{:#?}",
+            last.conditions
+        );
         let reasons: Vec<Reason> = all.iter().map(|c| c.reason).collect();
-        for r in [Reason::TargetNotReady, Reason::LoadStarting, Reason::LoadRunning, Reason::Collecting, Reason::Succeeded] {
+        for r in [
+            Reason::TargetNotReady,
+            Reason::LoadStarting,
+            Reason::LoadRunning,
+            Reason::Collecting,
+            Reason::Succeeded,
+        ] {
             assert!(reasons.contains(&r), "{r} in {reasons:?}");
         }
         for c in &all {

@@ -62,9 +62,7 @@ pub fn sanitize(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '/' || c == ' ' || c == '?' || c == '#')
-            .unwrap_or(tail.len());
+        let end = tail.find(['/', ' ', '?', '#']).unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
             Some(at) => {
@@ -197,7 +195,11 @@ mod tests {
         assert!(e.contains("503"), "{e}");
         assert!(!e.contains("abc123") && !e.contains("<html>"), "{e}");
         assert!(e.len() <= MESSAGE_MAX, "{}", e.len());
-        let url = serve(404, r#"{"error": {"message": "no such route\nsecond line"}}"#).await;
+        let url = serve(
+            404,
+            r#"{"error": {"message": "no such route\nsecond line"}}"#,
+        )
+        .await;
         let e = HttpProbe::default().models(&url).await.unwrap_err();
         assert!(e.ends_with("no such route second line"), "{e}");
         let url = serve(200, r#"{"data": [{"id": "qwen"}]}"#).await;
