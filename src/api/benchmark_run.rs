@@ -168,16 +168,75 @@ pub enum DatasetKind {
     Random,
     /// A ShareGPT-format JSON file (conversations), from a ConfigMap or a path.
     Sharegpt,
+    /// Groups of synthetic prompts that share a prefix (`sharedPrefix`), for prefix caching.
+    #[serde(rename = "sharedPrefix")]
+    SharedPrefix,
+}
+
+/// A length in tokens: fixed (`tokens`), uniform (`min` and `max`), or normal (`tokens` as the
+/// mean with `stddev`, clipped to `min`..`max`, by default 1..2×`tokens`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.tokens) || (has(self.min) && has(self.max))").message("a length needs tokens, or min and max"))]
+#[x_kube(validation = Rule::new("!has(self.stddev) || has(self.tokens)").message("stddev needs tokens (the mean of the normal distribution)"))]
+#[x_kube(validation = Rule::new("has(self.stddev) || !has(self.tokens) || (!has(self.min) && !has(self.max))").message("min/max with tokens need stddev (clipping a normal distribution); for a uniform range omit tokens"))]
+#[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must be <= max"))]
+#[x_kube(validation = Rule::new("!has(self.tokens) || !has(self.min) || self.min <= self.tokens").message("min must be <= tokens"))]
+#[x_kube(validation = Rule::new("!has(self.tokens) || !has(self.max) || self.tokens <= self.max").message("tokens must be <= max"))]
+pub struct TokenLengthSpec {
+    /// Fixed length, or the mean when `stddev` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub tokens: Option<u32>,
+    /// Smallest length (uniform range, or the clip of a normal distribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub min: Option<u32>,
+    /// Largest length (uniform range, or the clip of a normal distribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub max: Option<u32>,
+    /// Standard deviation of a normal distribution around `tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub stddev: Option<u32>,
+}
+
+/// Prompts in groups that share a prefix: every prompt of a group starts with the group's
+/// `prefixTokens` (a system prompt or a shared document), followed by its own random suffix.
+/// Of all prompt tokens, about `prefixTokens × (promptsPerGroup − 1) / promptsPerGroup /
+/// (prefixTokens + mean suffix)` repeat an earlier prompt's prefix and can come from a prefix
+/// cache.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedPrefixSpec {
+    /// Number of distinct prefixes.
+    #[schemars(range(min = 1, max = 10000))]
+    pub groups: u32,
+    /// Prompts per prefix (the distinct prompts are `groups × promptsPerGroup`, sent in a
+    /// seeded random order and reused round-robin).
+    #[schemars(range(min = 1, max = 100000))]
+    pub prompts_per_group: u32,
+    /// Length of each group's shared prefix, in tokens (words ≈ tokens).
+    #[schemars(range(min = 0, max = 1048576))]
+    pub prefix_tokens: u32,
+    /// Length of each prompt's unique suffix.
+    pub suffix_tokens: TokenLengthSpec,
 }
 
 /// Where prompts come from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self.kind != 'sharegpt' || has(self.configMapRef) || has(self.path)").message("spec.workload.dataset: kind sharegpt needs configMapRef or path"))]
+#[x_kube(validation = Rule::new("(self.kind == 'sharedPrefix') == has(self.sharedPrefix)").message("spec.workload.dataset: kind sharedPrefix needs sharedPrefix, and sharedPrefix needs kind sharedPrefix"))]
+#[x_kube(validation = Rule::new("self.kind == 'sharegpt' || (!has(self.configMapRef) && !has(self.path))").message("spec.workload.dataset: configMapRef and path are for file datasets (kind sharegpt)"))]
 pub struct DatasetSpec {
-    /// `random` (default) or `sharegpt`.
+    /// `random` (default), `sharegpt` or `sharedPrefix`.
     #[serde(default)]
     pub kind: DatasetKind,
+    /// The groups of a `sharedPrefix` dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix: Option<SharedPrefixSpec>,
     /// ConfigMap key holding the dataset JSON, mounted in the load pods at
     /// `/etc/inferops/dataset/<key>` (where the plan reads it). Ignored when `path` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +260,7 @@ pub struct ConfigMapKeyRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("!has(self.inputTokensMax) || self.inputTokensMax >= self.inputTokens").message("spec.workload.inputTokensMax must be >= inputTokens"))]
+#[x_kube(validation = Rule::new("!has(self.outputTokensMax) || self.outputTokensMax >= self.outputTokens").message("spec.workload.outputTokensMax must be >= outputTokens"))]
 pub struct WorkloadSpec {
     /// `completions` (default) or `chat`.
     #[serde(default)]
@@ -213,13 +273,30 @@ pub struct WorkloadSpec {
     #[serde(default = "default_input_tokens")]
     #[schemars(range(min = 1))]
     pub input_tokens: u32,
-    /// Upper bound for uniformly random prompt lengths; unset for fixed length.
+    /// Upper bound for uniformly random prompt lengths; unset for fixed length. With
+    /// `inputTokensStddev`, the clip of the normal distribution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1048576))]
     pub input_tokens_max: Option<u32>,
-    /// Tokens to generate per request (`max_tokens`).
+    /// Normally distributed prompt lengths: `inputTokens` is the mean and this the standard
+    /// deviation (clipped to 1..`inputTokensMax`, by default 1..2×`inputTokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub input_tokens_stddev: Option<u32>,
+    /// Tokens to generate per request (`max_tokens`; the lower bound when `outputTokensMax`
+    /// is set, the mean with `outputTokensStddev`).
     #[serde(default = "default_output_tokens")]
     #[schemars(range(min = 1))]
     pub output_tokens: u32,
+    /// Upper bound for uniformly random output lengths (or the clip of the normal
+    /// distribution with `outputTokensStddev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub output_tokens_max: Option<u32>,
+    /// Normally distributed output lengths around `outputTokens` with this standard deviation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub output_tokens_stddev: Option<u32>,
     /// Ask the server to ignore end-of-sequence so every request generates exactly
     /// `outputTokens` (vLLM's `ignore_eos`).
     #[serde(default = "default_true")]
@@ -239,7 +316,10 @@ impl Default for WorkloadSpec {
             dataset: DatasetSpec::default(),
             input_tokens: default_input_tokens(),
             input_tokens_max: None,
+            input_tokens_stddev: None,
             output_tokens: default_output_tokens(),
+            output_tokens_max: None,
+            output_tokens_stddev: None,
             ignore_eos: true,
             seed: default_seed(),
             stream: true,
@@ -276,6 +356,8 @@ pub enum Arrival {
     Poisson,
     /// Evenly spaced sends.
     Constant,
+    /// Gamma-distributed gaps with shape `burstiness` (`vllm bench serve --burstiness`).
+    Gamma,
 }
 
 /// The sweep.
@@ -287,6 +369,7 @@ pub enum Arrival {
 #[x_kube(validation = Rule::new("self.mode != 'concurrency' || !has(self.saturation) || has(self.saturation.maxConcurrency)").message("spec.load.saturation: mode concurrency searches the concurrency and needs maxConcurrency"))]
 #[x_kube(validation = Rule::new("!(has(self.requestsPerStep) && has(self.durationPerStep))").message("spec.load: set requestsPerStep or durationPerStep, not both"))]
 #[x_kube(validation = Rule::new("!has(self.saturation) || !has(self.saturation.slo.minGoodputRatio) || has(self.goodputSlo)").message("spec.load.saturation.slo.minGoodputRatio needs spec.load.goodputSlo (the per-request bounds)"))]
+#[x_kube(validation = Rule::new("(has(self.arrival) && self.arrival == 'gamma') == has(self.burstiness)").message("spec.load: arrival gamma needs burstiness, and burstiness needs arrival gamma"))]
 pub struct LoadSpec {
     /// `concurrency` (closed loop) or `rate` (open loop).
     pub mode: LoadMode,
@@ -300,9 +383,15 @@ pub struct LoadSpec {
     #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.all(r, r > 0.0)").message("spec.load.rate: every load point must be > 0 req/s"))]
     pub rate: Vec<f64>,
-    /// Arrival process for `mode: rate`: `poisson` (default) or `constant`.
+    /// Arrival process for `mode: rate`: `poisson` (default), `constant` or `gamma`.
     #[serde(default)]
     pub arrival: Arrival,
+    /// Shape of the gamma arrivals (`arrival: gamma`): gaps are Gamma(burstiness,
+    /// 1/(rate × burstiness)), so the mean rate holds; 1 is Poisson, below 1 burstier, above 1
+    /// more regular (vLLM bench's `--burstiness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 100.0").message("spec.load.burstiness must be in (0, 100]"))]
+    pub burstiness: Option<f64>,
     /// Requests per load point (default 200 when neither this nor `durationPerStep` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]

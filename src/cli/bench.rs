@@ -15,14 +15,33 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Saturation, Slo, TokenCount,
+    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Saturation, SharedPrefix, Slo,
+    TokenCount,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
 use crate::loadgen::schedule::StepProgress;
 
+/// `N`, `MIN-MAX` (uniform) or `MEAN~STDDEV` / `MEAN~STDDEV:MIN-MAX` (normal, clipped).
 fn parse_tokens(s: &str) -> Result<TokenCount, String> {
     let n = |t: &str| t.trim().parse::<u32>().map_err(|e| format!("{t:?}: {e}"));
+    if let Some((mean, rest)) = s.split_once('~') {
+        let (sd, clip) = match rest.split_once(':') {
+            Some((sd, clip)) => (sd, Some(clip)),
+            None => (rest, None),
+        };
+        let (min, max) = match clip.map(|c| c.split_once('-')) {
+            Some(Some((a, b))) => (Some(n(a)?), Some(n(b)?)),
+            Some(None) => return Err(format!("{s:?}: the clip is MIN-MAX, e.g. 256~64:16-1024")),
+            None => (None, None),
+        };
+        return Ok(TokenCount::Normal {
+            mean: n(mean)?,
+            stddev: n(sd)?,
+            min,
+            max,
+        });
+    }
     match s.split_once('-') {
         Some((a, b)) => Ok(TokenCount::Range {
             min: n(a)?,
@@ -90,10 +109,12 @@ pub struct BenchArgs {
     /// Measured time per step, e.g. 30s [default: 4s, or until --requests].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Prompt length in tokens (≈ words): N or MIN-MAX [default: 256].
+    /// Prompt length in tokens (≈ words): N, MIN-MAX (uniform) or MEAN~STDDEV[:MIN-MAX]
+    /// (normal, clipped) [default: 256].
     #[arg(long, value_parser = parse_tokens)]
     pub input_tokens: Option<TokenCount>,
-    /// Output tokens per request (max_tokens with ignore_eos): N or MIN-MAX [default: 128].
+    /// Output tokens per request (max_tokens with ignore_eos): N, MIN-MAX or MEAN~STDDEV
+    /// [default: 128].
     #[arg(long, value_parser = parse_tokens)]
     pub output_tokens: Option<TokenCount>,
     /// Write the results JSON here (rewritten after every step).
@@ -124,8 +145,11 @@ pub struct BenchArgs {
     /// ShareGPT JSON dataset to take prompts from.
     #[arg(long, value_name = "PATH", value_parser = parse_path)]
     pub dataset: Option<Box<Path>>,
+    /// Production-like workload shapes (shared prefixes, ...).
+    #[command(flatten)]
+    pub shape: Box<WorkloadArgs>,
     /// Open-loop arrivals: poisson or constant [default: poisson].
-    #[arg(long, value_parser = parse_arrival)]
+    #[arg(long, value_parser = parse_arrival, conflicts_with = "burstiness")]
     pub arrival: Option<Arrival>,
     /// Saturation search: grow the rate (from --rate's first value, doubling, up to
     /// --max-rate) or with --concurrency the concurrency (from its first value, up to
@@ -177,6 +201,30 @@ pub struct BenchArgs {
     /// set-up time is reported apart as `connection_setup`).
     #[arg(long)]
     pub no_preconnect: bool,
+}
+
+/// `inferops bench` flags for workload shapes, with the meaning of the BenchmarkRun fields
+/// of the same names.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WorkloadArgs {
+    /// Shared-prefix dataset: this many groups of prompts, each group sharing a prefix of
+    /// --prefix-tokens (BenchmarkRun `dataset.sharedPrefix.groups`).
+    #[arg(long, conflicts_with = "dataset", requires = "prefix_tokens")]
+    pub groups: Option<u32>,
+    /// Shared-prefix dataset: prompts per group [default: 16].
+    #[arg(long, requires = "groups")]
+    pub prompts_per_group: Option<u32>,
+    /// Shared-prefix dataset: tokens (≈ words) of each group's prefix.
+    #[arg(long, requires = "groups")]
+    pub prefix_tokens: Option<u32>,
+    /// Shared-prefix dataset: tokens of each prompt's own suffix, N, MIN-MAX or
+    /// MEAN~STDDEV[:MIN-MAX] [default: --input-tokens].
+    #[arg(long, value_parser = parse_tokens, requires = "groups")]
+    pub suffix_tokens: Option<TokenCount>,
+    /// Gamma arrivals with this shape (BenchmarkRun `arrival: gamma` + `burstiness`, vLLM
+    /// bench's `--burstiness`): 1 is Poisson, below 1 burstier, above 1 more regular.
+    #[arg(long)]
+    pub burstiness: Option<f64>,
 }
 
 /// Which measurements `--self-test` runs.
@@ -258,6 +306,15 @@ pub fn bench_plan(
             output_from_dataset: false,
         };
     }
+    let shape = &args.shape;
+    if let (Some(groups), Some(prefix_tokens)) = (shape.groups, shape.prefix_tokens) {
+        w.dataset = Dataset::SharedPrefix(SharedPrefix {
+            groups,
+            prompts_per_group: shape.prompts_per_group.unwrap_or(16),
+            prefix_tokens,
+            suffix_tokens: shape.suffix_tokens.unwrap_or(w.input_tokens),
+        });
+    }
     let l = &mut plan.load;
     if args.requests.is_some() || args.duration.is_some() {
         l.requests_per_step = args.requests;
@@ -276,6 +333,9 @@ pub fn bench_plan(
     }
     if let Some(v) = args.arrival {
         l.arrival = v;
+    }
+    if let Some(burstiness) = args.shape.burstiness {
+        l.arrival = Arrival::Gamma { burstiness };
     }
     if let Some(v) = args.warmup {
         l.warmup = v;
@@ -539,7 +599,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "target {} model {:?}: {} in / {} out tokens, {}{}",
         plan.target.url,
         plan.target.model,
-        w.input_tokens,
+        w.input_label(),
         w.output_tokens,
         serde_json::to_value(w.api)?.as_str().unwrap_or_default(),
         if w.stream {
@@ -590,7 +650,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!();
     println!(
         "Latencies in ms. {} ({}), {} in / {} out tokens.",
-        plan.target.url, plan.target.model, w.input_tokens, w.output_tokens
+        plan.target.url,
+        plan.target.model,
+        w.input_label(),
+        w.output_tokens
     );
     println!();
     print!("{}", table::render(&results));

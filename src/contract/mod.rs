@@ -15,7 +15,9 @@ pub mod vllm_metrics;
 
 pub use crate::api::LoadPoint;
 pub use outcome::{ErrorClass, Failure, Metrics};
-pub use plan::{Api, Arrival, Dataset, Load, Mode, Plan, Saturation, Target, TokenCount, Workload};
+pub use plan::{
+    Api, Arrival, Dataset, Load, Mode, Plan, Saturation, SharedPrefix, Target, TokenCount, Workload,
+};
 pub use results::{
     Metadata, Results, RunStatus, SaturationResult, StepResult, Summary, merge_results, merge_steps,
 };

@@ -68,7 +68,8 @@ impl Api {
     }
 }
 
-/// Where prompts come from. Written as `random` or `{sharegpt: {path: ..., outputFromDataset: false}}`.
+/// Where prompts come from. Written as `random`, `{sharegpt: {path: ..., outputFromDataset: false}}`
+/// or `{sharedPrefix: {groups: 4, promptsPerGroup: 16, prefixTokens: 512, suffixTokens: 64}}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(try_from = "DatasetRepr", into = "DatasetRepr")]
 pub enum Dataset {
@@ -83,6 +84,37 @@ pub enum Dataset {
         /// instead of `outputTokens`.
         output_from_dataset: bool,
     },
+    /// `groups` x `promptsPerGroup` synthetic prompts: every prompt of a group starts with the
+    /// group's `prefixTokens` words (a system prompt or a shared document) followed by its own
+    /// random suffix, so a known fraction of prompt tokens can come from a prefix cache.
+    SharedPrefix(SharedPrefix),
+}
+
+/// Shape of a [`Dataset::SharedPrefix`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedPrefix {
+    /// Number of distinct prefixes.
+    pub groups: u32,
+    /// Prompts per prefix.
+    pub prompts_per_group: u32,
+    /// Length of each group's shared prefix (words ≈ tokens).
+    pub prefix_tokens: u32,
+    /// Length of each prompt's unique suffix.
+    pub suffix_tokens: TokenCount,
+}
+
+impl SharedPrefix {
+    /// The intended share of prompt tokens that repeat an earlier prompt's prefix: every
+    /// prompt of a group but the first reuses its `prefixTokens` (mean suffix length assumed).
+    pub fn shared_fraction(&self) -> f64 {
+        let per = f64::from(self.prefix_tokens) + self.suffix_tokens.mean();
+        let total = per * f64::from(self.groups) * f64::from(self.prompts_per_group);
+        let reused = f64::from(self.prefix_tokens)
+            * f64::from(self.groups)
+            * f64::from(self.prompts_per_group.saturating_sub(1));
+        if total > 0.0 { reused / total } else { 0.0 }
+    }
 }
 
 /// Serialized form of [`Dataset`] (YAML-friendly: no enum tags).
@@ -90,7 +122,13 @@ pub enum Dataset {
 #[serde(untagged)]
 enum DatasetRepr {
     Name(String),
-    Sharegpt { sharegpt: SharegptRepr },
+    Sharegpt {
+        sharegpt: SharegptRepr,
+    },
+    #[serde(rename_all = "camelCase")]
+    SharedPrefix {
+        shared_prefix: SharedPrefix,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +151,7 @@ impl TryFrom<DatasetRepr> for Dataset {
                 path: sharegpt.path,
                 output_from_dataset: sharegpt.output_from_dataset,
             }),
+            DatasetRepr::SharedPrefix { shared_prefix } => Ok(Dataset::SharedPrefix(shared_prefix)),
         }
     }
 }
@@ -130,16 +169,32 @@ impl From<Dataset> for DatasetRepr {
                     output_from_dataset,
                 },
             },
+            Dataset::SharedPrefix(shared_prefix) => DatasetRepr::SharedPrefix { shared_prefix },
         }
     }
 }
 
-/// A token count: a fixed number or a uniform range (inclusive).
+/// A token count: a fixed number (`256`), a normal distribution
+/// (`{mean: 256, stddev: 64, min: 16, max: 1024}`, clipped to `min..=max`, by default
+/// `1..=2×mean`) or a uniform range (`{min: 128, max: 512}`, inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TokenCount {
     /// Exactly this many.
     Fixed(u32),
+    /// Normally distributed, rounded and clipped.
+    Normal {
+        /// Mean.
+        mean: u32,
+        /// Standard deviation.
+        stddev: u32,
+        /// Smallest value kept (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<u32>,
+        /// Largest value kept (default twice the mean).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<u32>,
+    },
     /// Uniformly drawn from `min..=max` for each prompt.
     Range {
         /// Smallest count.
@@ -154,6 +209,7 @@ impl TokenCount {
     pub fn min(self) -> u32 {
         match self {
             TokenCount::Fixed(n) => n,
+            TokenCount::Normal { min, .. } => min.unwrap_or(1),
             TokenCount::Range { min, .. } => min,
         }
     }
@@ -161,8 +217,31 @@ impl TokenCount {
     pub fn max(self) -> u32 {
         match self {
             TokenCount::Fixed(n) => n,
+            TokenCount::Normal { mean, max, .. } => max.unwrap_or(mean.saturating_mul(2).max(1)),
             TokenCount::Range { max, .. } => max,
         }
+    }
+    /// Expected value (of the unclipped distribution for `Normal`).
+    pub fn mean(self) -> f64 {
+        match self {
+            TokenCount::Fixed(n) => f64::from(n),
+            TokenCount::Normal { mean, .. } => f64::from(mean),
+            TokenCount::Range { min, max } => (f64::from(min) + f64::from(max)) / 2.0,
+        }
+    }
+    /// Checks that the distribution can produce a value of at least `floor`.
+    pub fn check(self, field: &str, floor: u32) -> anyhow::Result<()> {
+        ensure!(
+            self.min() >= floor && self.min() <= self.max(),
+            "{field} must be >= {floor} and min <= max"
+        );
+        if let TokenCount::Normal { mean, .. } = self {
+            ensure!(
+                (self.min()..=self.max()).contains(&mean),
+                "{field}: the mean must lie within min..max"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -170,6 +249,7 @@ impl std::fmt::Display for TokenCount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenCount::Fixed(n) => write!(f, "{n}"),
+            TokenCount::Normal { mean, stddev, .. } => write!(f, "{mean}±{stddev}"),
             TokenCount::Range { min, max } => write!(f, "{min}-{max}"),
         }
     }
@@ -204,6 +284,20 @@ pub struct Workload {
     /// number of requests in the largest step, at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
+}
+
+impl Workload {
+    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`.
+    pub fn input_label(&self) -> String {
+        match &self.dataset {
+            Dataset::Random => self.input_tokens.to_string(),
+            Dataset::Sharegpt { .. } => "sharegpt".into(),
+            Dataset::SharedPrefix(sp) => format!(
+                "{}x{} prompts sharing {} + {}",
+                sp.groups, sp.prompts_per_group, sp.prefix_tokens, sp.suffix_tokens
+            ),
+        }
+    }
 }
 
 fn default_input() -> TokenCount {
@@ -255,15 +349,65 @@ impl Mode {
     }
 }
 
-/// Inter-arrival distribution in open-loop mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Inter-arrival distribution in open-loop mode. Written `poisson`, `constant` or
+/// `{gamma: {burstiness: 0.5}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(try_from = "ArrivalRepr", into = "ArrivalRepr")]
 pub enum Arrival {
     /// Exponential gaps (a Poisson process), like `vllm bench serve --burstiness 1`.
     #[default]
     Poisson,
     /// Evenly spaced arrivals.
     Constant,
+    /// Gamma-distributed gaps with shape `burstiness` and scale `1 / (rate × burstiness)`
+    /// (`vllm bench serve --burstiness`): the mean rate is unchanged, 1 is Poisson, below 1
+    /// burstier, above 1 more regular.
+    Gamma {
+        /// Shape of the gamma distribution (> 0).
+        burstiness: f64,
+    },
+}
+
+/// Serialized form of [`Arrival`] (YAML-friendly: no enum tags).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum ArrivalRepr {
+    Name(String),
+    Gamma { gamma: GammaRepr },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GammaRepr {
+    burstiness: f64,
+}
+
+impl TryFrom<ArrivalRepr> for Arrival {
+    type Error = String;
+    fn try_from(r: ArrivalRepr) -> Result<Arrival, String> {
+        match r {
+            ArrivalRepr::Name(n) if n == "poisson" => Ok(Arrival::Poisson),
+            ArrivalRepr::Name(n) if n == "constant" => Ok(Arrival::Constant),
+            ArrivalRepr::Name(n) => Err(format!(
+                "unknown arrival {n:?}: use poisson, constant or {{gamma: {{burstiness: B}}}}"
+            )),
+            ArrivalRepr::Gamma { gamma } => Ok(Arrival::Gamma {
+                burstiness: gamma.burstiness,
+            }),
+        }
+    }
+}
+
+impl From<Arrival> for ArrivalRepr {
+    fn from(a: Arrival) -> ArrivalRepr {
+        match a {
+            Arrival::Poisson => ArrivalRepr::Name("poisson".into()),
+            Arrival::Constant => ArrivalRepr::Name("constant".into()),
+            Arrival::Gamma { burstiness } => ArrivalRepr::Gamma {
+                gamma: GammaRepr { burstiness },
+            },
+        }
+    }
 }
 
 /// How much load, for how long.
@@ -497,15 +641,31 @@ impl Plan {
             "target.model is empty"
         );
         let w = &self.workload;
-        ensure!(
-            w.input_tokens.min() >= 1 && w.input_tokens.min() <= w.input_tokens.max(),
-            "workload.inputTokens must be >= 1 and min <= max"
-        );
-        ensure!(
-            w.output_tokens.min() >= 1 && w.output_tokens.min() <= w.output_tokens.max(),
-            "workload.outputTokens must be >= 1 and min <= max"
-        );
+        w.input_tokens.check("workload.inputTokens", 1)?;
+        w.output_tokens.check("workload.outputTokens", 1)?;
+        if let Dataset::SharedPrefix(sp) = &w.dataset {
+            ensure!(
+                sp.groups >= 1 && sp.prompts_per_group >= 1,
+                "workload.dataset.sharedPrefix: groups and promptsPerGroup must be >= 1"
+            );
+            ensure!(
+                u64::from(sp.groups) * u64::from(sp.prompts_per_group) <= 1_000_000,
+                "workload.dataset.sharedPrefix: at most 1000000 prompts (groups x promptsPerGroup)"
+            );
+            sp.suffix_tokens
+                .check("workload.dataset.sharedPrefix.suffixTokens", 0)?;
+            ensure!(
+                sp.prefix_tokens >= 1 || sp.suffix_tokens.min() >= 1,
+                "workload.dataset.sharedPrefix: prompts must not be empty"
+            );
+        }
         let l = &self.load;
+        if let Arrival::Gamma { burstiness } = l.arrival {
+            ensure!(
+                burstiness.is_finite() && burstiness > 0.0,
+                "load.arrival.gamma.burstiness must be > 0"
+            );
+        }
         ensure!(
             !l.request_timeout.is_zero(),
             "load.requestTimeout must be > 0"
@@ -730,6 +890,37 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
     }
 
     #[test]
+    fn gamma_arrivals_and_new_lengths_parse() {
+        let p = Plan::from_text(
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [2], arrival: {gamma: {burstiness: 0.5}}}\n\
+             workload: {inputTokens: {mean: 100, stddev: 10}, dataset: {sharedPrefix: \
+             {groups: 2, promptsPerGroup: 3, prefixTokens: 50, suffixTokens: {min: 1, max: 4}}}}",
+        )
+        .unwrap();
+        assert_eq!(p.load.arrival, Arrival::Gamma { burstiness: 0.5 });
+        assert!(matches!(
+            p.workload.input_tokens,
+            TokenCount::Normal {
+                mean: 100,
+                stddev: 10,
+                min: None,
+                max: None
+            }
+        ));
+        assert!(matches!(p.workload.dataset, Dataset::SharedPrefix(_)));
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), p);
+        assert_eq!(
+            Plan::from_text("target: {url: x, model: m}\nworkload: {inputTokens: 256}")
+                .unwrap()
+                .workload
+                .input_tokens,
+            TokenCount::Fixed(256),
+            "the old spellings still work"
+        );
+    }
+
+    #[test]
     fn invalid_plans_are_rejected() {
         for bad in [
             "target: {url: '', model: m}",
@@ -742,6 +933,9 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {mode: rate, saturation: {}}\nparallelism: {count: 2}",
             "target: {url: x, model: m}\nworkload: {outputTokens: 0}",
             "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
+            "target: {url: x, model: m}\nload: {arrival: {gamma: {burstiness: 0}}}",
+            "target: {url: x, model: m}\nworkload: {inputTokens: {mean: 5, stddev: 1, min: 9}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");
         }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::api::{self, BenchmarkRunSpec, DatasetKind};
+use crate::api::{self, BenchmarkRunSpec, DatasetKind, TokenLengthSpec};
 use crate::contract::plan::{
-    Api, Arrival, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Saturation, Slo, Target,
-    TokenCount, Workload,
+    Api, Arrival, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Saturation, SharedPrefix,
+    Slo, Target, TokenCount, Workload,
 };
 
 /// Where the dataset ConfigMap key is mounted in load pods.
@@ -25,6 +25,40 @@ pub struct PlanError {
     pub field: String,
     /// What is wrong and how to fix it.
     pub message: String,
+}
+
+/// A length of the API (`{tokens, min, max, stddev}`) as a [`TokenCount`].
+pub fn token_count(l: &TokenLengthSpec, field: &str) -> Result<TokenCount, PlanError> {
+    match (l.tokens, l.min, l.max, l.stddev) {
+        (Some(mean), min, max, Some(stddev)) => Ok(TokenCount::Normal {
+            mean,
+            stddev,
+            min,
+            max,
+        }),
+        (Some(n), None, None, None) => Ok(TokenCount::Fixed(n)),
+        (None, Some(min), Some(max), None) if min <= max => Ok(TokenCount::Range { min, max }),
+        _ => Err(PlanError {
+            field: field.into(),
+            message: "set tokens; or min and max (uniform); or tokens and stddev, optionally \
+                      with min and max (normal)"
+                .into(),
+        }),
+    }
+}
+
+/// `tokens` with the optional `max` (uniform range) and `stddev` (normal) of a workload.
+fn length(tokens: u32, max: Option<u32>, stddev: Option<u32>) -> TokenCount {
+    match (max, stddev) {
+        (max, Some(stddev)) => TokenCount::Normal {
+            mean: tokens,
+            stddev,
+            min: None,
+            max,
+        },
+        (Some(max), None) if max > tokens => TokenCount::Range { min: tokens, max },
+        _ => TokenCount::Fixed(tokens),
+    }
 }
 
 /// The plan for `spec` against the resolved `url` / `model`, split over `pods` load pods
@@ -55,14 +89,22 @@ pub fn plan(
                 output_from_dataset: false,
             }
         }
+        DatasetKind::SharedPrefix => {
+            let field = "spec.workload.dataset.sharedPrefix";
+            let sp = w.dataset.shared_prefix.as_ref().ok_or_else(|| PlanError {
+                field: field.into(),
+                message: "kind sharedPrefix needs sharedPrefix".into(),
+            })?;
+            Dataset::SharedPrefix(SharedPrefix {
+                groups: sp.groups,
+                prompts_per_group: sp.prompts_per_group,
+                prefix_tokens: sp.prefix_tokens,
+                suffix_tokens: token_count(&sp.suffix_tokens, &format!("{field}.suffixTokens"))?,
+            })
+        }
     };
-    let input_tokens = match w.input_tokens_max {
-        Some(max) if max > w.input_tokens => TokenCount::Range {
-            min: w.input_tokens,
-            max,
-        },
-        _ => TokenCount::Fixed(w.input_tokens),
-    };
+    let input_tokens = length(w.input_tokens, w.input_tokens_max, w.input_tokens_stddev);
+    let output_tokens = length(w.output_tokens, w.output_tokens_max, w.output_tokens_stddev);
     let l = &spec.load;
     let mode = match l.mode {
         api::LoadMode::Concurrency => Mode::Concurrency,
@@ -108,7 +150,7 @@ pub fn plan(
             },
             dataset,
             input_tokens,
-            output_tokens: TokenCount::Fixed(w.output_tokens),
+            output_tokens,
             ignore_eos: w.ignore_eos,
             seed: w.seed,
             stream: w.stream,
@@ -121,6 +163,9 @@ pub fn plan(
             arrival: match l.arrival {
                 api::Arrival::Poisson => Arrival::Poisson,
                 api::Arrival::Constant => Arrival::Constant,
+                api::Arrival::Gamma => Arrival::Gamma {
+                    burstiness: l.burstiness.unwrap_or(1.0),
+                },
             },
             requests_per_step,
             duration_per_step: l.duration_per_step.map(Into::into),
@@ -224,6 +269,80 @@ mod tests {
     }
 
     #[test]
+    fn shared_prefix_example_maps_to_the_dataset() {
+        let p = plan(
+            &example("bench-shared-prefix.yaml"),
+            "http://q:8000",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        let Dataset::SharedPrefix(sp) = p.workload.dataset else {
+            panic!("{:?}", p.workload.dataset)
+        };
+        assert_eq!(
+            (sp.groups, sp.prompts_per_group, sp.prefix_tokens),
+            (8, 16, 512)
+        );
+        assert_eq!(
+            sp.suffix_tokens,
+            TokenCount::Normal {
+                mean: 128,
+                stddev: 32,
+                min: Some(32),
+                max: Some(256)
+            }
+        );
+    }
+
+    #[test]
+    fn lengths_map_to_fixed_uniform_and_normal() {
+        let l = |tokens, min, max, stddev| TokenLengthSpec {
+            tokens,
+            min,
+            max,
+            stddev,
+        };
+        assert_eq!(
+            token_count(&l(Some(5), None, None, None), "f"),
+            Ok(TokenCount::Fixed(5))
+        );
+        assert_eq!(
+            token_count(&l(None, Some(2), Some(9), None), "f"),
+            Ok(TokenCount::Range { min: 2, max: 9 })
+        );
+        assert!(matches!(
+            token_count(&l(Some(5), None, Some(9), Some(2)), "f"),
+            Ok(TokenCount::Normal {
+                mean: 5,
+                stddev: 2,
+                min: None,
+                max: Some(9)
+            })
+        ));
+        for bad in [
+            l(None, None, None, None),
+            l(None, Some(9), Some(2), None),
+            l(Some(5), Some(1), None, None),
+            l(None, None, None, Some(3)),
+        ] {
+            assert_eq!(token_count(&bad, "f").unwrap_err().field, "f", "{bad:?}");
+        }
+        assert_eq!(length(100, Some(50), None), TokenCount::Fixed(100));
+        assert_eq!(
+            length(100, None, Some(10)),
+            TokenCount::Normal {
+                mean: 100,
+                stddev: 10,
+                min: None,
+                max: None
+            }
+        );
+    }
+
+    #[test]
     fn saturation_search_maps_and_refuses_a_split() {
         let start = Utc::now();
         let spec = example("bench-rate-saturation.yaml");
@@ -310,6 +429,7 @@ mod tests {
                 key: "sharegpt.json".into(),
             }),
             path: None,
+            shared_prefix: None,
         };
         let p = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
         match p.workload.dataset {

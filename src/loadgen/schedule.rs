@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Distribution, Exp};
+use rand_distr::{Distribution, Exp, Gamma};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -499,10 +499,14 @@ async fn open_loop(
 
 /// Inter-arrival gaps of an open loop.
 pub struct Gaps {
-    kind: Arrival,
     mean: Duration,
-    exp: Option<Exp<f64>>,
+    dist: Option<GapDist>,
     rng: StdRng,
+}
+
+enum GapDist {
+    Exp(Exp<f64>),
+    Gamma(Gamma<f64>),
 }
 
 impl Gaps {
@@ -513,22 +517,28 @@ impl Gaps {
         } else {
             1.0
         };
+        let dist = match kind {
+            Arrival::Poisson => Exp::new(rate).ok().map(GapDist::Exp),
+            Arrival::Constant => None,
+            Arrival::Gamma { burstiness } => Gamma::new(burstiness, 1.0 / (rate * burstiness))
+                .ok()
+                .map(GapDist::Gamma),
+        };
         Gaps {
-            kind,
             mean: Duration::from_secs_f64(1.0 / rate),
-            exp: Exp::new(rate).ok(),
+            dist,
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
     /// The next gap.
     pub fn next_gap(&mut self) -> Duration {
-        match (self.kind, &self.exp) {
-            (Arrival::Poisson, Some(e)) => {
-                Duration::from_secs_f64(e.sample(&mut self.rng).min(3600.0))
-            }
-            _ => self.mean,
-        }
+        let secs = match &self.dist {
+            Some(GapDist::Exp(e)) => e.sample(&mut self.rng),
+            Some(GapDist::Gamma(g)) => g.sample(&mut self.rng),
+            None => return self.mean,
+        };
+        Duration::from_secs_f64(secs.clamp(0.0, 3600.0))
     }
 }
 
@@ -551,6 +561,26 @@ mod tests {
             .map(|_| Gaps::new(Arrival::Poisson, 3.0, 9).next_gap())
             .collect();
         assert!(same.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn gamma_gaps_keep_the_mean_and_scale_the_spread_with_burstiness() {
+        let stats = |b: f64| {
+            let mut g = Gaps::new(Arrival::Gamma { burstiness: b }, 50.0, 3);
+            let xs: Vec<f64> = (0..40_000).map(|_| g.next_gap().as_secs_f64()).collect();
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+            (mean, var.sqrt() / mean)
+        };
+        // Gamma(k, 1/(rate k)): mean 1/rate, coefficient of variation 1/sqrt(k).
+        for (b, cv) in [(0.25, 2.0), (1.0, 1.0), (4.0, 0.5)] {
+            let (mean, got) = stats(b);
+            assert!(
+                (mean - 0.02).abs() < 0.02 * 0.05,
+                "burstiness {b}: mean {mean}"
+            );
+            assert!((got - cv).abs() < cv * 0.08, "burstiness {b}: cv {got}");
+        }
     }
 
     #[test]

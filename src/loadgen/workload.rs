@@ -1,5 +1,11 @@
 //! Request bodies, prepared once before the run: synthetic prompts of N words (seeded, so the
-//! same seed gives the same prompt set) or prompts from a ShareGPT JSON file.
+//! same seed gives the same prompt set), prompts from a ShareGPT JSON file, or groups of
+//! synthetic prompts sharing a prefix.
+//!
+//! A shared-prefix prompt is the group's prefix words, a space and the prompt's own suffix
+//! words. The simulator counts and hashes words as tokens (16-word KV blocks), so its prefix
+//! cache sees exactly the shared words; a real server sees the same text through its tokenizer
+//! (with `--tokenizer` the prefix and suffix are each cut to exact token counts).
 //!
 //! Without a tokenizer, input lengths are approximate: a synthetic prompt of N common English
 //! words is about N tokens for BPE tokenizers (each word here is a single token with its
@@ -20,7 +26,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokenizers::Tokenizer;
 
-use crate::contract::plan::{Api, Dataset, Plan, TokenCount};
+use rand_distr::{Distribution, Normal};
+
+use crate::contract::plan::{Api, Dataset, Plan, SharedPrefix, TokenCount};
 
 /// Common English words that are single tokens (with a leading space) in common vocabularies.
 const WORDS: &[&str] = &[
@@ -337,6 +345,10 @@ impl RequestSet {
                     })
                     .collect()
             }
+            Dataset::SharedPrefix(sp) => shared_prefix_prompts(&mut rng, sp, tokenizer)?
+                .into_iter()
+                .map(|p| (p, draw(&mut rng, w.output_tokens)))
+                .collect(),
         };
         let requests = prompts
             .into_iter()
@@ -367,11 +379,48 @@ impl RequestSet {
     }
 }
 
-fn draw(rng: &mut StdRng, c: TokenCount) -> u32 {
+/// One value of the distribution `c`.
+pub fn draw(rng: &mut impl Rng, c: TokenCount) -> u32 {
     match c {
         TokenCount::Fixed(n) => n,
         TokenCount::Range { min, max } => rng.random_range(min..=max.max(min)),
+        TokenCount::Normal { mean, stddev, .. } => {
+            let x = Normal::new(f64::from(mean), f64::from(stddev))
+                .map_or(f64::from(mean), |d| d.sample(rng));
+            (x.round().max(0.0) as u32).clamp(c.min(), c.max().max(c.min()))
+        }
     }
+}
+
+/// The prompts of a shared-prefix dataset, groups interleaved in a seeded random order.
+fn shared_prefix_prompts(
+    rng: &mut StdRng,
+    sp: &SharedPrefix,
+    tokenizer: Option<&Tokenizer>,
+) -> anyhow::Result<Vec<String>> {
+    let text = |rng: &mut StdRng, n: u32| -> anyhow::Result<String> {
+        match tokenizer {
+            Some(t) if n > 0 => exact_prompt(rng, t, n),
+            _ => Ok(synthetic_prompt(rng, n)),
+        }
+    };
+    let prefixes: Vec<String> = (0..sp.groups)
+        .map(|_| text(rng, sp.prefix_tokens))
+        .collect::<anyhow::Result<_>>()?;
+    let mut prompts = Vec::with_capacity((sp.groups * sp.prompts_per_group) as usize);
+    for prefix in &prefixes {
+        for _ in 0..sp.prompts_per_group {
+            let n = draw(rng, sp.suffix_tokens);
+            let suffix = text(rng, n)?;
+            prompts.push(match (prefix.is_empty(), suffix.is_empty()) {
+                (true, _) => suffix,
+                (_, true) => prefix.clone(),
+                _ => format!("{prefix} {suffix}"),
+            });
+        }
+    }
+    prompts.shuffle(rng);
+    Ok(prompts)
 }
 
 /// `n` random words separated by spaces.
@@ -595,6 +644,90 @@ mod tests {
         }
         std::fs::write(&path, "{}").unwrap();
         assert!(load_tokenizer(&path).is_err());
+    }
+
+    #[test]
+    fn normal_lengths_are_clipped_around_the_mean() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let c = TokenCount::Normal {
+            mean: 100,
+            stddev: 30,
+            min: Some(60),
+            max: Some(130),
+        };
+        let xs: Vec<u32> = (0..5000).map(|_| draw(&mut rng, c)).collect();
+        assert!(xs.iter().all(|x| (60..=130).contains(x)));
+        let mean = xs.iter().map(|&x| f64::from(x)).sum::<f64>() / xs.len() as f64;
+        assert!((mean - 100.0).abs() < 3.0, "{mean}");
+        assert!(
+            xs.contains(&60) && xs.contains(&130),
+            "clipping reaches both bounds"
+        );
+        let mut sd = |s: u32| {
+            let v: Vec<f64> = (0..5000)
+                .map(|_| {
+                    f64::from(draw(
+                        &mut rng,
+                        TokenCount::Normal {
+                            mean: 1000,
+                            stddev: s,
+                            min: None,
+                            max: None,
+                        },
+                    ))
+                })
+                .collect();
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+        };
+        assert!((sd(50) - 50.0).abs() < 4.0);
+    }
+
+    #[test]
+    fn shared_prefix_groups_share_exactly_their_prefix() {
+        let mut p = plan();
+        let sp = SharedPrefix {
+            groups: 3,
+            prompts_per_group: 5,
+            prefix_tokens: 40,
+            suffix_tokens: TokenCount::Range { min: 8, max: 12 },
+        };
+        p.workload.dataset = Dataset::SharedPrefix(sp);
+        let w = RequestSet::prepare(&p, 1000).unwrap();
+        assert_eq!(
+            w.len(),
+            15,
+            "groups x promptsPerGroup prompts, whatever the count"
+        );
+        let prompts: Vec<String> = (0..15)
+            .map(|i| {
+                let v: serde_json::Value = serde_json::from_slice(&w.get(i).body).unwrap();
+                v["prompt"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let mut groups = std::collections::BTreeMap::<Vec<&str>, usize>::new();
+        for (i, text) in prompts.iter().enumerate() {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            assert!((48..=52).contains(&words.len()), "{}", words.len());
+            assert_eq!(w.get(i as u64).prompt_words as usize, words.len());
+            *groups.entry(words[..40].to_vec()).or_default() += 1;
+        }
+        assert_eq!(groups.values().copied().collect::<Vec<_>>(), [5, 5, 5]);
+        // Suffixes are unique: no two prompts share a 41st word run.
+        let suffixes: std::collections::BTreeSet<Vec<&str>> = prompts
+            .iter()
+            .map(|t| t.split_whitespace().skip(40).collect())
+            .collect();
+        assert_eq!(suffixes.len(), 15);
+        // Groups are interleaved, not in blocks of five.
+        let first: Vec<&str> = prompts[0].split_whitespace().take(40).collect();
+        let run = prompts
+            .iter()
+            .take_while(|t| t.split_whitespace().take(40).eq(first.iter().copied()))
+            .count();
+        assert!(run < 5, "shuffled");
+        let f = sp.shared_fraction();
+        assert!((f - 40.0 * 4.0 / (50.0 * 5.0)).abs() < 1e-9, "{f}");
     }
 
     #[test]

@@ -4,11 +4,17 @@
 //! tokens: **one whitespace-separated word = one token** (an empty prompt counts as one
 //! token). Prompts given as token ids count one token per id. Chat prompts count the words of
 //! every message's text content; no chat-template tokens are added.
+//!
+//! With prefix caching, the same tokens are hashed per KV block ([`super::prefix`]): the words
+//! of the prompt (or of every message, in order), or the token ids.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use super::prefix::block_hashes;
+use super::profile::SimOptions;
 
 /// Which endpoint a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +108,10 @@ struct RawRequest {
 pub struct GenRequest {
     /// Endpoint.
     pub api: Api,
+    /// The served model it names: the base model or a LoRA adapter.
+    pub model: String,
+    /// Chained hashes of the prompt's full KV blocks (empty without prefix caching).
+    pub block_hashes: Vec<u64>,
     /// Prompt tokens (see the module docs).
     pub prompt_tokens: usize,
     /// Output token limit (defaults to the rest of the context).
@@ -145,22 +155,53 @@ fn content_tokens(v: &Value) -> usize {
     }
 }
 
-/// Parse and validate a request body for `served_model` with `max_model_len`.
-pub fn parse(
-    api: Api,
-    body: &[u8],
-    served_model: &str,
-    max_model_len: usize,
-) -> Result<GenRequest, ApiError> {
+/// The KV block hashes of a prompt (see the module docs).
+fn prompt_hashes(api: Api, raw: &RawRequest, model: &str, block_size: usize) -> Vec<u64> {
+    match api {
+        Api::Completions => match &raw.prompt {
+            Some(Value::String(s)) => block_hashes(model, s.split_whitespace(), block_size),
+            Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
+                let ids: Vec<u64> = items.iter().filter_map(Value::as_u64).collect();
+                block_hashes(model, &ids, block_size)
+            }
+            Some(Value::Array(items)) if items.len() == 1 => match &items[0] {
+                Value::String(s) => block_hashes(model, s.split_whitespace(), block_size),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        },
+        Api::Chat => {
+            let words = raw.messages.iter().flatten().flat_map(|m| {
+                let texts: Vec<&str> = match m.get("content") {
+                    Some(Value::String(s)) => vec![s.as_str()],
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                texts.into_iter().flat_map(str::split_whitespace)
+            });
+            block_hashes(model, words, block_size)
+        }
+    }
+}
+
+/// Parse and validate a request body for the simulator configured by `opts` (served models,
+/// `max_model_len`, prefix caching).
+pub fn parse(api: Api, body: &[u8], opts: &SimOptions) -> Result<GenRequest, ApiError> {
+    let max_model_len = opts.max_model_len;
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
-    if let Some(m) = &raw.model
-        && m != served_model
-    {
-        return Err(ApiError::not_found(format!(
-            "The model `{m}` does not exist."
-        )));
-    }
+    let model = match &raw.model {
+        Some(m) if *m == opts.model || opts.lora.contains(m) => m.clone(),
+        Some(m) => {
+            return Err(ApiError::not_found(format!(
+                "The model `{m}` does not exist."
+            )));
+        }
+        None => opts.model.clone(),
+    };
     if raw.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("the simulator supports only n=1"));
     }
@@ -208,8 +249,15 @@ pub fn parse(
             "min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
         )));
     }
+    let block_hashes = if opts.prefix_caching {
+        prompt_hashes(api, &raw, &model, opts.block_size)
+    } else {
+        Vec::new()
+    };
     Ok(GenRequest {
         api,
+        model,
+        block_hashes,
         prompt_tokens: prompt,
         max_tokens,
         min_tokens,
@@ -244,14 +292,48 @@ pub fn word(id: u64, index: usize, seed: u64) -> &'static str {
 mod tests {
     use super::*;
 
+    fn opts(model: &str, max_model_len: usize) -> SimOptions {
+        let mut o = SimOptions::profile("zero").unwrap();
+        o.model = model.into();
+        o.max_model_len = max_model_len;
+        o
+    }
+
+    #[test]
+    fn prompts_hash_per_block_and_chat_history_shares_blocks() {
+        let mut o = opts("m", 1000);
+        o.block_size = 2;
+        let b = br#"{"prompt":"a b c d e"}"#;
+        let r = parse(Api::Completions, b, &o).unwrap();
+        assert_eq!(r.block_hashes.len(), 2);
+        let b = br#"{"messages":[{"role":"user","content":"a b c"},{"role":"assistant","content":"d e"}]}"#;
+        let chat = parse(Api::Chat, b, &o).unwrap();
+        assert_eq!(
+            chat.block_hashes, r.block_hashes,
+            "messages hash as one word stream"
+        );
+        o.lora = vec!["adapter".into()];
+        let b = br#"{"model":"adapter","prompt":"a b c d e"}"#;
+        let l = parse(Api::Completions, b, &o).unwrap();
+        assert_eq!(l.model, "adapter");
+        assert_ne!(l.block_hashes[0], r.block_hashes[0]);
+        o.prefix_caching = false;
+        assert!(
+            parse(Api::Completions, b, &o)
+                .unwrap()
+                .block_hashes
+                .is_empty()
+        );
+    }
+
     #[test]
     fn counts_words_as_tokens() {
         let b = br#"{"model":"m","prompt":"one two  three\nfour","max_tokens":5}"#;
-        let r = parse(Api::Completions, b, "m", 100).unwrap();
+        let r = parse(Api::Completions, b, &opts("m", 100)).unwrap();
         assert_eq!(r.prompt_tokens, 4);
         assert_eq!(r.max_tokens, 5);
         let b = br#"{"messages":[{"role":"user","content":"a b"},{"role":"user","content":[{"type":"text","text":"c"}]}]}"#;
-        let r = parse(Api::Chat, b, "m", 100).unwrap();
+        let r = parse(Api::Chat, b, &opts("m", 100)).unwrap();
         assert_eq!(r.prompt_tokens, 3);
         assert_eq!(r.max_tokens, 97);
     }
@@ -259,21 +341,25 @@ mod tests {
     #[test]
     fn nulls_mean_defaults() {
         let b = br#"{"prompt":"a","max_tokens":null,"stream":null,"ignore_eos":null,"stream_options":null,"temperature":0.5}"#;
-        let r = parse(Api::Completions, b, "m", 100).unwrap();
+        let r = parse(Api::Completions, b, &opts("m", 100)).unwrap();
         assert!(!r.stream && !r.ignore_eos && !r.include_usage);
         assert_eq!(r.max_tokens, 99);
     }
 
     #[test]
     fn errors_are_vllm_shaped() {
-        let e = parse(Api::Completions, br#"{"model":"x","prompt":"a"}"#, "m", 10).unwrap_err();
+        let e = parse(
+            Api::Completions,
+            br#"{"model":"x","prompt":"a"}"#,
+            &opts("m", 10),
+        )
+        .unwrap_err();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert_eq!(e.body()["type"], "NotFoundError");
         let e = parse(
             Api::Completions,
             br#"{"model":"m","prompt":"a b c d e f g h i j k"}"#,
-            "m",
-            10,
+            &opts("m", 10),
         )
         .unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);

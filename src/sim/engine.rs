@@ -14,6 +14,15 @@
 //!    end on the virtual clock (absolute deadlines, so errors never accumulate), then every
 //!    sequence whose tokens are all computed samples one token, which is sent to its request.
 //!
+//! With prefix caching (vLLM's default), a request admitted from the waiting queue first looks
+//! up the longest run of its leading full prompt blocks in the engine's [`PrefixCache`]
+//! (leaving at least one prompt token to compute, as vLLM does): those tokens count as computed,
+//! so they cost no prefill time and no new KV blocks. Every full prompt block a sequence
+//! computes is added to the cache; blocks stay cached after their sequences finish, count as
+//! free, and are evicted least recently released first when new blocks are needed. Each
+//! admission adds its prompt tokens to `vllm:prefix_cache_queries` and its cached tokens to
+//! `vllm:prefix_cache_hits`.
+//!
 //! Every random choice comes from a seeded RNG, so a given arrival sequence always produces the
 //! same schedule.
 
@@ -30,6 +39,7 @@ use rand_distr::{Distribution, Exp};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::ReplicaMetrics;
+use super::prefix::PrefixCache;
 use super::profile::{PerfModel, SimOptions};
 use super::timer::sleep_until_blocking;
 
@@ -55,6 +65,9 @@ pub struct EngineRequest {
     pub prompt_tokens: usize,
     /// Number of tokens to generate (at least 1).
     pub output_tokens: usize,
+    /// Chained hashes of the prompt's full blocks ([`super::prefix::block_hashes`]); empty
+    /// without prefix caching.
+    pub block_hashes: Vec<u64>,
     /// When the request was submitted.
     pub submitted: Instant,
     /// Where tokens go; the request is dropped when the receiver is gone.
@@ -149,12 +162,21 @@ struct Seq {
     first_scheduled: Option<Instant>,
     computed: usize,
     generated: usize,
-    blocks: usize,
+    /// KV blocks this sequence holds alone.
+    own: usize,
+    /// Hashes of the cached blocks it holds a reference on (its leading blocks).
+    cached: Vec<u64>,
+    /// Leading prompt blocks already looked up or offered to the cache.
+    registered: usize,
 }
 
 impl Seq {
     fn len(&self) -> usize {
         self.req.prompt_tokens + self.generated
+    }
+    /// KV blocks it uses (own and shared).
+    fn blocks(&self) -> usize {
+        self.own + self.cached.len()
     }
 }
 
@@ -170,7 +192,9 @@ struct Scheduler {
     jitter: Option<Exp<f64>>,
     running: Vec<Seq>,
     waiting: VecDeque<Seq>,
+    /// Blocks not used by a running sequence (including unreferenced cached blocks).
     free_blocks: usize,
+    cache: PrefixCache,
 }
 
 /// One scheduled entry of a step: index into `running` and tokens computed.
@@ -192,6 +216,7 @@ impl Scheduler {
             jitter,
             running: Vec::new(),
             waiting: VecDeque::new(),
+            cache: PrefixCache::default(),
         }
     }
 
@@ -201,7 +226,9 @@ impl Scheduler {
             first_scheduled: None,
             computed: 0,
             generated: 0,
-            blocks: 0,
+            own: 0,
+            cached: Vec::new(),
+            registered: 0,
         });
     }
 
@@ -257,7 +284,9 @@ impl Scheduler {
         while i < self.running.len() && budget > 0 {
             let s = &self.running[i];
             let chunk = (s.len() - s.computed).min(budget);
-            let need = self.blocks_for(s.computed + chunk).saturating_sub(s.blocks);
+            let need = self
+                .blocks_for(s.computed + chunk)
+                .saturating_sub(s.blocks());
             let mut self_preempted = false;
             while self.free_blocks < need {
                 let last = self.running.len() - 1;
@@ -272,8 +301,8 @@ impl Scheduler {
             if self_preempted {
                 break;
             }
-            self.free_blocks -= need;
-            self.running[i].blocks += need;
+            self.allocate(need);
+            self.running[i].own += need;
             out.push((i, chunk));
             budget -= chunk;
             i += 1;
@@ -281,14 +310,27 @@ impl Scheduler {
         if !preempted {
             while budget > 0 && self.running.len() < self.cfg.max_num_seqs {
                 let Some(s) = self.waiting.front() else { break };
-                let chunk = (s.len() - s.computed).min(budget);
-                let need = self.blocks_for(s.computed + chunk).saturating_sub(s.blocks);
-                if need > self.free_blocks {
+                // Cached leading blocks, leaving at least one prompt token to compute.
+                let max_hit = s.req.prompt_tokens.saturating_sub(1) / self.cfg.block_size;
+                let (hits, idle) = self.cache.lookup(&s.req.block_hashes, max_hit);
+                let computed = hits * self.cfg.block_size;
+                let chunk = (s.len() - computed).min(budget);
+                let need = self.blocks_for(computed + chunk).saturating_sub(hits);
+                if need + idle > self.free_blocks {
                     break;
                 }
                 let mut s = self.waiting.pop_front().expect("peeked");
-                self.free_blocks -= need;
-                s.blocks += need;
+                self.cache.acquire(&s.req.block_hashes[..hits]);
+                self.free_blocks -= idle;
+                s.cached = s.req.block_hashes[..hits].to_vec();
+                s.registered = hits;
+                s.computed = computed;
+                self.allocate(need);
+                s.own += need;
+                self.metrics
+                    .prefix_cache_queries
+                    .inc_by(s.req.prompt_tokens as u64);
+                self.metrics.prefix_cache_hits.inc_by(computed as u64);
                 s.first_scheduled.get_or_insert(now);
                 self.running.push(s);
                 out.push((self.running.len() - 1, chunk));
@@ -298,9 +340,39 @@ impl Scheduler {
         out
     }
 
+    /// Takes `n` free blocks, evicting unreferenced cached blocks when no uncached one is left.
+    fn allocate(&mut self, n: usize) {
+        self.free_blocks -= n;
+        while self.cache.idle() > self.free_blocks && self.cache.evict_lru() {}
+    }
+
+    /// Returns the blocks of `s` (its cached ones stay cached, unreferenced).
+    fn release(&mut self, s: &mut Seq) {
+        self.free_blocks += s.own;
+        for h in s.cached.drain(..) {
+            if self.cache.release(h) {
+                self.free_blocks += 1;
+            }
+        }
+        s.own = 0;
+        s.registered = 0;
+    }
+
+    /// Offers the full prompt blocks `s` has computed to the cache.
+    fn register(cache: &mut PrefixCache, s: &mut Seq, block_size: usize) {
+        let full = (s.computed / block_size).min(s.req.block_hashes.len());
+        while s.registered < full {
+            let h = s.req.block_hashes[s.registered];
+            if s.registered == s.cached.len() && cache.insert(h) {
+                s.own -= 1;
+                s.cached.push(h);
+            }
+            s.registered += 1;
+        }
+    }
+
     fn preempt(&mut self, mut s: Seq) {
-        self.free_blocks += s.blocks;
-        s.blocks = 0;
+        self.release(&mut s);
         s.computed = 0;
         self.metrics.preemptions.inc();
         self.waiting.push_front(s);
@@ -332,6 +404,9 @@ impl Scheduler {
         for &(i, chunk) in scheduled {
             let s = &mut self.running[i];
             s.computed += chunk;
+            if s.registered < s.req.block_hashes.len() {
+                Self::register(&mut self.cache, s, self.cfg.block_size);
+            }
             if s.computed < s.len() {
                 continue;
             }
@@ -354,29 +429,29 @@ impl Scheduler {
             }
         }
         if any_done {
-            let mut freed = 0;
-            self.running.retain(|s| {
-                let keep = s.req.output_tokens > 0;
-                if !keep {
-                    freed += s.blocks;
-                }
-                keep
-            });
-            self.free_blocks += freed;
+            self.remove_running(|s| s.req.output_tokens == 0);
         }
     }
 
-    /// Drop requests whose client has gone away.
-    fn drop_abandoned(&mut self) {
-        let mut freed = 0;
-        self.running.retain(|s| {
-            let keep = !s.req.events.is_closed();
-            if !keep {
-                freed += s.blocks;
+    /// Removes the running sequences `done` selects and frees their blocks.
+    fn remove_running(&mut self, done: impl Fn(&Seq) -> bool) {
+        let all = std::mem::take(&mut self.running);
+        let mut keep = Vec::with_capacity(all.len());
+        for mut s in all {
+            if done(&s) {
+                self.release(&mut s);
+            } else {
+                keep.push(s);
             }
-            keep
-        });
-        self.free_blocks += freed;
+        }
+        self.running = keep;
+    }
+
+    /// Drop requests whose client has gone away (a cancelled request frees its KV blocks).
+    fn drop_abandoned(&mut self) {
+        if self.running.iter().any(|s| s.req.events.is_closed()) {
+            self.remove_running(|s| s.req.events.is_closed());
+        }
         self.waiting.retain(|s| !s.req.events.is_closed());
     }
 
@@ -432,15 +507,125 @@ mod tests {
         prompt: usize,
         out: usize,
     ) -> UnboundedReceiver<TokenEvent> {
+        cached_request(s, id, prompt, out, Vec::new())
+    }
+
+    fn cached_request(
+        s: &mut Scheduler,
+        id: u64,
+        prompt: usize,
+        out: usize,
+        block_hashes: Vec<u64>,
+    ) -> UnboundedReceiver<TokenEvent> {
         let (tx, rx) = unbounded_channel();
         s.enqueue(EngineRequest {
             id,
             prompt_tokens: prompt,
             output_tokens: out,
+            block_hashes,
             submitted: Instant::now(),
             events: tx,
         });
         rx
+    }
+
+    /// Hashes of a prompt of `blocks` full 16-token blocks: `shared` from group `g`, the rest
+    /// unique to `id`.
+    fn hashes(g: u64, shared: usize, id: u64, blocks: usize) -> Vec<u64> {
+        (0..blocks as u64)
+            .map(|b| {
+                if (b as usize) < shared {
+                    g * 1000 + b
+                } else {
+                    1_000_000 + id * 1000 + b
+                }
+            })
+            .collect()
+    }
+
+    fn run_until_idle(s: &mut Scheduler) {
+        for _ in 0..10_000 {
+            if s.running.is_empty() && s.waiting.is_empty() {
+                return;
+            }
+            step(s);
+        }
+        panic!("did not finish");
+    }
+
+    #[test]
+    fn cached_prefix_blocks_skip_prefill() {
+        let mut s = scheduler(1000, 2048, 8);
+        // 100 tokens: 6 full blocks, 4 of them a shared prefix.
+        let _a = cached_request(&mut s, 1, 100, 2, hashes(7, 4, 1, 6));
+        assert_eq!(step(&mut s), vec![(0, 100)]);
+        run_until_idle(&mut s);
+        assert_eq!(s.free_blocks, 1000, "finished blocks stay cached but free");
+        assert_eq!(s.cache.idle(), 6);
+        let _b = cached_request(&mut s, 2, 100, 2, hashes(7, 4, 2, 6));
+        // 4 blocks (64 tokens) come from the cache: only 36 are prefilled.
+        assert_eq!(step(&mut s), vec![(0, 36)]);
+        assert_eq!(s.metrics.prefix_cache_queries.get(), 200);
+        assert_eq!(s.metrics.prefix_cache_hits.get(), 64);
+        let with = s.step_duration(&[(0, 36)]);
+        let without = s.step_duration(&[(0, 100)]);
+        assert!(with < without, "{with:?} vs {without:?}");
+        run_until_idle(&mut s);
+        // The same prompt again: everything but the last token's block is cached (vLLM always
+        // computes at least one token).
+        let _c = cached_request(&mut s, 3, 96, 1, hashes(7, 4, 2, 6));
+        assert_eq!(step(&mut s), vec![(0, 16)]);
+    }
+
+    #[test]
+    fn running_sequences_share_cached_blocks() {
+        let mut s = scheduler(1000, 2048, 8);
+        let _a = cached_request(&mut s, 1, 64, 50, hashes(1, 4, 1, 4));
+        step(&mut s);
+        let used = 1000 - s.free_blocks;
+        let _b = cached_request(&mut s, 2, 64, 50, hashes(1, 4, 2, 4));
+        step(&mut s);
+        // b reuses a's 3 leading blocks (its last prompt block is recomputed) and adds one;
+        // a's 65th token takes a fifth block.
+        assert_eq!(1000 - s.free_blocks, used + 2);
+        run_until_idle(&mut s);
+        assert_eq!(s.free_blocks, 1000);
+    }
+
+    #[test]
+    fn kv_pressure_evicts_least_recently_released_blocks() {
+        // 10 blocks: group 1's 4 cached blocks, then group 2 and 3 prompts push them out.
+        let mut s = scheduler(10, 2048, 8);
+        let _a = cached_request(&mut s, 1, 64, 1, hashes(1, 4, 1, 4));
+        run_until_idle(&mut s);
+        let _b = cached_request(&mut s, 2, 64, 1, hashes(2, 4, 2, 4));
+        run_until_idle(&mut s);
+        assert_eq!(s.cache.len(), 8);
+        let _c = cached_request(&mut s, 3, 64, 1, hashes(3, 4, 3, 4));
+        run_until_idle(&mut s);
+        assert!(s.cache.len() <= 10);
+        let hits = s.metrics.prefix_cache_hits.get();
+        // Group 1 (released first) was evicted: no hit; group 3 is still cached.
+        let _d = cached_request(&mut s, 4, 64, 1, hashes(1, 4, 4, 4));
+        run_until_idle(&mut s);
+        assert_eq!(s.metrics.prefix_cache_hits.get(), hits);
+        let _e = cached_request(&mut s, 5, 64, 1, hashes(3, 4, 5, 4));
+        run_until_idle(&mut s);
+        assert_eq!(s.metrics.prefix_cache_hits.get(), hits + 48);
+        assert_eq!(s.free_blocks, 10);
+    }
+
+    #[test]
+    fn cancelled_requests_free_their_blocks() {
+        let mut s = scheduler(100, 2048, 8);
+        let a = cached_request(&mut s, 1, 64, 1000, hashes(1, 4, 1, 4));
+        step(&mut s);
+        step(&mut s);
+        assert!(s.free_blocks < 100);
+        drop(a);
+        s.drop_abandoned();
+        assert!(s.running.is_empty());
+        assert_eq!(s.free_blocks, 100);
     }
 
     fn step(s: &mut Scheduler) -> Vec<Scheduled> {

@@ -64,6 +64,10 @@ pub struct ReplicaMetrics {
     pub kv_usage: FGauge,
     /// `vllm:num_preemptions_total`.
     pub preemptions: Counter,
+    /// `vllm:prefix_cache_queries_total`: prompt tokens looked up in the prefix cache.
+    pub prefix_cache_queries: Counter,
+    /// `vllm:prefix_cache_hits_total`: prompt tokens found in the prefix cache.
+    pub prefix_cache_hits: Counter,
     /// `vllm:time_to_first_token_seconds`.
     pub ttft: Histogram,
     /// `vllm:inter_token_latency_seconds`.
@@ -107,6 +111,8 @@ impl Metrics {
         let waiting = Family::<Labels, Gauge>::default();
         let kv = Family::<Labels, FGauge>::default();
         let preempt = Family::<Labels, Counter>::default();
+        let pc_queries = Family::<Labels, Counter>::default();
+        let pc_hits = Family::<Labels, Counter>::default();
         let ttft = HistFamily::new_with_constructor(ttft_hist);
         let itl = HistFamily::new_with_constructor(itl_hist);
         let e2e = HistFamily::new_with_constructor(request_hist);
@@ -133,6 +139,16 @@ impl Metrics {
             "vllm:num_preemptions",
             "Cumulative number of preemption from the engine",
             preempt.clone(),
+        );
+        reg.register(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            pc_queries.clone(),
+        );
+        reg.register(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            pc_hits.clone(),
         );
         reg.register(
             "vllm:time_to_first_token_seconds",
@@ -221,6 +237,8 @@ impl Metrics {
                     waiting: waiting.get_or_create_owned(&labels),
                     kv_usage: kv.get_or_create_owned(&labels),
                     preemptions: preempt.get_or_create_owned(&labels),
+                    prefix_cache_queries: pc_queries.get_or_create_owned(&labels),
+                    prefix_cache_hits: pc_hits.get_or_create_owned(&labels),
                     ttft: ttft.get_or_create_owned(&labels),
                     itl: itl.get_or_create_owned(&labels),
                     e2e: e2e.get_or_create_owned(&labels),
@@ -308,6 +326,8 @@ mod tests {
             "# TYPE vllm:e2e_request_latency_seconds histogram",
             "# TYPE vllm:request_queue_time_seconds histogram",
             "# TYPE vllm:prompt_tokens counter",
+            "vllm:prefix_cache_queries_total{model_name=\"sim-zero\"} 0",
+            "vllm:prefix_cache_hits_total{model_name=\"sim-zero\"} 0",
             "vllm:cache_config_info{model_name=\"sim-zero\",block_size=\"16\",num_gpu_blocks=\"68000\"",
             "vllm:prompt_tokens_total{model_name=\"sim-zero\"} 3",
             "vllm:generation_tokens_total{",

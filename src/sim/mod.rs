@@ -18,6 +18,7 @@
 pub mod api;
 pub mod engine;
 pub mod metrics;
+pub mod prefix;
 pub mod profile;
 pub mod server;
 pub mod timer;
@@ -83,6 +84,14 @@ pub struct SimArgs {
     /// Token budget of one engine step (chunked prefill).
     #[arg(long)]
     pub max_num_batched_tokens: Option<usize>,
+    /// Turn off automatic prefix caching (on by default, as in vLLM V1).
+    #[arg(long)]
+    pub no_enable_prefix_caching: bool,
+    /// Accept requests whose `model` is this LoRA adapter name (repeatable): served with the
+    /// base model's timing, with prefix-cache blocks never shared with the base model. Not yet
+    /// listed by `/v1/models`, and no `vllm:lora_requests_info`.
+    #[arg(long = "lora", value_name = "NAME")]
+    pub lora: Vec<String>,
     /// Requests kept in the /sim/trace ring buffer (default 100000).
     #[arg(long)]
     pub trace_capacity: Option<usize>,
@@ -141,6 +150,8 @@ impl SimArgs {
         if let Some(v) = self.max_num_batched_tokens {
             o.max_num_batched_tokens = v;
         }
+        o.prefix_caching = !self.no_enable_prefix_caching;
+        o.lora = self.lora.clone();
         if let Some(v) = self.trace_capacity {
             o.trace_capacity = v;
         }

@@ -138,6 +138,11 @@ pub struct SimOptions {
     pub num_gpu_blocks: usize,
     /// Tokens per KV block (vLLM default 16).
     pub block_size: usize,
+    /// Automatic prefix caching (vLLM V1's default; see [`super::prefix`]).
+    pub prefix_caching: bool,
+    /// LoRA adapter names accepted in a request's `model` besides `model` (served with the
+    /// base model's timing; their prefix-cache blocks are kept apart from the base model's).
+    pub lora: Vec<String>,
     /// Maximum prompt + output tokens of a request (vLLM `--max-model-len`).
     pub max_model_len: usize,
     /// Number of replicas (engines) behind the one port.
@@ -187,6 +192,8 @@ impl SimOptions {
             max_num_batched_tokens: 2048,
             num_gpu_blocks: 68_000,
             block_size: 16,
+            prefix_caching: true,
+            lora: Vec::new(),
             max_model_len: 8192,
             replicas: 1,
             routing: Routing::LeastLoaded,
@@ -313,6 +320,13 @@ impl SimOptions {
             self.listen_backlog >= 1,
             "listen_backlog must be at least 1"
         );
+        for (i, l) in self.lora.iter().enumerate() {
+            anyhow::ensure!(!l.trim().is_empty(), "a --lora name must not be empty");
+            anyhow::ensure!(
+                *l != self.model && !self.lora[..i].contains(l),
+                "--lora {l}: every served model name must be distinct"
+            );
+        }
         Ok(())
     }
 }

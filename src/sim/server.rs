@@ -235,7 +235,7 @@ fn request_rng(seed: u64, id: u64) -> StdRng {
 
 async fn generate(st: Arc<SimState>, api_kind: Api, body: Bytes) -> Response {
     let arrival = Instant::now();
-    let req = match api::parse(api_kind, &body, &st.opts.model, st.opts.max_model_len) {
+    let req = match api::parse(api_kind, &body, &st.opts) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -283,6 +283,7 @@ async fn generate(st: Arc<SimState>, api_kind: Api, body: Bytes) -> Response {
                     e.submit(EngineRequest {
                         id,
                         prompt_tokens: req.prompt_tokens,
+                        block_hashes: req.block_hashes.clone(),
                         output_tokens: target,
                         submitted: Instant::now(),
                         events: tx,

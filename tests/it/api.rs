@@ -619,3 +619,101 @@ fn cel_names_fit_what_the_operator_derives_from_them() {
         "metadata.name must start with a letter",
     );
 }
+
+#[test]
+fn cel_shared_prefix_dataset_and_lengths() {
+    let sp = json!({"kind": "sharedPrefix", "sharedPrefix": {"groups": 4, "promptsPerGroup": 8,
+        "prefixTokens": 512, "suffixTokens": {"tokens": 64}}});
+    validate_object(
+        &with(minimal_bench(), "/spec/workload/dataset", sp.clone()),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/workload/dataset",
+            json!({"kind": "sharedPrefix"}),
+        ),
+        "kind sharedPrefix needs sharedPrefix",
+    );
+    let mut stray = sp.clone();
+    stray["kind"] = json!("random");
+    rejected(
+        &with(minimal_bench(), "/spec/workload/dataset", stray),
+        "sharedPrefix needs kind sharedPrefix",
+    );
+    let length = |l: Value| {
+        let mut d = sp.clone();
+        d["sharedPrefix"]["suffixTokens"] = l;
+        with(minimal_bench(), "/spec/workload/dataset", d)
+    };
+    for ok in [
+        json!({"min": 8, "max": 64}),
+        json!({"tokens": 64, "stddev": 16}),
+        json!({"tokens": 64, "stddev": 16, "min": 8, "max": 128}),
+    ] {
+        validate_object(&length(ok), None).unwrap();
+    }
+    rejected(&length(json!({})), "a length needs tokens, or min and max");
+    rejected(
+        &length(json!({"stddev": 3, "min": 1, "max": 9})),
+        "stddev needs tokens",
+    );
+    rejected(
+        &length(json!({"tokens": 64, "max": 99})),
+        "min/max with tokens need stddev",
+    );
+    rejected(&length(json!({"min": 9, "max": 2})), "min must be <= max");
+    rejected(
+        &length(json!({"tokens": 64, "stddev": 1, "max": 32})),
+        "tokens must be <= max",
+    );
+    rejected(&length(json!({"tokens": -1})), "suffixTokens");
+    let mut zero = sp.clone();
+    zero["sharedPrefix"]["groups"] = json!(0);
+    rejected(
+        &with(minimal_bench(), "/spec/workload/dataset", zero),
+        "groups",
+    );
+    rejected(
+        &with(
+            with(minimal_bench(), "/spec/workload/outputTokens", json!(64)),
+            "/spec/workload/outputTokensMax",
+            json!(32),
+        ),
+        "outputTokensMax must be >= outputTokens",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/workload/dataset",
+            json!({"kind": "random", "path": "/x.json"}),
+        ),
+        "configMapRef and path are for file datasets",
+    );
+}
+
+#[test]
+fn cel_gamma_arrivals_need_a_positive_burstiness() {
+    let rate = |extra: Value| {
+        let mut load = json!({"mode": "rate", "rate": [4]});
+        for (k, v) in extra.as_object().unwrap() {
+            load[k] = v.clone();
+        }
+        with(minimal_bench(), "/spec/load", load)
+    };
+    validate_object(&rate(json!({"arrival": "gamma", "burstiness": 0.5})), None).unwrap();
+    rejected(
+        &rate(json!({"arrival": "gamma"})),
+        "arrival gamma needs burstiness",
+    );
+    rejected(
+        &rate(json!({"burstiness": 2.0})),
+        "burstiness needs arrival gamma",
+    );
+    rejected(
+        &rate(json!({"arrival": "gamma", "burstiness": 0.0})),
+        "spec.load.burstiness must be in (0, 100]",
+    );
+}

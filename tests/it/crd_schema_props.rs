@@ -424,7 +424,10 @@ impl Gen {
                     .map(|r| r.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
                 let min = s.get("minProperties").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let max = s.get("maxProperties").and_then(Value::as_u64).map(|m| m as usize);
+                let max = s
+                    .get("maxProperties")
+                    .and_then(Value::as_u64)
+                    .map(|m| m as usize);
                 for _ in 0..100 {
                     out.clear();
                     for (name, sub) in props {

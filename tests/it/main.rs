@@ -20,3 +20,4 @@ mod report;
 mod sim;
 mod strict_harness;
 mod vllm_metrics;
+mod workloads;

@@ -10,8 +10,17 @@ async fn start(opts: SimOptions) -> SimHandle {
     spawn(opts, "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
 
+/// A prompt of `n` words, unique per call (its first word is a serial number), so the
+/// simulator's prefix cache finds nothing to reuse, as with the published benchmarks' random
+/// prompts.
 fn words(n: usize) -> String {
-    vec!["hello"; n].join(" ")
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut w = vec!["hello".to_string(); n];
+    if let Some(first) = w.first_mut() {
+        *first = format!("p{id}");
+    }
+    w.join(" ")
 }
 
 /// One streamed request as a client sees it.
