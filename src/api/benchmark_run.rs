@@ -427,12 +427,15 @@ pub struct LoadSpec {
 pub struct GoodputSloSpec {
     /// Highest acceptable time to first token of a request (e.g. `200ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub ttft: Option<Duration>,
     /// Highest acceptable time per output token of a request after the first (e.g. `10ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub tpot: Option<Duration>,
     /// Highest acceptable end-to-end latency of a request (e.g. `2s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
     pub e2e: Option<Duration>,
 }
 
