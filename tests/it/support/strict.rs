@@ -581,6 +581,7 @@ fn data_size(obj: &Value) -> usize {
 
 /// Everything the apiserver would refuse about `new` (the object as stored after the
 /// write), with `old` the object before (`None` on create). `Err` is a complete response.
+#[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, built once per refused write
 pub fn check_write(path: &ApiPath, old: Option<&Value>, new: &Value) -> Result<(), Response<Body>> {
     let kind = new["kind"].as_str().unwrap_or_default().to_string();
     let name = new["metadata"]["name"]
