@@ -25,8 +25,9 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    EnvVarSource, KeyToPath, LocalObjectReference, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
+    ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -314,6 +315,13 @@ pub fn render(
     let pod = PodSpec {
         service_account_name: Some(names.loadgen.clone()),
         restart_policy: Some("Never".to_string()),
+        // The operator's pull secrets (`--image-pull-secret`), as on engine and sim pods.
+        image_pull_secrets: (!ctx.image_pull_secrets.is_empty()).then(|| {
+            ctx.image_pull_secrets
+                .iter()
+                .map(|n| LocalObjectReference { name: n.clone() })
+                .collect()
+        }),
         containers: vec![container],
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
@@ -452,6 +460,35 @@ mod tests {
         let mut run: BenchmarkRun = serde_yaml::from_str(&text).unwrap();
         run.metadata.uid = Some("uid-1".into());
         run
+    }
+
+    #[test]
+    fn load_pods_get_the_operators_pull_secrets() {
+        let run = run();
+        let plan =
+            crate::contract::spec::plan(&run.spec, "http://qwen.default.svc:8000", "qwen", 2, None)
+                .unwrap();
+        let pod = |ctx: &RenderContext| {
+            render(&run, &plan, Some(2), ctx)
+                .job
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+        };
+        assert_eq!(pod(&RenderContext::default()).image_pull_secrets, None);
+        let ctx = RenderContext {
+            image_pull_secrets: vec!["regcred".into()],
+            ..RenderContext::default()
+        };
+        let names: Vec<String> = pod(&ctx)
+            .image_pull_secrets
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["regcred"]);
     }
 
     #[test]
