@@ -92,6 +92,17 @@ pub struct Decision {
     pub requeue: Option<Duration>,
 }
 
+impl Decision {
+    /// The run is under way but not done: Ready=False and Progressing=True, one reason and
+    /// message for both.
+    fn in_progress(&mut self, reason: Reason, msg: String) {
+        self.conditions
+            .push(cond(ConditionType::Ready, false, reason, msg.clone()));
+        self.conditions
+            .push(cond(ConditionType::Progressing, true, reason, msg));
+    }
+}
+
 fn cond(t: ConditionType, status: bool, reason: Reason, msg: impl Into<String>) -> ConditionUpdate {
     ConditionUpdate::new(t, status, reason, msg)
 }
@@ -847,18 +858,7 @@ fn decide_inner(w: &World) -> Decision {
                     Some(n) => format!("load Job {} running at {n} replicas", names.job),
                     None => format!("load Job {} running", names.job),
                 };
-                d.conditions.push(cond(
-                    ConditionType::Ready,
-                    false,
-                    Reason::LoadRunning,
-                    msg.clone(),
-                ));
-                d.conditions.push(cond(
-                    ConditionType::Progressing,
-                    true,
-                    Reason::LoadRunning,
-                    msg,
-                ));
+                d.in_progress(Reason::LoadRunning, msg);
                 if find_condition(&stored.conditions, ConditionType::Degraded)
                     .is_some_and(|c| Reason::LoadPodsNotStarting == c.reason.as_str())
                 {
@@ -900,18 +900,7 @@ fn decide_inner(w: &World) -> Decision {
                 "waiting for the load pods of Job {} to start: {detail}",
                 names.job
             );
-            d.conditions.push(cond(
-                ConditionType::Ready,
-                false,
-                Reason::LoadStarting,
-                msg.clone(),
-            ));
-            d.conditions.push(cond(
-                ConditionType::Progressing,
-                true,
-                Reason::LoadStarting,
-                msg,
-            ));
+            d.in_progress(Reason::LoadStarting, msg);
             if let Some(p) = problem {
                 d.conditions.push(cond(
                     ConditionType::Degraded,
@@ -1063,18 +1052,7 @@ fn start_load(
             sanitize(model)
         ),
     };
-    d.conditions.push(cond(
-        ConditionType::Ready,
-        false,
-        Reason::LoadStarting,
-        msg.clone(),
-    ));
-    d.conditions.push(cond(
-        ConditionType::Progressing,
-        true,
-        Reason::LoadStarting,
-        msg,
-    ));
+    d.in_progress(Reason::LoadStarting, msg);
     d.requeue = Some(POLL);
     d
 }
