@@ -298,6 +298,21 @@ pub struct Workload {
     /// number of requests in the largest step, at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
+    /// Weighted model mix: each request goes to one of these served models (or LoRA
+    /// adapters), picked by weight from the seed. Empty: every request goes to
+    /// `target.model`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelWeight>,
+}
+
+/// One entry of a model mix: `{name: lora-a, weight: 30}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelWeight {
+    /// Served model name (a base model or a LoRA adapter).
+    pub name: String,
+    /// Relative weight (> 0): the model gets `weight / sum of weights` of the requests.
+    pub weight: u32,
 }
 
 impl Workload {
@@ -338,6 +353,7 @@ impl Default for Workload {
             seed: default_seed(),
             stream: true,
             num_prompts: None,
+            models: Vec::new(),
         }
     }
 }
@@ -670,6 +686,23 @@ impl Plan {
                 "workload.dataset.sharedPrefix: prompts must not be empty"
             );
         }
+        let mut names = std::collections::BTreeSet::new();
+        for m in &w.models {
+            ensure!(
+                !m.name.trim().is_empty(),
+                "workload.models: a name is empty"
+            );
+            ensure!(
+                m.weight > 0,
+                "workload.models: weight of {:?} must be > 0",
+                m.name
+            );
+            ensure!(
+                names.insert(m.name.as_str()),
+                "workload.models: {:?} is listed twice",
+                m.name
+            );
+        }
         let l = &self.load;
         if let Arrival::Gamma { burstiness } = l.arrival {
             ensure!(
@@ -946,6 +979,9 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
             "target: {url: x, model: m}\nload: {arrival: {gamma: {burstiness: 0}}}",
             "target: {url: x, model: m}\nworkload: {inputTokens: {mean: 5, stddev: 1, min: 9}}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 1}, {name: a, weight: 2}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 0}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: '', weight: 1}]}",
             "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");

@@ -156,6 +156,7 @@ pub fn plan(
             seed: w.seed,
             stream: w.stream,
             num_prompts: None,
+            models: Vec::new(),
         },
         load: Load {
             mode,
