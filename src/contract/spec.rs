@@ -155,6 +155,7 @@ pub fn plan(
             seed: w.seed,
             stream: w.stream,
             num_prompts: None,
+            conversation: None,
         },
         load: Load {
             mode,

@@ -202,6 +202,20 @@ impl Runner<'_> {
         let plan = self.plan;
         let par = &plan.parallelism;
         let index = self.results.steps.len();
+        // A trace step's point is its speed-up; it runs (and is recorded) at the trace's
+        // offered rate at that speed-up.
+        let (point, trace_speedup) = match (&plan.load.trace, point) {
+            (Some(_), LoadPoint::Rate(speedup)) => {
+                let rate = self.ctx.workload.trace_rate().unwrap_or(0.0)
+                    * f64::from(par.count.max(1))
+                    * speedup;
+                (
+                    LoadPoint::Rate((rate * 1000.0).round() / 1000.0),
+                    Some(speedup),
+                )
+            }
+            _ => (point, None),
+        };
         let spec = StepSpec {
             point: point.share(par),
             requests: plan
@@ -218,6 +232,8 @@ impl Runner<'_> {
                 .wrapping_add(u64::from(par.index) << 32),
             goodput_slo: plan.load.goodput_slo,
             preconnect: self.preconnect,
+            ramp: plan.load.ramp,
+            trace_speedup,
         };
         if let Some(at) = plan.step_slot(index) {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();
