@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{self, BenchmarkRunSpec, DatasetKind, TokenLengthSpec};
 use crate::contract::plan::{
-    Api, Arrival, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Saturation, SharedPrefix,
-    Slo, Target, TokenCount, Workload,
+    Api, Arrival, Conversation, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Ramp,
+    RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, Target, TokenCount,
+    TraceReplay, Workload,
 };
 
 /// Where the dataset ConfigMap key is mounted in load pods.
@@ -71,24 +72,25 @@ pub fn plan(
     start_at: Option<DateTime<Utc>>,
 ) -> Result<Plan, PlanError> {
     let w = &spec.workload;
+    let file = || match (&w.dataset.path, &w.dataset.config_map_ref) {
+        (Some(p), _) => Ok(PathBuf::from(p)),
+        (None, Some(r)) => Ok(PathBuf::from(DATASET_DIR).join(&r.key)),
+        (None, None) => Err(PlanError {
+            field: "spec.workload.dataset".into(),
+            message: "kind sharegpt, trace or jsonl needs path or configMapRef".into(),
+        }),
+    };
     let dataset = match w.dataset.kind {
         DatasetKind::Random => Dataset::Random,
-        DatasetKind::Sharegpt => {
-            let path = match (&w.dataset.path, &w.dataset.config_map_ref) {
-                (Some(p), _) => PathBuf::from(p),
-                (None, Some(r)) => PathBuf::from(DATASET_DIR).join(&r.key),
-                (None, None) => {
-                    return Err(PlanError {
-                        field: "spec.workload.dataset".into(),
-                        message: "kind sharegpt needs path or configMapRef".into(),
-                    });
-                }
-            };
-            Dataset::Sharegpt {
-                path,
-                output_from_dataset: false,
-            }
-        }
+        DatasetKind::Sharegpt => Dataset::Sharegpt {
+            path: file()?,
+            output_from_dataset: false,
+        },
+        DatasetKind::Trace => Dataset::Trace {
+            path: file()?,
+            block_tokens: w.dataset.block_tokens.unwrap_or(TRACE_BLOCK_TOKENS),
+        },
+        DatasetKind::Jsonl => Dataset::Jsonl { path: file()? },
         DatasetKind::SharedPrefix => {
             let field = "spec.workload.dataset.sharedPrefix";
             let sp = w.dataset.shared_prefix.as_ref().ok_or_else(|| PlanError {
@@ -102,6 +104,28 @@ pub fn plan(
                 suffix_tokens: token_count(&sp.suffix_tokens, &format!("{field}.suffixTokens"))?,
             })
         }
+    };
+    let conversation = match &w.conversation {
+        Some(c) => {
+            let field = "spec.workload.conversation";
+            Some(Conversation {
+                turns: match c.turns_max {
+                    Some(max) if max > c.turns => TokenCount::Range {
+                        min: c.turns,
+                        max,
+                    },
+                    _ => TokenCount::Fixed(c.turns),
+                },
+                user_tokens: c
+                    .user_tokens
+                    .as_ref()
+                    .map(|u| token_count(u, &format!("{field}.userTokens")))
+                    .transpose()?,
+                think_time: c.think_time.map(Into::into).unwrap_or_default(),
+                think_time_max: c.think_time_max.map(Into::into),
+            })
+        }
+        None => None,
     };
     let input_tokens = length(w.input_tokens, w.input_tokens_max, w.input_tokens_stddev);
     let output_tokens = length(w.output_tokens, w.output_tokens_max, w.output_tokens_stddev);
@@ -135,6 +159,8 @@ pub fn plan(
     let defaults = Load::default();
     let requests_per_step = match (l.requests_per_step, l.duration_per_step) {
         (Some(n), _) => Some(u64::from(n)),
+        // A trace replay sends the whole trace unless bounded.
+        (None, _) if !l.trace_speedups.is_empty() => None,
         (None, Some(_)) => None,
         (None, None) => Some(200),
     };
@@ -155,7 +181,7 @@ pub fn plan(
             seed: w.seed,
             stream: w.stream,
             num_prompts: None,
-            conversation: None,
+            conversation,
         },
         load: Load {
             mode,
@@ -178,6 +204,17 @@ pub fn plan(
             max_error_rate: spec.max_error_rate,
             goodput_slo: l.goodput_slo.as_ref().map(GoodputSlo::from_spec),
             saturation,
+            trace: (!l.trace_speedups.is_empty()).then(|| TraceReplay {
+                speedups: l.trace_speedups.clone(),
+            }),
+            ramp: l.ramp.as_ref().map(|r| Ramp {
+                shape: match r.shape {
+                    api::RampShape::Linear => RampShape::Linear,
+                    api::RampShape::Exponential => RampShape::Exponential,
+                },
+                duration: r.duration.into(),
+                measured: r.measured,
+            }),
             ..defaults
         },
         parallelism: Parallelism {
@@ -431,6 +468,7 @@ mod tests {
             }),
             path: None,
             shared_prefix: None,
+            block_tokens: None,
         };
         let p = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
         match p.workload.dataset {
