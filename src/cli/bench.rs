@@ -396,9 +396,12 @@ pub fn bench_plan(
         };
         l.mode = Mode::Rate;
         l.saturation = None;
-        l.trace = Some(TraceReplay {
-            speedups: shape.speedup.clone().unwrap_or_else(|| vec![1.0]),
-        });
+        let speedups = shape
+            .speedup
+            .clone()
+            .or_else(|| l.trace.take().map(|t| t.speedups))
+            .unwrap_or_else(|| vec![1.0]);
+        l.trace = Some(TraceReplay { speedups });
         if file.is_none() {
             // The whole trace unless bounded by --requests / --duration.
             l.requests_per_step = None;

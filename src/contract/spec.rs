@@ -458,6 +458,65 @@ mod tests {
     }
 
     #[test]
+    fn multi_turn_and_trace_examples_map_to_the_plan() {
+        let p = plan(&example("bench-multi-turn.yaml"), "http://q", "qwen", 1, None).unwrap();
+        p.validate().unwrap();
+        let c = p.workload.conversation.as_ref().unwrap();
+        assert_eq!(c.turns, TokenCount::Fixed(4));
+        assert_eq!(c.think_time, Duration::from_secs(1));
+        assert_eq!(c.think_time_max, Some(Duration::from_secs(3)));
+        assert_eq!(
+            c.user_tokens,
+            Some(TokenCount::Normal {
+                mean: 64,
+                stddev: 16,
+                min: Some(16),
+                max: Some(128)
+            })
+        );
+        assert_eq!(p.workload.api, Api::Chat);
+        let p = plan(&example("bench-trace-replay.yaml"), "http://q", "qwen", 2, None).unwrap();
+        p.validate().unwrap();
+        assert_eq!(
+            p.workload.dataset,
+            Dataset::Trace {
+                path: PathBuf::from("/etc/inferops/dataset/trace.jsonl"),
+                block_tokens: 512
+            }
+        );
+        assert_eq!(p.load.trace.as_ref().unwrap().speedups, [2.0]);
+        assert_eq!(p.load.mode, Mode::Rate);
+        assert_eq!(p.requests_per_step(), None, "the whole trace, capped by time");
+        assert_eq!(p.points().len(), 1);
+        let one = p.load.warmup
+            + Duration::from_secs(300)
+            + p.load.request_timeout
+            + p.load.step_slack;
+        assert_eq!(deadline(&p), one + DEADLINE_SLACK);
+    }
+
+    #[test]
+    fn ramps_map_to_the_plan() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        spec.load.mode = api::LoadMode::Rate;
+        spec.load.rate = vec![4.0];
+        spec.load.ramp = Some(api::RampSpec {
+            shape: api::RampShape::Exponential,
+            duration: Duration::from_secs(30).into(),
+            measured: true,
+        });
+        let p = plan(&spec, "http://q", "qwen", 1, None).unwrap();
+        assert_eq!(
+            p.load.ramp,
+            Some(Ramp {
+                shape: RampShape::Exponential,
+                duration: Duration::from_secs(30),
+                measured: true
+            })
+        );
+    }
+
+    #[test]
     fn a_configmap_dataset_is_read_from_the_mount() {
         let mut spec = example("bench-concurrency-sweep.yaml");
         spec.workload.dataset = crate::api::DatasetSpec {
