@@ -1174,9 +1174,57 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {arrival: {gamma: {burstiness: 0}}}",
             "target: {url: x, model: m}\nworkload: {inputTokens: {mean: 5, stddev: 1, min: 9}}",
             "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
+            "target: {url: x, model: m}\nworkload: {conversation: {turns: 0}}",
+            "target: {url: x, model: m}\nworkload: {conversation: {turns: 2, thinkTime: 2s, thinkTimeMax: 1s}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: rate}",
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [1], trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: rate, trace: {speedups: [0]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: concurrency, trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}, conversation: {turns: 2}}\nload: {mode: rate, trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nload: {concurrency: [1], ramp: {duration: 5s}}",
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [1], ramp: {duration: 0s}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn conversation_trace_jsonl_and_ramp_plans_parse() {
+        let p = Plan::from_text(
+            "target: {url: x, model: m}\nworkload: {dataset: {jsonl: {path: /p.jsonl}}, \
+             conversation: {turns: {min: 2, max: 4}, userTokens: 32, thinkTime: 1s, thinkTimeMax: 2s}}\n\
+             load: {mode: rate, rate: [2], ramp: {shape: exponential, duration: 30s}}",
+        )
+        .unwrap();
+        let c = p.workload.conversation.as_ref().unwrap();
+        assert_eq!(c.turns, TokenCount::Range { min: 2, max: 4 });
+        assert_eq!(c.mean_turns(), 3.0);
+        assert_eq!(c.think_time_max, Some(Duration::from_secs(2)));
+        assert_eq!(p.load.ramp.unwrap().shape, RampShape::Exponential);
+        assert!(!p.load.ramp.unwrap().measured);
+        assert_eq!(p.workload.dataset.kind(), "jsonl");
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), p);
+        let t = Plan::from_text(
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: /t.jsonl}}}\n\
+             load: {mode: rate, trace: {speedups: [1, 2, 4]}, durationPerStep: 10m}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.workload.dataset,
+            Dataset::Trace {
+                path: "/t.jsonl".into(),
+                block_tokens: TRACE_BLOCK_TOKENS
+            }
+        );
+        assert_eq!(
+            t.points(),
+            [1.0, 2.0, 4.0].map(LoadPoint::Rate),
+            "one step per speed-up"
+        );
+        assert_eq!(t.requests_per_step(), None);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), t);
     }
 
     #[test]

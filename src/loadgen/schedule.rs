@@ -851,4 +851,80 @@ mod tests {
         assert_eq!(connections_needed(&spec(LoadPoint::Rate(1.0), 300)), 300);
         assert_eq!(connections_needed(&spec(LoadPoint::Concurrency(7), 300)), 7);
     }
+
+    #[test]
+    fn ramps_rise_from_a_tenth_and_delay_the_window() {
+        use crate::contract::plan::RampShape;
+        let r = |shape| Ramp {
+            shape,
+            duration: Duration::from_secs(10),
+            measured: false,
+        };
+        let (lin, exp) = (r(RampShape::Linear), r(RampShape::Exponential));
+        let at = Duration::from_secs;
+        assert!((lin.fraction(at(0)) - 0.1).abs() < 1e-12);
+        assert!((lin.fraction(at(5)) - 0.55).abs() < 1e-12);
+        assert!((exp.fraction(at(0)) - 0.1).abs() < 1e-12);
+        assert!((exp.fraction(at(5)) - 0.1f64.sqrt()).abs() < 1e-12);
+        assert_eq!((lin.fraction(at(10)), exp.fraction(at(99))), (1.0, 1.0));
+        // Constant arrivals at 10/s ramped linearly over 10 s: sparse at first, the full rate
+        // after the ramp; about the integral of the rate in the ramp (10 × 5.5 = 55 arrivals).
+        let start = Instant::now();
+        let mut a = Arrivals::Rate {
+            gaps: Gaps::new(Arrival::Constant, 10.0, 1),
+            ramp: Some(lin),
+            start,
+            at: start,
+        };
+        let times: Vec<Duration> = std::iter::from_fn(|| a.next())
+            .map(|(t, i)| {
+                assert_eq!(i, None);
+                t - start
+            })
+            .take_while(|t| *t < at(12))
+            .collect();
+        let in_ramp = times.iter().filter(|t| **t < at(10)).count();
+        assert!((50..=58).contains(&in_ramp), "{in_ramp}");
+        assert_eq!(times.len() - in_ramp, 20, "10/s after the ramp");
+        assert!(times[1] - times[0] >= Duration::from_millis(900), "starts at 1/s");
+        let mut spec = StepSpec {
+            point: LoadPoint::Rate(10.0),
+            requests: None,
+            duration: None,
+            warmup: at(3),
+            arrival: Arrival::Poisson,
+            max_in_flight: 10,
+            seed: 0,
+            goodput_slo: None,
+            preconnect: true,
+            ramp: Some(lin),
+            trace_speedup: None,
+        };
+        assert_eq!(measure_delay(&spec), at(10), "the ramp is left out");
+        spec.ramp = Some(Ramp {
+            measured: true,
+            ..lin
+        });
+        assert_eq!(measure_delay(&spec), at(3), "only the warmup");
+        spec.ramp = None;
+        assert_eq!(measure_delay(&spec), at(3));
+    }
+
+    #[test]
+    fn trace_arrivals_are_the_offsets_over_the_speedup() {
+        let start = Instant::now();
+        let mut a = Arrivals::Trace {
+            offsets: [0, 100, 100, 1000].map(Duration::from_millis).to_vec(),
+            next: 0,
+            speedup: 4.0,
+            start,
+        };
+        let got: Vec<(Duration, Option<u64>)> = std::iter::from_fn(|| a.next())
+            .map(|(t, i)| (t - start, i))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, 0), (25, 1), (25, 2), (250, 3)].map(|(ms, i)| (Duration::from_millis(ms), Some(i)))
+        );
+    }
 }

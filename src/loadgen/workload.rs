@@ -1219,4 +1219,211 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         assert!(RequestSet::prepare(&p, 3).is_err());
     }
+
+    #[test]
+    fn jsonl_prompts_parse_and_bad_lines_name_their_number() {
+        let ok = parse_jsonl(
+            "p.jsonl",
+            "{\"prompt\": \"hello there\", \"max_tokens\": 7}\n\n\
+             {\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, {\"role\": \"user\", \"content\": \"hi\"}]}\n",
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].prompt, Prompt::Text("hello there".into()));
+        assert_eq!(ok[0].max_tokens, Some(7));
+        assert_eq!(
+            ok[1].prompt,
+            Prompt::Messages(vec![
+                ChatMessage {
+                    role: "system".into(),
+                    content: "be brief".into()
+                },
+                ChatMessage::user("hi")
+            ])
+        );
+        assert_eq!(ok[1].max_tokens, None);
+        for (text, needle) in [
+            ("{\"prompt\": \"a\"}\n{\"prompt\": 5}\n", "p.jsonl line 2: expected"),
+            ("{\"prompt\": \"a\"}\n\n{not json\n", "p.jsonl line 3: expected"),
+            ("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"b\"}]}", "line 1: set prompt or messages, not both"),
+            ("{\"max_tokens\": 3}", "line 1: set prompt or messages"),
+            ("{\"prompt\": \"  \"}", "line 1: the prompt is empty"),
+            ("{\"messages\": []}", "line 1: messages is empty"),
+            ("{\"prompt\": \"a\", \"max_tokens\": 0}", "line 1: max_tokens must be >= 1"),
+            ("{\"prompt\": \"a\", \"maxTokens\": 3}", "line 1: expected"),
+            ("{\"messages\": [{\"role\": \"user\"}]}", "line 1: expected"),
+            ("\n\n", "has no prompt"),
+        ] {
+            let e = format!("{:#}", parse_jsonl("p.jsonl", text).unwrap_err());
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn jsonl_requests_follow_the_api_and_their_max_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.jsonl");
+        std::fs::write(
+            &path,
+            "{\"prompt\": \"one two three\", \"max_tokens\": 5}\n{\"messages\": [{\"role\": \"user\", \"content\": \"four five\"}, {\"role\": \"assistant\", \"content\": \"six\"}, {\"role\": \"user\", \"content\": \"seven\"}]}\n",
+        )
+        .unwrap();
+        let mut p = plan();
+        p.workload.dataset = Dataset::Jsonl { path };
+        p.workload.output_tokens = TokenCount::Fixed(9);
+        let w = RequestSet::prepare(&p, 100).unwrap();
+        assert_eq!(w.len(), 2, "one request per line, whatever the count");
+        let body = |i| serde_json::from_slice::<serde_json::Value>(&w.get(i).body).unwrap();
+        assert_eq!(body(0)["prompt"], "one two three");
+        assert_eq!((w.get(0).max_tokens, w.get(0).prompt_words), (5, 3));
+        assert_eq!(body(1)["prompt"], "four five\nsix\nseven");
+        assert_eq!((w.get(1).max_tokens, w.get(1).prompt_words), (9, 4));
+        p.workload.api = Api::Chat;
+        let w = RequestSet::prepare(&p, 1).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&w.get(1).body).unwrap();
+        assert_eq!(v["messages"][1], json!({"role": "assistant", "content": "six"}));
+        let v: serde_json::Value = serde_json::from_slice(&w.get(0).body).unwrap();
+        assert_eq!(v["messages"], json!([{"role": "user", "content": "one two three"}]));
+    }
+
+    #[test]
+    fn trace_prompts_share_exactly_their_common_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(
+            &path,
+            "{\"timestamp\": 1000, \"input_length\": 20, \"output_length\": 3, \"hash_ids\": [7, 8, 9]}\n\
+             {\"timestamp\": 1250, \"input_length\": 24, \"output_length\": 4, \"hash_ids\": [7, 8, 5]}\n\
+             {\"timestamp\": 1250, \"input_length\": 6, \"output_length\": 5}\n\
+             {\"timestamp\": 3000.5, \"input_length\": 16, \"output_length\": 6, \"hash_ids\": [8]}\n",
+        )
+        .unwrap();
+        let mut p = plan();
+        p.workload.dataset = Dataset::Trace {
+            path: path.clone(),
+            block_tokens: 8,
+        };
+        p.load.mode = crate::contract::plan::Mode::Rate;
+        p.load.trace = Some(crate::contract::plan::TraceReplay { speedups: vec![1.0] });
+        p.validate().unwrap();
+        let w = RequestSet::prepare(&p, 1).unwrap();
+        assert_eq!(w.len(), 4);
+        let words = |i: u64| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_slice(&w.get(i).body).unwrap();
+            v["prompt"].as_str().unwrap().split(' ').map(str::to_owned).collect()
+        };
+        let (a, b, c, d) = (words(0), words(1), words(2), words(3));
+        assert_eq!((a.len(), b.len(), c.len(), d.len()), (20, 24, 6, 16));
+        assert_eq!(a[..16], b[..16], "blocks 7 and 8 are the same text");
+        assert_ne!(a[16..20], b[16..20], "block 9 is not block 5");
+        assert_eq!(d[..8], a[8..16], "block 8 wherever it appears");
+        assert_ne!(d[8..], a[16..], "past the ids: unique words");
+        assert_eq!(
+            (0..4).map(|i| w.get(i).max_tokens).collect::<Vec<_>>(),
+            [3, 4, 5, 6]
+        );
+        assert_eq!(
+            w.offsets().unwrap(),
+            [0.0, 0.25, 0.25, 2.0005].map(Duration::from_secs_f64)
+        );
+        assert!((w.trace_rate().unwrap() - 3.0 / 2.0005).abs() < 1e-9);
+        // Split over two pods: every other record each.
+        p.parallelism.count = 2;
+        p.parallelism.index = 1;
+        let half = RequestSet::prepare(&p, 1).unwrap();
+        assert_eq!(half.len(), 2);
+        assert_eq!(half.get(0).body, w.get(1).body);
+        // Bad records name their line.
+        for (text, needle) in [
+            ("{\"timestamp\": 1, \"input_length\": 2}", "line 1: expected"),
+            ("{\"timestamp\": 5, \"input_length\": 2, \"output_length\": 1}\n{\"timestamp\": 4, \"input_length\": 2, \"output_length\": 1}", "line 2: timestamp 4 is before"),
+            ("{\"timestamp\": 1, \"input_length\": 0, \"output_length\": 1}", "line 1: input_length and output_length must be >= 1"),
+            ("", "has no record"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = format!("{:#}", RequestSet::prepare(&p, 1).unwrap_err());
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    fn conversation(turns: TokenCount) -> Conversation {
+        Conversation {
+            turns,
+            user_tokens: Some(TokenCount::Fixed(5)),
+            think_time: Duration::from_millis(100),
+            think_time_max: Some(Duration::from_millis(300)),
+        }
+    }
+
+    #[test]
+    fn session_scripts_draw_turns_lengths_and_think_times() {
+        let mut p = plan();
+        p.workload.input_tokens = TokenCount::Fixed(12);
+        p.workload.conversation = Some(conversation(TokenCount::Range { min: 2, max: 5 }));
+        let w = RequestSet::prepare(&p, 200).unwrap();
+        let sessions = w.sessions().unwrap();
+        assert_eq!(sessions.len(), 200);
+        let mut seen = std::collections::BTreeSet::new();
+        for s in sessions {
+            seen.insert(s.turns.len());
+            assert_eq!(word_count(&s.turns[0].messages[0].content), 12);
+            for t in &s.turns[1..] {
+                assert_eq!(t.messages.len(), 1);
+                assert_eq!(t.messages[0].role, "user");
+                assert_eq!(word_count(&t.messages[0].content), 5);
+            }
+            for t in &s.turns[..s.turns.len() - 1] {
+                assert!((100..=300).contains(&t.think.as_millis()), "{:?}", t.think);
+            }
+            assert_eq!(s.turns.last().unwrap().think, Duration::ZERO);
+        }
+        assert_eq!(seen, (2..=5).collect(), "every number of turns of the range");
+        let again = RequestSet::prepare(&p, 200).unwrap();
+        assert_eq!(again.sessions().unwrap(), sessions, "seeded");
+        // The body of a turn: the whole history.
+        let history = [
+            ChatMessage::user("a b"),
+            ChatMessage::assistant(" c d"),
+            ChatMessage::user("e"),
+        ];
+        let r = w.turn(&history, 3).unwrap();
+        assert_eq!(r.prompt_words, 5);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["prompt"], "a b\n c d\ne");
+        p.workload.api = Api::Chat;
+        let w = RequestSet::prepare(&p, 2).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&w.turn(&history, 3).unwrap().body).unwrap();
+        assert_eq!(v["messages"], json!(history));
+        assert!(RequestSet::prepare(&plan(), 1).unwrap().turn(&history, 3).is_none());
+    }
+
+    #[test]
+    fn sharegpt_sessions_replay_the_recorded_user_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sg.json");
+        std::fs::write(
+            &path,
+            r#"[{"conversations":[{"from":"human","value":"q one"},{"from":"gpt","value":"a"},
+                                  {"from":"human","value":"q two"},{"from":"gpt","value":"b"},
+                                  {"from":"human","value":"q three"}]}]"#,
+        )
+        .unwrap();
+        let mut p = plan();
+        p.workload.dataset = Dataset::Sharegpt {
+            path,
+            output_from_dataset: false,
+        };
+        p.workload.conversation = Some(conversation(TokenCount::Fixed(8)));
+        let w = RequestSet::prepare(&p, 10).unwrap();
+        let s = &w.sessions().unwrap()[0];
+        let users: Vec<&str> = s
+            .turns
+            .iter()
+            .map(|t| t.messages[0].content.as_str())
+            .collect();
+        assert_eq!(users, ["q one", "q two", "q three"], "recorded turns, not 8");
+        p.workload.conversation = Some(conversation(TokenCount::Fixed(2)));
+        let w = RequestSet::prepare(&p, 10).unwrap();
+        assert_eq!(w.sessions().unwrap()[0].turns.len(), 2, "at most `turns`");
+    }
 }
