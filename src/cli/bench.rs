@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Conversation, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Ramp,
-    RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, TokenCount, TraceReplay,
+    self, Api, Arrival, Conversation, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Ramp, RampShape,
+    Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, TokenCount, TraceReplay,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};

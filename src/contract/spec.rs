@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::api::{self, BenchmarkRunSpec, DatasetKind, TokenLengthSpec};
 use crate::contract::plan::{
     Api, Arrival, Conversation, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Ramp,
-    RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, Target, TokenCount,
-    TraceReplay, Workload,
+    RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, Target, TokenCount, TraceReplay,
+    Workload,
 };
 
 /// Where the dataset ConfigMap key is mounted in load pods.
@@ -110,10 +110,7 @@ pub fn plan(
             let field = "spec.workload.conversation";
             Some(Conversation {
                 turns: match c.turns_max {
-                    Some(max) if max > c.turns => TokenCount::Range {
-                        min: c.turns,
-                        max,
-                    },
+                    Some(max) if max > c.turns => TokenCount::Range { min: c.turns, max },
                     _ => TokenCount::Fixed(c.turns),
                 },
                 user_tokens: c
@@ -459,7 +456,14 @@ mod tests {
 
     #[test]
     fn multi_turn_and_trace_examples_map_to_the_plan() {
-        let p = plan(&example("bench-multi-turn.yaml"), "http://q", "qwen", 1, None).unwrap();
+        let p = plan(
+            &example("bench-multi-turn.yaml"),
+            "http://q",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
         p.validate().unwrap();
         let c = p.workload.conversation.as_ref().unwrap();
         assert_eq!(c.turns, TokenCount::Fixed(4));
@@ -475,7 +479,14 @@ mod tests {
             })
         );
         assert_eq!(p.workload.api, Api::Chat);
-        let p = plan(&example("bench-trace-replay.yaml"), "http://q", "qwen", 2, None).unwrap();
+        let p = plan(
+            &example("bench-trace-replay.yaml"),
+            "http://q",
+            "qwen",
+            2,
+            None,
+        )
+        .unwrap();
         p.validate().unwrap();
         assert_eq!(
             p.workload.dataset,
@@ -486,12 +497,14 @@ mod tests {
         );
         assert_eq!(p.load.trace.as_ref().unwrap().speedups, [2.0]);
         assert_eq!(p.load.mode, Mode::Rate);
-        assert_eq!(p.requests_per_step(), None, "the whole trace, capped by time");
+        assert_eq!(
+            p.requests_per_step(),
+            None,
+            "the whole trace, capped by time"
+        );
         assert_eq!(p.points().len(), 1);
-        let one = p.load.warmup
-            + Duration::from_secs(300)
-            + p.load.request_timeout
-            + p.load.step_slack;
+        let one =
+            p.load.warmup + Duration::from_secs(300) + p.load.request_timeout + p.load.step_slack;
         assert_eq!(deadline(&p), one + DEADLINE_SLACK);
     }
 

@@ -396,7 +396,15 @@ impl Client {
         if self.stream && !is_json {
             read_stream(body, req, t0, bufs, tokens_seen).await
         } else {
-            read_whole(body, req, t0, self.stream, self.max_event_bytes, bufs.answer).await
+            read_whole(
+                body,
+                req,
+                t0,
+                self.stream,
+                self.max_event_bytes,
+                bufs.answer,
+            )
+            .await
         }
     }
 }

@@ -233,9 +233,7 @@ pub async fn run_step(
             };
             open_loop(ctx, spec, &shared, arrivals, pool, window).await
         }
-        (None, LoadPoint::Concurrency(n)) => {
-            closed_loop(ctx, spec, &shared, n, pool, window).await
-        }
+        (None, LoadPoint::Concurrency(n)) => closed_loop(ctx, spec, &shared, n, pool, window).await,
         (None, LoadPoint::Rate(r)) => {
             let arrivals = Arrivals::Rate {
                 gaps: Gaps::new(spec.arrival, r, spec.seed),
@@ -653,6 +651,13 @@ async fn open_loop(
         if !sleep_near(&ctx.cancel, at).await {
             break;
         }
+        if index.is_some() {
+            // A trace's send times are the point of the replay: yield past the timer's
+            // early wake-up until the recorded instant.
+            while Instant::now() < at {
+                tokio::task::yield_now().await;
+            }
+        }
         let permit = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => break,
@@ -689,7 +694,10 @@ async fn open_loop(
                 .await;
             } else {
                 let t0 = scheduled.min(now);
-                let r = ctx2.client.send(ctx2.workload.get(i), t0, &mut scratch).await;
+                let r = ctx2
+                    .client
+                    .send(ctx2.workload.get(i), t0, &mut scratch)
+                    .await;
                 if measured {
                     shared2.record(shard, &r, &scratch.itl_us, scheduled, Instant::now());
                 }
@@ -886,7 +894,10 @@ mod tests {
         let in_ramp = times.iter().filter(|t| **t < at(10)).count();
         assert!((50..=58).contains(&in_ramp), "{in_ramp}");
         assert_eq!(times.len() - in_ramp, 20, "10/s after the ramp");
-        assert!(times[1] - times[0] >= Duration::from_millis(900), "starts at 1/s");
+        assert!(
+            times[1] - times[0] >= Duration::from_millis(900),
+            "starts at 1/s"
+        );
         let mut spec = StepSpec {
             point: LoadPoint::Rate(10.0),
             requests: None,
@@ -924,7 +935,8 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [(0, 0), (25, 1), (25, 2), (250, 3)].map(|(ms, i)| (Duration::from_millis(ms), Some(i)))
+            [(0, 0), (25, 1), (25, 2), (250, 3)]
+                .map(|(ms, i)| (Duration::from_millis(ms), Some(i)))
         );
     }
 }

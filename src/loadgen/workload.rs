@@ -419,7 +419,9 @@ impl RequestSet {
             let requests = lines
                 .into_iter()
                 .map(|l| {
-                    let max_tokens = l.max_tokens.unwrap_or_else(|| draw(&mut rng, w.output_tokens));
+                    let max_tokens = l
+                        .max_tokens
+                        .unwrap_or_else(|| draw(&mut rng, w.output_tokens));
                     let text = l.prompt.text();
                     Ok(PreparedRequest {
                         prompt_words: count_tokens(tokenizer, &text)?,
@@ -726,9 +728,9 @@ fn session_scripts(
         }
     };
     let think = |rng: &mut StdRng| match conv.think_time_max {
-        Some(max) if max > conv.think_time => {
-            Duration::from_secs_f64(rng.random_range(conv.think_time.as_secs_f64()..=max.as_secs_f64()))
-        }
+        Some(max) if max > conv.think_time => Duration::from_secs_f64(
+            rng.random_range(conv.think_time.as_secs_f64()..=max.as_secs_f64()),
+        ),
         _ => conv.think_time,
     };
     // The first user message of each session, from the dataset.
@@ -739,7 +741,12 @@ fn session_scripts(
             convs.truncate(count);
             convs
                 .into_iter()
-                .map(|turns| turns.into_iter().map(|t| vec![ChatMessage::user(t)]).collect())
+                .map(|turns| {
+                    turns
+                        .into_iter()
+                        .map(|t| vec![ChatMessage::user(t)])
+                        .collect()
+                })
                 .collect()
         }
         Dataset::Jsonl { path } => load_jsonl(path)?
@@ -782,7 +789,11 @@ fn session_scripts(
                 turns.push(TurnScript {
                     messages,
                     max_tokens: draw(&mut rng, w.output_tokens),
-                    think: if i + 1 < n { think(&mut rng) } else { Duration::ZERO },
+                    think: if i + 1 < n {
+                        think(&mut rng)
+                    } else {
+                        Duration::ZERO
+                    },
                 });
             }
             Ok(SessionScript { turns })
@@ -822,8 +833,16 @@ pub fn load_trace(path: &Path) -> anyhow::Result<Vec<TraceRecord>> {
                 at()
             )
         })?;
-        ensure!(r.timestamp.is_finite() && r.timestamp >= 0.0, "{}: timestamp must be >= 0", at());
-        ensure!(r.input_length >= 1 && r.output_length >= 1, "{}: input_length and output_length must be >= 1", at());
+        ensure!(
+            r.timestamp.is_finite() && r.timestamp >= 0.0,
+            "{}: timestamp must be >= 0",
+            at()
+        );
+        ensure!(
+            r.input_length >= 1 && r.output_length >= 1,
+            "{}: input_length and output_length must be >= 1",
+            at()
+        );
         if let Some(prev) = out.last() {
             ensure!(
                 r.timestamp >= prev.timestamp,
@@ -860,7 +879,9 @@ impl BlockTexts {
         let (seed, n) = (self.seed, self.block_tokens);
         self.cache.entry(id).or_insert_with(|| {
             let mut rng = StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            (0..n).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect()
+            (0..n)
+                .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                .collect()
         })
     }
 
@@ -1243,13 +1264,25 @@ mod tests {
         );
         assert_eq!(ok[1].max_tokens, None);
         for (text, needle) in [
-            ("{\"prompt\": \"a\"}\n{\"prompt\": 5}\n", "p.jsonl line 2: expected"),
-            ("{\"prompt\": \"a\"}\n\n{not json\n", "p.jsonl line 3: expected"),
-            ("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"b\"}]}", "line 1: set prompt or messages, not both"),
+            (
+                "{\"prompt\": \"a\"}\n{\"prompt\": 5}\n",
+                "p.jsonl line 2: expected",
+            ),
+            (
+                "{\"prompt\": \"a\"}\n\n{not json\n",
+                "p.jsonl line 3: expected",
+            ),
+            (
+                "{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"b\"}]}",
+                "line 1: set prompt or messages, not both",
+            ),
             ("{\"max_tokens\": 3}", "line 1: set prompt or messages"),
             ("{\"prompt\": \"  \"}", "line 1: the prompt is empty"),
             ("{\"messages\": []}", "line 1: messages is empty"),
-            ("{\"prompt\": \"a\", \"max_tokens\": 0}", "line 1: max_tokens must be >= 1"),
+            (
+                "{\"prompt\": \"a\", \"max_tokens\": 0}",
+                "line 1: max_tokens must be >= 1",
+            ),
             ("{\"prompt\": \"a\", \"maxTokens\": 3}", "line 1: expected"),
             ("{\"messages\": [{\"role\": \"user\"}]}", "line 1: expected"),
             ("\n\n", "has no prompt"),
@@ -1281,9 +1314,15 @@ mod tests {
         p.workload.api = Api::Chat;
         let w = RequestSet::prepare(&p, 1).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&w.get(1).body).unwrap();
-        assert_eq!(v["messages"][1], json!({"role": "assistant", "content": "six"}));
+        assert_eq!(
+            v["messages"][1],
+            json!({"role": "assistant", "content": "six"})
+        );
         let v: serde_json::Value = serde_json::from_slice(&w.get(0).body).unwrap();
-        assert_eq!(v["messages"], json!([{"role": "user", "content": "one two three"}]));
+        assert_eq!(
+            v["messages"],
+            json!([{"role": "user", "content": "one two three"}])
+        );
     }
 
     #[test]
@@ -1304,13 +1343,20 @@ mod tests {
             block_tokens: 8,
         };
         p.load.mode = crate::contract::plan::Mode::Rate;
-        p.load.trace = Some(crate::contract::plan::TraceReplay { speedups: vec![1.0] });
+        p.load.trace = Some(crate::contract::plan::TraceReplay {
+            speedups: vec![1.0],
+        });
         p.validate().unwrap();
         let w = RequestSet::prepare(&p, 1).unwrap();
         assert_eq!(w.len(), 4);
         let words = |i: u64| -> Vec<String> {
             let v: serde_json::Value = serde_json::from_slice(&w.get(i).body).unwrap();
-            v["prompt"].as_str().unwrap().split(' ').map(str::to_owned).collect()
+            v["prompt"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .map(str::to_owned)
+                .collect()
         };
         let (a, b, c, d) = (words(0), words(1), words(2), words(3));
         assert_eq!((a.len(), b.len(), c.len(), d.len()), (20, 24, 6, 16));
@@ -1335,9 +1381,18 @@ mod tests {
         assert_eq!(half.get(0).body, w.get(1).body);
         // Bad records name their line.
         for (text, needle) in [
-            ("{\"timestamp\": 1, \"input_length\": 2}", "line 1: expected"),
-            ("{\"timestamp\": 5, \"input_length\": 2, \"output_length\": 1}\n{\"timestamp\": 4, \"input_length\": 2, \"output_length\": 1}", "line 2: timestamp 4 is before"),
-            ("{\"timestamp\": 1, \"input_length\": 0, \"output_length\": 1}", "line 1: input_length and output_length must be >= 1"),
+            (
+                "{\"timestamp\": 1, \"input_length\": 2}",
+                "line 1: expected",
+            ),
+            (
+                "{\"timestamp\": 5, \"input_length\": 2, \"output_length\": 1}\n{\"timestamp\": 4, \"input_length\": 2, \"output_length\": 1}",
+                "line 2: timestamp 4 is before",
+            ),
+            (
+                "{\"timestamp\": 1, \"input_length\": 0, \"output_length\": 1}",
+                "line 1: input_length and output_length must be >= 1",
+            ),
             ("", "has no record"),
         ] {
             std::fs::write(&path, text).unwrap();
@@ -1377,7 +1432,11 @@ mod tests {
             }
             assert_eq!(s.turns.last().unwrap().think, Duration::ZERO);
         }
-        assert_eq!(seen, (2..=5).collect(), "every number of turns of the range");
+        assert_eq!(
+            seen,
+            (2..=5).collect(),
+            "every number of turns of the range"
+        );
         let again = RequestSet::prepare(&p, 200).unwrap();
         assert_eq!(again.sessions().unwrap(), sessions, "seeded");
         // The body of a turn: the whole history.
@@ -1392,9 +1451,15 @@ mod tests {
         assert_eq!(v["prompt"], "a b\n c d\ne");
         p.workload.api = Api::Chat;
         let w = RequestSet::prepare(&p, 2).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&w.turn(&history, 3).unwrap().body).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&w.turn(&history, 3).unwrap().body).unwrap();
         assert_eq!(v["messages"], json!(history));
-        assert!(RequestSet::prepare(&plan(), 1).unwrap().turn(&history, 3).is_none());
+        assert!(
+            RequestSet::prepare(&plan(), 1)
+                .unwrap()
+                .turn(&history, 3)
+                .is_none()
+        );
     }
 
     #[test]
@@ -1421,7 +1486,11 @@ mod tests {
             .iter()
             .map(|t| t.messages[0].content.as_str())
             .collect();
-        assert_eq!(users, ["q one", "q two", "q three"], "recorded turns, not 8");
+        assert_eq!(
+            users,
+            ["q one", "q two", "q three"],
+            "recorded turns, not 8"
+        );
         p.workload.conversation = Some(conversation(TokenCount::Fixed(2)));
         let w = RequestSet::prepare(&p, 10).unwrap();
         assert_eq!(w.sessions().unwrap()[0].turns.len(), 2, "at most `turns`");

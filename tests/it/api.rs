@@ -178,7 +178,8 @@ fn examples_cover_what_users_asked_for() {
     assert!(find(
         &|d| d["spec"]["workload"]["conversation"]["turns"] == 4
     ));
-    assert!(find(&|d| d["spec"]["workload"]["dataset"]["kind"] == "trace"
+    assert!(find(&|d| d["spec"]["workload"]["dataset"]["kind"]
+        == "trace"
         && d["spec"]["load"]["traceSpeedups"] == json!([2])));
 }
 
@@ -727,8 +728,10 @@ fn cel_gamma_arrivals_need_a_positive_burstiness() {
 fn cel_conversations_traces_jsonl_and_ramps() {
     let conv = |c: Value| with(minimal_bench(), "/spec/workload/conversation", c);
     validate_object(
-        &conv(json!({"turns": 4, "turnsMax": 6, "thinkTime": "1s", "thinkTimeMax": "3s",
-                     "userTokens": {"tokens": 64, "stddev": 8}})),
+        &conv(
+            json!({"turns": 4, "turnsMax": 6, "thinkTime": "1s", "thinkTimeMax": "3s",
+                     "userTokens": {"tokens": 64, "stddev": 8}}),
+        ),
         None,
     )
     .unwrap();
@@ -749,7 +752,11 @@ fn cel_conversations_traces_jsonl_and_ramps() {
     let trace_dataset = json!({"kind": "trace", "path": "/t.jsonl", "blockTokens": 512});
     let trace = |load: Value| {
         with(
-            with(minimal_bench(), "/spec/workload/dataset", trace_dataset.clone()),
+            with(
+                minimal_bench(),
+                "/spec/workload/dataset",
+                trace_dataset.clone(),
+            ),
             "/spec/load",
             load,
         )
@@ -780,8 +787,10 @@ fn cel_conversations_traces_jsonl_and_ramps() {
         "every speed-up must be > 0",
     );
     rejected(
-        &trace(json!({"mode": "concurrency", "concurrency": [1], "traceSpeedups": [1],
-                      "durationPerStep": "1m"})),
+        &trace(
+            json!({"mode": "concurrency", "concurrency": [1], "traceSpeedups": [1],
+                      "durationPerStep": "1m"}),
+        ),
         "a trace replay is open loop",
     );
     rejected(
@@ -793,8 +802,10 @@ fn cel_conversations_traces_jsonl_and_ramps() {
         "a trace replays its own requests",
     );
     rejected(
-        &trace(json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m",
-                      "ramp": {"duration": "10s"}})),
+        &trace(
+            json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m",
+                      "ramp": {"duration": "10s"}}),
+        ),
         "spec.load.ramp ramps an open-loop rate",
     );
     let mut no_file = trace(json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m"}));
