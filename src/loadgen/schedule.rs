@@ -66,6 +66,8 @@ pub struct StepProgress {
     pub done: AtomicU64,
     /// Measured requests failed.
     pub failed: AtomicU64,
+    /// Multi-turn conversations: sessions that sent at least one measured turn.
+    pub sessions: AtomicU64,
 }
 
 /// What a step needs besides its spec.
@@ -526,6 +528,7 @@ async fn run_session(
 ) -> bool {
     let mut history: Vec<ChatMessage> = Vec::new();
     let mut at = first_at;
+    let mut counted = false;
     for turn in &script.turns {
         if at > Instant::now() && !sleep_near(&ctx.cancel, at).await {
             return false;
@@ -534,6 +537,10 @@ async fn run_session(
         let measured = at >= window.measure_start;
         if measured && (window.measure_end.is_some_and(|e| now >= e) || !shared.claim(limit)) {
             return false;
+        }
+        if measured && !counted {
+            counted = true;
+            shared.progress.sessions.fetch_add(1, Ordering::Relaxed);
         }
         history.extend(turn.messages.iter().cloned());
         let Some(req) = ctx.workload.turn(&history, turn.max_tokens) else {
