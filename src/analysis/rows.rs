@@ -119,6 +119,8 @@ fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkl
             WorkloadDataset::Random => crate::api::DatasetKind::Random,
             WorkloadDataset::Sharegpt => crate::api::DatasetKind::Sharegpt,
             WorkloadDataset::SharedPrefix => crate::api::DatasetKind::SharedPrefix,
+            WorkloadDataset::Trace => crate::api::DatasetKind::Trace,
+            WorkloadDataset::Jsonl => crate::api::DatasetKind::Jsonl,
         },
         mean_input_tokens: w.mean_input_tokens,
         mean_output_tokens: w.mean_output_tokens,
@@ -131,6 +133,9 @@ fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkl
                 share: m.share,
             })
             .collect(),
+        mean_turns_per_session: w.mean_turns_per_session,
+        sessions: w.sessions,
+        trace_speedup: w.trace_speedup,
     }
 }
 
