@@ -201,6 +201,18 @@ pub struct BenchArgs {
     /// set-up time is reported apart as `connection_setup`).
     #[arg(long)]
     pub no_preconnect: bool,
+    /// Write one JSON line per measured request to this file as requests finish (a header
+    /// line first; see docs/results.md): id (also sent as `X-Request-Id`), step, times,
+    /// tokens, outcome and error class.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub records: Option<PathBuf>,
+    /// With --records: also keep each request's inter-token gaps (`itl_ms`).
+    #[arg(long, requires = "records")]
+    pub records_itl: bool,
+    /// Run every step (every probe of a search) this many times and report the spread of
+    /// throughput and latency percentiles over the trials (BenchmarkRun `load.trials`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::contract::plan::MAX_TRIALS)))]
+    pub trials: Option<u32>,
 }
 
 /// `inferops bench` flags for workload shapes, with the meaning of the BenchmarkRun fields
@@ -344,6 +356,9 @@ pub fn bench_plan(
         l.request_timeout = v;
     }
     l.max_error_rate = args.max_error_rate;
+    if let Some(n) = args.trials {
+        l.trials = n;
+    }
     if let Some(g) = &args.slo {
         l.goodput_slo = Some(**g);
     }
@@ -623,9 +638,30 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .max_event_bytes
             .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         no_preconnect: args.no_preconnect,
+        records: None,
+    };
+    let records = match &args.records {
+        Some(path) => Some((
+            path,
+            Arc::new(crate::loadgen::records::JsonlSink::create(path)?),
+        )),
+        None => None,
+    };
+    let options = RunOptions {
+        records: records.as_ref().map(|(_, sink)| crate::loadgen::run::RecordsTo {
+            sink: sink.clone(),
+            itl: args.records_itl,
+        }),
+        ..options
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
     observer.close_bar();
+    if let Some((path, sink)) = &records {
+        let n = sink
+            .finish()
+            .with_context(|| format!("writing records to {}", path.display()))?;
+        eprintln!("{n} request records written to {}", path.display());
+    }
     if let Some(s) = sim {
         s.shutdown().await;
     }

@@ -462,6 +462,20 @@ pub struct Load {
     /// `parallelism.startAt` (split runs with `durationPerStep`).
     #[serde(default = "default_step_slack", with = "duration")]
     pub step_slack: Duration,
+    /// Times each step (each probe of a search) is run; with more than one the step's
+    /// results merge the trials and report their spread (`trials` of each step).
+    #[serde(default = "default_trials", skip_serializing_if = "is_one")]
+    pub trials: u32,
+}
+
+/// Most trials of a step.
+pub const MAX_TRIALS: u32 = 50;
+
+fn default_trials() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn default_timeout() -> Duration {
@@ -490,6 +504,7 @@ impl Default for Load {
             goodput_slo: None,
             saturation: None,
             step_slack: default_step_slack(),
+            trials: default_trials(),
         }
     }
 }
@@ -680,6 +695,10 @@ impl Plan {
         );
         ensure!(l.max_in_flight >= 1, "load.maxInFlight must be >= 1");
         ensure!(
+            (1..=MAX_TRIALS).contains(&l.trials),
+            "load.trials must be within 1..{MAX_TRIALS}"
+        );
+        ensure!(
             (0.0..=1.0).contains(&l.max_error_rate),
             "load.maxErrorRate must be within 0..1"
         );
@@ -761,8 +780,9 @@ impl Plan {
         }
     }
 
-    /// When step `index` may start: aligned slots after `parallelism.startAt` when steps are
-    /// time-bounded, else `None` (start right away).
+    /// When slot `index` may start: aligned slots after `parallelism.startAt` when steps are
+    /// time-bounded, else `None` (start right away). Every trial of a step has its own slot:
+    /// trial `t` of step `s` is slot `s * trials + t`.
     pub fn step_slot(&self, index: usize) -> Option<DateTime<Utc>> {
         let start = self.parallelism.start_at?;
         let duration = self.load.duration_per_step?;

@@ -222,7 +222,7 @@ pub fn deadline(plan: &Plan) -> Duration {
                 },
                 (None, None) => timeout,
             };
-        l.warmup + measured + l.step_slack
+        (l.warmup + measured + l.step_slack).saturating_mul(l.trials.max(1))
     };
     let total: Duration = match &l.saturation {
         Some(s) => {

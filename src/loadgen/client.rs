@@ -28,6 +28,9 @@ use super::workload::{PreparedRequest, word_count};
 use crate::contract::outcome::{ErrorClass, Failure, Metrics};
 use crate::contract::plan::{Api, Target};
 
+/// The header carrying a request's id (records).
+pub const X_REQUEST_ID: &str = "x-request-id";
+
 /// Connection settings of a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -134,6 +137,8 @@ pub struct Scratch {
     pub trace: Option<Trace>,
     /// The worker's kept-alive connection (direct `http://` transport).
     pub conn: Option<DirectConn>,
+    /// Sent as `X-Request-Id` with the next request (set when records are kept).
+    pub request_id: Option<HeaderValue>,
 }
 
 impl Scratch {
@@ -330,7 +335,9 @@ impl Client {
             itl_us,
             trace,
             conn,
+            request_id,
         } = scratch;
+        let request_id = request_id.take();
         let bufs = Bufs {
             parser,
             itl_us,
@@ -339,7 +346,7 @@ impl Client {
         match &self.transport {
             Transport::Direct(target) => {
                 target
-                    .exchange(conn, &req.body, |resp| {
+                    .exchange(conn, &req.body, request_id.as_ref(), |resp| {
                         let is_json = is_json(&resp.headers);
                         self.handle(resp.status, is_json, resp.body, req, t0, bufs, tokens_seen)
                     })
@@ -352,6 +359,9 @@ impl Client {
                     .body(req.body.clone());
                 if let Some(a) = auth {
                     rb = rb.header(AUTHORIZATION, a.clone());
+                }
+                if let Some(id) = request_id {
+                    rb = rb.header(X_REQUEST_ID, id);
                 }
                 let resp = rb.send().await.map_err(|e| transport_failure(&e))?;
                 let (status, is_json) = (resp.status(), is_json(resp.headers()));

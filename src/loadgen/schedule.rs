@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Scratch};
+use super::records::{Finished, Recorder};
 use super::workload::RequestSet;
 use crate::contract::outcome::Failure;
 use crate::contract::plan::{Arrival, LoadPoint};
@@ -74,6 +75,17 @@ pub struct StepContext {
     pub next_prompt: Arc<AtomicU64>,
     /// Stops the step; what was measured is kept.
     pub cancel: CancellationToken,
+    /// Per-request records (`None`: not kept): every measured request gets an id, sent as
+    /// `X-Request-Id`, and a record when it ends.
+    pub records: Option<Arc<Recorder>>,
+}
+
+/// Gives the next request an id when records are kept.
+fn tag(ctx: &StepContext, measured: bool, scratch: &mut Scratch) -> Option<String> {
+    let rec = ctx.records.as_ref().filter(|_| measured)?;
+    let id = rec.next_id();
+    scratch.request_id = http::HeaderValue::from_str(&id).ok();
+    Some(id)
 }
 
 struct Shared {
@@ -408,13 +420,21 @@ async fn closed_loop(
                 let req = ctx
                     .workload
                     .get(ctx.next_prompt.fetch_add(1, Ordering::Relaxed));
+                let id = tag(&ctx, measured, &mut scratch);
                 let r = tokio::select! {
                     biased;
                     _ = ctx.cancel.cancelled() => break,
                     r = ctx.client.send(req, now, &mut scratch) => r,
                 };
                 if measured {
-                    shared.record(w, &r, &scratch.itl_us, now, Instant::now());
+                    let end = Instant::now();
+                    shared.record(w, &r, &scratch.itl_us, now, end);
+                    if let (Some(rec), Some(id)) = (&ctx.records, id) {
+                        let (scheduled, sent, t0) = (now, now, now);
+                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                        let f = Finished { scheduled, sent, t0, end, prompt_tokens, itl_us };
+                        rec.record(id, &r, f);
+                    }
                 }
             }
         });
@@ -476,9 +496,17 @@ async fn open_loop(
             let req = ctx2
                 .workload
                 .get(ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));
+            let id = tag(&ctx2, measured, &mut scratch);
             let r = ctx2.client.send(req, t0, &mut scratch).await;
             if measured {
-                shared2.record(shard, &r, &scratch.itl_us, scheduled, Instant::now());
+                let end = Instant::now();
+                shared2.record(shard, &r, &scratch.itl_us, scheduled, end);
+                if let (Some(rec), Some(id)) = (&ctx2.records, id) {
+                    let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                    let sent = now;
+                    let f = Finished { scheduled, sent, t0, end, prompt_tokens, itl_us };
+                    rec.record(id, &r, f);
+                }
             }
             pool2
                 .lock()
