@@ -693,6 +693,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!();
     print!("{}", table::render(&results));
+    let trials = table::render_trials(&results);
+    if !trials.is_empty() {
+        println!();
+        print!("{trials}");
+    }
     if results.steps.iter().any(|s| s.server.is_some()) {
         println!();
         print!("{}", table::render_server(&results));

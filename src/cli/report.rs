@@ -29,6 +29,23 @@ pub struct ReportArgs {
     /// Print the InferenceService autoscaling patch the run recommends, then exit.
     #[arg(long)]
     pub apply_hint: bool,
+    /// Per-request records (`inferops bench --records FILE.jsonl`): adds a latency-over-time
+    /// chart (TTFT and ITL p50/p99 in time slices of each step) and a TTFT-vs-prompt-length
+    /// scatter.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub records: Option<PathBuf>,
+}
+
+/// Reads a records file (JSONL).
+pub fn read_records(path: &Path) -> anyhow::Result<crate::contract::records::Records> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    crate::contract::records::parse_records(&text).with_context(|| {
+        format!(
+            "{} is not an inferops records file (write one with `inferops bench --records FILE.jsonl`)",
+            path.display()
+        )
+    })
 }
 
 /// A report record from a results JSON document.
@@ -86,6 +103,7 @@ pub fn from_results(results: &Results, title: &str) -> RunRecord {
         metadata,
         steps,
         summary,
+        records: None,
     }
 }
 
@@ -111,6 +129,7 @@ pub fn from_run(run: &BenchmarkRun) -> anyhow::Result<RunRecord> {
         metadata,
         steps: status.steps.clone(),
         summary: status.summary.clone().unwrap_or_default(),
+        records: None,
     })
 }
 
@@ -174,7 +193,10 @@ pub fn apply_hint(record: &RunRecord) -> anyhow::Result<String> {
 impl ReportArgs {
     /// Run the subcommand.
     pub async fn run(&self) -> anyhow::Result<()> {
-        let record = load(&self.source, self.namespace.as_deref()).await?;
+        let mut record = load(&self.source, self.namespace.as_deref()).await?;
+        if let Some(path) = &self.records {
+            record.records = Some(read_records(path)?);
+        }
         if self.apply_hint {
             print!("{}", apply_hint(&record)?);
             return Ok(());

@@ -927,6 +927,49 @@ mod tests {
     use crate::contract::outcome::{Failure, Metrics};
     use std::time::{Duration, Instant};
 
+    #[test]
+    fn trials_merge_sequentially_and_report_their_spread() {
+        let c = LoadPoint::Concurrency(4);
+        // Three trials of 10 s: 100, 110 and 120 ms TTFT; 10, 20, 30 requests.
+        let parts = [
+            step(c, &[100; 10], 0, 10),
+            step(c, &[110; 20], 0, 10),
+            step(c, &[120; 30], 0, 10),
+        ];
+        let t = combine_trials(&parts).unwrap();
+        assert_eq!(t.max_concurrency, Some(4), "the load point does not add up");
+        assert_eq!(t.completed, 60);
+        assert_eq!(t.duration, 30.0);
+        assert!((t.request_throughput - 2.0).abs() < 1e-9, "60 over 30 s");
+        let tr = t.trials.as_ref().unwrap();
+        assert_eq!(tr.figures.len(), 3);
+        assert_eq!(
+            (
+                tr.request_throughput.min,
+                tr.request_throughput.median,
+                tr.request_throughput.max
+            ),
+            (1.0, 2.0, 3.0)
+        );
+        // Mean 2, s = 1, t(0.975, 2) = 4.303: 2 ± 4.303/sqrt(3).
+        let half = 4.303 / 3f64.sqrt();
+        assert!((tr.request_throughput.ci95_low - (2.0 - half)).abs() < 1e-3);
+        assert!((tr.request_throughput.ci95_high - (2.0 + half)).abs() < 1e-3);
+        let p95 = tr.p95_ttft_ms;
+        assert!(p95.min < p95.median && p95.median < p95.max, "{p95:?}");
+        assert!((p95.median - 110.0).abs() < 1.0, "{p95:?}");
+        // One trial is the step itself.
+        assert_eq!(combine_trials(&parts[..1]).unwrap(), parts[0]);
+        let one = Spread::of(&[5.0]);
+        assert_eq!((one.ci95_low, one.ci95_high), (5.0, 5.0));
+        // Two pods of the same trials: throughputs add per trial.
+        let merged = merge_steps(&[t.clone(), t.clone()]).unwrap();
+        let m = merged.trials.unwrap();
+        assert_eq!(m.figures.len(), 3);
+        assert!((m.request_throughput.median - 4.0).abs() < 1e-9);
+        assert!((m.p95_ttft_ms.median - p95.median).abs() < 1e-9);
+    }
+
     fn step(point: LoadPoint, ttft_ms: &[u64], fails: u64, secs: i64) -> StepResult {
         let mut s = StepStats::new();
         let t = Instant::now();
