@@ -466,7 +466,24 @@ pub struct Load {
     /// results merge the trials and report their spread (`trials` of each step).
     #[serde(default = "default_trials", skip_serializing_if = "is_one")]
     pub trials: u32,
+    /// Keep per-request records in the results (BenchmarkRun `load.records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<RecordsPlan>,
 }
+
+/// Per-request records a load pod embeds in its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordsPlan {
+    /// Compressed bytes kept at most.
+    pub max_bytes: u32,
+    /// Also keep inter-token gaps.
+    #[serde(default)]
+    pub itl: bool,
+}
+
+/// Default of `load.records.maxBytes`.
+pub const DEFAULT_RECORDS_BYTES: u32 = 256 * 1024;
 
 /// Most trials of a step.
 pub const MAX_TRIALS: u32 = 50;
@@ -505,6 +522,7 @@ impl Default for Load {
             saturation: None,
             step_slack: default_step_slack(),
             trials: default_trials(),
+            records: None,
         }
     }
 }

@@ -177,6 +177,15 @@ pub fn plan(
             max_error_rate: spec.max_error_rate,
             goodput_slo: l.goodput_slo.as_ref().map(GoodputSlo::from_spec),
             saturation,
+            trials: l.trials.unwrap_or(1),
+            records: l.records.as_ref().filter(|r| r.enabled).map(|r| {
+                crate::contract::plan::RecordsPlan {
+                    max_bytes: r
+                        .max_bytes
+                        .unwrap_or(crate::contract::plan::DEFAULT_RECORDS_BYTES),
+                    itl: r.itl,
+                }
+            }),
             ..defaults
         },
         parallelism: Parallelism {
