@@ -429,6 +429,32 @@ mod tests {
     }
 
     #[test]
+    fn trials_and_records_reach_the_plan_and_trials_lengthen_the_deadline() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        let one = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!((one.load.trials, one.load.records), (1, None));
+        spec.load.trials = Some(3);
+        spec.load.records = Some(crate::api::RecordsSpec {
+            enabled: true,
+            max_bytes: None,
+            itl: true,
+        });
+        let three = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!(three.load.trials, 3);
+        let r = three.load.records.unwrap();
+        assert_eq!((r.max_bytes, r.itl), (crate::contract::plan::DEFAULT_RECORDS_BYTES, true));
+        assert_eq!(
+            deadline(&three) - DEADLINE_SLACK,
+            (deadline(&one) - DEADLINE_SLACK) * 3
+        );
+        spec.load.records.as_mut().unwrap().enabled = false;
+        assert_eq!(
+            plan(&spec, "http://q:8000", "qwen", 1, None).unwrap().load.records,
+            None
+        );
+    }
+
+    #[test]
     fn a_configmap_dataset_is_read_from_the_mount() {
         let mut spec = example("bench-concurrency-sweep.yaml");
         spec.workload.dataset = crate::api::DatasetSpec {
