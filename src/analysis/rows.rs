@@ -106,6 +106,29 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
             slo_attainment: s.slo_attainment.unwrap_or(0.0),
         }),
         trials: s.trials.as_ref().map(trials_status),
+        workload: s.workload.as_ref().map(workload),
+    }
+}
+
+fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkload {
+    use crate::contract::results::WorkloadDataset;
+    crate::api::StepWorkload {
+        dataset: match w.dataset {
+            WorkloadDataset::Random => crate::api::DatasetKind::Random,
+            WorkloadDataset::Sharegpt => crate::api::DatasetKind::Sharegpt,
+            WorkloadDataset::SharedPrefix => crate::api::DatasetKind::SharedPrefix,
+        },
+        mean_input_tokens: w.mean_input_tokens,
+        mean_output_tokens: w.mean_output_tokens,
+        shared_prefix_fraction: w.shared_prefix_fraction,
+        models: w
+            .models
+            .iter()
+            .map(|m| crate::api::ModelShare {
+                model: m.model.clone(),
+                share: m.share,
+            })
+            .collect(),
     }
 }
 
@@ -147,6 +170,7 @@ pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
             }),
             _ => None,
         },
+        prefix_cache_hit_rate: m.prefix_cache_hit_rate().map(round3),
     };
     let gpu = GpuMetrics {
         util_max: m.gpu_util_max.map(round3),

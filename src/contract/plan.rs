@@ -35,8 +35,22 @@ pub struct Plan {
 pub struct Target {
     /// Base URL, e.g. `http://qwen.default.svc:8000` (a trailing `/v1` is accepted).
     pub url: String,
-    /// Served model name sent in every request.
+    /// Served model name sent in every request. Empty in a plan the operator writes for a
+    /// URL target without `spec.target.model`: the load pod takes the only model the target
+    /// lists (see [`crate::contract::target`]).
+    #[serde(default)]
     pub model: String,
+    /// How long the load pod waits for the target to answer `GET /v1/models` before it gives
+    /// up (default 5 minutes).
+    #[serde(default = "default_target_wait", with = "duration")]
+    pub wait: Duration,
+}
+
+/// How long a load pod waits for the target by default.
+pub const DEFAULT_TARGET_WAIT: Duration = Duration::from_secs(300);
+
+fn default_target_wait() -> Duration {
+    DEFAULT_TARGET_WAIT
 }
 
 /// The OpenAI API flavour to call.
@@ -284,6 +298,21 @@ pub struct Workload {
     /// number of requests in the largest step, at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
+    /// Weighted model mix: each request goes to one of these served models (or LoRA
+    /// adapters), picked by weight from the seed. Empty: every request goes to
+    /// `target.model`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelWeight>,
+}
+
+/// One entry of a model mix: `{name: lora-a, weight: 30}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelWeight {
+    /// Served model name (a base model or a LoRA adapter).
+    pub name: String,
+    /// Relative weight (> 0): the model gets `weight / sum of weights` of the requests.
+    pub weight: u32,
 }
 
 impl Workload {
@@ -324,6 +353,7 @@ impl Default for Workload {
             seed: default_seed(),
             stream: true,
             num_prompts: None,
+            models: Vec::new(),
         }
     }
 }
@@ -652,6 +682,7 @@ impl Plan {
             target: Target {
                 url: url.into(),
                 model: model.into(),
+                wait: default_target_wait(),
             },
             workload: Workload::default(),
             load: Load::default(),
@@ -669,10 +700,6 @@ impl Plan {
     /// Checks the plan for values that cannot run.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.target.url.trim().is_empty(), "target.url is empty");
-        ensure!(
-            !self.target.model.trim().is_empty(),
-            "target.model is empty"
-        );
         let w = &self.workload;
         w.input_tokens.check("workload.inputTokens", 1)?;
         w.output_tokens.check("workload.outputTokens", 1)?;
@@ -690,6 +717,23 @@ impl Plan {
             ensure!(
                 sp.prefix_tokens >= 1 || sp.suffix_tokens.min() >= 1,
                 "workload.dataset.sharedPrefix: prompts must not be empty"
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for m in &w.models {
+            ensure!(
+                !m.name.trim().is_empty(),
+                "workload.models: a name is empty"
+            );
+            ensure!(
+                m.weight > 0,
+                "workload.models: weight of {:?} must be > 0",
+                m.name
+            );
+            ensure!(
+                names.insert(m.name.as_str()),
+                "workload.models: {:?} is listed twice",
+                m.name
             );
         }
         let l = &self.load;
@@ -973,6 +1017,9 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
             "target: {url: x, model: m}\nload: {arrival: {gamma: {burstiness: 0}}}",
             "target: {url: x, model: m}\nworkload: {inputTokens: {mean: 5, stddev: 1, min: 9}}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 1}, {name: a, weight: 2}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 0}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: '', weight: 1}]}",
             "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");

@@ -18,7 +18,7 @@ use crate::contract::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
 use crate::contract::records::{CLOCK, RECORDS_VERSION, RecordsHeader};
 use crate::contract::results::{
     Metadata, ProbePhase, Results, RunStatus, SaturationProbe, SaturationResult, StepResult,
-    Summary, combine_trials,
+    StepWorkload, Summary, combine_trials,
 };
 use crate::contract::slo::Measured;
 
@@ -316,6 +316,11 @@ impl Runner<'_> {
             // Trials of one step always merge; keep the first rather than lose the step.
             Err(_) => parts.swap_remove(0),
         };
+        let mut step = step;
+        step.workload = Some(StepWorkload::of(
+            plan,
+            Some(self.ctx.workload.mean_lengths()),
+        ));
         self.results.steps.push(step.clone());
         let old = std::mem::replace(
             &mut self.results.summary,
