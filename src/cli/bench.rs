@@ -759,10 +759,22 @@ struct LoadgenObserver {
     steps_hint: usize,
     /// Hands results to the ConfigMap writer task (latest wins).
     sink: Option<tokio::sync::mpsc::UnboundedSender<Results>>,
+    /// Per-request records (`load.records`), embedded in every results write.
+    records: Option<Arc<crate::loadgen::records::GzipBudgetSink>>,
 }
 
 impl Observer for LoadgenObserver {
     fn step_finished(&mut self, results: &Results) {
+        let with_records;
+        let results = match &self.records {
+            Some(r) => {
+                let mut copy = results.clone();
+                copy.summary.records = Some(r.snapshot());
+                with_records = copy;
+                &with_records
+            }
+            None => results,
+        };
         if let Some(s) = results.steps.last() {
             let of = if self.steps_hint > 0 {
                 format!("/{}", self.steps_hint)
@@ -873,7 +885,13 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
         steps_hint: plan.points().len(),
         sink: writer.as_ref().map(|(tx, _)| tx.clone()),
+        records: plan.load.records.map(|r| {
+            Arc::new(crate::loadgen::records::GzipBudgetSink::new(
+                r.max_bytes as usize,
+            ))
+        }),
     };
+    let records = observer.records.clone();
     // A restarted pod (the Job's backoff) continues after the steps it already wrote.
     let resume = match &sink {
         Some(sink) => sink.read().await.unwrap_or_else(|e| {
@@ -891,10 +909,24 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         tokenizer: args.tokenizer.clone(),
         resume,
+        records: records.clone().map(|sink| crate::loadgen::run::RecordsTo {
+            sink,
+            itl: plan.load.records.is_some_and(|r| r.itl),
+        }),
         ..Default::default()
     };
-    let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
+    let mut results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);
+    if let Some(r) = &records {
+        let e = r.snapshot();
+        if e.dropped > 0 {
+            eprintln!(
+                "warning: {} request records dropped: over load.records.maxBytes ({} bytes compressed); {} kept",
+                e.dropped, e.max_bytes, e.count
+            );
+        }
+        results.summary.records = Some(e);
+    }
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);
         let _ = task.await;

@@ -761,6 +761,10 @@ impl Plan {
             "load.trials must be within 1..{MAX_TRIALS}"
         );
         ensure!(
+            l.records.is_none_or(|r| r.max_bytes >= 1024),
+            "load.records.maxBytes must be at least 1024"
+        );
+        ensure!(
             (0.0..=1.0).contains(&l.max_error_rate),
             "load.maxErrorRate must be within 0..1"
         );

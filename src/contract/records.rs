@@ -131,6 +131,49 @@ pub fn parse_records(text: &str) -> anyhow::Result<Records> {
     Ok(out)
 }
 
+/// The `encoding` of [`EmbeddedRecords`].
+pub const EMBEDDED_ENCODING: &str = "gzip+base64";
+
+/// Records a load pod keeps inside its results document (`records` of the results), bounded
+/// in size: JSONL as one or more concatenated gzip members, base64-encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddedRecords {
+    /// How `data` is encoded ([`EMBEDDED_ENCODING`]).
+    pub encoding: String,
+    /// The records file (header line first), compressed and encoded.
+    pub data: String,
+    /// Records in `data`.
+    pub count: u64,
+    /// Records dropped because the compressed size would have exceeded `max_bytes` (or the
+    /// results document its ConfigMap): they were measured, but are not in `data`.
+    pub dropped: u64,
+    /// The compressed size limit (`load.records.maxBytes`).
+    pub max_bytes: u32,
+}
+
+impl EmbeddedRecords {
+    /// Decodes the records.
+    pub fn decode(&self) -> anyhow::Result<Records> {
+        use base64::Engine as _;
+        use std::io::Read as _;
+        anyhow::ensure!(
+            self.encoding == EMBEDDED_ENCODING,
+            "records encoding {:?} is not {EMBEDDED_ENCODING:?}",
+            self.encoding
+        );
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(self.data.as_bytes())
+            .map_err(|e| anyhow::anyhow!("records are not base64: {e}"))?;
+        let mut text = String::new();
+        if !gz.is_empty() {
+            flate2::read::MultiGzDecoder::new(&gz[..])
+                .read_to_string(&mut text)
+                .map_err(|e| anyhow::anyhow!("records are not gzip JSONL: {e}"))?;
+        }
+        parse_records(&text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1004,6 +1004,10 @@ pub struct Summary {
     /// Why the sweep ended before its last step (e.g. every request of a step failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
+    /// Per-request records kept in the document (a load pod with `load.records`): size
+    /// bounded, with the number dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<super::records::EmbeddedRecords>,
 }
 
 impl Summary {
@@ -1040,6 +1044,7 @@ impl Summary {
                 .collect(),
             saturation: None,
             stopped_early: None,
+            records: None,
         }
     }
 }

@@ -234,6 +234,113 @@ impl RecordSink for JsonlSink {
     }
 }
 
+/// Keeps records in memory as gzip-compressed JSONL, at most `max_bytes` compressed (a load
+/// pod embeds them in its results). Each step's records become one gzip member when the step
+/// ends ([`RecordSink::flush`]); records that would pass the limit are dropped and counted.
+pub struct GzipBudgetSink {
+    max_bytes: usize,
+    state: Mutex<GzState>,
+}
+
+struct GzState {
+    /// Finished gzip members.
+    done: Vec<u8>,
+    /// Records in `done`.
+    kept: u64,
+    /// The member being written and the records in it.
+    current: Option<(flate2::write::GzEncoder<Vec<u8>>, u64)>,
+    dropped: u64,
+    /// No more records fit.
+    full: bool,
+}
+
+/// Room kept for what the compressor still buffers when deciding whether a record fits.
+const GZ_SLACK: usize = 16 * 1024;
+
+impl GzipBudgetSink {
+    /// A sink keeping at most `max_bytes` compressed bytes.
+    pub fn new(max_bytes: usize) -> GzipBudgetSink {
+        GzipBudgetSink {
+            max_bytes,
+            state: Mutex::new(GzState {
+                done: Vec::new(),
+                kept: 0,
+                current: None,
+                dropped: 0,
+                full: false,
+            }),
+        }
+    }
+
+    fn write_line(&self, st: &mut GzState, line: &[u8], counts: bool) {
+        if st.full {
+            st.dropped += u64::from(counts);
+            return;
+        }
+        let (enc, n) = st.current.get_or_insert_with(|| {
+            (
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()),
+                0,
+            )
+        });
+        if st.done.len() + enc.get_ref().len() + line.len() / 4 + GZ_SLACK > self.max_bytes {
+            st.full = true;
+            st.dropped += u64::from(counts);
+            return;
+        }
+        if enc.write_all(line).is_ok() {
+            *n += u64::from(counts);
+        }
+    }
+
+    /// The records kept so far (finished steps only), encoded for the results.
+    pub fn snapshot(&self) -> crate::contract::records::EmbeddedRecords {
+        use base64::Engine as _;
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = st.current.as_ref().map_or(0, |c| c.1);
+        crate::contract::records::EmbeddedRecords {
+            encoding: crate::contract::records::EMBEDDED_ENCODING.into(),
+            data: base64::engine::general_purpose::STANDARD.encode(&st.done),
+            count: st.kept,
+            dropped: st.dropped + pending,
+            max_bytes: u32::try_from(self.max_bytes).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl RecordSink for GzipBudgetSink {
+    fn start(&self, header: &RecordsHeader) {
+        let mut line = serde_json::to_vec(header).unwrap_or_default();
+        line.push(b'\n');
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_line(&mut st, &line, false);
+    }
+
+    fn record(&self, record: RequestRecord) {
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_line(&mut st, &line, true);
+    }
+
+    fn flush(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((enc, n)) = st.current.take() else {
+            return;
+        };
+        match enc.finish() {
+            Ok(member) if st.done.len() + member.len() <= self.max_bytes => {
+                st.done.extend_from_slice(&member);
+                st.kept += n;
+            }
+            _ => {
+                st.dropped += n;
+                st.full = true;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +415,72 @@ mod tests {
         assert_eq!(b.error_class, Some(ErrorClass::Http5xx));
         assert_eq!((b.prompt_tokens, b.output_tokens), (10, 0));
         assert_eq!(b.itl_ms, None);
+    }
+
+    #[test]
+    fn the_gzip_budget_keeps_whole_steps_and_counts_what_it_drops() {
+        let header = RecordsHeader {
+            inferops_records: RECORDS_VERSION,
+            started_at: chrono::Utc::now(),
+            clock: CLOCK.into(),
+            url: "u".into(),
+            model: "m".into(),
+            pod: 3,
+        };
+        let origin = Instant::now();
+        let fin = Finished {
+            scheduled: origin,
+            sent: origin,
+            t0: origin,
+            end: origin + Duration::from_millis(5),
+            prompt_tokens: 10,
+            itl_us: &[],
+        };
+        let ok = Ok(Metrics {
+            ttft_us: 1000,
+            e2el_us: 5000,
+            prompt_tokens: 10,
+            output_tokens: 4,
+            streamed: true,
+        });
+        // Room for everything.
+        let roomy = Arc::new(GzipBudgetSink::new(1 << 20));
+        roomy.start(&header);
+        let rec = Recorder::new(roomy.clone(), origin, "m", false, "p".into());
+        for step in 0..2 {
+            rec.set_step(step, 0);
+            for _ in 0..50 {
+                rec.record(rec.next_id(), &ok, fin);
+            }
+            rec.flush();
+        }
+        let e = roomy.snapshot();
+        assert_eq!((e.count, e.dropped), (100, 0));
+        let back = e.decode().unwrap();
+        assert_eq!(back.headers, vec![header.clone()]);
+        assert_eq!(back.records.len(), 100);
+        assert_eq!(back.records.iter().filter(|r| r.step == 1).count(), 50);
+        // A tight budget: what does not fit is dropped and counted, never lost silently.
+        let tight = Arc::new(GzipBudgetSink::new(GZ_SLACK + 2048));
+        tight.start(&header);
+        let rec = Recorder::new(tight.clone(), origin, "m", false, "q".into());
+        for step in 0..40 {
+            rec.set_step(step, 0);
+            for _ in 0..200 {
+                rec.record(rec.next_id(), &ok, fin);
+            }
+            rec.flush();
+        }
+        let e = tight.snapshot();
+        assert!(e.dropped > 0, "{e:?}");
+        assert_eq!(e.count + e.dropped, 40 * 200);
+        let data_len = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            e.data.as_bytes(),
+        )
+        .unwrap()
+        .len();
+        assert!(data_len <= GZ_SLACK + 2048, "{data_len}");
+        assert_eq!(e.decode().unwrap().records.len() as u64, e.count);
     }
 }

@@ -246,3 +246,56 @@ async fn trials_of_an_unchanged_target_never_regress_and_a_slower_one_does() {
     assert!(c.regressed);
     assert!(c.message.unwrap().contains("single-sample"));
 }
+
+/// `inferops loadgen` with `load.records` embeds the records in its results (what the pod
+/// writes to its ConfigMap), and `inferops report` draws the charts over time from them.
+#[tokio::test]
+async fn a_load_pod_embeds_its_records_and_report_draws_them() {
+    let s = sim(5, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.yaml");
+    let out = dir.path().join("results.json");
+    let yaml = format!(
+        "target: {{url: '{}', model: '{}'}}\nworkload: {{inputTokens: 16, outputTokens: 8}}\nload: {{concurrency: [1, 2], requestsPerStep: 12, trials: 2, records: {{maxBytes: 65536}}}}\n",
+        s.base_url(),
+        s.model()
+    );
+    std::fs::write(&plan_path, &yaml).unwrap();
+    let bin = env!("CARGO_BIN_EXE_inferops");
+    let o = tokio::task::spawn_blocking({
+        let (plan_path, out) = (plan_path.clone(), out.clone());
+        move || {
+            std::process::Command::new(bin)
+                .arg("loadgen")
+                .arg("--plan")
+                .arg(plan_path)
+                .env("INFEROPS_OUT", out)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results: Results = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let e = results.summary.records.clone().expect("records embedded");
+    assert_eq!(e.dropped, 0);
+    assert_eq!(e.count, results.summary.completed + results.summary.failed);
+    assert_eq!(e.count, 2 * 2 * 12);
+    let decoded = e.decode().unwrap();
+    assert_eq!(decoded.records.len() as u64, e.count);
+    assert_eq!(decoded.headers[0].started_at, results.metadata.started_at);
+    let report_dir = dir.path().join("report");
+    let o = std::process::Command::new(bin)
+        .arg("report")
+        .arg(&out)
+        .arg("-o")
+        .arg(&report_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(report_dir.join("ttft-vs-prompt.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count() as u64, e.count, "one point per request");
+    assert!(report_dir.join("latency-over-time.svg").exists());
+    s.shutdown().await;
+}
