@@ -214,6 +214,15 @@ pub fn plan(
                 duration: r.duration.into(),
                 measured: r.measured,
             }),
+            trials: l.trials.unwrap_or(1),
+            records: l.records.as_ref().filter(|r| r.enabled).map(|r| {
+                crate::contract::plan::RecordsPlan {
+                    max_bytes: r
+                        .max_bytes
+                        .unwrap_or(crate::contract::plan::DEFAULT_RECORDS_BYTES),
+                    itl: r.itl,
+                }
+            }),
             ..defaults
         },
         parallelism: Parallelism {
@@ -261,7 +270,7 @@ pub fn deadline(plan: &Plan) -> Duration {
                 },
                 (None, None) => timeout,
             };
-        l.warmup + measured + l.step_slack
+        (l.warmup + measured + l.step_slack).saturating_mul(l.trials.max(1))
     };
     let total: Duration = match &l.saturation {
         Some(s) => {
@@ -534,6 +543,36 @@ mod tests {
                 duration: Duration::from_secs(30),
                 measured: true
             })
+        );
+    }
+
+    #[test]
+    fn trials_and_records_reach_the_plan_and_trials_lengthen_the_deadline() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        let one = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!((one.load.trials, one.load.records), (1, None));
+        spec.load.trials = Some(3);
+        spec.load.records = Some(crate::api::RecordsSpec {
+            enabled: true,
+            max_bytes: None,
+            itl: true,
+        });
+        let three = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!(three.load.trials, 3);
+        let r = three.load.records.unwrap();
+        assert_eq!(
+            (r.max_bytes, r.itl),
+            (crate::contract::plan::DEFAULT_RECORDS_BYTES, true)
+        );
+        let fixed = DEADLINE_SLACK + one.target.wait;
+        assert_eq!(deadline(&three) - fixed, (deadline(&one) - fixed) * 3);
+        spec.load.records.as_mut().unwrap().enabled = false;
+        assert_eq!(
+            plan(&spec, "http://q:8000", "qwen", 1, None)
+                .unwrap()
+                .load
+                .records,
+            None
         );
     }
 
