@@ -238,7 +238,7 @@ pub async fn run_step(
         (None, LoadPoint::Concurrency(n)) => closed_loop(ctx, spec, &shared, n, pool, window).await,
         (None, LoadPoint::Rate(r)) => {
             let arrivals = Arrivals::Rate {
-                gaps: Gaps::new(spec.arrival, r, spec.seed),
+                gaps: Box::new(Gaps::new(spec.arrival, r, spec.seed)),
                 ramp: spec.ramp,
                 start,
                 at: start,
@@ -570,7 +570,7 @@ async fn run_session(
 enum Arrivals {
     /// At a rate (with gaps drawn from the arrival process), optionally ramped.
     Rate {
-        gaps: Gaps,
+        gaps: Box<Gaps>,
         ramp: Option<Ramp>,
         start: Instant,
         at: Instant,
@@ -886,7 +886,7 @@ mod tests {
         // after the ramp; about the integral of the rate in the ramp (10 × 5.5 = 55 arrivals).
         let start = Instant::now();
         let mut a = Arrivals::Rate {
-            gaps: Gaps::new(Arrival::Constant, 10.0, 1),
+            gaps: Box::new(Gaps::new(Arrival::Constant, 10.0, 1)),
             ramp: Some(lin),
             start,
             at: start,
