@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(p.points().len(), 1);
         let one =
             p.load.warmup + Duration::from_secs(300) + p.load.request_timeout + p.load.step_slack;
-        assert_eq!(deadline(&p), one + DEADLINE_SLACK);
+        assert_eq!(deadline(&p), p.target.wait + one + DEADLINE_SLACK);
     }
 
     #[test]
