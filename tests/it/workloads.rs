@@ -352,6 +352,7 @@ async fn conversations_grow_the_prefix_cache_hits_turn_by_turn() {
     s.shutdown().await;
 }
 
+#[ignore = "timing-sensitive: scripts/test-all.sh runs the ignored tests alone, after the suite"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_trace_is_sent_at_its_timestamps_over_the_speedup() {
     let s = sim(SimOptions::profile("zero").unwrap()).await;
