@@ -202,7 +202,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_preconnect: bool,
     /// Write one JSON line per measured request to this file as requests finish (a header
-    /// line first; see docs/results.md): id (also sent as `X-Request-Id`), step, times,
+    /// line first; see docs/loadgen.md): id (also sent as `X-Request-Id`), step, times,
     /// tokens, outcome and error class.
     #[arg(long, value_name = "FILE.jsonl")]
     pub records: Option<PathBuf>,
