@@ -139,15 +139,17 @@ pub fn mann_whitney_greater(a: &[f64], b: &[f64]) -> Option<f64> {
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
@@ -210,7 +212,11 @@ pub fn compare(this: &RunSummary, base: &RunSummary, spec: &BaselineSpec) -> Com
             Some((a, b)) => {
                 // Worse means lower: test the baseline's trials being larger.
                 let (real, why) = noise(&b.output_tokens_per_second, &a.output_tokens_per_second);
-                if real { problems.push(format!("{what}, {why}")) } else { dismissed.push(format!("{what}, {why}")) }
+                if real {
+                    problems.push(format!("{what}, {why}"))
+                } else {
+                    dismissed.push(format!("{what}, {why}"))
+                }
             }
             None => problems.push(what),
         }
@@ -228,7 +234,11 @@ pub fn compare(this: &RunSummary, base: &RunSummary, spec: &BaselineSpec) -> Com
         match trials {
             Some((a, b)) => {
                 let (real, why) = noise(&a.ttft_p95_ms, &b.ttft_p95_ms);
-                if real { problems.push(format!("{what}, {why}")) } else { dismissed.push(format!("{what}, {why}")) }
+                if real {
+                    problems.push(format!("{what}, {why}"))
+                } else {
+                    dismissed.push(format!("{what}, {why}"))
+                }
             }
             None => problems.push(what),
         }
@@ -1147,10 +1157,19 @@ mod tests {
     #[test]
     fn mann_whitney_is_exact_for_small_samples() {
         // 3 vs 3 fully separated: 1 of the 20 splits is as extreme.
-        assert_eq!(mann_whitney_greater(&[3.0, 4.0, 5.0], &[1.0, 2.0, 2.5]), Some(0.05));
-        assert_eq!(mann_whitney_greater(&[1.0, 2.0, 2.5], &[3.0, 4.0, 5.0]), Some(1.0));
+        assert_eq!(
+            mann_whitney_greater(&[3.0, 4.0, 5.0], &[1.0, 2.0, 2.5]),
+            Some(0.05)
+        );
+        assert_eq!(
+            mann_whitney_greater(&[1.0, 2.0, 2.5], &[3.0, 4.0, 5.0]),
+            Some(1.0)
+        );
         // Interleaved: rank sum of a = 2 + 4 + 6 = 12; 7 of the 20 splits reach 12.
-        assert_eq!(mann_whitney_greater(&[2.0, 4.0, 6.0], &[1.0, 3.0, 5.0]), Some(0.35));
+        assert_eq!(
+            mann_whitney_greater(&[2.0, 4.0, 6.0], &[1.0, 3.0, 5.0]),
+            Some(0.35)
+        );
         // All tied: every split is as extreme.
         assert_eq!(mann_whitney_greater(&[1.0; 3], &[1.0; 3]), Some(1.0));
         assert_eq!(mann_whitney_greater(&[], &[1.0]), None);
@@ -1185,7 +1204,12 @@ mod tests {
             max_throughput_drop: 0.1,
             max_ttft_p95_increase: 0.1,
         };
-        let base = with_trials(1000.0, 100.0, &[990.0, 1000.0, 1010.0], &[99.0, 100.0, 101.0]);
+        let base = with_trials(
+            1000.0,
+            100.0,
+            &[990.0, 1000.0, 1010.0],
+            &[99.0, 100.0, 101.0],
+        );
         // Unchanged within the thresholds.
         let same = with_trials(995.0, 101.0, &[985.0, 995.0, 1012.0], &[98.0, 101.0, 102.0]);
         let c = compare(&same, &base, &spec);
@@ -1196,11 +1220,22 @@ mod tests {
         let c = compare(&slow, &base, &spec);
         assert!(c.regressed, "{c:?}");
         let msg = c.message.unwrap();
-        assert!(msg.contains("peak output throughput fell 16.7% (1000 -> 833 tok/s"), "{msg}");
-        assert!(msg.contains("TTFT p95 at peak rose 20.0% (100.0 -> 120.0 ms"), "{msg}");
+        assert!(
+            msg.contains("peak output throughput fell 16.7% (1000 -> 833 tok/s"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("TTFT p95 at peak rose 20.0% (100.0 -> 120.0 ms"),
+            "{msg}"
+        );
         assert!(msg.contains("p = 0.050 <= 0.05, 95% confidence"), "{msg}");
         // Beyond the threshold on the merged figures, but the trials overlap: noise.
-        let noisy = with_trials(880.0, 100.0, &[600.0, 1005.0, 1035.0], &[99.0, 100.0, 101.0]);
+        let noisy = with_trials(
+            880.0,
+            100.0,
+            &[600.0, 1005.0, 1035.0],
+            &[99.0, 100.0, 101.0],
+        );
         let c = compare(&noisy, &base, &spec);
         assert!(!c.regressed, "{c:?}");
         let msg = c.message.unwrap();

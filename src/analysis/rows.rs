@@ -5,8 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, SpreadStatus,
-    StepStatus, TrialsStatus, Window,
+    ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, SpreadStatus, StepStatus,
+    TrialsStatus, Window,
 };
 use crate::contract::WindowMetrics;
 use crate::contract::results::StepResult;
@@ -146,7 +146,11 @@ fn spread(s: &crate::contract::results::Spread) -> SpreadStatus {
 pub fn trials_status(t: &crate::contract::results::Trials) -> TrialsStatus {
     TrialsStatus {
         count: t.figures.len() as u32,
-        output_tokens_per_second: t.figures.iter().map(|f| round3(f.output_throughput)).collect(),
+        output_tokens_per_second: t
+            .figures
+            .iter()
+            .map(|f| round3(f.output_throughput))
+            .collect(),
         ttft_p95_ms: t.figures.iter().map(|f| round3(f.p95_ttft_ms)).collect(),
         itl_p95_ms: t.figures.iter().map(|f| round3(f.p95_itl_ms)).collect(),
         output_tokens_per_second_spread: spread(&t.output_throughput),

@@ -623,10 +623,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let options = RunOptions {
-        records: records.as_ref().map(|(_, sink)| crate::loadgen::run::RecordsTo {
-            sink: sink.clone(),
-            itl: args.records_itl,
-        }),
+        records: records
+            .as_ref()
+            .map(|(_, sink)| crate::loadgen::run::RecordsTo {
+                sink: sink.clone(),
+                itl: args.records_itl,
+            }),
         ..options
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await;

@@ -162,7 +162,9 @@ pub fn embedded_records(
         let Some(e) = &r.summary.records else {
             continue;
         };
-        let decoded = e.decode().context("decoding the records embedded in the results")?;
+        let decoded = e
+            .decode()
+            .context("decoding the records embedded in the results")?;
         kept += e.count;
         dropped += e.dropped;
         let all = out.get_or_insert_with(|| crate::contract::records::Records {

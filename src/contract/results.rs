@@ -643,7 +643,10 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
 /// Trial `k` of every pod is one trial of the split load: throughputs add; latency
 /// percentiles are the request-weighted mean of the pods' (histograms are not kept per trial).
 fn merge_trials_of_pods(parts: &[StepResult]) -> Option<Trials> {
-    let all: Vec<&Trials> = parts.iter().map(|p| p.trials.as_ref()).collect::<Option<_>>()?;
+    let all: Vec<&Trials> = parts
+        .iter()
+        .map(|p| p.trials.as_ref())
+        .collect::<Option<_>>()?;
     let n = all.iter().map(|t| t.figures.len()).min()?;
     let figures = (0..n)
         .map(|k| {

@@ -448,12 +448,18 @@ mod tests {
         let three = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
         assert_eq!(three.load.trials, 3);
         let r = three.load.records.unwrap();
-        assert_eq!((r.max_bytes, r.itl), (crate::contract::plan::DEFAULT_RECORDS_BYTES, true));
+        assert_eq!(
+            (r.max_bytes, r.itl),
+            (crate::contract::plan::DEFAULT_RECORDS_BYTES, true)
+        );
         let fixed = DEADLINE_SLACK + one.target.wait;
         assert_eq!(deadline(&three) - fixed, (deadline(&one) - fixed) * 3);
         spec.load.records.as_mut().unwrap().enabled = false;
         assert_eq!(
-            plan(&spec, "http://q:8000", "qwen", 1, None).unwrap().load.records,
+            plan(&spec, "http://q:8000", "qwen", 1, None)
+                .unwrap()
+                .load
+                .records,
             None
         );
     }

@@ -160,9 +160,8 @@ impl JsonlSink {
     /// Writes the header and then every record to `out`.
     pub fn new<W: Write + Send + 'static>(mut out: W) -> std::io::Result<JsonlSink> {
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
-        let thread = std::thread::Builder::new()
-            .name("records".into())
-            .spawn(move || -> std::io::Result<u64> {
+        let thread = std::thread::Builder::new().name("records".into()).spawn(
+            move || -> std::io::Result<u64> {
                 let mut n = 0u64;
                 for msg in rx {
                     match msg {
@@ -180,7 +179,8 @@ impl JsonlSink {
                 }
                 out.flush()?;
                 Ok(n)
-            })?;
+            },
+        )?;
         Ok(JsonlSink {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -201,12 +201,7 @@ impl JsonlSink {
     /// Stops accepting records, writes out the rest and returns how many were written.
     pub fn finish(&self) -> std::io::Result<u64> {
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
-        match self
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        match self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(t) => t
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("records writer panicked"))),

@@ -432,7 +432,14 @@ async fn closed_loop(
                     if let (Some(rec), Some(id)) = (&ctx.records, id) {
                         let (scheduled, sent, t0) = (now, now, now);
                         let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
-                        let f = Finished { scheduled, sent, t0, end, prompt_tokens, itl_us };
+                        let f = Finished {
+                            scheduled,
+                            sent,
+                            t0,
+                            end,
+                            prompt_tokens,
+                            itl_us,
+                        };
                         rec.record(id, &r, f);
                     }
                 }
@@ -504,7 +511,14 @@ async fn open_loop(
                 if let (Some(rec), Some(id)) = (&ctx2.records, id) {
                     let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
                     let sent = now;
-                    let f = Finished { scheduled, sent, t0, end, prompt_tokens, itl_us };
+                    let f = Finished {
+                        scheduled,
+                        sent,
+                        t0,
+                        end,
+                        prompt_tokens,
+                        itl_us,
+                    };
                     rec.record(id, &r, f);
                 }
             }

@@ -390,9 +390,7 @@ pub fn scaling(efficiency: &[(i32, f64)]) -> Result<Option<String>, String> {
 
 /// TTFT and inter-token latency p50 (solid) and p99 (dashed) in time slices of each step,
 /// two panels, against seconds since the run start (steps follow each other in time).
-pub fn latency_over_time(
-    slices: &[super::timeline::Slice],
-) -> Result<Option<String>, String> {
+pub fn latency_over_time(slices: &[super::timeline::Slice]) -> Result<Option<String>, String> {
     use super::timeline::Slice;
     if slices.is_empty() {
         return Ok(None);

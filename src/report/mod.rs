@@ -578,7 +578,12 @@ mod tests {
         use crate::contract::records::{RecordOutcome, Records, RequestRecord};
         let dir = tempfile::tempdir().unwrap();
         let mut run = sample_run();
-        assert!(chart_files(&run).unwrap().iter().all(|c| !c.0.contains("time")));
+        assert!(
+            chart_files(&run)
+                .unwrap()
+                .iter()
+                .all(|c| !c.0.contains("time"))
+        );
         // Two steps of 50 requests, 100 ms apart; prompt length varies with the index.
         let records: Vec<RequestRecord> = (0..100u32)
             .map(|i| RequestRecord {
@@ -617,11 +622,22 @@ mod tests {
             assert!(over_time.contains(label), "lacks {label}");
         }
         // 2 steps x 10 slices, each a point on four lines (TTFT and ITL, p50 and p99).
-        assert_eq!(timeline::slices(&run.records.as_ref().unwrap().records).len(), 20);
-        assert_eq!(over_time.matches("<circle").count(), 20 * 4, "one marker per slice");
+        assert_eq!(
+            timeline::slices(&run.records.as_ref().unwrap().records).len(),
+            20
+        );
+        assert_eq!(
+            over_time.matches("<circle").count(),
+            20 * 4,
+            "one marker per slice"
+        );
         let scatter = read("ttft-vs-prompt.svg");
         assert!(scatter.contains("Prompt tokens"));
-        assert_eq!(scatter.matches("<circle").count(), 100, "one point per request");
+        assert_eq!(
+            scatter.matches("<circle").count(),
+            100,
+            "one point per request"
+        );
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         assert!(md.contains("latency-over-time.svg"), "{md}");
     }

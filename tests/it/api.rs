@@ -727,7 +727,8 @@ fn trials_and_records_are_bounded() {
         }
         with(minimal_bench(), "/spec/load", load)
     };
-    let ok = load(json!({"trials": 3, "records": {"enabled": true, "maxBytes": 65536, "itl": true}}));
+    let ok =
+        load(json!({"trials": 3, "records": {"enabled": true, "maxBytes": 65536, "itl": true}}));
     validate_object(&ok, None).unwrap();
     let run: BenchmarkRun = serde_json::from_value(ok).unwrap();
     assert_eq!(run.spec.load.trials, Some(3));

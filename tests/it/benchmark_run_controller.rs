@@ -779,7 +779,8 @@ async fn with_trials_the_baseline_comparison_tests_the_noise() {
         .await
         .unwrap();
     let h = Harness::new().await;
-    let load = json!({"mode": "concurrency", "concurrency": [4], "requestsPerStep": 16, "trials": 3});
+    let load =
+        json!({"mode": "concurrency", "concurrency": [4], "requestsPerStep": 16, "trials": 3});
     let base = run_to_end(&h, "t-monday", &fast.base_url(), json!({"load": load})).await;
     let row = &base.status.as_ref().unwrap().steps[0];
     assert_eq!(row.trials.as_ref().map(|t| t.count), Some(3), "{row:?}");
@@ -792,7 +793,11 @@ async fn with_trials_the_baseline_comparison_tests_the_noise() {
     )
     .await;
     let (s, reason, message) = condition(&same, ConditionType::Regressed);
-    assert_eq!((s.as_str(), reason.as_str()), ("False", "NoRegression"), "{message}");
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", "NoRegression"),
+        "{message}"
+    );
     assert_eq!(
         same.status.unwrap().comparison.unwrap().confidence,
         Some(0.95)
@@ -805,7 +810,11 @@ async fn with_trials_the_baseline_comparison_tests_the_noise() {
     )
     .await;
     let (s, reason, message) = condition(&worse, ConditionType::Regressed);
-    assert_eq!((s.as_str(), reason.as_str()), ("True", "Regressed"), "{message}");
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("True", "Regressed"),
+        "{message}"
+    );
     assert!(
         message.contains("TTFT p95 at peak rose") && message.contains(" ms; allowed 10%"),
         "{message}"

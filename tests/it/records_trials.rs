@@ -133,13 +133,17 @@ async fn header_capture() -> (String, tokio::sync::mpsc::UnboundedReceiver<Optio
                 let mut buf = Vec::new();
                 loop {
                     let mut chunk = [0u8; 4096];
-                    let Ok(n) = sock.read(&mut chunk).await else { return };
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(head_end) = text.find("\r\n\r\n") else { continue };
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
                     let head = text[..head_end].to_ascii_lowercase();
                     let length: usize = head
                         .lines()
@@ -221,7 +225,11 @@ async fn trials_of_an_unchanged_target_never_regress_and_a_slower_one_does() {
     fast.shutdown().await;
     let t = base.steps[0].trials.as_ref().expect("trials reported");
     assert_eq!(t.figures.len(), 3);
-    assert_eq!(base.steps[0].completed, 3 * 24, "the step merges its trials");
+    assert_eq!(
+        base.steps[0].completed,
+        3 * 24,
+        "the step merges its trials"
+    );
     assert!(t.output_throughput.min <= t.output_throughput.median);
     assert!(t.output_throughput.ci95_low <= t.output_throughput.ci95_high);
     let (b, a) = (summary(&base), summary(&again));
@@ -236,7 +244,10 @@ async fn trials_of_an_unchanged_target_never_regress_and_a_slower_one_does() {
     let c = analysis::compare(&summary(&slower), &b, &spec);
     assert!(c.regressed, "slowed by 20%: {c:?}");
     let msg = c.message.unwrap();
-    assert!(msg.contains("Mann-Whitney") && msg.contains("95% confidence"), "{msg}");
+    assert!(
+        msg.contains("Mann-Whitney") && msg.contains("95% confidence"),
+        "{msg}"
+    );
     // The same runs without trials: a single-sample comparison, and the message says so.
     let single = |mut s: inferops::api::RunSummary| {
         s.peak_trials = None;
@@ -295,7 +306,11 @@ async fn a_load_pod_embeds_its_records_and_report_draws_them() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let svg = std::fs::read_to_string(report_dir.join("ttft-vs-prompt.svg")).unwrap();
-    assert_eq!(svg.matches("<circle").count() as u64, e.count, "one point per request");
+    assert_eq!(
+        svg.matches("<circle").count() as u64,
+        e.count,
+        "one point per request"
+    );
     assert!(report_dir.join("latency-over-time.svg").exists());
     s.shutdown().await;
 }
