@@ -38,7 +38,7 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         (Some(start), Some(end)) => Some(Window { start, end }),
         _ => None,
     };
-    StepStatus {
+    let mut row = StepStatus {
         load: s.point().unwrap_or_default(),
         replicas,
         window,
@@ -107,7 +107,11 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         }),
         trials: s.trials.as_ref().map(trials_status),
         workload: s.workload.as_ref().map(workload),
+    };
+    if let Some(m) = &s.server {
+        attach_metrics(&mut row, m);
     }
+    row
 }
 
 fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkload {
@@ -117,6 +121,8 @@ fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkl
             WorkloadDataset::Random => crate::api::DatasetKind::Random,
             WorkloadDataset::Sharegpt => crate::api::DatasetKind::Sharegpt,
             WorkloadDataset::SharedPrefix => crate::api::DatasetKind::SharedPrefix,
+            WorkloadDataset::Trace => crate::api::DatasetKind::Trace,
+            WorkloadDataset::Jsonl => crate::api::DatasetKind::Jsonl,
         },
         mean_input_tokens: w.mean_input_tokens,
         mean_output_tokens: w.mean_output_tokens,
@@ -129,6 +135,9 @@ fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkl
                 share: m.share,
             })
             .collect(),
+        mean_turns_per_session: w.mean_turns_per_session,
+        sessions: w.sessions,
+        trace_speedup: w.trace_speedup,
     }
 }
 
@@ -158,7 +167,7 @@ pub fn trials_status(t: &crate::contract::results::Trials) -> TrialsStatus {
     }
 }
 
-/// Attach what Prometheus reported for the row's window.
+/// Attach the server-side figures of the row's window (Prometheus).
 pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
     let server = ServerMetrics {
         ttft_p95_ms: m.ttft_p95_ms.map(round3),

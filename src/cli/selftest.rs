@@ -230,6 +230,8 @@ async fn throughput(
         seed: 1,
         goodput_slo: None,
         preconnect: true,
+        ramp: None,
+        trace_speedup: None,
     };
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
 }

@@ -62,6 +62,10 @@ pub struct Metadata {
     /// Host that ran the load (the pod name in a cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Why the steps lack server-side figures although the plan asked Prometheus for them
+    /// (a short message; the client results are complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics_error: Option<String>,
     /// The plan as run.
     pub plan: Plan,
 }
@@ -80,6 +84,7 @@ impl Metadata {
             api: plan.workload.api,
             mode: plan.load.mode,
             hostname: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
+            server_metrics_error: None,
             plan: plan.clone(),
         }
     }
@@ -230,6 +235,10 @@ pub enum WorkloadDataset {
     Sharegpt,
     /// Groups of synthetic prompts sharing a prefix.
     SharedPrefix,
+    /// A replayed trace (Mooncake JSONL).
+    Trace,
+    /// Custom JSONL prompts.
+    Jsonl,
 }
 
 /// One served model (or LoRA adapter) of a step's model mix and its share of the requests.
@@ -262,6 +271,17 @@ pub struct StepWorkload {
     /// The model mix (empty: every request goes to `metadata.model`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelShare>,
+    /// Multi-turn conversations: the mean number of turns of the prepared sessions
+    /// (for ShareGPT, the recorded human turns up to `turns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_turns_per_session: Option<f64>,
+    /// Multi-turn conversations: sessions that sent at least one measured turn (measured,
+    /// this load pod's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    /// Trace replay: the speed-up of this step (1 = the recorded pace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_speedup: Option<f64>,
 }
 
 impl StepWorkload {
@@ -290,6 +310,18 @@ impl StepWorkload {
                 Some(w.output_tokens.mean()),
                 Some(sp.shared_fraction()),
             ),
+            Dataset::Trace { .. } => (
+                WorkloadDataset::Trace,
+                prepared_means.map(|m| m.0),
+                prepared_means.map(|m| m.1),
+                None,
+            ),
+            Dataset::Jsonl { .. } => (
+                WorkloadDataset::Jsonl,
+                prepared_means.map(|m| m.0),
+                prepared_means.map(|m| m.1),
+                None,
+            ),
         };
         let total: f64 = w.models.iter().map(|m| f64::from(m.weight)).sum();
         StepWorkload {
@@ -306,6 +338,9 @@ impl StepWorkload {
                     share: r3(f64::from(m.weight) / total),
                 })
                 .collect(),
+            mean_turns_per_session: None,
+            sessions: None,
+            trace_speedup: None,
         }
     }
 
@@ -317,14 +352,22 @@ impl StepWorkload {
                 WorkloadDataset::Random => "random",
                 WorkloadDataset::Sharegpt => "sharegpt",
                 WorkloadDataset::SharedPrefix => "shared-prefix",
+                WorkloadDataset::Trace => "trace",
+                WorkloadDataset::Jsonl => "jsonl",
             }
             .to_string(),
         ];
+        if let Some(s) = self.trace_speedup {
+            parts[0] = format!("trace at {s}x");
+        }
         if let (Some(i), Some(o)) = (self.mean_input_tokens, self.mean_output_tokens) {
             parts.push(format!("{i:.0} in / {o:.0} out tokens (mean)"));
         }
         if let Some(f) = self.shared_prefix_fraction {
             parts.push(format!("{:.0}% of prompt tokens shared", f * 100.0));
+        }
+        if let Some(t) = self.mean_turns_per_session {
+            parts.push(format!("{t:.1} turns per session"));
         }
         if !self.models.is_empty() {
             let mix: Vec<String> = self
@@ -633,6 +676,10 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
             }),
             (a, b) => a.or_else(|| b.clone()),
         };
+        // Each pod ran its own sessions.
+        if let (Some(w), Some(pw)) = (out.workload.as_mut(), p.workload.as_ref()) {
+            w.sessions = add_u(w.sessions, pw.sessions);
+        }
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);

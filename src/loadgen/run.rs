@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -246,6 +246,20 @@ impl Runner<'_> {
         let plan = self.plan;
         let par = &plan.parallelism;
         let index = self.results.steps.len();
+        // A trace step's point is its speed-up; it runs (and is recorded) at the trace's
+        // offered rate at that speed-up.
+        let (point, trace_speedup) = match (&plan.load.trace, point) {
+            (Some(_), LoadPoint::Rate(speedup)) => {
+                let rate = self.ctx.workload.trace_rate().unwrap_or(0.0)
+                    * f64::from(par.count.max(1))
+                    * speedup;
+                (
+                    LoadPoint::Rate((rate * 1000.0).round() / 1000.0),
+                    Some(speedup),
+                )
+            }
+            _ => (point, None),
+        };
         let spec = StepSpec {
             point: point.share(par),
             requests: plan
@@ -262,9 +276,12 @@ impl Runner<'_> {
                 .wrapping_add(u64::from(par.index) << 32),
             goodput_slo: plan.load.goodput_slo,
             preconnect: self.preconnect,
+            ramp: plan.load.ramp,
+            trace_speedup,
         };
         let trials = plan.load.trials.max(1);
         let mut parts = Vec::with_capacity(trials as usize);
+        let mut sessions = 0;
         for trial in 0..trials {
             let slot = index * trials as usize + trial as usize;
             if let Some(at) = plan.step_slot(slot) {
@@ -294,7 +311,8 @@ impl Runner<'_> {
                 ..spec.clone()
             };
             let (cpu0, t0) = (super::cpu::process_cpu(), std::time::Instant::now());
-            let mut part = run_step(&self.ctx, &spec, progress).await;
+            let mut part = run_step(&self.ctx, &spec, progress.clone()).await;
+            sessions += progress.sessions.load(Ordering::Relaxed);
             if let Some(r) = &self.ctx.records {
                 r.flush();
             }
@@ -317,10 +335,13 @@ impl Runner<'_> {
             Err(_) => parts.swap_remove(0),
         };
         let mut step = step;
-        step.workload = Some(StepWorkload::of(
-            plan,
-            Some(self.ctx.workload.mean_lengths()),
-        ));
+        let mut workload = StepWorkload::of(plan, Some(self.ctx.workload.mean_lengths()));
+        if let Some(turns) = self.ctx.workload.mean_turns() {
+            workload.mean_turns_per_session = Some((turns * 1000.0).round() / 1000.0);
+            workload.sessions = Some(sessions);
+        }
+        workload.trace_speedup = trace_speedup;
+        step.workload = Some(workload);
         self.results.steps.push(step.clone());
         let old = std::mem::replace(
             &mut self.results.summary,
