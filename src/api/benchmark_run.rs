@@ -486,6 +486,17 @@ pub struct LoadSpec {
     /// `rate` / `concurrency` points are not run (the last one is the default start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<SaturationSpec>,
+    /// Replay a `trace` dataset at these speed-ups, one step each (`[1, 2, 4]`: the trace at
+    /// 1x, 2x and 4x its recorded pace). A step ends with the trace, or at `durationPerStep`
+    /// (the cap) or `requestsPerStep`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(s, s > 0.0)").message("spec.load.traceSpeedups: every speed-up must be > 0"))]
+    pub trace_speedups: Vec<f64>,
+    /// Ramp the rate up at the start of every step (the session arrival rate with
+    /// conversations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampSpec>,
     /// Times each step (each probe of a saturation search) is run, 1 to 50 (default 1).
     /// With more than one, each step reports the spread over its trials (min, median, max
     /// and a 95% interval of throughput and latency percentiles) and the baseline comparison
@@ -498,35 +509,6 @@ pub struct LoadSpec {
     /// draws latency over time and TTFT against prompt length from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<RecordsSpec>,
-    /// Replay a `trace` dataset at these speed-ups, one step each (`[1, 2, 4]`: the trace at
-    /// 1x, 2x and 4x its recorded pace). A step ends with the trace, or at `durationPerStep`
-    /// (the cap) or `requestsPerStep`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(s, s > 0.0)").message("spec.load.traceSpeedups: every speed-up must be > 0"))]
-    pub trace_speedups: Vec<f64>,
-    /// Ramp the rate up at the start of every step (the session arrival rate with
-    /// conversations).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ramp: Option<RampSpec>,
-}
-
-/// Per-request records of a BenchmarkRun.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RecordsSpec {
-    /// Keep the records (default false).
-    #[serde(default)]
-    pub enabled: bool,
-    /// Compressed bytes of records each load pod keeps, 1024 to 393216 (default 262144);
-    /// records past it are dropped and counted (`records.dropped` of the pod's results), and
-    /// so are all of a pod's records when its results would outgrow their ConfigMap.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1024, max = 393216))]
-    pub max_bytes: Option<u32>,
-    /// Also keep each request's inter-token gaps (larger records).
-    #[serde(default)]
-    pub itl: bool,
 }
 
 /// How a ramp rises.
@@ -555,6 +537,24 @@ pub struct RampSpec {
     /// Count the ramp's requests in the measured window (after the warmup).
     #[serde(default)]
     pub measured: bool,
+}
+
+/// Per-request records of a BenchmarkRun.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordsSpec {
+    /// Keep the records (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Compressed bytes of records each load pod keeps, 1024 to 393216 (default 262144);
+    /// records past it are dropped and counted (`records.dropped` of the pod's results), and
+    /// so are all of a pod's records when its results would outgrow their ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 393216))]
+    pub max_bytes: Option<u32>,
+    /// Also keep each request's inter-token gaps (larger records).
+    #[serde(default)]
+    pub itl: bool,
 }
 
 /// Per-request latency bounds; a request that succeeded and met every bound set is "good".

@@ -210,7 +210,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_preconnect: bool,
     /// Write one JSON line per measured request to this file as requests finish (a header
-    /// line first; see docs/loadgen.md): id (also sent as `X-Request-Id`), step, times,
+    /// line first; see docs/results.md): id (also sent as `X-Request-Id`), step, times,
     /// tokens, outcome and error class.
     #[arg(long, value_name = "FILE.jsonl")]
     pub records: Option<PathBuf>,
@@ -691,7 +691,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens,
+        w.output_label(),
         serde_json::to_value(w.api)?.as_str().unwrap_or_default(),
         if w.stream {
             ", streaming"
@@ -760,7 +760,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens
+        w.output_label()
     );
     println!();
     print!("{}", table::render(&results));
@@ -1048,6 +1048,12 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     };
     let mut results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);
+    // Server figures once, from the first pod (the windows are common to all pods).
+    if let Some(prom) = &plan.prometheus
+        && plan.parallelism.index == 0
+    {
+        attach_server_figures(&mut results, prom, &plan.target.model).await;
+    }
     if let Some(r) = &records {
         let e = r.snapshot();
         if e.dropped > 0 {
@@ -1057,12 +1063,6 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
             );
         }
         results.summary.records = Some(e);
-    }
-    // Server figures once, from the first pod (the windows are common to all pods).
-    if let Some(prom) = &plan.prometheus
-        && plan.parallelism.index == 0
-    {
-        attach_server_figures(&mut results, prom, &plan.target.model).await;
     }
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);

@@ -516,9 +516,18 @@ impl Ramp {
 }
 
 impl Workload {
-    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`.
-    pub fn input_label(&self) -> String {
+    /// The output lengths, for headers: `128`, `recorded` (a trace's own).
+    pub fn output_label(&self) -> String {
         match &self.dataset {
+            Dataset::Trace { .. } => "recorded".into(),
+            _ => self.output_tokens.to_string(),
+        }
+    }
+
+    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`,
+    /// `256 (4-turn sessions)` (the first turn's prompt).
+    pub fn input_label(&self) -> String {
+        let first = match &self.dataset {
             Dataset::Random => self.input_tokens.to_string(),
             Dataset::Sharegpt { .. } => "sharegpt".into(),
             Dataset::SharedPrefix(sp) => format!(
@@ -527,6 +536,10 @@ impl Workload {
             ),
             Dataset::Trace { .. } => "trace".into(),
             Dataset::Jsonl { .. } => "jsonl".into(),
+        };
+        match &self.conversation {
+            Some(c) => format!("{first} ({}-turn sessions)", c.turns),
+            None => first,
         }
     }
 }
@@ -695,6 +708,12 @@ pub struct Load {
     /// `parallelism.startAt` (split runs with `durationPerStep`).
     #[serde(default = "default_step_slack", with = "duration")]
     pub step_slack: Duration,
+    /// Replay a [`Dataset::Trace`] at these speed-ups (replaces `rate` / `concurrency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceReplay>,
+    /// Ramp the open-loop rate up at the start of every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
     /// Times each step (each probe of a search) is run; with more than one the step's
     /// results merge the trials and report their spread (`trials` of each step).
     #[serde(default = "default_trials", skip_serializing_if = "is_one")]
@@ -702,12 +721,6 @@ pub struct Load {
     /// Keep per-request records in the results (BenchmarkRun `load.records`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<RecordsPlan>,
-    /// Replay a [`Dataset::Trace`] at these speed-ups (replaces `rate` / `concurrency`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace: Option<TraceReplay>,
-    /// Ramp the open-loop rate up at the start of every step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ramp: Option<Ramp>,
 }
 
 /// Per-request records a load pod embeds in its results.
@@ -760,10 +773,10 @@ impl Default for Load {
             goodput_slo: None,
             saturation: None,
             step_slack: default_step_slack(),
-            trials: default_trials(),
-            records: None,
             trace: None,
             ramp: None,
+            trials: default_trials(),
+            records: None,
         }
     }
 }

@@ -149,11 +149,11 @@ pub struct Scratch {
     pub trace: Option<Trace>,
     /// The worker's kept-alive connection (direct `http://` transport).
     pub conn: Option<DirectConn>,
-    /// Sent as `X-Request-Id` with the next request (set when records are kept).
-    pub request_id: Option<HeaderValue>,
     /// When `Some`, the text of the last response (the streamed `text` / `delta.content`
     /// pieces, or the whole body's) is collected here: a conversation's next turn sends it.
     pub answer: Option<String>,
+    /// Sent as `X-Request-Id` with the next request (set when records are kept).
+    pub request_id: Option<HeaderValue>,
 }
 
 impl Scratch {
@@ -353,8 +353,8 @@ impl Client {
             itl_us,
             trace,
             conn,
-            request_id,
             answer,
+            request_id,
         } = scratch;
         let request_id = request_id.take();
         let bufs = Bufs {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Scratch};
 use super::records::{Finished, Recorder};
-use super::workload::{ChatMessage, PreparedRequest, RequestSet, SessionScript};
+use super::workload::{ChatMessage, RequestSet, SessionScript};
 use crate::contract::outcome::Failure;
 use crate::contract::plan::{Arrival, LoadPoint, Ramp};
 use crate::contract::results::{ConnectionSetup, StepResult};
@@ -85,30 +85,6 @@ pub struct StepContext {
     /// Per-request records (`None`: not kept): every measured request gets an id, sent as
     /// `X-Request-Id`, and a record when it ends.
     pub records: Option<Arc<Recorder>>,
-}
-
-/// Records a measured request when records are kept; `times` are its scheduled, sent,
-/// latency-origin and end instants.
-fn keep(
-    ctx: &StepContext,
-    id: Option<String>,
-    r: &Result<crate::contract::outcome::Metrics, Failure>,
-    req: &PreparedRequest,
-    scratch: &Scratch,
-    times: [Instant; 4],
-) {
-    if let (Some(rec), Some(id)) = (&ctx.records, id) {
-        let [scheduled, sent, t0, end] = times;
-        let f = Finished {
-            scheduled,
-            sent,
-            t0,
-            end,
-            prompt_tokens: req.prompt_words,
-            itl_us: &scratch.itl_us,
-        };
-        rec.record(id, r, f);
-    }
 }
 
 /// Gives the next request an id when records are kept.
@@ -274,7 +250,7 @@ pub async fn run_step(
         (None, LoadPoint::Concurrency(n)) => closed_loop(ctx, spec, &shared, n, pool, window).await,
         (None, LoadPoint::Rate(r)) => {
             let arrivals = Arrivals::Rate {
-                gaps: Gaps::new(spec.arrival, r, spec.seed),
+                gaps: Box::new(Gaps::new(spec.arrival, r, spec.seed)),
                 ramp: spec.ramp,
                 start,
                 at: start,
@@ -530,7 +506,19 @@ async fn closed_loop(
                 if measured {
                     let end = Instant::now();
                     shared.record(w, &r, &scratch.itl_us, now, end);
-                    keep(&ctx, id, &r, req, &scratch, [now, now, now, end]);
+                    if let (Some(rec), Some(id)) = (&ctx.records, id) {
+                        let (scheduled, sent, t0) = (now, now, now);
+                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                        let f = Finished {
+                            scheduled,
+                            sent,
+                            t0,
+                            end,
+                            prompt_tokens,
+                            itl_us,
+                        };
+                        rec.record(id, &r, f);
+                    }
                 }
             }
         });
@@ -595,7 +583,18 @@ async fn run_session(
         let end = Instant::now();
         if measured {
             shared.record(shard, &r, &scratch.itl_us, t0, end);
-            keep(ctx, id, &r, &req, scratch, [at, now, t0, end]);
+            if let (Some(rec), Some(id)) = (&ctx.records, id) {
+                let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                let f = Finished {
+                    scheduled: at,
+                    sent: now,
+                    t0,
+                    end,
+                    prompt_tokens,
+                    itl_us,
+                };
+                rec.record(id, &r, f);
+            }
         }
         if r.is_err() {
             return true;
@@ -611,7 +610,7 @@ async fn run_session(
 enum Arrivals {
     /// At a rate (with gaps drawn from the arrival process), optionally ramped.
     Rate {
-        gaps: Gaps,
+        gaps: Box<Gaps>,
         ramp: Option<Ramp>,
         start: Instant,
         at: Instant,
@@ -748,7 +747,19 @@ async fn open_loop(
                 if measured {
                     let end = Instant::now();
                     shared2.record(shard, &r, &scratch.itl_us, scheduled, end);
-                    keep(&ctx2, id, &r, req, &scratch, [scheduled, now, t0, end]);
+                    if let (Some(rec), Some(id)) = (&ctx2.records, id) {
+                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                        let sent = now;
+                        let f = Finished {
+                            scheduled,
+                            sent,
+                            t0,
+                            end,
+                            prompt_tokens,
+                            itl_us,
+                        };
+                        rec.record(id, &r, f);
+                    }
                 }
             }
             pool2
@@ -928,7 +939,7 @@ mod tests {
         // after the ramp; about the integral of the rate in the ramp (10 × 5.5 = 55 arrivals).
         let start = Instant::now();
         let mut a = Arrivals::Rate {
-            gaps: Gaps::new(Arrival::Constant, 10.0, 1),
+            gaps: Box::new(Gaps::new(Arrival::Constant, 10.0, 1)),
             ramp: Some(lin),
             start,
             at: start,
