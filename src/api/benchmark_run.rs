@@ -686,7 +686,8 @@ pub enum WaitKind {
     TargetReady,
     /// The InferenceService to run the sweep's replica count.
     TargetScaled,
-    /// The endpoint to answer `/v1/models` with the model.
+    /// The endpoint to answer `/v1/models` with the model. Not written any more: the load
+    /// pods check the endpoint themselves (kept so that older statuses stay readable).
     TargetReachable,
     /// The load pods to start (image pull, scheduling, quota).
     LoadPodsStarted,

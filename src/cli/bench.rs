@@ -521,35 +521,6 @@ impl Observer for BenchObserver {
     }
 }
 
-/// First model listed by `GET {url}/v1/models`.
-async fn first_model(url: &str) -> anyhow::Result<String> {
-    let base = url.trim_end_matches('/');
-    let base = base.strip_suffix("/v1").unwrap_or(base);
-    let list = format!("{base}/v1/models");
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()?
-        .get(&list)
-        .send()
-        .await
-        .with_context(|| format!("GET {list}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        bail!(
-            "GET {list}: HTTP {status}: {}",
-            crate::loadgen::client::server_message(&body)
-        );
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("GET {list}: bad JSON"))?;
-    v.pointer("/data/0/id")
-        .and_then(|m| m.as_str())
-        .map(str::to_owned)
-        .with_context(|| format!("GET {list}: no model listed"))
-}
-
 /// Starts the built-in simulator on an ephemeral loopback port.
 async fn start_simulator(profile: &str) -> anyhow::Result<crate::sim::SimHandle> {
     let opts = crate::sim::SimOptions::profile(profile)?;
@@ -570,12 +541,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let file_model = file.as_ref().and_then(|f| f.model.clone());
     let (url, model) = match args.url.as_ref().or(file_url.as_ref()) {
         Some(url) => {
-            let model = match args.model.as_ref().or(file_model.as_ref()) {
-                Some(m) => m.clone(),
-                None => first_model(url)
-                    .await
-                    .context("finding the model name (pass --model)")?,
-            };
+            // One look before any load: a clear error instead of a sweep of failed requests.
+            let wanted = args.model.as_ref().or(file_model.as_ref());
+            let model = crate::loadgen::target::check(
+                url,
+                wanted.map(String::as_str),
+                Duration::ZERO,
+                Duration::ZERO,
+            )
+            .await
+            .map_err(|p| anyhow::anyhow!("{url}: {p} (--model)"))?;
             (url.clone(), model)
         }
         None => {
@@ -788,6 +763,41 @@ fn spawn_sink_writer(
     (tx, task)
 }
 
+/// A load pod's first step: the target check, from the pod (the tenant's network identity
+/// and credentials, not the operator's). On success the plan carries the model to send and
+/// the load may start (`true`). A target that never answers within `plan.target.wait`, or
+/// lacks the model, is recorded as a marker next to the pod's results, which the operator
+/// turns into the run's failure reason (`false`: end the pod cleanly); without a sink it is
+/// an error.
+pub async fn pod_target_check(
+    plan: &mut Plan,
+    sink: Option<&super::sink::ConfigMapSink>,
+    every: Duration,
+) -> anyhow::Result<bool> {
+    let wanted = Some(plan.target.model.clone()).filter(|m| !m.trim().is_empty());
+    match crate::loadgen::target::check(
+        &plan.target.url,
+        wanted.as_deref(),
+        plan.target.wait,
+        every,
+    )
+    .await
+    {
+        Ok(model) => {
+            plan.target.model = model;
+            Ok(true)
+        }
+        Err(problem) => {
+            let Some(sink) = sink else {
+                bail!("{problem}");
+            };
+            eprintln!("error: {problem}");
+            sink.write_target_problem(&problem).await?;
+            Ok(false)
+        }
+    }
+}
+
 /// `inferops loadgen`.
 pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.plan)
@@ -814,6 +824,9 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if !pod_target_check(&mut plan, sink.as_deref(), Duration::from_secs(2)).await? {
+        return Ok(());
+    }
     let writer = sink.clone().map(spawn_sink_writer);
     let mut observer = LoadgenObserver {
         out: args.out.clone(),

@@ -35,8 +35,22 @@ pub struct Plan {
 pub struct Target {
     /// Base URL, e.g. `http://qwen.default.svc:8000` (a trailing `/v1` is accepted).
     pub url: String,
-    /// Served model name sent in every request.
+    /// Served model name sent in every request. Empty in a plan the operator writes for a
+    /// URL target without `spec.target.model`: the load pod takes the only model the target
+    /// lists (see [`crate::contract::target`]).
+    #[serde(default)]
     pub model: String,
+    /// How long the load pod waits for the target to answer `GET /v1/models` before it gives
+    /// up (default 5 minutes).
+    #[serde(default = "default_target_wait", with = "duration")]
+    pub wait: Duration,
+}
+
+/// How long a load pod waits for the target by default.
+pub const DEFAULT_TARGET_WAIT: Duration = Duration::from_secs(300);
+
+fn default_target_wait() -> Duration {
+    DEFAULT_TARGET_WAIT
 }
 
 /// The OpenAI API flavour to call.
@@ -635,6 +649,7 @@ impl Plan {
             target: Target {
                 url: url.into(),
                 model: model.into(),
+                wait: default_target_wait(),
             },
             workload: Workload::default(),
             load: Load::default(),
@@ -652,10 +667,6 @@ impl Plan {
     /// Checks the plan for values that cannot run.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.target.url.trim().is_empty(), "target.url is empty");
-        ensure!(
-            !self.target.model.trim().is_empty(),
-            "target.model is empty"
-        );
         let w = &self.workload;
         w.input_tokens.check("workload.inputTokens", 1)?;
         w.output_tokens.check("workload.outputTokens", 1)?;

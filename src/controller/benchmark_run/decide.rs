@@ -34,12 +34,13 @@ use crate::api::{
 use crate::contract::plan::Plan;
 use crate::contract::results::{Results, StepResult, merge_results};
 use crate::contract::spec as plan;
+use crate::contract::target::TargetProblem;
 use crate::render::benchmark_run::{Names, results_selector};
 use crate::render::inference_service as render_isvc;
 
 /// Finalizer that restores a scaling study's target replicas before the run goes away.
 pub const FINALIZER: &str = "inferops.dev/restore-replicas";
-/// How long a missing or unreachable target is waited for.
+/// How long a missing InferenceService is waited for.
 pub const TARGET_GRACE: Duration = Duration::from_secs(300);
 /// How long a target may take to become Ready or reach a study's replica count (model
 /// download included).
@@ -140,15 +141,6 @@ pub fn current_slot(run: &BenchmarkRun) -> Option<i32> {
         })
 }
 
-/// Whether the target should be probed this reconcile, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetWanted {
-    /// No probe: the run is collecting or the target is not Ready.
-    Nothing,
-    /// `GET {base}/v1/models`.
-    Probe(String),
-}
-
 fn base(url: &str) -> String {
     url.trim_end_matches('/')
         .trim_end_matches("/v1")
@@ -161,21 +153,6 @@ fn isvc_url(isvc: &InferenceService) -> String {
     base(&status.endpoint.unwrap_or_else(|| {
         render_isvc::endpoint(&isvc.name_any(), &isvc.namespace().unwrap_or_default())
     }))
-}
-
-/// Where to probe, if at all.
-pub fn target_wanted(w: &World, slot: Option<i32>) -> TargetWanted {
-    let phase = w.run.status.as_ref().map(|s| s.phase).unwrap_or_default();
-    if phase == Phase::Collecting {
-        return TargetWanted::Nothing;
-    }
-    match (&w.target, &w.run.spec.target.url) {
-        (TargetObs::Url, Some(url)) => TargetWanted::Probe(base(url)),
-        (TargetObs::Service(isvc), _) if isvc_ready(isvc, slot).is_ok() => {
-            TargetWanted::Probe(isvc_url(isvc))
-        }
-        _ => TargetWanted::Nothing,
-    }
 }
 
 /// Ready at the sweep's replica count, or why not.
@@ -221,13 +198,14 @@ fn isvc_ready(
 
 /// The outcome of checking the target.
 enum Check {
-    /// Ready and serving the model.
+    /// Ready (an InferenceService) or given by URL: the load pods check the rest. `model`
+    /// is empty when the load pods are to take the only one served.
     Ok { url: String, model: String },
     /// The InferenceService does not exist.
     Missing(String),
     /// Not yet: wait (before the load) or count a miss (during it).
     NotYet(WaitKind, Reason, String),
-    /// Wrong for good before the load (a miss during it).
+    /// The spec names no target.
     Wrong(Reason, String),
 }
 
@@ -263,45 +241,11 @@ fn check_target(w: &World, slot: Option<i32>) -> Check {
             );
         }
     };
-    let shown = sanitize(&url);
-    let served = match &w.probe {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => {
-            return Check::NotYet(
-                WaitKind::TargetReachable,
-                Reason::TargetUnreachable,
-                format!("the target does not answer: {e}"),
-            );
-        }
-        None => {
-            return Check::NotYet(
-                WaitKind::TargetReachable,
-                Reason::TargetUnreachable,
-                format!("{shown} was not asked for its models yet"),
-            );
-        }
-    };
-    let list = sanitize(&served.join(", "));
-    match model {
-        Some(m) if served.iter().any(|s| s == &m) => Check::Ok { url, model: m },
-        Some(m) => Check::Wrong(
-            Reason::ModelNotFound,
-            format!(
-                "model {:?} is not served at {shown} (it serves {list}); fix spec.target.model",
-                sanitize(&m)
-            ),
-        ),
-        None if served.len() == 1 => Check::Ok {
-            url,
-            model: served[0].clone(),
-        },
-        None => Check::Wrong(
-            Reason::ModelNotFound,
-            format!(
-                "{shown} serves {} models ({list}); set spec.target.model",
-                served.len()
-            ),
-        ),
+    // Whether it answers and serves the model, the load pods check: from the tenant's network
+    // identity, not the operator's (a refusal comes back as a marker next to the results).
+    Check::Ok {
+        url,
+        model: model.unwrap_or_default(),
     }
 }
 
@@ -403,12 +347,25 @@ pub struct SweepResults {
     pub merged: Option<Results>,
     /// Pods whose results outgrew their ConfigMap (their markers' messages).
     pub over_budget: Vec<String>,
+    /// Pods whose check of the target failed before any load: the reason and message.
+    pub target_problems: Vec<(Reason, String)>,
+}
+
+/// The run's failure reason for a load pod's target problem.
+fn target_reason(p: &TargetProblem) -> Reason {
+    match p {
+        TargetProblem::Unreachable { .. } => Reason::TargetUnreachable,
+        TargetProblem::ModelNotFound { .. } | TargetProblem::ModelAmbiguous { .. } => {
+            Reason::ModelNotFound
+        }
+    }
 }
 
 /// Read the per-pod keys of the sweep with `prefix` from its results ConfigMaps.
 pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResults, String> {
     let mut parts = Vec::new();
     let mut over_budget = Vec::new();
+    let mut target_problems = Vec::new();
     for o in objects {
         for (key, text) in &o.data {
             let Some(rest) = key.strip_prefix(prefix) else {
@@ -416,6 +373,19 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
             };
             // Keys of other sweeps of a scaling study start with `r<N>-`.
             if !rest.starts_with("pod-") {
+                continue;
+            }
+            if let Some(pod) = key.strip_suffix(crate::render::benchmark_run::TARGET_PROBLEM_SUFFIX)
+            {
+                let pod = pod.strip_suffix(".json").unwrap_or(pod);
+                let pod = pod.strip_prefix(prefix).unwrap_or(pod);
+                target_problems.push(match serde_json::from_str::<TargetProblem>(text) {
+                    Ok(p) => (target_reason(&p), sanitize(&format!("load {pod}: {p}"))),
+                    Err(_) => (
+                        Reason::ResultsCorrupt,
+                        format!("ConfigMap {} key {key}: not a target problem", o.name),
+                    ),
+                });
                 continue;
             }
             if key.ends_with(crate::render::benchmark_run::OVER_BUDGET_SUFFIX) {
@@ -440,6 +410,7 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
         return Ok(SweepResults {
             merged: None,
             over_budget,
+            target_problems,
         });
     }
     // Only steps every pod finished are complete.
@@ -451,6 +422,7 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
     Ok(SweepResults {
         merged: Some(merged),
         over_budget,
+        target_problems,
     })
 }
 
@@ -810,6 +782,16 @@ fn decide_inner(w: &World) -> Decision {
             return fail(w, d, Reason::ResultsCorrupt, msg, vec![]);
         }
     };
+    if let Some((reason, _)) = sweep.target_problems.first() {
+        let mut msgs: Vec<&str> = sweep
+            .target_problems
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect();
+        msgs.dedup();
+        let msg = format!("{}; no load was sent", msgs.join("; "));
+        return fail(w, d, *reason, msg, vec![]);
+    }
     if !sweep.over_budget.is_empty() {
         let msg = format!(
             "{}; measured steps are kept. Run fewer load points per BenchmarkRun",
@@ -818,6 +800,14 @@ fn decide_inner(w: &World) -> Decision {
         return fail(w, d, Reason::ResultsOverBudget, msg, vec![]);
     }
     if let Some(r) = &sweep.merged {
+        // A URL target without spec.target.model: the model the load pods found.
+        if d.status.metadata.get("model").is_none_or(|m| m.is_empty())
+            && !r.metadata.model.is_empty()
+        {
+            d.status
+                .metadata
+                .insert("model".into(), r.metadata.model.clone());
+        }
         d.status.steps = merge_rows(&d.status.steps, r, slot);
         d.status.current_step = d.status.steps.len() as u32;
         d.status.total_steps = d.status.total_steps.max(d.status.current_step);
@@ -1387,7 +1377,6 @@ mod tests {
             now: Timestamp::from_second(NOW).unwrap(),
             run,
             target: TargetObs::Url,
-            probe: Some(Ok(vec!["qwen".to_string()])),
             job: JobObs::default(),
             results: Vec::new(),
             metrics: None,
@@ -1428,13 +1417,16 @@ mod tests {
         s
     }
 
+    /// A running run whose InferenceService is not Ready right now.
+    fn running_unready(extra: serde_json::Value) -> World {
+        let mut w = running(isvc_spec(), extra);
+        w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
+        w
+    }
+
     #[test]
-    fn one_slow_probe_of_an_old_running_run_is_a_miss_not_a_failure() {
-        let mut w = running(url_spec(), json!({}));
-        w.probe = Some(Err(
-            "GET http://vllm:8000/v1/models: operation timed out".into()
-        ));
-        let d = decide(&w);
+    fn one_readiness_miss_of_an_old_running_run_is_a_miss_not_a_failure() {
+        let d = decide(&running_unready(json!({})));
         assert_eq!(d.status.phase, Phase::Running, "{:#?}", d.conditions);
         assert_eq!(d.status.target_misses.as_ref().unwrap().count, 1);
         let c = find(&d, ConditionType::Degraded);
@@ -1445,34 +1437,22 @@ mod tests {
 
     #[test]
     fn misses_fail_a_running_run_only_when_they_persist() {
-        let mut w = running(
-            url_spec(),
-            json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(30)}}),
-        );
-        w.probe = Some(Err("connection refused".into()));
+        let w =
+            running_unready(json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(30)}}));
         // Budget reached in count, but within the window: still running.
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Running);
         assert_eq!(d.status.target_misses.as_ref().unwrap().count, MISS_BUDGET);
         // Spanning the window too: fail, stop the Job.
-        let mut w = running(
-            url_spec(),
+        let w = running_unready(
             json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(MISS_WINDOW.as_secs() as i64 + 1)}}),
         );
-        w.probe = Some(Err("connection refused".into()));
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Failed);
         let c = find(&d, ConditionType::Ready);
         assert_eq!(c.reason, Reason::TargetUnstable);
-        assert!(c.message.contains("connection refused"), "{}", c.message);
+        assert!(c.message.contains("to be Ready"), "{}", c.message);
         assert!(stops_job(&d), "{:?}", d.actions);
-        // A readiness miss of an InferenceService counts the same way.
-        let mut w = running(isvc_spec(), json!({}));
-        w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
-        w.probe = None;
-        let d = decide(&w);
-        assert_eq!(d.status.phase, Phase::Running);
-        assert_eq!(d.status.target_misses.as_ref().unwrap().count, 1);
     }
 
     #[test]
@@ -1492,7 +1472,6 @@ mod tests {
         // A two-hour-old run starts waiting for readiness now.
         let mut w = world(run(isvc_spec(), json!({})));
         w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
-        w.probe = None;
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::WaitingForTarget);
         let wait = d.status.wait.clone().unwrap();
@@ -1536,23 +1515,64 @@ mod tests {
     }
 
     #[test]
-    fn an_unreachable_target_before_the_load_waits_its_grace_then_fails() {
-        let mut w = world(run(url_spec(), json!({})));
-        w.probe = Some(Err(
-            "GET http://vllm:8000/v1/models: connection refused".into()
-        ));
-        let d = decide(&w);
-        assert_eq!(d.status.phase, Phase::WaitingForTarget);
-        assert_eq!(
-            find(&d, ConditionType::Ready).reason,
-            Reason::TargetUnreachable
+    fn a_url_target_is_left_to_the_load_pods_to_check() {
+        // The operator never calls the URL: the load Job starts at once.
+        let d = decide(&world(run(url_spec(), json!({}))));
+        assert!(
+            d.actions.iter().any(|a| matches!(a, Act::StartLoad { .. })),
+            "{:?}",
+            d.actions
         );
-        w.run.status = Some(stored(&d));
-        w.run.status.as_mut().unwrap().wait.as_mut().unwrap().since =
-            at(TARGET_GRACE.as_secs() as i64 + 1);
-        let d = decide(&w);
+        let wait = d.status.wait.map(|w| w.kind);
+        assert_eq!(
+            wait,
+            Some(WaitKind::LoadPodsStarted),
+            "no wait for the target"
+        );
+    }
+
+    fn with_marker(mut w: World, problem: &TargetProblem) -> World {
+        w.results = vec![ResultsObject {
+            name: "r-results-0".into(),
+            data: BTreeMap::from([(
+                format!(
+                    "pod-0.json{}",
+                    crate::render::benchmark_run::TARGET_PROBLEM_SUFFIX
+                ),
+                serde_json::to_string(problem).unwrap(),
+            )]),
+        }];
+        w
+    }
+
+    #[test]
+    fn a_load_pods_target_problem_fails_the_run_with_its_reason() {
+        let p = TargetProblem::ModelNotFound {
+            model: "qwen2".into(),
+            served: vec!["qwen".into()],
+        };
+        let d = decide(&with_marker(running(url_spec(), json!({})), &p));
         assert_eq!(d.status.phase, Phase::Failed);
-        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetTimeout);
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::ModelNotFound);
+        assert!(
+            c.message.contains("load pod-0") && c.message.contains("\"qwen2\""),
+            "{}",
+            c.message
+        );
+        assert!(stops_job(&d), "{:?}", d.actions);
+        let p = TargetProblem::Unreachable {
+            error: "GET http://u:secret@vllm:8000/v1/models: connection refused".into(),
+            waited: Duration::from_secs(300),
+        };
+        let d = decide(&with_marker(running(url_spec(), json!({})), &p));
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::TargetUnreachable);
+        assert!(
+            c.message.contains("connection refused") && !c.message.contains("secret"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]
@@ -1769,7 +1789,6 @@ mod tests {
     fn a_target_deleted_during_the_load_fails_at_once() {
         let mut w = running(isvc_spec(), json!({}));
         w.target = TargetObs::Missing;
-        w.probe = None;
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Failed);
         assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetDeleted);
@@ -1824,11 +1843,9 @@ mod tests {
         };
         // Waiting for the target to be Ready.
         w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
-        w.probe = None;
         assert_eq!(step(&mut w).status.phase, Phase::WaitingForTarget);
         // Ready: the Job is created, its pods start, rows arrive.
         w.target = TargetObs::Service(Box::new(isvc(1, true, 1)));
-        w.probe = Some(Ok(vec!["qwen".into()]));
         assert_eq!(step(&mut w).status.phase, Phase::Running);
         w.job.job = Some(job("r-load", None, 0));
         w.job.pods = vec![pod(Some("ContainerCreating"), false)];

@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::decide::{self, TargetWanted};
+use super::decide;
 use super::{Context, Error, sanitize};
 use crate::api::{BenchmarkRun, InferenceService, Phase, RunSummary};
 use crate::contract::WindowMetrics;
@@ -66,8 +66,6 @@ pub struct World {
     pub run: BenchmarkRun,
     /// The target InferenceService, when the target is one.
     pub target: TargetObs,
-    /// `GET /v1/models` of the target, when it was asked (`Err`: a short, sanitized message).
-    pub probe: Option<Result<Vec<String>, String>>,
     /// The load Job of the sweep in progress.
     pub job: JobObs,
     /// Results ConfigMaps of the sweep in progress.
@@ -123,7 +121,6 @@ pub async fn observe(ctx: &Context, run: &BenchmarkRun) -> Result<World, Error> 
         now,
         run: run.clone(),
         target: TargetObs::Url,
-        probe: None,
         job: JobObs::default(),
         results: Vec::new(),
         metrics: None,
@@ -141,10 +138,6 @@ pub async fn observe(ctx: &Context, run: &BenchmarkRun) -> Result<World, Error> 
         return Ok(world);
     }
     let slot = decide::current_slot(run);
-    // Ask the endpoint only when the decision would use the answer.
-    if let TargetWanted::Probe(url) = decide::target_wanted(&world, slot) {
-        world.probe = Some(ctx.probe.models(&url).await.map_err(|e| sanitize(&e)));
-    }
     let names = Names::new(&run.name_any(), slot);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     world.job.job = jobs.get_opt(&names.job).await?;
