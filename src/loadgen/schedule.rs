@@ -25,10 +25,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Scratch};
-use super::workload::RequestSet;
+use super::workload::{PreparedRequest, RequestSet};
 use crate::contract::outcome::Failure;
 use crate::contract::plan::{Arrival, LoadPoint};
-use crate::contract::results::{ConnectionSetup, StepResult};
+use crate::contract::results::{ConnectionSetup, ModelStepResult, StepResult};
 use crate::contract::stats::StepStats;
 
 /// One step to run (this process's share of the load).
@@ -78,6 +78,8 @@ pub struct StepContext {
 
 struct Shared {
     shards: Vec<Mutex<StepStats>>,
+    /// With a model mix: one recorder per model (the breakdown of the shards' totals).
+    per_model: Vec<Mutex<StepStats>>,
     progress: Arc<StepProgress>,
     issued: AtomicU64,
     /// Start of the measured window: the origin of the stats' time trend.
@@ -89,10 +91,14 @@ impl Shared {
         progress: Arc<StepProgress>,
         origin: Instant,
         goodput: Option<crate::contract::GoodputSlo>,
+        models: usize,
     ) -> Shared {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Shared {
             shards: (0..n)
+                .map(|_| Mutex::new(StepStats::with_goodput(goodput)))
+                .collect(),
+            per_model: (0..models)
                 .map(|_| Mutex::new(StepStats::with_goodput(goodput)))
                 .collect(),
             progress,
@@ -109,11 +115,19 @@ impl Shared {
     fn record(
         &self,
         shard: usize,
+        model: usize,
         r: &Result<crate::contract::outcome::Metrics, Failure>,
         itl: &[u32],
         scheduled: Instant,
         end: Instant,
     ) {
+        if let Some(m) = self.per_model.get(model) {
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            match r {
+                Ok(ok) => m.record_ok(ok, itl, end),
+                Err(f) => m.record_err(f, end),
+            }
+        }
         let mut s = self.shards[shard % self.shards.len()]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -130,6 +144,23 @@ impl Shared {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        drop(s);
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a request the client abandoned on purpose (`workload.cancel`).
+    fn record_cancelled(&self, shard: usize, model: usize, scheduled: Instant, end: Instant) {
+        if let Some(m) = self.per_model.get(model) {
+            m.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record_cancelled(end);
+        }
+        let mut s = self.shards[shard % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let offset = |t: Instant| t.saturating_duration_since(self.origin).as_micros() as u64;
+        s.trend.record(offset(scheduled), offset(end), None);
+        s.record_cancelled(end);
         drop(s);
         self.progress.done.fetch_add(1, Ordering::Relaxed);
     }
@@ -208,7 +239,12 @@ pub async fn run_step(
     let start = clock.instant;
     let measure_start = start + spec.warmup;
     let measure_end = spec.duration.map(|d| measure_start + d);
-    let shared = Arc::new(Shared::new(progress, measure_start, spec.goodput_slo));
+    let shared = Arc::new(Shared::new(
+        progress,
+        measure_start,
+        spec.goodput_slo,
+        ctx.workload.model_names().len(),
+    ));
     match spec.point {
         LoadPoint::Concurrency(n) => {
             closed_loop(ctx, spec, &shared, n, pool, measure_start, measure_end).await
@@ -223,8 +259,46 @@ pub async fn run_step(
     let window_end = clock.wall(stats.last_end.unwrap_or_else(Instant::now));
     let mut result =
         StepResult::from_stats(spec.point, &stats, window_start, window_end, interrupted);
+    // Each model over the step's window, so the parts add up to the step.
+    result.models = ctx
+        .workload
+        .model_names()
+        .iter()
+        .zip(&shared.per_model)
+        .map(|(name, m)| {
+            let m = m.lock().unwrap_or_else(|p| p.into_inner());
+            ModelStepResult {
+                model: name.clone(),
+                step: Box::new(StepResult::from_stats(
+                    spec.point,
+                    &m,
+                    window_start,
+                    window_end,
+                    interrupted,
+                )),
+            }
+        })
+        .collect();
     result.connection_setup = setup.filter(|s| s.connections + s.failed > 0);
     result
+}
+
+/// Sends `req`; a request picked for cancellation (`workload.cancel`) is abandoned, its
+/// connection dropped, once its delay has passed since `t0` (`None`).
+async fn send_or_abandon(
+    ctx: &StepContext,
+    req: &PreparedRequest,
+    t0: Instant,
+    scratch: &mut Scratch,
+) -> Option<Result<crate::contract::outcome::Metrics, Failure>> {
+    let send = ctx.client.send(req, t0, scratch);
+    match req.cancel_after {
+        None => Some(send.await),
+        Some(after) => {
+            let at = tokio::time::Instant::from_std(t0 + after);
+            tokio::time::timeout_at(at, send).await.ok()
+        }
+    }
 }
 
 /// Most connection attempts in flight at once during pre-connect: a burst of thousands of
@@ -411,10 +485,15 @@ async fn closed_loop(
                 let r = tokio::select! {
                     biased;
                     _ = ctx.cancel.cancelled() => break,
-                    r = ctx.client.send(req, now, &mut scratch) => r,
+                    r = send_or_abandon(&ctx, req, now, &mut scratch) => r,
                 };
                 if measured {
-                    shared.record(w, &r, &scratch.itl_us, now, Instant::now());
+                    match r {
+                        Some(r) => {
+                            shared.record(w, req.model, &r, &scratch.itl_us, now, Instant::now())
+                        }
+                        None => shared.record_cancelled(w, req.model, now, Instant::now()),
+                    }
                 }
             }
         });
@@ -476,9 +555,19 @@ async fn open_loop(
             let req = ctx2
                 .workload
                 .get(ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));
-            let r = ctx2.client.send(req, t0, &mut scratch).await;
+            let r = send_or_abandon(&ctx2, req, t0, &mut scratch).await;
             if measured {
-                shared2.record(shard, &r, &scratch.itl_us, scheduled, Instant::now());
+                match r {
+                    Some(r) => shared2.record(
+                        shard,
+                        req.model,
+                        &r,
+                        &scratch.itl_us,
+                        scheduled,
+                        Instant::now(),
+                    ),
+                    None => shared2.record_cancelled(shard, req.model, scheduled, Instant::now()),
+                }
             }
             pool2
                 .lock()

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokenizers::Tokenizer;
 
+use rand::distr::weighted::WeightedIndex;
 use rand_distr::{Distribution, Normal};
 
 use crate::contract::plan::{Api, Dataset, Plan, SharedPrefix, TokenCount};
@@ -290,12 +291,18 @@ pub struct PreparedRequest {
     pub prompt_words: u32,
     /// Requested `max_tokens`.
     pub max_tokens: u32,
+    /// Index of its model in `workload.models` (0 without a model mix).
+    pub model: usize,
+    /// Abandon the request this long after its send (`workload.cancel`).
+    pub cancel_after: Option<std::time::Duration>,
 }
 
 /// A prepared prompt set, reused round-robin.
 #[derive(Debug, Clone)]
 pub struct RequestSet {
     requests: Vec<PreparedRequest>,
+    /// Names of the model mix (empty without one), indexed by [`PreparedRequest::model`].
+    models: Vec<String>,
 }
 
 impl RequestSet {
@@ -350,17 +357,40 @@ impl RequestSet {
                 .map(|p| (p, draw(&mut rng, w.output_tokens)))
                 .collect(),
         };
+        // Model and cancellation picks draw from their own streams, so adding a mix or
+        // cancellation leaves the prompts as they were.
+        let models = ModelPicker::new(&w.models);
+        let mut cancel_rng = StdRng::seed_from_u64(w.seed ^ 0x6361_6e63_656c);
+        let mut model_rng = StdRng::seed_from_u64(w.seed ^ 0x6d6f_6465_6c73);
         let requests = prompts
             .into_iter()
             .map(|(prompt, max_tokens)| {
+                let model = models.pick(&mut model_rng);
+                let name = w
+                    .models
+                    .get(model)
+                    .map_or(plan.target.model.as_str(), |m| m.name.as_str());
                 Ok(PreparedRequest {
                     prompt_words: count_tokens(tokenizer, &prompt)?,
                     max_tokens,
-                    body: request_body(plan, &prompt, max_tokens),
+                    body: request_body(plan, name, &prompt, max_tokens),
+                    model,
+                    cancel_after: w
+                        .cancel
+                        .filter(|c| cancel_rng.random_bool(c.fraction.clamp(0.0, 1.0)))
+                        .map(|c| c.after),
                 })
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(RequestSet { requests })
+        Ok(RequestSet {
+            requests,
+            models: w.models.iter().map(|m| m.name.clone()).collect(),
+        })
+    }
+
+    /// The model mix's names (empty without one), indexed by [`PreparedRequest::model`].
+    pub fn model_names(&self) -> &[String] {
+        &self.models
     }
 
     /// The request for the `i`-th send (wraps around).
@@ -487,10 +517,29 @@ pub fn word_count(s: &str) -> u32 {
     s.split_whitespace().count() as u32
 }
 
-fn request_body(plan: &Plan, prompt: &str, max_tokens: u32) -> Bytes {
+/// Picks a model of a weighted mix (always 0 without one).
+pub struct ModelPicker {
+    dist: Option<WeightedIndex<u32>>,
+}
+
+impl ModelPicker {
+    /// A picker over `models` by weight.
+    pub fn new(models: &[crate::contract::plan::ModelWeight]) -> ModelPicker {
+        ModelPicker {
+            dist: WeightedIndex::new(models.iter().map(|m| m.weight)).ok(),
+        }
+    }
+
+    /// The index of the next request's model.
+    pub fn pick(&self, rng: &mut impl Rng) -> usize {
+        self.dist.as_ref().map_or(0, |d| d.sample(rng))
+    }
+}
+
+fn request_body(plan: &Plan, model: &str, prompt: &str, max_tokens: u32) -> Bytes {
     let w = &plan.workload;
     let mut body = json!({
-        "model": plan.target.model,
+        "model": model,
         "max_tokens": max_tokens,
         "temperature": 0.0,
         "stream": w.stream,
