@@ -308,7 +308,8 @@ pub struct WorkloadSpec {
     #[serde(default = "default_true")]
     pub stream: bool,
     /// Weighted model mix: each request goes to one of these served models or LoRA adapters
-    /// (e.g. 70 base, 30 an adapter), picked by weight from `seed`; results are broken down
+    /// (e.g. 70 base, 30 an adapter): each model gets its weight's share of the prompts, in
+    /// an order drawn from `seed`; results are broken down
     /// per model as well as in total. Every name must be served by the target (checked
     /// before the load). Empty: every request goes to `spec.target`'s model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

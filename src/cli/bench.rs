@@ -235,7 +235,8 @@ pub struct WorkloadArgs {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct MixArgs {
     /// Weighted model mix, `NAME=WEIGHT,...` (e.g. `base=70,sql-lora=30`): each request goes
-    /// to one of these served models or LoRA adapters, picked by weight from the seed.
+    /// to one of these served models or LoRA adapters, each getting its weight's share of the
+    /// prompts in an order drawn from the seed.
     /// Without --url the built-in simulator serves --model (else the first name) as its base
     /// model and every other name as a LoRA adapter.
     #[arg(long, value_name = "NAME=WEIGHT,...", value_parser = parse_model_mix)]
@@ -680,6 +681,17 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             ", not streaming"
         }
     );
+    if !w.models.is_empty() || w.cancel.is_some() {
+        let mut line = crate::contract::results::StepWorkload::of(&plan, None).describe();
+        if let Some(c) = &w.cancel {
+            line.push_str(&format!(
+                ", {:.0}% of requests cancelled after {}",
+                c.fraction * 100.0,
+                humantime::format_duration(c.after)
+            ));
+        }
+        eprintln!("workload: {line}");
+    }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
     let mut observer = BenchObserver {

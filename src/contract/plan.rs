@@ -299,7 +299,8 @@ pub struct Workload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
     /// Weighted model mix: each request goes to one of these served models (or LoRA
-    /// adapters), picked by weight from the seed. Empty: every request goes to
+    /// adapters). Every model gets its weight's share of the prepared prompts (exactly, by
+    /// largest remainder), in an order drawn from the seed. Empty: every request goes to
     /// `target.model`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelWeight>,

@@ -26,7 +26,6 @@ use serde::Deserialize;
 use serde_json::json;
 use tokenizers::Tokenizer;
 
-use rand::distr::weighted::WeightedIndex;
 use rand_distr::{Distribution, Normal};
 
 use crate::contract::plan::{Api, Dataset, Plan, SharedPrefix, TokenCount};
@@ -359,13 +358,13 @@ impl RequestSet {
         };
         // Model and cancellation picks draw from their own streams, so adding a mix or
         // cancellation leaves the prompts as they were.
-        let models = ModelPicker::new(&w.models);
         let mut cancel_rng = StdRng::seed_from_u64(w.seed ^ 0x6361_6e63_656c);
         let mut model_rng = StdRng::seed_from_u64(w.seed ^ 0x6d6f_6465_6c73);
+        let assigned = assign_models(&w.models, prompts.len(), &mut model_rng);
         let requests = prompts
             .into_iter()
-            .map(|(prompt, max_tokens)| {
-                let model = models.pick(&mut model_rng);
+            .zip(assigned)
+            .map(|((prompt, max_tokens), model)| {
                 let name = w
                     .models
                     .get(model)
@@ -517,23 +516,40 @@ pub fn word_count(s: &str) -> u32 {
     s.split_whitespace().count() as u32
 }
 
-/// Picks a model of a weighted mix (always 0 without one).
-pub struct ModelPicker {
-    dist: Option<WeightedIndex<u32>>,
-}
-
-impl ModelPicker {
-    /// A picker over `models` by weight.
-    pub fn new(models: &[crate::contract::plan::ModelWeight]) -> ModelPicker {
-        ModelPicker {
-            dist: WeightedIndex::new(models.iter().map(|m| m.weight)).ok(),
-        }
+/// The model of each of `n` prepared requests: every model gets its weight's share of them
+/// (rounded by largest remainder, so a 70/30 mix over 200 prompts is exactly 140/60), in a
+/// seeded random order. All 0 without a mix.
+pub fn assign_models(
+    models: &[crate::contract::plan::ModelWeight],
+    n: usize,
+    rng: &mut impl Rng,
+) -> Vec<usize> {
+    let total: u64 = models.iter().map(|m| u64::from(m.weight)).sum();
+    if models.len() < 2 || total == 0 {
+        return vec![0; n];
     }
-
-    /// The index of the next request's model.
-    pub fn pick(&self, rng: &mut impl Rng) -> usize {
-        self.dist.as_ref().map_or(0, |d| d.sample(rng))
+    let exact: Vec<f64> = models
+        .iter()
+        .map(|m| n as f64 * f64::from(m.weight) / total as f64)
+        .collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut by_remainder: Vec<usize> = (0..models.len()).collect();
+    by_remainder.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
+    let short = n - counts.iter().sum::<usize>();
+    for &i in by_remainder.iter().take(short) {
+        counts[i] += 1;
     }
+    let mut out: Vec<usize> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &c)| std::iter::repeat_n(i, c))
+        .collect();
+    out.shuffle(rng);
+    out
 }
 
 fn request_body(plan: &Plan, model: &str, prompt: &str, max_tokens: u32) -> Bytes {
@@ -607,6 +623,45 @@ pub fn load_sharegpt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_mix_gets_exact_shares_in_a_seeded_order() {
+        use crate::contract::plan::ModelWeight;
+        let mix = vec![
+            ModelWeight {
+                name: "base".into(),
+                weight: 70,
+            },
+            ModelWeight {
+                name: "a".into(),
+                weight: 20,
+            },
+            ModelWeight {
+                name: "b".into(),
+                weight: 10,
+            },
+        ];
+        let pick = |seed: u64, n: usize| assign_models(&mix, n, &mut StdRng::seed_from_u64(seed));
+        let v = pick(1, 200);
+        let count = |v: &[usize], i: usize| v.iter().filter(|&&m| m == i).count();
+        assert_eq!((count(&v, 0), count(&v, 1), count(&v, 2)), (140, 40, 20));
+        // Largest remainder: 7 prompts of 70/20/10 are 5/1/1 (4.9, 1.4, 0.7).
+        let small = pick(1, 7);
+        assert_eq!(
+            (count(&small, 0), count(&small, 1), count(&small, 2)),
+            (5, 1, 1)
+        );
+        assert_eq!(pick(1, 200), v, "same seed, same order");
+        assert_ne!(pick(2, 200), v, "another seed, another order");
+        assert!(
+            v[..20].contains(&1) || v[..20].contains(&2),
+            "shuffled, not blocked"
+        );
+        assert_eq!(
+            assign_models(&mix[..1], 3, &mut StdRng::seed_from_u64(1)),
+            [0, 0, 0]
+        );
+    }
 
     fn plan() -> Plan {
         let mut p = Plan::new("http://x", "m");
