@@ -681,7 +681,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             ", not streaming"
         }
     );
-    if !w.models.is_empty() || w.cancel.is_some() {
+    if !w.models.is_empty() || w.cancel.is_some() || matches!(w.dataset, Dataset::SharedPrefix(_)) {
         let mut line = crate::contract::results::StepWorkload::of(&plan, None).describe();
         if let Some(c) = &w.cancel {
             line.push_str(&format!(
