@@ -37,7 +37,7 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         (Some(start), Some(end)) => Some(Window { start, end }),
         _ => None,
     };
-    StepStatus {
+    let mut row = StepStatus {
         load: s.point().unwrap_or_default(),
         replicas,
         window,
@@ -124,7 +124,11 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
                 }
             })
             .collect(),
+    };
+    if let Some(m) = &s.server {
+        attach_metrics(&mut row, m);
     }
+    row
 }
 
 fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkload {
@@ -149,7 +153,7 @@ fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkl
     }
 }
 
-/// Attach what Prometheus reported for the row's window.
+/// Attach the server-side figures of the row's window (Prometheus).
 pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
     let server = ServerMetrics {
         ttft_p95_ms: m.ttft_p95_ms.map(round3),

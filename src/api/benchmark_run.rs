@@ -62,7 +62,8 @@ pub struct BenchmarkRunSpec {
     /// The in-cluster load Job.
     #[serde(default)]
     pub loadgen: LoadgenSpec,
-    /// Where to read GPU (DCGM) and vLLM server metrics for each step's window.
+    /// Where the load pods read GPU (DCGM) and vLLM server metrics for each step's window
+    /// (asked from the first load pod after the last step; the operator never calls it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSpec>,
     /// A step whose failed/total ratio exceeds this fails the run (default 0.01 = 1%).
@@ -619,7 +620,7 @@ pub enum GpuLabels {
     GkeManaged,
 }
 
-/// Prometheus to query for each step's window.
+/// Prometheus that the load pods ask for the server-side figures of each step's window.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusSpec {

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Saturation, SharedPrefix, Slo,
-    TokenCount,
+    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, PlanPrometheus, Saturation,
+    SharedPrefix, Slo, TokenCount,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
@@ -714,22 +714,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         s.shutdown().await;
     }
     let mut results = results?;
-    if let Some(prom) = &args.prometheus {
-        let scope = crate::prom::Scope {
-            model_name: Some(plan.target.model.clone()),
+    if let Some(url) = &args.prometheus {
+        let prom = crate::contract::plan::PlanPrometheus {
+            url: url.clone(),
+            namespace: None,
             pod_regex: args.prometheus_pods.clone(),
-            ..Default::default()
+            gpu_labels: Default::default(),
+            settle: Duration::ZERO,
         };
-        let collector = crate::prom::Collector::new(prom, scope)?;
-        for step in &mut results.steps {
-            match collector.collect(step.window_start, step.window_end).await {
-                Ok(m) => step.server = Some(m),
-                Err(e) => {
-                    eprintln!("warning: {e}; client results are kept");
-                    break;
-                }
-            }
-        }
+        attach_server_figures(&mut results, &prom, &plan.target.model).await;
     }
     println!();
     println!(
@@ -879,6 +872,41 @@ fn spawn_sink_writer(
     (tx, task)
 }
 
+/// Server-side figures of every step from Prometheus, asked after `prom.settle` (so the last
+/// scrape of the last window has landed), scoped to the target's pods and model. A failure
+/// keeps the client results and says why in `metadata.serverMetricsError` (and on stderr).
+pub async fn attach_server_figures(results: &mut Results, prom: &PlanPrometheus, model: &str) {
+    tokio::time::sleep(prom.settle).await;
+    let scope = crate::prom::Scope {
+        namespace: prom.namespace.clone(),
+        pod_regex: prom.pod_regex.clone(),
+        model_name: Some(model.to_string()),
+        gpu_labels: prom.gpu_labels.into(),
+    };
+    let failed = |results: &mut Results, e: String| {
+        eprintln!(
+            "warning: Prometheus {}: {e}; client results are kept",
+            prom.url
+        );
+        let e: String = e.split_whitespace().collect::<Vec<_>>().join(" ");
+        results.metadata.server_metrics_error = Some(e.chars().take(300).collect());
+    };
+    let collector = match crate::prom::Collector::new(&prom.url, scope) {
+        Ok(c) => c,
+        Err(e) => return failed(results, format!("{e:#}")),
+    };
+    for i in 0..results.steps.len() {
+        let step = &results.steps[i];
+        if step.server.is_some() {
+            continue;
+        }
+        match collector.collect(step.window_start, step.window_end).await {
+            Ok(m) => results.steps[i].server = Some(m),
+            Err(e) => return failed(results, format!("{e:#}")),
+        }
+    }
+}
+
 /// A load pod's first step: the target check, from the pod (the tenant's network identity
 /// and credentials, not the operator's). On success the plan carries the model to send and
 /// the load may start (`true`). A target that never answers within `plan.target.wait`, or
@@ -984,8 +1012,14 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         resume,
         ..Default::default()
     };
-    let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
+    let mut results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);
+    // Server figures once, from the first pod (the windows are common to all pods).
+    if let Some(prom) = &plan.prometheus
+        && plan.parallelism.index == 0
+    {
+        attach_server_figures(&mut results, prom, &plan.target.model).await;
+    }
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);
         let _ = task.await;

@@ -27,6 +27,39 @@ pub struct Plan {
     /// This process's share of a load split over several pods.
     #[serde(default)]
     pub parallelism: Parallelism,
+    /// Where the load pod reads the server-side figures of every step after the load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PlanPrometheus>,
+}
+
+/// Server-side figures from Prometheus, read by the load (pod 0 of a split load) with its own
+/// network identity once the last step is done: vLLM and DCGM metrics over each step's
+/// measured window, scoped to the target's pods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanPrometheus {
+    /// Base URL of the Prometheus HTTP API.
+    pub url: String,
+    /// Namespace of the target's pods (unset: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Regular expression of the target's pod names (unset: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_regex: Option<String>,
+    /// Label convention of the DCGM metrics.
+    #[serde(default)]
+    pub gpu_labels: crate::api::GpuLabels,
+    /// Wait after the last step before asking, so that the last scrape of the window has
+    /// landed (default 30s, kube-prometheus-stack's scrape interval).
+    #[serde(default = "default_settle", with = "duration")]
+    pub settle: Duration,
+}
+
+/// The default [`PlanPrometheus::settle`].
+pub const DEFAULT_PROMETHEUS_SETTLE: Duration = Duration::from_secs(30);
+
+fn default_settle() -> Duration {
+    DEFAULT_PROMETHEUS_SETTLE
 }
 
 /// The server under test.
@@ -673,6 +706,7 @@ impl Plan {
             workload: Workload::default(),
             load: Load::default(),
             parallelism: Parallelism::default(),
+            prometheus: None,
         }
     }
 

@@ -62,6 +62,10 @@ pub struct Metadata {
     /// Host that ran the load (the pod name in a cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Why the steps lack server-side figures although the plan asked Prometheus for them
+    /// (a short message; the client results are complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics_error: Option<String>,
     /// The plan as run.
     pub plan: Plan,
 }
@@ -80,6 +84,7 @@ impl Metadata {
             api: plan.workload.api,
             mode: plan.load.mode,
             hostname: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
+            server_metrics_error: None,
             plan: plan.clone(),
         }
     }

@@ -197,6 +197,8 @@ pub fn plan(
             count: pods.max(1),
             start_at,
         },
+        // The controller adds the Prometheus scope (it knows the namespace and the pods).
+        prometheus: None,
     })
 }
 

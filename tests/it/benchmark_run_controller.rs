@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::prometheus::Prometheus;
 use inferops::api::{BenchmarkRun, ConditionType, InferenceService, Phase, find_condition};
-use inferops::cli::bench::pod_target_check;
+use inferops::cli::bench::{attach_server_figures, pod_target_check};
 use inferops::cli::sink::{ConfigMapSink, key};
 use inferops::contract::plan::Plan;
 use inferops::contract::results::Results;
@@ -101,9 +101,18 @@ impl Harness {
         let mut plan = plan.clone();
         plan.parallelism.index = index;
         plan.parallelism.start_at = None;
-        let results = run_plan(&plan, CancellationToken::new(), &mut NoObserver)
+        let mut results = run_plan(&plan, CancellationToken::new(), &mut NoObserver)
             .await
             .unwrap();
+        // Like the pod: server figures from Prometheus once the load is done (a 1 s scrape
+        // interval here, so 2 s settle).
+        if let Some(prom) = &plan.prometheus
+            && index == 0
+        {
+            let mut prom = prom.clone();
+            prom.settle = Duration::from_secs(2);
+            attach_server_figures(&mut results, &prom, &plan.target.model).await;
+        }
         self.sink(results_base, prefix, index)
             .write(&results)
             .await
@@ -188,6 +197,12 @@ async fn url_target_runs_the_job_joins_prometheus_figures_and_succeeds() {
     let plan = h.plan("sweep-plan").await;
     assert_eq!(plan.target.url, sim.base_url());
     assert_eq!(plan.load.concurrency, [2, 8]);
+    // The pod asks Prometheus itself (the operator does not), for any pod of a URL target.
+    let scope = plan.prometheus.clone().unwrap();
+    assert_eq!(
+        (scope.url.as_str(), scope.pod_regex),
+        (prom.url.as_str(), None)
+    );
 
     // The pod writes results after its steps; rows appear while the Job still runs.
     h.load_pod(&plan, "sweep-results", "", 0).await;
@@ -199,8 +214,6 @@ async fn url_target_runs_the_job_joins_prometheus_figures_and_succeeds() {
     assert_eq!(status.steps[1].load.concurrency(), Some(8));
     assert!(status.steps[1].succeeded > status.steps[0].succeeded);
 
-    // Let Prometheus scrape past the last window, then finish the Job.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     h.finish_job("sweep-load", "Complete", "").await;
     let run = h.reconcile("sweep").await;
     assert_eq!(run.status.as_ref().unwrap().phase, Phase::Collecting);

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::observe::{MetricsObs, ResultsObject, TargetObs, World};
+use super::observe::{ResultsObject, TargetObs, World};
 use super::sanitize;
 use crate::analysis::{self, Cost, Options, Slo, rows};
 use crate::api::{
@@ -31,7 +31,7 @@ use crate::api::{
     Reason, ResultsRef, ScalingStatus, StepStatus, TargetMisses, WaitKind, WaitStatus,
     find_condition,
 };
-use crate::contract::plan::Plan;
+use crate::contract::plan::{Plan, PlanPrometheus};
 use crate::contract::results::{Results, StepResult, merge_results};
 use crate::contract::spec as plan;
 use crate::contract::target::TargetProblem;
@@ -437,27 +437,16 @@ pub fn merge_rows(steps: &[StepStatus], results: &Results, slot: Option<i32>) ->
             .find(|r| r.replicas == slot && r.load == row.load)
         {
             Some(old) => {
-                row.server = old.server.take();
-                row.gpu = old.gpu.take();
+                if row.server.is_none() && row.gpu.is_none() {
+                    row.server = old.server.take();
+                    row.gpu = old.gpu.take();
+                }
                 *old = row;
             }
             None => merged.push(row),
         }
     }
     merged
-}
-
-/// The rows after merging this sweep's results (the same rows the decision computes).
-pub fn merged_rows(
-    steps: &[StepStatus],
-    objects: &[ResultsObject],
-    names: &Names,
-    slot: Option<i32>,
-) -> Result<Vec<StepStatus>, String> {
-    Ok(match read_results(objects, &names.key_prefix)?.merged {
-        Some(r) => merge_rows(steps, &r, slot),
-        None => steps.to_vec(),
-    })
 }
 
 /// Decide what to do with the run in `w`.
@@ -906,19 +895,12 @@ fn decide_inner(w: &World) -> Decision {
             d
         }
         JobOutcome::Failed(msg) => {
-            let extra = attach_metrics(w, &mut d.status);
             let msg = format!(
                 "Job {} failed: {msg}; {} measured steps are kept",
                 names.job,
                 d.status.steps.len()
             );
-            fail(
-                w,
-                d,
-                Reason::LoadJobFailed,
-                msg,
-                extra.into_iter().collect(),
-            )
+            fail(w, d, Reason::LoadJobFailed, msg, vec![])
         }
         JobOutcome::Succeeded if stored.phase != Phase::Collecting => {
             d.status.phase = Phase::Collecting;
@@ -927,14 +909,20 @@ fn decide_inner(w: &World) -> Decision {
                 ConditionType::Progressing,
                 true,
                 Reason::Collecting,
-                format!("load Job {} finished; collecting metrics", names.job),
+                format!("load Job {} finished; collecting its results", names.job),
             ));
             d.requeue = Some(Duration::from_millis(500));
             d
         }
         JobOutcome::Succeeded => {
+            let server_error = sweep
+                .merged
+                .as_ref()
+                .and_then(|r| r.metadata.server_metrics_error.clone());
             let mut updates: Vec<ConditionUpdate> =
-                attach_metrics(w, &mut d.status).into_iter().collect();
+                metrics_condition(w, &d.status, server_error.as_deref())
+                    .into_iter()
+                    .collect();
             let merged: Vec<StepResult> = sweep.merged.map(|r| r.steps).unwrap_or_default();
             if merged.is_empty() {
                 let msg = format!(
@@ -1016,10 +1004,11 @@ fn start_load(
         chrono::DateTime::from_timestamp(w.now.as_second(), 0).unwrap_or_default()
             + chrono::Duration::from_std(BARRIER_DELAY).unwrap_or_default()
     });
-    let p = match plan::plan(&w.run.spec, url, model, pods, start_at) {
+    let mut p = match plan::plan(&w.run.spec, url, model, pods, start_at) {
         Ok(p) => p,
         Err(e) => return fail(w, d, Reason::InvalidSpec, e.to_string(), vec![]),
     };
+    p.prometheus = plan_prometheus(&w.run);
     d.actions.push(Act::StartLoad {
         slot,
         plan: Box::new(p),
@@ -1093,29 +1082,58 @@ pub fn refused(w: &World, decided: Decision, what: &str, message: &str) -> Decis
 }
 
 /// Attach what Prometheus answered to the rows; the condition saying how it went.
-fn attach_metrics(w: &World, status: &mut BenchmarkRunStatus) -> Option<ConditionUpdate> {
-    match w.metrics.as_ref()? {
-        MetricsObs::NotConfigured => None,
-        MetricsObs::Failed(e) => Some(cond(
+fn metrics_condition(
+    w: &World,
+    status: &BenchmarkRunStatus,
+    error: Option<&str>,
+) -> Option<ConditionUpdate> {
+    w.run.spec.prometheus.as_ref()?;
+    if let Some(e) = error {
+        return Some(cond(
             ConditionType::MetricsUnavailable,
             true,
             Reason::PrometheusUnavailable,
-            format!("{e}; client results are kept"),
-        )),
-        MetricsObs::Collected(by_row) => {
-            for (i, m) in by_row {
-                if let Some(row) = status.steps.get_mut(*i) {
-                    rows::attach_metrics(row, m);
-                }
-            }
-            Some(cond(
-                ConditionType::MetricsUnavailable,
-                false,
-                Reason::MetricsCollected,
-                "GPU and vLLM metrics collected for every step window",
-            ))
-        }
+            format!("{}; client results are kept", sanitize(e)),
+        ));
     }
+    let missing = status
+        .steps
+        .iter()
+        .filter(|r| r.server.is_none() && r.gpu.is_none())
+        .count();
+    Some(if missing == 0 {
+        cond(
+            ConditionType::MetricsUnavailable,
+            false,
+            Reason::MetricsCollected,
+            "GPU and vLLM metrics collected for every step window",
+        )
+    } else {
+        cond(
+            ConditionType::MetricsUnavailable,
+            true,
+            Reason::PrometheusUnavailable,
+            format!(
+                "Prometheus returned no vLLM or GPU series for {missing} of {} step windows \
+                 (is the target scraped? see docs/observability.md); client results are kept",
+                status.steps.len()
+            ),
+        )
+    })
+}
+
+/// The Prometheus scope the load pods ask for server figures: the target's namespace and
+/// pods for an InferenceService, anything for a URL.
+fn plan_prometheus(run: &BenchmarkRun) -> Option<PlanPrometheus> {
+    let spec = run.spec.prometheus.as_ref()?;
+    let isvc = run.spec.target.inference_service_ref.as_ref();
+    Some(PlanPrometheus {
+        url: spec.url.clone(),
+        namespace: isvc.map(|_| run.namespace().unwrap_or_default()),
+        pod_regex: isvc.map(|r| render_isvc::pod_regex(&r.name)),
+        gpu_labels: spec.gpu_labels,
+        settle: crate::contract::plan::DEFAULT_PROMETHEUS_SETTLE,
+    })
 }
 
 /// Reproducibility metadata from the target.
@@ -1379,7 +1397,6 @@ mod tests {
             target: TargetObs::Url,
             job: JobObs::default(),
             results: Vec::new(),
-            metrics: None,
             baseline: None,
             node_metadata: BTreeMap::new(),
         }
@@ -1512,6 +1529,24 @@ mod tests {
         let d = decide(&w3);
         assert_eq!(d.status.phase, Phase::WaitingForTarget);
         assert_eq!(d.status.wait.unwrap().since, at(0));
+    }
+
+    #[test]
+    fn the_load_pods_ask_prometheus_for_the_targets_own_pods() {
+        let mut spec = isvc_spec();
+        spec["prometheus"] = json!({"url": "http://prom:9090", "gpuLabels": "gke-managed"});
+        let p = plan_prometheus(&run(spec, json!({}))).unwrap();
+        assert_eq!(p.url, "http://prom:9090");
+        assert_eq!(p.namespace.as_deref(), Some("ml"));
+        assert_eq!(p.pod_regex, Some(render_isvc::pod_regex("qwen")));
+        assert_eq!(p.gpu_labels, crate::api::GpuLabels::GkeManaged);
+        assert!(p.settle >= Duration::from_secs(15), "{:?}", p.settle);
+        // A URL target: no pod scope; no spec.prometheus: nothing asked.
+        let mut spec = url_spec();
+        spec["prometheus"] = json!({"url": "http://prom:9090"});
+        let p = plan_prometheus(&run(spec, json!({}))).unwrap();
+        assert_eq!((p.namespace, p.pod_regex), (None, None));
+        assert_eq!(plan_prometheus(&run(url_spec(), json!({}))), None);
     }
 
     #[test]
@@ -1857,7 +1892,6 @@ mod tests {
         w.results = results(2);
         w.job.job = Some(job("r-load", Some("Complete"), 0));
         assert_eq!(step(&mut w).status.phase, Phase::Collecting);
-        w.metrics = Some(MetricsObs::NotConfigured);
         let last = step(&mut w);
         assert_eq!(
             last.status.phase,
