@@ -107,6 +107,25 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         }),
         trials: s.trials.as_ref().map(trials_status),
         workload: s.workload.as_ref().map(workload),
+        cancelled: s.cancelled,
+        models: s
+            .models
+            .iter()
+            .map(|m| {
+                let row = step_status(&m.step, replicas);
+                crate::api::ModelStepStatus {
+                    model: m.model.clone(),
+                    succeeded: row.succeeded,
+                    failed: row.failed,
+                    cancelled: row.cancelled,
+                    requests_per_second: row.requests_per_second,
+                    output_tokens_per_second: row.output_tokens_per_second,
+                    ttft_ms: row.ttft_ms,
+                    itl_ms: row.itl_ms,
+                    e2e_ms: row.e2e_ms,
+                }
+            })
+            .collect(),
     };
     if let Some(m) = &s.server {
         attach_metrics(&mut row, m);

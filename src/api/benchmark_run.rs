@@ -322,6 +322,8 @@ pub struct ConfigMapKeyRef {
 #[x_kube(validation = Rule::new("!has(self.inputTokensMax) || self.inputTokensMax >= self.inputTokens").message("spec.workload.inputTokensMax must be >= inputTokens"))]
 #[x_kube(validation = Rule::new("!has(self.outputTokensMax) || self.outputTokensMax >= self.outputTokens").message("spec.workload.outputTokensMax must be >= outputTokens"))]
 #[x_kube(validation = Rule::new("!has(self.conversation) || !has(self.dataset) || !has(self.dataset.kind) || self.dataset.kind != 'trace'").message("spec.workload.conversation: a trace replays its own requests; drop conversation or use another dataset kind"))]
+#[x_kube(validation = Rule::new("!has(self.models) || size(self.models) == 0 || (!has(self.conversation) && (!has(self.dataset) || !has(self.dataset.kind) || !(self.dataset.kind in ['trace', 'jsonl'])))").message("spec.workload.models: a model mix applies to random, sharegpt and sharedPrefix prompts, not to conversations, traces or jsonl prompts"))]
+#[x_kube(validation = Rule::new("!has(self.cancel) || (!has(self.conversation) && (!has(self.dataset) || !has(self.dataset.kind) || !(self.dataset.kind in ['trace', 'jsonl'])))").message("spec.workload.cancel: cancellation applies to random, sharegpt and sharedPrefix prompts, not to conversations, traces or jsonl prompts"))]
 pub struct WorkloadSpec {
     /// `completions` (default) or `chat`.
     #[serde(default)]
@@ -371,6 +373,46 @@ pub struct WorkloadSpec {
     /// Multi-turn conversations instead of independent requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<ConversationSpec>,
+    /// Weighted model mix: each request goes to one of these served models or LoRA adapters
+    /// (e.g. 70 base, 30 an adapter): each model gets its weight's share of the prompts, in
+    /// an order drawn from `seed`; results are broken down
+    /// per model as well as in total. Every name must be served by the target (checked
+    /// before the load). Empty: every request goes to `spec.target`'s model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(m, self.exists_one(n, n.name == m.name))").message("spec.workload.models: every model name must be listed once"))]
+    pub models: Vec<ModelWeightSpec>,
+    /// Client-side cancellation: a fraction of the requests is abandoned after a delay (as
+    /// users closing a chat do), counted as `cancelled`, apart from errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<CancelSpec>,
+}
+
+/// One model of a weighted mix.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.weight > 0").message("spec.workload.models: every weight must be > 0"))]
+pub struct ModelWeightSpec {
+    /// Served model name (the base model or a LoRA adapter's name).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Relative weight: the model gets `weight / sum of weights` of the requests.
+    #[schemars(range(max = 1000000))]
+    pub weight: u32,
+}
+
+/// Which requests the client abandons.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.fraction > 0.0 && self.fraction <= 1.0").message("spec.workload.cancel.fraction must be in (0, 1]"))]
+#[x_kube(validation = Rule::new("duration(self.after) > duration('0s')").message("spec.workload.cancel.after must be > 0"))]
+pub struct CancelSpec {
+    /// Share of the requests cancelled, in (0, 1]; each request is picked from `seed`.
+    pub fraction: f64,
+    /// Time after its send at which a picked request is abandoned (e.g. `2s`), unless it
+    /// finished before.
+    #[schemars(with = "GoDuration")]
+    pub after: Duration,
 }
 
 impl Default for WorkloadSpec {
@@ -388,6 +430,8 @@ impl Default for WorkloadSpec {
             seed: default_seed(),
             stream: true,
             conversation: None,
+            models: Vec::new(),
+            cancel: None,
         }
     }
 }
@@ -1169,6 +1213,46 @@ pub struct StepStatus {
     /// The workload the step was meant to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<StepWorkload>,
+    /// Requests the client abandoned on purpose (`spec.workload.cancel`), counted apart
+    /// from `succeeded` and `failed`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
+    /// With `spec.workload.models`: the step broken down per model (over the step's
+    /// window, so the parts add up to the step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelStepStatus>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One model's part of a step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStepStatus {
+    /// Served model name.
+    pub model: String,
+    /// Its requests that completed.
+    pub succeeded: u64,
+    /// Its requests that failed.
+    pub failed: u64,
+    /// Its requests the client abandoned on purpose.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
+    /// Its completed requests per second.
+    pub requests_per_second: f64,
+    /// Its generated tokens per second.
+    pub output_tokens_per_second: f64,
+    /// Its time to first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<LatencyMs>,
+    /// Its inter-token latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_ms: Option<LatencyMs>,
+    /// Its end-to-end latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_ms: Option<LatencyMs>,
 }
 
 /// What a step was meant to send (intended figures, from the plan or its prepared prompts).

@@ -156,6 +156,9 @@ pub struct BenchArgs {
     /// Production-like workload shapes (shared prefixes, ...).
     #[command(flatten)]
     pub shape: Box<WorkloadArgs>,
+    /// Model mix and client-side cancellation.
+    #[command(flatten)]
+    pub mix: Box<MixArgs>,
     /// Open-loop arrivals: poisson or constant [default: poisson].
     #[arg(long, value_parser = parse_arrival, conflicts_with = "burstiness")]
     pub arrival: Option<Arrival>,
@@ -289,6 +292,59 @@ pub struct WorkloadArgs {
     /// Count the ramp's requests in the measured window.
     #[arg(long, requires = "ramp")]
     pub measure_ramp: bool,
+}
+
+/// `inferops bench` flags for a model mix and client-side cancellation, with the meaning of
+/// the BenchmarkRun fields `workload.models` and `workload.cancel`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MixArgs {
+    /// Weighted model mix, `NAME=WEIGHT,...` (e.g. `base=70,sql-lora=30`): each request goes
+    /// to one of these served models or LoRA adapters, each getting its weight's share of the
+    /// prompts in an order drawn from the seed.
+    /// Without --url the built-in simulator serves --model (else the first name) as its base
+    /// model and every other name as a LoRA adapter.
+    #[arg(long, value_name = "NAME=WEIGHT,...", value_parser = parse_model_mix)]
+    pub model_mix: Option<ModelMix>,
+    /// Cancel this fraction of the requests (0 < F <= 1, picked from the seed) after
+    /// --cancel-after; they are counted as `cancelled`, not as errors.
+    #[arg(long, value_name = "F", requires = "cancel_after")]
+    pub cancel_fraction: Option<f64>,
+    /// How long after its send a request picked by --cancel-fraction is abandoned.
+    #[arg(long, value_parser = parse_duration, requires = "cancel_fraction")]
+    pub cancel_after: Option<Duration>,
+}
+
+/// A parsed `--model-mix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelMix(pub Vec<crate::contract::plan::ModelWeight>);
+
+/// Parses `NAME=WEIGHT,...` (weights are positive integers; names must be distinct).
+pub fn parse_model_mix(s: &str) -> Result<ModelMix, String> {
+    let mut out: Vec<crate::contract::plan::ModelWeight> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, weight) = part
+            .rsplit_once('=')
+            .ok_or_else(|| format!("{part:?}: write NAME=WEIGHT, e.g. base=70"))?;
+        let name = name.trim();
+        let weight: u32 = weight
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: the weight must be a positive integer"))?;
+        if name.is_empty() || weight == 0 {
+            return Err(format!("{part:?}: needs a model name and a weight above 0"));
+        }
+        if out.iter().any(|m| m.name == name) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        out.push(crate::contract::plan::ModelWeight {
+            name: name.to_string(),
+            weight,
+        });
+    }
+    if out.is_empty() {
+        return Err("name at least one model, e.g. base=70,sql-lora=30".into());
+    }
+    Ok(ModelMix(out))
 }
 
 /// Which measurements `--self-test` runs.
@@ -450,6 +506,13 @@ pub fn bench_plan(
     if let Some(burstiness) = args.shape.burstiness {
         l.arrival = Arrival::Gamma { burstiness };
     }
+    if let Some(mix) = &args.mix.model_mix {
+        plan.workload.models = mix.0.clone();
+    }
+    if let (Some(fraction), Some(after)) = (args.mix.cancel_fraction, args.mix.cancel_after) {
+        plan.workload.cancel = Some(crate::contract::plan::Cancel { fraction, after });
+    }
+    let l = &mut plan.load;
     if let Some(v) = args.warmup {
         l.warmup = v;
     }
@@ -637,10 +700,32 @@ impl Observer for BenchObserver {
     }
 }
 
-/// Starts the built-in simulator on an ephemeral loopback port.
-async fn start_simulator(profile: &str) -> anyhow::Result<crate::sim::SimHandle> {
-    let opts = crate::sim::SimOptions::profile(profile)?;
+/// Starts the built-in simulator on an ephemeral loopback port, serving `base` (default:
+/// the profile's model) and `adapters` as LoRA adapters.
+async fn start_simulator(
+    profile: &str,
+    base: Option<&str>,
+    adapters: Vec<String>,
+) -> anyhow::Result<crate::sim::SimHandle> {
+    let mut opts = crate::sim::SimOptions::profile(profile)?;
+    if let Some(b) = base {
+        opts.model = b.to_string();
+    }
+    opts.lora = adapters;
+    opts.validate()?;
     crate::sim::spawn(opts, "127.0.0.1:0".parse()?).await
+}
+
+/// The simulator's base model and adapters for a model mix: `--model` (else the mix's first
+/// name) is the base, every other name of the mix an adapter.
+fn sim_models(model: Option<&str>, mix: &[String]) -> (Option<String>, Vec<String>) {
+    let base = model.map(str::to_string).or_else(|| mix.first().cloned());
+    let adapters = mix
+        .iter()
+        .filter(|m| Some(m.as_str()) != base.as_deref())
+        .cloned()
+        .collect();
+    (base, adapters)
 }
 
 /// `inferops bench`.
@@ -655,10 +740,21 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let file_url = file.as_ref().and_then(|f| f.url.clone());
     let file_model = file.as_ref().and_then(|f| f.model.clone());
+    let mix: Vec<String> = match (&args.mix.model_mix, &file) {
+        (Some(m), _) => m.0.iter().map(|m| m.name.clone()).collect(),
+        (None, Some(f)) => f
+            .plan
+            .workload
+            .models
+            .iter()
+            .map(|m| m.name.clone())
+            .collect(),
+        (None, None) => Vec::new(),
+    };
     let (url, model) = match args.url.as_ref().or(file_url.as_ref()) {
         Some(url) => {
             // One look before any load: a clear error instead of a sweep of failed requests.
-            let wanted = args.model.as_ref().or(file_model.as_ref());
+            let wanted = args.model.as_ref().or(file_model.as_ref()).or(mix.first());
             let model = crate::loadgen::target::check(
                 url,
                 wanted.map(String::as_str),
@@ -667,14 +763,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             )
             .await
             .map_err(|p| anyhow::anyhow!("{url}: {p} (--model)"))?;
+            crate::loadgen::target::check_models(url, &mix)
+                .await
+                .map_err(|p| anyhow::anyhow!("{url}: {p} (--model-mix)"))?;
             (url.clone(), model)
         }
         None => {
-            let handle = start_simulator(&args.profile).await?;
-            let model = args
-                .model
-                .clone()
-                .unwrap_or_else(|| handle.model().to_owned());
+            let wanted = args.model.as_ref().or(file_model.as_ref());
+            let (base, adapters) = sim_models(wanted.map(String::as_str), &mix);
+            let handle = start_simulator(&args.profile, base.as_deref(), adapters).await?;
+            let model = handle.model().to_owned();
             let url = handle.base_url();
             eprintln!(
                 "no --url: benchmarking the built-in simulator (profile {}) at {url}",
@@ -699,6 +797,17 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             ", not streaming"
         }
     );
+    if !w.models.is_empty() || w.cancel.is_some() || matches!(w.dataset, Dataset::SharedPrefix(_)) {
+        let mut line = crate::contract::results::StepWorkload::of(&plan, None).describe();
+        if let Some(c) = &w.cancel {
+            line.push_str(&format!(
+                ", {:.0}% of requests cancelled after {}",
+                c.fraction * 100.0,
+                humantime::format_duration(c.after)
+            ));
+        }
+        eprintln!("workload: {line}");
+    }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
     let mut observer = BenchObserver {
@@ -768,6 +877,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if !trials.is_empty() {
         println!();
         print!("{trials}");
+    }
+    let per_model = table::render_models(&results);
+    if !per_model.is_empty() {
+        println!();
+        println!("Per model:");
+        println!();
+        print!("{per_model}");
     }
     if results.steps.iter().any(|s| s.server.is_some()) {
         println!();
@@ -969,7 +1085,23 @@ pub async fn pod_target_check(
     {
         Ok(model) => {
             plan.target.model = model;
-            Ok(true)
+            let mix: Vec<String> = plan
+                .workload
+                .models
+                .iter()
+                .map(|m| m.name.clone())
+                .collect();
+            match crate::loadgen::target::check_models(&plan.target.url, &mix).await {
+                Ok(()) => Ok(true),
+                Err(problem) => {
+                    let Some(sink) = sink else {
+                        bail!("{problem}");
+                    };
+                    eprintln!("error: {problem}");
+                    sink.write_target_problem(&problem).await?;
+                    Ok(false)
+                }
+            }
         }
         Err(problem) => {
             let Some(sink) = sink else {

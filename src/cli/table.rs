@@ -61,6 +61,10 @@ pub fn render(results: &Results) -> String {
     if goodput {
         header.extend(["goodput req/s", "goodput tok/s", "SLO met %"]);
     }
+    let cancelled = results.steps.iter().any(|s| s.cancelled > 0);
+    if cancelled {
+        header.push("cancelled");
+    }
     let rows: Vec<Vec<String>> = results
         .steps
         .iter()
@@ -90,6 +94,9 @@ pub fn render(results: &Results) -> String {
                 row.push(opt(s.request_goodput, &adaptive));
                 row.push(opt(s.output_goodput, &|v| num(v, 0)));
                 row.push(opt(s.slo_attainment, &|v| num(v * 100.0, 1)));
+            }
+            if cancelled {
+                row.push(s.cancelled.to_string());
             }
             if open_loop {
                 let cell = match (s.achieved_request_rate, s.arrival_rate) {
@@ -122,6 +129,56 @@ fn point_cell(s: &StepResult) -> String {
         Some(LoadPoint::Rate(r)) => adaptive(r),
         None => "-".into(),
     }
+}
+
+/// With a model mix: every step broken down per model (empty without a mix).
+pub fn render_models(results: &Results) -> String {
+    if results.steps.iter().all(|s| s.models.is_empty()) {
+        return String::new();
+    }
+    let header = [
+        "load",
+        "model",
+        "share %",
+        "completed",
+        "failed",
+        "cancelled",
+        "req/s",
+        "out tok/s",
+        "TTFT p50",
+        "TTFT p95",
+        "ITL p50",
+        "ITL p95",
+        "E2E p50",
+        "E2E p95",
+    ];
+    let mut rows = Vec::new();
+    for s in &results.steps {
+        let total = (s.completed + s.failed + s.cancelled).max(1) as f64;
+        for m in &s.models {
+            let p = &m.step;
+            rows.push(vec![
+                point_cell(s),
+                m.model.clone(),
+                num(
+                    (p.completed + p.failed + p.cancelled) as f64 * 100.0 / total,
+                    1,
+                ),
+                p.completed.to_string(),
+                p.failed.to_string(),
+                p.cancelled.to_string(),
+                adaptive(p.request_throughput),
+                num(p.output_throughput, 0),
+                num(p.median_ttft_ms, 1),
+                num(p.p95_ttft_ms, 1),
+                num(p.median_itl_ms, 2),
+                num(p.p95_itl_ms, 2),
+                adaptive(p.median_e2el_ms),
+                adaptive(p.p95_e2el_ms),
+            ]);
+        }
+    }
+    markdown(&header, &rows)
 }
 
 /// What Prometheus reported per step (`inferops bench --prometheus`).

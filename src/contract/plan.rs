@@ -406,10 +406,28 @@ pub struct Workload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<Conversation>,
     /// Weighted model mix: each request goes to one of these served models (or LoRA
-    /// adapters), picked by weight from the seed. Empty: every request goes to
+    /// adapters). Every model gets its weight's share of the prepared prompts (exactly, by
+    /// largest remainder), in an order drawn from the seed. Empty: every request goes to
     /// `target.model`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelWeight>,
+    /// Client-side cancellation: a fraction of the requests is abandoned after a delay (what
+    /// closed chat tabs do to an engine). Counted as `cancelled`, apart from errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<Cancel>,
+}
+
+/// Which requests the client abandons: `{fraction: 0.1, after: 2s}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cancel {
+    /// Share of the requests cancelled, 0 < fraction <= 1 (each prepared request is picked
+    /// from the seed with this probability).
+    pub fraction: f64,
+    /// Time after the send at which a picked request is abandoned (its connection closed),
+    /// unless it finished before.
+    #[serde(with = "duration")]
+    pub after: Duration,
 }
 
 /// One entry of a model mix: `{name: lora-a, weight: 30}`.
@@ -570,6 +588,7 @@ impl Default for Workload {
             num_prompts: None,
             conversation: None,
             models: Vec::new(),
+            cancel: None,
         }
     }
 }
@@ -986,6 +1005,22 @@ impl Plan {
                 m.name
             );
         }
+        if let Some(c) = &w.cancel {
+            ensure!(
+                c.fraction.is_finite() && c.fraction > 0.0 && c.fraction <= 1.0,
+                "workload.cancel.fraction must be within (0, 1]"
+            );
+            ensure!(!c.after.is_zero(), "workload.cancel.after must be > 0");
+        }
+        // The mix and cancellation are drawn over the prepared prompts; conversations, traces
+        // and JSONL prompts build their requests otherwise.
+        let own_requests = w.conversation.is_some()
+            || matches!(w.dataset, Dataset::Trace { .. } | Dataset::Jsonl { .. });
+        ensure!(
+            !own_requests || (w.models.is_empty() && w.cancel.is_none()),
+            "workload.models and workload.cancel apply to random, sharegpt and sharedPrefix \
+             prompts, not to conversations, traces or jsonl prompts"
+        );
         let l = &self.load;
         ensure!(
             is_trace == l.trace.is_some(),
@@ -1309,6 +1344,9 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 1}, {name: a, weight: 2}]}",
             "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 0}]}",
             "target: {url: x, model: m}\nworkload: {models: [{name: '', weight: 1}]}",
+            "target: {url: x, model: m}\nworkload: {cancel: {fraction: 0, after: 1s}}",
+            "target: {url: x, model: m}\nworkload: {cancel: {fraction: 1.5, after: 1s}}",
+            "target: {url: x, model: m}\nworkload: {cancel: {fraction: 0.5, after: 0s}}",
             "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
             "target: {url: x, model: m}\nworkload: {conversation: {turns: 0}}",
             "target: {url: x, model: m}\nworkload: {conversation: {turns: 2, thinkTime: 2s, thinkTimeMax: 1s}}",

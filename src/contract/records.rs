@@ -43,6 +43,8 @@ pub enum RecordOutcome {
     Ok,
     /// Failed: counted in `failed`, with an error class.
     Failed,
+    /// Abandoned by the client on purpose (`workload.cancel`): counted in `cancelled`.
+    Cancelled,
 }
 
 /// One measured request.

@@ -222,6 +222,29 @@ pub struct StepResult {
     /// The workload the step was meant to send (from the plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<StepWorkload>,
+    /// Requests the client abandoned on purpose (`workload.cancel`), counted apart from
+    /// `completed` and `failed`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
+    /// With a model mix: the step broken down per model, each measured over the step's
+    /// window (so counters and throughputs add up to the step's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelStepResult>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One model's part of a step: the same figures as the step (`completed`, `failed`,
+/// throughputs, TTFT/TPOT/ITL/E2E percentiles, histograms) for its requests only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelStepResult {
+    /// Served model name the requests named.
+    pub model: String,
+    /// Its figures (per-model entries carry no `models` or `workload` of their own).
+    #[serde(flatten)]
+    pub step: Box<StepResult>,
 }
 
 /// Prompt source of a step, as recorded in its [`StepWorkload`].
@@ -466,6 +489,8 @@ impl StepResult {
             connection_setup: None,
             trials: None,
             workload: None,
+            cancelled: stats.cancelled,
+            models: Vec::new(),
         };
         if stats.sends > 0
             && let Some((b, secs)) = stats.trend.backlog()
@@ -605,6 +630,9 @@ impl StepResult {
         if self.failed > 0 {
             line.push_str(&format!(" [errors: {}]", self.describe_errors()));
         }
+        if self.cancelled > 0 {
+            line.push_str(&format!(" [cancelled: {}]", self.cancelled));
+        }
         if self.interrupted {
             line.push_str(" [interrupted]");
         }
@@ -665,6 +693,13 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
         };
+        out.cancelled += p.cancelled;
+        for pm in &p.models {
+            match out.models.iter_mut().find(|m| m.model == pm.model) {
+                Some(m) => *m.step = merge_steps(&[(*m.step).clone(), (*pm.step).clone()])?,
+                None => out.models.push(pm.clone()),
+            }
+        }
         out.good_requests = add_u(out.good_requests, p.good_requests);
         out.good_output_tokens = add_u(out.good_output_tokens, p.good_output_tokens);
         out.connection_setup = match (out.connection_setup.take(), &p.connection_setup) {

@@ -180,7 +180,18 @@ pub fn plan(
             stream: w.stream,
             num_prompts: None,
             conversation,
-            models: Vec::new(),
+            models: w
+                .models
+                .iter()
+                .map(|m| crate::contract::plan::ModelWeight {
+                    name: m.name.clone(),
+                    weight: m.weight,
+                })
+                .collect(),
+            cancel: w.cancel.as_ref().map(|c| crate::contract::plan::Cancel {
+                fraction: c.fraction,
+                after: c.after.into(),
+            }),
         },
         load: Load {
             mode,

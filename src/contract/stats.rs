@@ -262,6 +262,9 @@ pub struct StepStats {
     pub good: u64,
     /// Output tokens of those requests.
     pub good_output_tokens: u64,
+    /// Requests the client abandoned on purpose (`workload.cancel`): neither completed nor
+    /// failed.
+    pub cancelled: u64,
 }
 
 /// Bins of a [`Trend`].
@@ -495,8 +498,15 @@ impl StepStats {
         self.saw_end(end);
     }
 
+    /// Records a request the client abandoned on purpose.
+    pub fn record_cancelled(&mut self, end: Instant) {
+        self.cancelled += 1;
+        self.saw_end(end);
+    }
+
     /// Adds everything `other` recorded.
     pub fn merge(&mut self, other: &StepStats) {
+        self.cancelled += other.cancelled;
         self.hist.merge(&other.hist);
         self.completed += other.completed;
         self.errors.merge(&other.errors);

@@ -84,6 +84,14 @@ pub fn resolve_model(wanted: Option<&str>, served: &[String]) -> Result<String, 
     }
 }
 
+/// Every model of a mix is among those served; the first that is not is the problem.
+pub fn all_served(models: &[String], served: &[String]) -> Result<(), TargetProblem> {
+    for m in models {
+        resolve_model(Some(m), served)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +106,21 @@ mod tests {
         let e = resolve_model(Some("qwen2"), &s(&["qwen"])).unwrap_err();
         assert!(matches!(e, TargetProblem::ModelNotFound { .. }));
         assert!(e.to_string().contains("\"qwen2\"") && e.to_string().contains("qwen"));
+    }
+
+    #[test]
+    fn every_model_of_a_mix_must_be_served() {
+        let served = s(&["base", "sql"]);
+        assert!(all_served(&s(&["base", "sql"]), &served).is_ok());
+        assert!(all_served(&[], &served).is_ok());
+        let e = all_served(&s(&["base", "chat", "x"]), &served).unwrap_err();
+        assert_eq!(
+            e,
+            TargetProblem::ModelNotFound {
+                model: "chat".into(),
+                served
+            }
+        );
     }
 
     #[test]

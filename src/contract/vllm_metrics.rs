@@ -57,6 +57,9 @@ pub const REQUEST_PREFILL_TIME_SECONDS: &str = "vllm:request_prefill_time_second
 pub const REQUEST_DECODE_TIME_SECONDS: &str = "vllm:request_decode_time_seconds";
 /// Cache configuration as labels (gauge, always 1).
 pub const CACHE_CONFIG_INFO: &str = "vllm:cache_config_info";
+/// LoRA adapters with running and waiting requests, as labels (gauge; the value is the time
+/// of the last change). Only with LoRA enabled.
+pub const LORA_REQUESTS_INFO: &str = "vllm:lora_requests_info";
 
 /// Older name of [`KV_CACHE_USAGE_PERC`] (vLLM before the V1 rename).
 pub const GPU_CACHE_USAGE_PERC: &str = "vllm:gpu_cache_usage_perc";
@@ -82,6 +85,7 @@ pub const CURRENT: &[(&str, Kind)] = &[
     (REQUEST_PREFILL_TIME_SECONDS, Kind::Histogram),
     (REQUEST_DECODE_TIME_SECONDS, Kind::Histogram),
     (CACHE_CONFIG_INFO, Kind::Gauge),
+    (LORA_REQUESTS_INFO, Kind::Gauge),
 ];
 
 /// Older families, each with the current family that replaces it: queried only as a

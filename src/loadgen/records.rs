@@ -101,12 +101,19 @@ impl Recorder {
         self.sink.flush();
     }
 
-    /// Records one measured request.
-    pub fn record(&self, id: String, r: &Result<Metrics, Failure>, f: Finished<'_>) {
+    /// Records one measured request sent to `model` (`None`: the run's model); `r` is
+    /// `None` for a request the client abandoned on purpose (`workload.cancel`).
+    pub fn record(
+        &self,
+        id: String,
+        model: Option<&str>,
+        r: Option<&Result<Metrics, Failure>>,
+        f: Finished<'_>,
+    ) {
         let at = |i: Instant| ms(i.saturating_duration_since(self.origin));
         let since_origin = |us: u64| at(f.t0) + us as f64 / 1e3;
         let (first, last, prompt, output, outcome, class) = match r {
-            Ok(m) => (
+            Some(Ok(m)) => (
                 Some(since_origin(m.ttft_us)),
                 Some(since_origin(m.e2el_us)),
                 m.prompt_tokens,
@@ -114,7 +121,7 @@ impl Recorder {
                 RecordOutcome::Ok,
                 None,
             ),
-            Err(e) => (
+            Some(Err(e)) => (
                 None,
                 None,
                 f.prompt_tokens,
@@ -122,14 +129,23 @@ impl Recorder {
                 RecordOutcome::Failed,
                 Some(e.class),
             ),
+            None => (
+                None,
+                None,
+                f.prompt_tokens,
+                0,
+                RecordOutcome::Cancelled,
+                None,
+            ),
         };
-        let itl_ms = (self.itl && r.is_ok())
-            .then(|| f.itl_us.iter().map(|&us| f64::from(us) / 1e3).collect());
+        let r_ok = matches!(r, Some(Ok(_)));
+        let itl_ms =
+            (self.itl && r_ok).then(|| f.itl_us.iter().map(|&us| f64::from(us) / 1e3).collect());
         self.sink.record(RequestRecord {
             id,
             step: self.step.load(Ordering::Relaxed),
             trial: self.trial.load(Ordering::Relaxed),
-            model: self.model.clone(),
+            model: model.map_or_else(|| self.model.clone(), str::to_string),
             scheduled_ms: at(f.scheduled),
             sent_ms: at(f.sent),
             first_token_ms: first,
@@ -387,9 +403,9 @@ mod tests {
             prompt_tokens: 10,
             itl_us: &[25_000, 25_000],
         };
-        rec.record(rec.next_id(), &Ok(ok), fin);
+        rec.record(rec.next_id(), None, Some(&Ok(ok)), fin);
         let fail = Failure::new(ErrorClass::Http5xx, "boom");
-        rec.record(rec.next_id(), &Err(fail), fin);
+        rec.record(rec.next_id(), None, Some(&Err(fail)), fin);
         assert_eq!(sink.finish().unwrap(), 2);
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let parsed = parse_records(&text).unwrap();
@@ -445,7 +461,7 @@ mod tests {
         for step in 0..2 {
             rec.set_step(step, 0);
             for _ in 0..50 {
-                rec.record(rec.next_id(), &ok, fin);
+                rec.record(rec.next_id(), None, Some(&ok), fin);
             }
             rec.flush();
         }
@@ -462,7 +478,7 @@ mod tests {
         for step in 0..40 {
             rec.set_step(step, 0);
             for _ in 0..200 {
-                rec.record(rec.next_id(), &ok, fin);
+                rec.record(rec.next_id(), None, Some(&ok), fin);
             }
             rec.flush();
         }

@@ -26,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Scratch};
 use super::records::{Finished, Recorder};
-use super::workload::{ChatMessage, RequestSet, SessionScript};
+use super::workload::{ChatMessage, PreparedRequest, RequestSet, SessionScript};
 use crate::contract::outcome::Failure;
 use crate::contract::plan::{Arrival, LoadPoint, Ramp};
-use crate::contract::results::{ConnectionSetup, StepResult};
+use crate::contract::results::{ConnectionSetup, ModelStepResult, StepResult};
 use crate::contract::stats::StepStats;
 
 /// One step to run (this process's share of the load).
@@ -95,8 +95,54 @@ fn tag(ctx: &StepContext, measured: bool, scratch: &mut Scratch) -> Option<Strin
     Some(id)
 }
 
+/// When a request was due, sent, and what its latencies count from.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    scheduled: Instant,
+    sent: Instant,
+    t0: Instant,
+}
+
+/// A measured request ended (`None`: abandoned on purpose, `workload.cancel`): into the
+/// step's statistics (and its model's), and into the records when they are kept.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    ctx: &StepContext,
+    shared: &Shared,
+    shard: usize,
+    req: &PreparedRequest,
+    r: Option<&Result<crate::contract::outcome::Metrics, Failure>>,
+    id: Option<String>,
+    itl_us: &[u32],
+    at: Timing,
+) {
+    let end = Instant::now();
+    match r {
+        Some(r) => shared.record(shard, req.model, r, itl_us, at.scheduled, end),
+        None => shared.record_cancelled(shard, req.model, at.scheduled, end),
+    }
+    if let (Some(rec), Some(id)) = (&ctx.records, id) {
+        let model = ctx
+            .workload
+            .model_names()
+            .get(req.model)
+            .map(String::as_str);
+        let f = Finished {
+            scheduled: at.scheduled,
+            sent: at.sent,
+            t0: at.t0,
+            end,
+            prompt_tokens: req.prompt_words,
+            itl_us,
+        };
+        rec.record(id, model, r, f);
+    }
+}
+
 struct Shared {
     shards: Vec<Mutex<StepStats>>,
+    /// With a model mix: one recorder per model (the breakdown of the shards' totals).
+    per_model: Vec<Mutex<StepStats>>,
     progress: Arc<StepProgress>,
     issued: AtomicU64,
     /// Start of the measured window: the origin of the stats' time trend.
@@ -108,10 +154,14 @@ impl Shared {
         progress: Arc<StepProgress>,
         origin: Instant,
         goodput: Option<crate::contract::GoodputSlo>,
+        models: usize,
     ) -> Shared {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Shared {
             shards: (0..n)
+                .map(|_| Mutex::new(StepStats::with_goodput(goodput)))
+                .collect(),
+            per_model: (0..models)
                 .map(|_| Mutex::new(StepStats::with_goodput(goodput)))
                 .collect(),
             progress,
@@ -133,11 +183,19 @@ impl Shared {
     fn record(
         &self,
         shard: usize,
+        model: usize,
         r: &Result<crate::contract::outcome::Metrics, Failure>,
         itl: &[u32],
         scheduled: Instant,
         end: Instant,
     ) {
+        if let Some(m) = self.per_model.get(model) {
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            match r {
+                Ok(ok) => m.record_ok(ok, itl, end),
+                Err(f) => m.record_err(f, end),
+            }
+        }
         let mut s = self.shards[shard % self.shards.len()]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -154,6 +212,23 @@ impl Shared {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        drop(s);
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a request the client abandoned on purpose (`workload.cancel`).
+    fn record_cancelled(&self, shard: usize, model: usize, scheduled: Instant, end: Instant) {
+        if let Some(m) = self.per_model.get(model) {
+            m.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record_cancelled(end);
+        }
+        let mut s = self.shards[shard % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let offset = |t: Instant| t.saturating_duration_since(self.origin).as_micros() as u64;
+        s.trend.record(offset(scheduled), offset(end), None);
+        s.record_cancelled(end);
         drop(s);
         self.progress.done.fetch_add(1, Ordering::Relaxed);
     }
@@ -232,7 +307,12 @@ pub async fn run_step(
     let start = clock.instant;
     let measure_start = start + measure_delay(spec);
     let measure_end = spec.duration.map(|d| measure_start + d);
-    let shared = Arc::new(Shared::new(progress, measure_start, spec.goodput_slo));
+    let shared = Arc::new(Shared::new(
+        progress,
+        measure_start,
+        spec.goodput_slo,
+        ctx.workload.model_names().len(),
+    ));
     let window = Window {
         measure_start,
         measure_end,
@@ -264,8 +344,46 @@ pub async fn run_step(
     let window_end = clock.wall(stats.last_end.unwrap_or_else(Instant::now));
     let mut result =
         StepResult::from_stats(spec.point, &stats, window_start, window_end, interrupted);
+    // Each model over the step's window, so the parts add up to the step.
+    result.models = ctx
+        .workload
+        .model_names()
+        .iter()
+        .zip(&shared.per_model)
+        .map(|(name, m)| {
+            let m = m.lock().unwrap_or_else(|p| p.into_inner());
+            ModelStepResult {
+                model: name.clone(),
+                step: Box::new(StepResult::from_stats(
+                    spec.point,
+                    &m,
+                    window_start,
+                    window_end,
+                    interrupted,
+                )),
+            }
+        })
+        .collect();
     result.connection_setup = setup.filter(|s| s.connections + s.failed > 0);
     result
+}
+
+/// Sends `req`; a request picked for cancellation (`workload.cancel`) is abandoned, its
+/// connection dropped, once its delay has passed since `t0` (`None`).
+async fn send_or_abandon(
+    ctx: &StepContext,
+    req: &PreparedRequest,
+    t0: Instant,
+    scratch: &mut Scratch,
+) -> Option<Result<crate::contract::outcome::Metrics, Failure>> {
+    let send = ctx.client.send(req, t0, scratch);
+    match req.cancel_after {
+        None => Some(send.await),
+        Some(after) => {
+            let at = tokio::time::Instant::from_std(t0 + after);
+            tokio::time::timeout_at(at, send).await.ok()
+        }
+    }
 }
 
 /// Most connection attempts in flight at once during pre-connect: a burst of thousands of
@@ -501,24 +619,15 @@ async fn closed_loop(
                 let r = tokio::select! {
                     biased;
                     _ = ctx.cancel.cancelled() => break,
-                    r = ctx.client.send(req, now, &mut scratch) => r,
+                    r = send_or_abandon(&ctx, req, now, &mut scratch) => r,
                 };
                 if measured {
-                    let end = Instant::now();
-                    shared.record(w, &r, &scratch.itl_us, now, end);
-                    if let (Some(rec), Some(id)) = (&ctx.records, id) {
-                        let (scheduled, sent, t0) = (now, now, now);
-                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
-                        let f = Finished {
-                            scheduled,
-                            sent,
-                            t0,
-                            end,
-                            prompt_tokens,
-                            itl_us,
-                        };
-                        rec.record(id, &r, f);
-                    }
+                    let at = Timing {
+                        scheduled: now,
+                        sent: now,
+                        t0: now,
+                    };
+                    finish(&ctx, &shared, w, req, r.as_ref(), id, &scratch.itl_us, at);
                 }
             }
         });
@@ -580,22 +689,24 @@ async fn run_session(
             _ = ctx.cancel.cancelled() => return false,
             r = ctx.client.send(&req, t0, scratch) => r,
         };
-        let end = Instant::now();
         if measured {
-            shared.record(shard, &r, &scratch.itl_us, t0, end);
-            if let (Some(rec), Some(id)) = (&ctx.records, id) {
-                let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
-                let f = Finished {
-                    scheduled: at,
-                    sent: now,
-                    t0,
-                    end,
-                    prompt_tokens,
-                    itl_us,
-                };
-                rec.record(id, &r, f);
-            }
+            let timing = Timing {
+                scheduled: at,
+                sent: now,
+                t0,
+            };
+            finish(
+                ctx,
+                shared,
+                shard,
+                &req,
+                Some(&r),
+                id,
+                &scratch.itl_us,
+                timing,
+            );
         }
+        let end = Instant::now();
         if r.is_err() {
             return true;
         }
@@ -743,23 +854,23 @@ async fn open_loop(
                 let t0 = scheduled.min(now);
                 let req = ctx2.workload.get(i);
                 let id = tag(&ctx2, measured, &mut scratch);
-                let r = ctx2.client.send(req, t0, &mut scratch).await;
+                let r = send_or_abandon(&ctx2, req, t0, &mut scratch).await;
                 if measured {
-                    let end = Instant::now();
-                    shared2.record(shard, &r, &scratch.itl_us, scheduled, end);
-                    if let (Some(rec), Some(id)) = (&ctx2.records, id) {
-                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
-                        let sent = now;
-                        let f = Finished {
-                            scheduled,
-                            sent,
-                            t0,
-                            end,
-                            prompt_tokens,
-                            itl_us,
-                        };
-                        rec.record(id, &r, f);
-                    }
+                    let at = Timing {
+                        scheduled,
+                        sent: now,
+                        t0,
+                    };
+                    finish(
+                        &ctx2,
+                        &shared2,
+                        shard,
+                        req,
+                        r.as_ref(),
+                        id,
+                        &scratch.itl_us,
+                        at,
+                    );
                 }
             }
             pool2

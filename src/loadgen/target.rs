@@ -78,6 +78,22 @@ pub async fn check(
     }
 }
 
+/// Every model of a mix must be served (one `GET /v1/models`; nothing to ask without a mix).
+pub async fn check_models(base: &str, models: &[String]) -> Result<(), TargetProblem> {
+    if models.is_empty() {
+        return Ok(());
+    }
+    let key = super::client::env_api_key();
+    let served =
+        served_models(base, key.as_deref())
+            .await
+            .map_err(|error| TargetProblem::Unreachable {
+                error,
+                waited: Duration::ZERO,
+            })?;
+    crate::contract::target::all_served(models, &served)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

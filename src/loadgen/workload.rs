@@ -292,6 +292,10 @@ pub struct PreparedRequest {
     pub prompt_words: u32,
     /// Requested `max_tokens`.
     pub max_tokens: u32,
+    /// Index of its model in `workload.models` (0 without a model mix).
+    pub model: usize,
+    /// Abandon the request this long after its send (`workload.cancel`).
+    pub cancel_after: Option<std::time::Duration>,
 }
 
 /// One message of a chat history.
@@ -350,6 +354,8 @@ pub struct RequestSet {
     sessions: Option<Vec<SessionScript>>,
     /// The plan the turns' bodies are built for (conversations only).
     plan: Option<Box<Plan>>,
+    /// Names of the model mix (empty without one), indexed by [`PreparedRequest::model`].
+    models: Vec<String>,
 }
 
 impl RequestSet {
@@ -380,6 +386,7 @@ impl RequestSet {
                 offsets: None,
                 sessions: Some(sessions),
                 plan: Some(Box::new(plan.clone())),
+                models: Vec::new(),
             });
         }
         if let Dataset::Trace { path, block_tokens } = &w.dataset {
@@ -396,7 +403,14 @@ impl RequestSet {
                 requests.push(PreparedRequest {
                     prompt_words: r.input_length,
                     max_tokens: r.output_length,
-                    body: request_body(plan, &Prompt::Text(prompt), r.output_length),
+                    body: request_body(
+                        plan,
+                        &plan.target.model,
+                        &Prompt::Text(prompt),
+                        r.output_length,
+                    ),
+                    model: 0,
+                    cancel_after: None,
                 });
                 offsets.push(Duration::from_secs_f64((r.timestamp - t0) / 1000.0));
             }
@@ -412,6 +426,7 @@ impl RequestSet {
                 offsets: Some(offsets),
                 sessions: None,
                 plan: None,
+                models: Vec::new(),
             });
         }
         if let Dataset::Jsonl { path } = &w.dataset {
@@ -426,7 +441,9 @@ impl RequestSet {
                     Ok(PreparedRequest {
                         prompt_words: count_tokens(tokenizer, &text)?,
                         max_tokens,
-                        body: request_body(plan, &l.prompt, max_tokens),
+                        body: request_body(plan, &plan.target.model, &l.prompt, max_tokens),
+                        model: 0,
+                        cancel_after: None,
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -435,6 +452,7 @@ impl RequestSet {
                 offsets: None,
                 sessions: None,
                 plan: None,
+                models: Vec::new(),
             });
         }
         let prompts: Vec<(String, u32)> = match &w.dataset {
@@ -474,13 +492,28 @@ impl RequestSet {
                 .collect(),
             Dataset::Trace { .. } | Dataset::Jsonl { .. } => unreachable!("handled above"),
         };
+        // Model and cancellation picks draw from their own streams, so adding a mix or
+        // cancellation leaves the prompts as they were.
+        let mut cancel_rng = StdRng::seed_from_u64(w.seed ^ 0x6361_6e63_656c);
+        let mut model_rng = StdRng::seed_from_u64(w.seed ^ 0x6d6f_6465_6c73);
+        let assigned = assign_models(&w.models, prompts.len(), &mut model_rng);
         let requests = prompts
             .into_iter()
-            .map(|(prompt, max_tokens)| {
+            .zip(assigned)
+            .map(|((prompt, max_tokens), model)| {
+                let name = w
+                    .models
+                    .get(model)
+                    .map_or(plan.target.model.as_str(), |m| m.name.as_str());
                 Ok(PreparedRequest {
                     prompt_words: count_tokens(tokenizer, &prompt)?,
                     max_tokens,
-                    body: request_body(plan, &Prompt::Text(prompt), max_tokens),
+                    body: request_body(plan, name, &Prompt::Text(prompt), max_tokens),
+                    model,
+                    cancel_after: w
+                        .cancel
+                        .filter(|c| cancel_rng.random_bool(c.fraction.clamp(0.0, 1.0)))
+                        .map(|c| c.after),
                 })
             })
             .collect::<anyhow::Result<_>>()?;
@@ -489,6 +522,7 @@ impl RequestSet {
             offsets: None,
             sessions: None,
             plan: None,
+            models: w.models.iter().map(|m| m.name.clone()).collect(),
         })
     }
 
@@ -521,6 +555,11 @@ impl RequestSet {
         let o = self.offsets.as_ref()?;
         let span = o.last()?.saturating_sub(*o.first()?).as_secs_f64();
         (span > 0.0).then(|| (o.len().saturating_sub(1)) as f64 / span)
+    }
+
+    /// The model mix's names (empty without one), indexed by [`PreparedRequest::model`].
+    pub fn model_names(&self) -> &[String] {
+        &self.models
     }
 
     /// The request for the `i`-th send (wraps around).
@@ -712,14 +751,52 @@ pub fn turn_request(plan: &Plan, history: &[ChatMessage], max_tokens: u32) -> Pr
     PreparedRequest {
         prompt_words: history.iter().map(|m| word_count(&m.content)).sum(),
         max_tokens,
-        body: request_body(plan, &prompt, max_tokens),
+        body: request_body(plan, &plan.target.model, &prompt, max_tokens),
+        model: 0,
+        cancel_after: None,
     }
 }
 
-fn request_body(plan: &Plan, prompt: &Prompt, max_tokens: u32) -> Bytes {
+/// The model of each of `n` prepared requests: every model gets its weight's share of them
+/// (rounded by largest remainder, so a 70/30 mix over 200 prompts is exactly 140/60), in a
+/// seeded random order. All 0 without a mix.
+pub fn assign_models(
+    models: &[crate::contract::plan::ModelWeight],
+    n: usize,
+    rng: &mut impl Rng,
+) -> Vec<usize> {
+    let total: u64 = models.iter().map(|m| u64::from(m.weight)).sum();
+    if models.len() < 2 || total == 0 {
+        return vec![0; n];
+    }
+    let exact: Vec<f64> = models
+        .iter()
+        .map(|m| n as f64 * f64::from(m.weight) / total as f64)
+        .collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut by_remainder: Vec<usize> = (0..models.len()).collect();
+    by_remainder.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
+    let short = n - counts.iter().sum::<usize>();
+    for &i in by_remainder.iter().take(short) {
+        counts[i] += 1;
+    }
+    let mut out: Vec<usize> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &c)| std::iter::repeat_n(i, c))
+        .collect();
+    out.shuffle(rng);
+    out
+}
+
+fn request_body(plan: &Plan, model: &str, prompt: &Prompt, max_tokens: u32) -> Bytes {
     let w = &plan.workload;
     let mut body = json!({
-        "model": plan.target.model,
+        "model": model,
         "max_tokens": max_tokens,
         "temperature": 0.0,
         "stream": w.stream,
@@ -1070,6 +1147,45 @@ pub fn load_sharegpt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_mix_gets_exact_shares_in_a_seeded_order() {
+        use crate::contract::plan::ModelWeight;
+        let mix = vec![
+            ModelWeight {
+                name: "base".into(),
+                weight: 70,
+            },
+            ModelWeight {
+                name: "a".into(),
+                weight: 20,
+            },
+            ModelWeight {
+                name: "b".into(),
+                weight: 10,
+            },
+        ];
+        let pick = |seed: u64, n: usize| assign_models(&mix, n, &mut StdRng::seed_from_u64(seed));
+        let v = pick(1, 200);
+        let count = |v: &[usize], i: usize| v.iter().filter(|&&m| m == i).count();
+        assert_eq!((count(&v, 0), count(&v, 1), count(&v, 2)), (140, 40, 20));
+        // Largest remainder: 7 prompts of 70/20/10 are 5/1/1 (4.9, 1.4, 0.7).
+        let small = pick(1, 7);
+        assert_eq!(
+            (count(&small, 0), count(&small, 1), count(&small, 2)),
+            (5, 1, 1)
+        );
+        assert_eq!(pick(1, 200), v, "same seed, same order");
+        assert_ne!(pick(2, 200), v, "another seed, another order");
+        assert!(
+            v[..20].contains(&1) || v[..20].contains(&2),
+            "shuffled, not blocked"
+        );
+        assert_eq!(
+            assign_models(&mix[..1], 3, &mut StdRng::seed_from_u64(1)),
+            [0, 0, 0]
+        );
+    }
 
     fn plan() -> Plan {
         let mut p = Plan::new("http://x", "m");

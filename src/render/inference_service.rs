@@ -275,6 +275,11 @@ pub fn sim_args(spec: &InferenceServiceSpec) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // The simulator serves each adapter under its name (it loads nothing from the source).
+    for a in &spec.model.lora_adapters {
+        args.push("--lora".into());
+        args.push(a.name.clone());
+    }
     args.extend(spec.engine.extra_args.iter().cloned());
     args
 }

@@ -172,6 +172,44 @@ fn server_table(steps: &[StepStatus]) -> Option<Table> {
     Some(t)
 }
 
+/// With a model mix: each step per model (absent without one).
+fn models_table(steps: &[StepStatus]) -> Option<Table> {
+    if steps.iter().all(|s| s.models.is_empty()) {
+        return None;
+    }
+    let mut t = Table::new(&[
+        "load",
+        "model",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "req/s",
+        "out tok/s",
+        "TTFT p50 (ms)",
+        "TTFT p95 (ms)",
+        "ITL p50 (ms)",
+        "E2E p95 (ms)",
+    ]);
+    for s in steps {
+        for m in &s.models {
+            t.rows.push(vec![
+                describe(&s.load),
+                m.model.clone(),
+                m.succeeded.to_string(),
+                m.failed.to_string(),
+                m.cancelled.to_string(),
+                format!("{:.2}", m.requests_per_second),
+                format!("{:.0}", m.output_tokens_per_second),
+                ms(m.ttft_ms.as_ref(), |l| l.p50),
+                ms(m.ttft_ms.as_ref(), |l| l.p95),
+                ms(m.itl_ms.as_ref(), |l| l.p50),
+                ms(m.e2e_ms.as_ref(), |l| l.p95),
+            ]);
+        }
+    }
+    Some(t)
+}
+
 fn delta(base: f64, this: f64) -> String {
     if base == 0.0 {
         return format!("{this:.1}");
@@ -388,6 +426,10 @@ fn markdown(
     }
     out.push_str("\n## Results\n\n");
     out.push_str(&results_table(&r.steps).markdown());
+    if let Some(t) = models_table(&r.steps) {
+        out.push_str("\n## Per model\n\n");
+        out.push_str(&t.markdown());
+    }
     if let Some(t) = server_table(&r.steps) {
         out.push_str("\n## Server and GPU metrics (Prometheus, same windows)\n\n");
         out.push_str(&t.markdown());
@@ -435,6 +477,10 @@ fn html(r: &RunRecord, baseline: Option<&RunRecord>, charts: &[(&str, &str, Stri
     }
     out.push_str("<h2>Results</h2>");
     out.push_str(&results_table(&r.steps).html());
+    if let Some(t) = models_table(&r.steps) {
+        out.push_str("<h2>Per model</h2>");
+        out.push_str(&t.html());
+    }
     if let Some(t) = server_table(&r.steps) {
         out.push_str("<h2>Server and GPU metrics (Prometheus, same windows)</h2>");
         out.push_str(&t.html());

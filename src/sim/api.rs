@@ -110,6 +110,8 @@ pub struct GenRequest {
     pub api: Api,
     /// The served model it names: the base model or a LoRA adapter.
     pub model: String,
+    /// Index of the LoRA adapter in [`SimOptions::lora`] (`None`: the base model).
+    pub lora: Option<usize>,
     /// Chained hashes of the prompt's full KV blocks (empty without prefix caching).
     pub block_hashes: Vec<u64>,
     /// Prompt tokens (see the module docs).
@@ -256,6 +258,7 @@ pub fn parse(api: Api, body: &[u8], opts: &SimOptions) -> Result<GenRequest, Api
     };
     Ok(GenRequest {
         api,
+        lora: opts.lora.iter().position(|l| *l == model),
         model,
         block_hashes,
         prompt_tokens: prompt,
@@ -267,6 +270,33 @@ pub fn parse(api: Api, body: &[u8], opts: &SimOptions) -> Result<GenRequest, Api
             .stream_options
             .is_some_and(|o| o.include_usage.unwrap_or(false)),
     })
+}
+
+/// The body of `GET /v1/models`, shaped as vLLM's: the base model (`parent: null`), then
+/// every LoRA adapter with `parent` the base model (vLLM lists an adapter's path as its
+/// `root`; the simulator has none and uses the name).
+pub fn models_list(opts: &SimOptions, created: u64) -> Value {
+    let base = &opts.model;
+    let mut data = vec![json!({
+        "id": base,
+        "object": "model",
+        "created": created,
+        "owned_by": "vllm",
+        "root": base,
+        "parent": null,
+        "max_model_len": opts.max_model_len,
+    })];
+    data.extend(opts.lora.iter().map(|l| {
+        json!({
+            "id": l,
+            "object": "model",
+            "created": created,
+            "owned_by": "vllm",
+            "root": l,
+            "parent": base,
+        })
+    }));
+    json!({"object": "list", "data": data})
 }
 
 /// Words used as output tokens: short, ASCII, no characters that need JSON escaping.
@@ -316,6 +346,7 @@ mod tests {
         let b = br#"{"model":"adapter","prompt":"a b c d e"}"#;
         let l = parse(Api::Completions, b, &o).unwrap();
         assert_eq!(l.model, "adapter");
+        assert_eq!((l.lora, r.lora), (Some(0), None));
         assert_ne!(l.block_hashes[0], r.block_hashes[0]);
         o.prefix_caching = false;
         assert!(
@@ -324,6 +355,26 @@ mod tests {
                 .block_hashes
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn models_list_names_adapters_with_their_parent() {
+        let mut o = opts("base", 4096);
+        o.lora = vec!["sql".into(), "chat".into()];
+        let v = models_list(&o, 7);
+        let data = v["data"].as_array().unwrap();
+        assert_eq!(data.len(), 3);
+        assert_eq!(data[0]["id"], "base");
+        assert!(data[0]["parent"].is_null());
+        assert_eq!(data[0]["max_model_len"], 4096);
+        for (d, name) in data[1..].iter().zip(["sql", "chat"]) {
+            assert_eq!(d["id"], name);
+            assert_eq!(d["parent"], "base");
+            assert_eq!(d["object"], "model");
+        }
+        let e = parse(Api::Completions, br#"{"model":"other","prompt":"a"}"#, &o).unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert_eq!(e.message, "The model `other` does not exist.");
     }
 
     #[test]

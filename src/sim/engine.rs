@@ -68,6 +68,8 @@ pub struct EngineRequest {
     /// Chained hashes of the prompt's full blocks ([`super::prefix::block_hashes`]); empty
     /// without prefix caching.
     pub block_hashes: Vec<u64>,
+    /// The LoRA adapter it runs with (index into `--lora`; `None`: the base model).
+    pub lora: Option<usize>,
     /// When the request was submitted.
     pub submitted: Instant,
     /// Where tokens go; the request is dropped when the receiver is gone.
@@ -94,6 +96,10 @@ pub struct EngineConfig {
     pub block_size: usize,
     /// RNG seed of this engine.
     pub seed: u64,
+    /// Most distinct LoRA adapters in one batch (vLLM `--max-loras`).
+    pub max_loras: usize,
+    /// Extra step time per distinct adapter in the batch, as a fraction of the step.
+    pub lora_step_cost: f64,
 }
 
 impl EngineConfig {
@@ -108,6 +114,8 @@ impl EngineConfig {
             seed: o
                 .seed
                 .wrapping_add((replica as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            max_loras: o.max_loras.max(1),
+            lora_step_cost: o.lora_step_cost,
         }
     }
 }
@@ -309,7 +317,10 @@ impl Scheduler {
         }
         if !preempted {
             while budget > 0 && self.running.len() < self.cfg.max_num_seqs {
-                let Some(s) = self.waiting.front() else { break };
+                let Some(pos) = self.next_admissible() else {
+                    break;
+                };
+                let s = &self.waiting[pos];
                 // Cached leading blocks, leaving at least one prompt token to compute.
                 let max_hit = s.req.prompt_tokens.saturating_sub(1) / self.cfg.block_size;
                 let (hits, idle) = self.cache.lookup(&s.req.block_hashes, max_hit);
@@ -319,7 +330,7 @@ impl Scheduler {
                 if need + idle > self.free_blocks {
                     break;
                 }
-                let mut s = self.waiting.pop_front().expect("peeked");
+                let mut s = self.waiting.remove(pos).expect("peeked");
                 self.cache.acquire(&s.req.block_hashes[..hits]);
                 self.free_blocks -= idle;
                 s.cached = s.req.block_hashes[..hits].to_vec();
@@ -338,6 +349,29 @@ impl Scheduler {
             }
         }
         out
+    }
+
+    /// The first waiting request that may join the batch: any base-model request, or one
+    /// whose LoRA adapter is running or fits under `max_loras` distinct adapters (vLLM's
+    /// scheduler skips the others, so later requests pass them).
+    fn next_admissible(&self) -> Option<usize> {
+        let front = self.waiting.front()?;
+        if front.req.lora.is_none() {
+            return Some(0);
+        }
+        let running = self.running_adapters();
+        self.waiting.iter().position(|s| match s.req.lora {
+            None => true,
+            Some(l) => running.contains(&l) || running.len() < self.cfg.max_loras,
+        })
+    }
+
+    /// Distinct adapters of the running sequences.
+    fn running_adapters(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.running.iter().filter_map(|s| s.req.lora).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// Takes `n` free blocks, evicting unreferenced cached blocks when no uncached one is left.
@@ -393,6 +427,15 @@ impl Scheduler {
         let mut us = p.step_base_us
             + p.step_per_seq_us * decodes as f64
             + p.step_per_prefill_token_us * prefill as f64;
+        if self.cfg.lora_step_cost > 0.0 && self.running.iter().any(|s| s.req.lora.is_some()) {
+            let mut adapters: Vec<usize> = scheduled
+                .iter()
+                .filter_map(|&(i, _)| self.running[i].req.lora)
+                .collect();
+            adapters.sort_unstable();
+            adapters.dedup();
+            us *= 1.0 + self.cfg.lora_step_cost * adapters.len() as f64;
+        }
         if let Some(j) = &self.jitter {
             us *= 1.0 + j.sample(&mut self.rng);
         }
@@ -479,6 +522,10 @@ impl Scheduler {
         self.metrics
             .kv_usage
             .set(used as f64 / self.cfg.num_gpu_blocks as f64);
+        if let Some(info) = &self.metrics.lora_info {
+            let waiting: Vec<usize> = self.waiting.iter().filter_map(|s| s.req.lora).collect();
+            info.publish(&self.running_adapters(), &waiting);
+        }
     }
 }
 
@@ -517,16 +564,56 @@ mod tests {
         out: usize,
         block_hashes: Vec<u64>,
     ) -> UnboundedReceiver<TokenEvent> {
+        lora_request(s, id, prompt, out, block_hashes, None)
+    }
+
+    fn lora_request(
+        s: &mut Scheduler,
+        id: u64,
+        prompt: usize,
+        out: usize,
+        block_hashes: Vec<u64>,
+        lora: Option<usize>,
+    ) -> UnboundedReceiver<TokenEvent> {
         let (tx, rx) = unbounded_channel();
         s.enqueue(EngineRequest {
             id,
             prompt_tokens: prompt,
             output_tokens: out,
             block_hashes,
+            lora,
             submitted: Instant::now(),
             events: tx,
         });
         rx
+    }
+
+    #[test]
+    fn max_loras_bounds_the_adapters_of_a_batch_and_lets_others_pass() {
+        let mut s = scheduler(1000, 2048, 8);
+        assert_eq!(s.cfg.max_loras, 1);
+        let _a = lora_request(&mut s, 1, 10, 5, Vec::new(), Some(0));
+        let _b = lora_request(&mut s, 2, 10, 5, Vec::new(), Some(1));
+        let _c = lora_request(&mut s, 3, 10, 5, Vec::new(), None);
+        let _d = lora_request(&mut s, 4, 10, 5, Vec::new(), Some(0));
+        step(&mut s);
+        // Adapter 1 waits: only one adapter per batch; the base model and adapter 0 run.
+        let running: Vec<u64> = s.running.iter().map(|q| q.req.id).collect();
+        assert_eq!(running, vec![1, 3, 4]);
+        assert_eq!(s.running_adapters(), vec![0]);
+        s.jitter = None;
+        let with_cost = s.step_duration(&[(0, 1), (1, 1)]);
+        s.cfg.lora_step_cost = 0.0;
+        let without = s.step_duration(&[(0, 1), (1, 1)]);
+        let ratio = with_cost.as_secs_f64() / without.as_secs_f64();
+        assert!((ratio - 1.05).abs() < 1e-3, "one adapter costs 5%: {ratio}");
+        run_until_idle(&mut s);
+        assert_eq!(s.free_blocks, 1000, "adapter 1 ran once adapter 0 was done");
+        s.cfg.max_loras = 2;
+        let _a = lora_request(&mut s, 5, 10, 5, Vec::new(), Some(0));
+        let _b = lora_request(&mut s, 6, 10, 5, Vec::new(), Some(1));
+        step(&mut s);
+        assert_eq!(s.running_adapters(), vec![0, 1]);
     }
 
     /// Hashes of a prompt of `blocks` full 16-token blocks: `shared` from group `g`, the rest

@@ -9,6 +9,7 @@
 //! `simulated="true"` so nobody mistakes them for real hardware.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -94,6 +95,52 @@ pub struct ReplicaMetrics {
     pub fb_free: FGauge,
     /// `DCGM_FI_DEV_GPU_TEMP` (°C).
     pub temp: FGauge,
+    /// `vllm:lora_requests_info` (only with LoRA adapters).
+    pub lora_info: Option<LoraInfo>,
+}
+
+/// `vllm:lora_requests_info` of one replica: one series whose labels name the adapters with
+/// running and with waiting requests (comma-separated, as vLLM writes them) and `max_lora`;
+/// its value is the Unix time of the last change. When the adapters change, the old series
+/// is replaced.
+#[derive(Clone)]
+pub struct LoraInfo {
+    family: Family<Labels, FGauge>,
+    base: Labels,
+    names: Arc<Vec<String>>,
+    max_lora: usize,
+    current: Arc<Mutex<Option<Labels>>>,
+}
+
+impl LoraInfo {
+    /// Publishes the adapters (indices into `--lora`) with running and waiting requests.
+    pub fn publish(&self, running: &[usize], waiting: &[usize]) {
+        let list = |ids: &[usize]| {
+            let mut v: Vec<usize> = ids.to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v.iter()
+                .filter_map(|&i| self.names.get(i).map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut labels = self.base.clone();
+        labels.push(("max_lora".into(), self.max_lora.to_string()));
+        labels.push(("running_lora_adapters".into(), list(running)));
+        labels.push(("waiting_lora_adapters".into(), list(waiting)));
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref() == Some(&labels) {
+            return;
+        }
+        if let Some(old) = current.take() {
+            self.family.remove(&old);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.family.get_or_create(&labels).set(now);
+        *current = Some(labels);
+    }
 }
 
 /// The registry and every replica's handles.
@@ -191,6 +238,15 @@ impl Metrics {
             "Information of the LLMEngine CacheConfig",
             cache_info.clone(),
         );
+        let lora_info = Family::<Labels, FGauge>::default();
+        if !o.lora.is_empty() {
+            reg.register(
+                "vllm:lora_requests_info",
+                "Running stats on lora requests.",
+                lora_info.clone(),
+            );
+        }
+        let lora_names = Arc::new(o.lora.clone());
         let util = Family::<Labels, FGauge>::default();
         let fb = Family::<Labels, FGauge>::default();
         let power = Family::<Labels, FGauge>::default();
@@ -252,7 +308,23 @@ impl Metrics {
                     power: power.get_or_create_owned(&gpu),
                     fb_free: fb_free.get_or_create_owned(&gpu),
                     temp: temp.get_or_create_owned(&gpu),
+                    lora_info: (!o.lora.is_empty()).then(|| LoraInfo {
+                        family: lora_info.clone(),
+                        // vLLM labels the gauge with the three fields only; replicas of the
+                        // simulator add theirs so the series stay apart.
+                        base: labels
+                            .iter()
+                            .filter(|(k, _)| k != "model_name")
+                            .cloned()
+                            .collect(),
+                        names: lora_names.clone(),
+                        max_lora: o.max_loras,
+                        current: Arc::new(Mutex::new(None)),
+                    }),
                 };
+                if let Some(info) = &m.lora_info {
+                    info.publish(&[], &[]);
+                }
                 let mut info = labels.clone();
                 info.push(("block_size".into(), o.block_size.to_string()));
                 info.push(("num_gpu_blocks".into(), o.num_gpu_blocks.to_string()));
@@ -339,5 +411,41 @@ mod tests {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
         assert!(!text.contains("_total_total"));
+        assert!(!text.contains("lora"), "no LoRA gauge without adapters");
+    }
+
+    #[test]
+    fn lora_info_names_running_and_waiting_adapters() {
+        let mut o = SimOptions::profile("zero").unwrap();
+        o.lora = vec!["sql".into(), "chat".into(), "math".into()];
+        o.max_loras = 2;
+        let m = Metrics::new(&o);
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE vllm:lora_requests_info gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"\",waiting_lora_adapters=\"\"}"),
+            "{text}"
+        );
+        let info = m.replicas[0].lora_info.as_ref().unwrap();
+        info.publish(&[2, 0, 0], &[1]);
+        let text = m.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("vllm:lora_requests_info{"))
+            .collect();
+        assert_eq!(series.len(), 1, "the old series is replaced: {series:?}");
+        assert!(
+            series[0].contains("running_lora_adapters=\"sql,math\",waiting_lora_adapters=\"chat\""),
+            "{}",
+            series[0]
+        );
+        let value: f64 = series[0].rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            value > 1.7e9,
+            "the value is the Unix time of the change: {value}"
+        );
     }
 }

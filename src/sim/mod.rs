@@ -87,11 +87,20 @@ pub struct SimArgs {
     /// Turn off automatic prefix caching (on by default, as in vLLM V1).
     #[arg(long)]
     pub no_enable_prefix_caching: bool,
-    /// Accept requests whose `model` is this LoRA adapter name (repeatable): served with the
-    /// base model's timing, with prefix-cache blocks never shared with the base model. Not yet
-    /// listed by `/v1/models`, and no `vllm:lora_requests_info`.
+    /// Serve a LoRA adapter under this model name (repeatable), as vLLM's
+    /// `--lora-modules NAME=PATH`: listed by `/v1/models` with `parent` the base model,
+    /// served with the base model's timing plus `--lora-step-cost`, with prefix-cache blocks
+    /// never shared with the base model; `vllm:lora_requests_info` shows the running and
+    /// waiting adapters. Any other model name gets vLLM's 404.
     #[arg(long = "lora", value_name = "NAME")]
     pub lora: Vec<String>,
+    /// Most distinct LoRA adapters in one engine batch (vLLM `--max-loras`, default 1).
+    #[arg(long)]
+    pub max_loras: Option<usize>,
+    /// Extra engine step time per distinct adapter in the batch, as a fraction of the step
+    /// (default 0.05).
+    #[arg(long)]
+    pub lora_step_cost: Option<f64>,
     /// Requests kept in the /sim/trace ring buffer (default 100000).
     #[arg(long)]
     pub trace_capacity: Option<usize>,
@@ -152,6 +161,12 @@ impl SimArgs {
         }
         o.prefix_caching = !self.no_enable_prefix_caching;
         o.lora = self.lora.clone();
+        if let Some(v) = self.max_loras {
+            o.max_loras = v;
+        }
+        if let Some(v) = self.lora_step_cost {
+            o.lora_step_cost = v;
+        }
         if let Some(v) = self.trace_capacity {
             o.trace_capacity = v;
         }

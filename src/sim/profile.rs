@@ -140,9 +140,18 @@ pub struct SimOptions {
     pub block_size: usize,
     /// Automatic prefix caching (vLLM V1's default; see [`super::prefix`]).
     pub prefix_caching: bool,
-    /// LoRA adapter names accepted in a request's `model` besides `model` (served with the
-    /// base model's timing; their prefix-cache blocks are kept apart from the base model's).
+    /// LoRA adapters served besides `model`: listed by `/v1/models` (with `parent` = the base
+    /// model), accepted in a request's `model`, served with the base model's timing plus
+    /// [`SimOptions::lora_step_cost`]; their prefix-cache blocks are kept apart from the base
+    /// model's.
     pub lora: Vec<String>,
+    /// Most distinct adapters in one engine batch (vLLM `--max-loras`, default 1): a request
+    /// for another adapter waits (later requests may pass it) until one of the running
+    /// adapters has no request left.
+    pub max_loras: usize,
+    /// Extra step time per distinct adapter in the batch, as a fraction of the step (the
+    /// cost of the LoRA kernels; default 0.05).
+    pub lora_step_cost: f64,
     /// Maximum prompt + output tokens of a request (vLLM `--max-model-len`).
     pub max_model_len: usize,
     /// Number of replicas (engines) behind the one port.
@@ -194,6 +203,8 @@ impl SimOptions {
             block_size: 16,
             prefix_caching: true,
             lora: Vec::new(),
+            max_loras: 1,
+            lora_step_cost: 0.05,
             max_model_len: 8192,
             replicas: 1,
             routing: Routing::LeastLoaded,
@@ -319,6 +330,11 @@ impl SimOptions {
         anyhow::ensure!(
             self.listen_backlog >= 1,
             "listen_backlog must be at least 1"
+        );
+        anyhow::ensure!(self.max_loras >= 1, "--max-loras must be at least 1");
+        anyhow::ensure!(
+            self.lora_step_cost.is_finite() && self.lora_step_cost >= 0.0,
+            "--lora-step-cost must be a non-negative number"
         );
         for (i, l) in self.lora.iter().enumerate() {
             anyhow::ensure!(!l.trim().is_empty(), "a --lora name must not be empty");

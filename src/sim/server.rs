@@ -168,19 +168,7 @@ fn unix_secs() -> u64 {
 }
 
 async fn models(State(st): State<Arc<SimState>>) -> axum::Json<serde_json::Value> {
-    let m = &st.opts.model;
-    axum::Json(json!({
-        "object": "list",
-        "data": [{
-            "id": m,
-            "object": "model",
-            "created": unix_secs(),
-            "owned_by": "vllm",
-            "root": m,
-            "parent": null,
-            "max_model_len": st.opts.max_model_len,
-        }]
-    }))
+    axum::Json(api::models_list(&st.opts, unix_secs()))
 }
 
 #[derive(Deserialize)]
@@ -284,6 +272,7 @@ async fn generate(st: Arc<SimState>, api_kind: Api, body: Bytes) -> Response {
                         id,
                         prompt_tokens: req.prompt_tokens,
                         block_hashes: req.block_hashes.clone(),
+                        lora: req.lora,
                         output_tokens: target,
                         submitted: Instant::now(),
                         events: tx,

@@ -889,3 +889,40 @@ fn trials_and_records_are_bounded() {
         "bytes",
     );
 }
+
+#[test]
+fn cel_model_mix_names_are_unique_and_weights_positive() {
+    let mix = |models: Value| with(minimal_bench(), "/spec/workload/models", models);
+    validate_object(
+        &mix(json!([{"name": "base", "weight": 70}, {"name": "sql-lora", "weight": 30}])),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &mix(json!([{"name": "base", "weight": 70}, {"name": "base", "weight": 30}])),
+        "every model name must be listed once",
+    );
+    rejected(
+        &mix(json!([{"name": "base", "weight": 0}])),
+        "every weight must be > 0",
+    );
+    rejected(&mix(json!([{"name": "", "weight": 1}])), "name");
+}
+
+#[test]
+fn cel_cancellation_needs_a_fraction_in_range_and_a_delay() {
+    let cancel = |c: Value| with(minimal_bench(), "/spec/workload/cancel", c);
+    validate_object(&cancel(json!({"fraction": 0.2, "after": "2s"})), None).unwrap();
+    validate_object(&cancel(json!({"fraction": 1.0, "after": "500ms"})), None).unwrap();
+    for bad in [0.0, -0.5, 1.5] {
+        rejected(
+            &cancel(json!({"fraction": bad, "after": "2s"})),
+            "spec.workload.cancel.fraction must be in (0, 1]",
+        );
+    }
+    rejected(
+        &cancel(json!({"fraction": 0.2, "after": "0s"})),
+        "spec.workload.cancel.after must be > 0",
+    );
+    rejected(&cancel(json!({"fraction": 0.2, "after": "soon"})), "after");
+}

@@ -366,6 +366,28 @@ fn sim_has_no_gpu_and_runs_restricted() {
 }
 
 #[test]
+fn a_sim_serves_the_lora_adapters_of_its_spec() {
+    let mut isvc = example("infsvc-sim.yaml");
+    isvc.spec.model.lora_adapters = vec![
+        inferops::api::LoraAdapter {
+            name: "sql".into(),
+            source: "org/sql-lora".into(),
+        },
+        inferops::api::LoraAdapter {
+            name: "chat".into(),
+            source: "org/chat-lora".into(),
+        },
+    ];
+    let a = args(&render(&isvc, &ctx()).unwrap());
+    let tail: Vec<&str> = a
+        .iter()
+        .skip_while(|s| *s != "--dcgm")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, ["--dcgm", "--lora", "sql", "--lora", "chat"], "{a:?}");
+}
+
+#[test]
 fn scheduling_overrides_win() {
     let mut isvc = example("infsvc-gke-l4.yaml");
     isvc.spec.scheduling = Some(

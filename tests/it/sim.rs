@@ -395,12 +395,19 @@ async fn client_disconnect_frees_the_request() {
         .unwrap();
     let mut s = resp.bytes_stream();
     s.next().await.unwrap().unwrap();
-    drop(s);
     let l = format!("{{model_name=\"{}\"}}", sim.model());
+    let m = metrics_text(&sim).await;
+    assert!(
+        sample(&m, &format!("vllm:kv_cache_usage_perc{l}")) > 0.0,
+        "the running request holds KV blocks"
+    );
+    drop(s);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let m = metrics_text(&sim).await;
-        if sample(&m, &format!("vllm:num_requests_running{l}")) == 0.0 {
+        if sample(&m, &format!("vllm:num_requests_running{l}")) == 0.0
+            && sample(&m, &format!("vllm:kv_cache_usage_perc{l}")) == 0.0
+        {
             break;
         }
         assert!(Instant::now() < deadline, "request still running");
@@ -417,6 +424,85 @@ async fn client_disconnect_frees_the_request() {
     let r = &trace["requests"][0];
     assert!(r["finish_reason"].is_null());
     assert!(r["completion_tokens"].as_u64().unwrap() < 1000);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn lora_adapters_are_served_listed_and_reported() {
+    let mut o = SimOptions::profile("qwen2.5-0.5b-l4").unwrap();
+    o.lora = vec!["sql".into(), "chat".into()];
+    let sim = start(o).await;
+    let c = reqwest::Client::new();
+    let base = sim.base_url();
+    let models: Value = c
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<(&str, Value)> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["parent"].clone()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (sim.model(), Value::Null),
+            ("sql", json!(sim.model())),
+            ("chat", json!(sim.model()))
+        ]
+    );
+    let url = format!("{base}/v1/completions");
+    let o = stream_request(&c, &url, completion_body("sql", 8, 4)).await;
+    assert_eq!((o.tokens, o.saw_done), (4, true));
+    let r = c
+        .post(&url)
+        .json(&completion_body("nope", 8, 4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "The model `nope` does not exist.");
+    // While a long `chat` request runs, the gauge names it; once it is gone, nothing.
+    let resp = c
+        .post(&url)
+        .json(&completion_body("chat", 8, 2000))
+        .send()
+        .await
+        .unwrap();
+    let mut s = resp.bytes_stream();
+    s.next().await.unwrap().unwrap();
+    let series = |m: &str| -> Vec<String> {
+        m.lines()
+            .filter(|l| l.starts_with("vllm:lora_requests_info{"))
+            .map(str::to_string)
+            .collect()
+    };
+    let m = metrics_text(&sim).await;
+    let running = series(&m);
+    assert_eq!(running.len(), 1, "{m}");
+    assert!(
+        running[0].starts_with(
+            "vllm:lora_requests_info{max_lora=\"1\",running_lora_adapters=\"chat\",waiting_lora_adapters=\"\"}"
+        ),
+        "{}",
+        running[0]
+    );
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = metrics_text(&sim).await;
+        if series(&m)[0].contains("running_lora_adapters=\"\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "adapter still listed: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sim.shutdown().await;
 }
 
