@@ -79,7 +79,8 @@ pub struct HistogramFigures {
     /// The bucket holding the 99th percentile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_bucket: Option<BucketBounds>,
-    /// Cumulative counts at each finite bucket bound (the `+Inf` bucket is `count`).
+    /// Cumulative counts at each finite bucket bound (the `+Inf` bucket is `count`), up to
+    /// the first bound that holds every observation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buckets: Vec<CumulativeBucket>,
 }
@@ -130,23 +131,39 @@ impl HistogramFigures {
             p50_bucket: bounds(0.5),
             p95_bucket: bounds(0.95),
             p99_bucket: bounds(0.99),
-            buckets: b
-                .cumulative
-                .iter()
-                .filter(|(le, _)| le.is_finite())
-                .map(|&(le, count)| CumulativeBucket {
-                    le_ms: ms(le),
-                    count,
-                })
-                .collect(),
+            buckets: {
+                // Bounds past the first that holds every observation add nothing: none is
+                // above them.
+                let full = b
+                    .cumulative
+                    .iter()
+                    .position(|&(_, c)| c >= b.count)
+                    .map_or(b.cumulative.len(), |i| i + 1);
+                b.cumulative[..full]
+                    .iter()
+                    .filter(|(le, _)| le.is_finite())
+                    .map(|&(le, count)| CumulativeBucket {
+                        le_ms: ms(le),
+                        count,
+                    })
+                    .collect()
+            },
         })
     }
 
     /// Fraction of observations above `bound_ms`, which must be one of the bucket bounds
-    /// (within a microsecond): the one kind of tail figure the buckets give exactly.
+    /// (within a microsecond) or at least the bound that holds them all: the one kind of
+    /// tail figure the buckets give exactly.
     pub fn fraction_over(&self, bound_ms: f64) -> Option<f64> {
         if !(self.count > 0.0) {
             return None;
+        }
+        if self
+            .buckets
+            .last()
+            .is_some_and(|b| b.count >= self.count && bound_ms >= b.le_ms)
+        {
+            return Some(0.0);
         }
         let b = self
             .buckets
@@ -211,23 +228,43 @@ fn counter_delta(begin: &Exposition, end: &Exposition, family: &str) -> Option<u
     (after >= before).then(|| (after - before).round() as u64)
 }
 
+/// The gauges of one `/metrics` read: all a read taken while the load runs needs to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GaugeRead {
+    /// Running requests, summed over every series.
+    pub running: Option<f64>,
+    /// Waiting requests, summed over every series.
+    pub waiting: Option<f64>,
+    /// KV cache usage, the highest of every series (0..1).
+    pub kv_cache_usage: Option<f64>,
+}
+
+impl GaugeRead {
+    /// The gauges of `e` (the older KV cache name as a fallback).
+    pub fn of(e: &Exposition) -> GaugeRead {
+        GaugeRead {
+            running: e.sum(names::NUM_REQUESTS_RUNNING),
+            waiting: e.sum(names::NUM_REQUESTS_WAITING),
+            kv_cache_usage: e
+                .max(names::KV_CACHE_USAGE_PERC)
+                .or_else(|| e.max(names::GPU_CACHE_USAGE_PERC)),
+        }
+    }
+}
+
 /// The server figures of one window from the target's own `/metrics`: `begin` read when
 /// the window opened, `end` after its last request ended, `gauges` read while the load ran
 /// (running/waiting requests and KV cache usage are gauges: their min/max/mean over those
 /// reads; without any, over `begin` and `end`). Counters and histograms are the exact
 /// increase from `begin` to `end`, summed over every series of the scrape.
-pub fn from_scrapes(begin: &Exposition, end: &Exposition, gauges: &[Exposition]) -> WindowMetrics {
-    let pair = [begin.clone(), end.clone()];
-    let reads: &[Exposition] = if gauges.is_empty() { &pair } else { gauges };
-    let series = |f: &dyn Fn(&Exposition) -> Option<f64>| -> Vec<f64> {
-        reads.iter().filter_map(f).collect()
-    };
-    let running = min_max_mean(&series(&|e| e.sum(names::NUM_REQUESTS_RUNNING)));
-    let waiting = min_max_mean(&series(&|e| e.sum(names::NUM_REQUESTS_WAITING)));
-    let kv = min_max_mean(&series(&|e| {
-        e.max(names::KV_CACHE_USAGE_PERC)
-            .or_else(|| e.max(names::GPU_CACHE_USAGE_PERC))
-    }));
+pub fn from_scrapes(begin: &Exposition, end: &Exposition, gauges: &[GaugeRead]) -> WindowMetrics {
+    let pair = [GaugeRead::of(begin), GaugeRead::of(end)];
+    let reads: &[GaugeRead] = if gauges.is_empty() { &pair } else { gauges };
+    let series =
+        |f: fn(&GaugeRead) -> Option<f64>| -> Vec<f64> { reads.iter().filter_map(f).collect() };
+    let running = min_max_mean(&series(|g| g.running));
+    let waiting = min_max_mean(&series(|g| g.waiting));
+    let kv = min_max_mean(&series(|g| g.kv_cache_usage));
     let hist = |families: &[&str]| {
         families.iter().find_map(|f| {
             let end = end.histogram(f)?;
@@ -473,12 +510,14 @@ vllm:e2e_request_latency_seconds_sum{model_name="m"} 12
 vllm:e2e_request_latency_seconds_count{model_name="m"} 20
 "#;
 
-    fn gauge(running: f64, waiting: f64, kv: f64) -> Exposition {
-        scrape(&format!(
-            "vllm:num_requests_running{{engine=\"0\"}} {running}\n\
+    fn gauge(running: f64, waiting: f64, kv: f64) -> GaugeRead {
+        GaugeRead::of(&scrape(&format!(
+            "vllm:num_requests_running{{engine=\"0\"}} {}\n\
+             vllm:num_requests_running{{engine=\"1\"}} 1\n\
              vllm:num_requests_waiting{{engine=\"0\"}} {waiting}\n\
-             vllm:kv_cache_usage_perc{{engine=\"0\"}} {kv}\n"
-        ))
+             vllm:gpu_cache_usage_perc{{engine=\"0\"}} {kv}\n",
+            running - 1.0
+        )))
     }
 
     #[test]
@@ -526,6 +565,9 @@ vllm:e2e_request_latency_seconds_count{model_name="m"} 20
         assert_eq!(t.fraction_over(250.0), Some(0.1));
         assert_eq!(t.fraction_over(200.0), None, "not a bucket bound");
         assert_eq!(t.over_at_least(200.0), Some((250.0, 0.1)));
+        // 500 ms holds all 20: the list stops there, and nothing is above any bound past it.
+        assert_eq!(t.buckets.last().map(|b| b.le_ms), Some(500.0));
+        assert_eq!(t.fraction_over(2500.0), Some(0.0));
         // A family that appeared during the window counts from zero.
         let e = m.e2e.as_ref().unwrap();
         assert_eq!((e.count, e.mean_ms), (20.0, Some(600.0)));

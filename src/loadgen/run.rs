@@ -76,6 +76,9 @@ pub struct RunOptions {
     /// Do not open connections before each step (by default they are opened, and their
     /// set-up time reported apart, so TCP handshakes stay out of the latencies).
     pub no_preconnect: bool,
+    /// Reads the server at both ends of each step's measured window; its figures become
+    /// the step's `server` object.
+    pub probe: Option<super::probe::Probe>,
 }
 
 /// The finished steps of `prior` that a run of `plan` can keep.
@@ -132,6 +135,7 @@ pub async fn run_plan_with(
         // Pods of a split run start at different prompts.
         next_prompt: Arc::new(AtomicU64::new(u64::from(par.index) * 7919)),
         cancel: cancel.clone(),
+        probe: options.probe.clone(),
     };
     let kept = resumable(plan, options.resume.as_ref());
     let mut results = Results {

@@ -74,6 +74,8 @@ pub struct StepContext {
     pub next_prompt: Arc<AtomicU64>,
     /// Stops the step; what was measured is kept.
     pub cancel: CancellationToken,
+    /// Reads the server over the measured window (the step's `server` figures).
+    pub probe: Option<super::probe::Probe>,
 }
 
 struct Shared {
@@ -204,9 +206,24 @@ pub async fn run_step(
     } else {
         (Vec::new(), None)
     };
+    // Without warm-up the window opens with the first request: read the server before it.
+    let mut window = match &ctx.probe {
+        Some(p) if spec.warmup.is_zero() => Some(p.0.open().await),
+        _ => None,
+    };
     let clock = Clock::now();
     let start = clock.instant;
     let measure_start = start + spec.warmup;
+    let opening = match &ctx.probe {
+        Some(p) if window.is_none() => {
+            let (open, warmup) = (p.0.open(), spec.warmup);
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(warmup).await;
+                open.await
+            }))
+        }
+        _ => None,
+    };
     let measure_end = spec.duration.map(|d| measure_start + d);
     let shared = Arc::new(Shared::new(progress, measure_start, spec.goodput_slo));
     match spec.point {
@@ -224,6 +241,12 @@ pub async fn run_step(
     let mut result =
         StepResult::from_stats(spec.point, &stats, window_start, window_end, interrupted);
     result.connection_setup = setup.filter(|s| s.connections + s.failed > 0);
+    if let Some(opening) = opening {
+        window = opening.await.ok();
+    }
+    if let Some(w) = window {
+        result.server = w.close().await;
+    }
     result
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 
-use crate::contract::WindowMetrics;
+use crate::contract::{ServerSource, WindowMetrics};
 
 /// Label convention of the DCGM metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -269,7 +269,10 @@ impl Collector {
         let seconds = (at - first).max(1) as u64;
         let end = DateTime::from_timestamp(at, 0).unwrap_or(end);
         let resolution = if seconds <= 120 { 1 } else { 5 };
-        let mut out = WindowMetrics::default();
+        let mut out = WindowMetrics {
+            source: Some(ServerSource::Prometheus),
+            ..WindowMetrics::default()
+        };
         for query in queries(&self.scope, seconds, resolution) {
             for promql in &query.promql {
                 if let Some(v) = self.instant(promql, end, query.reduce).await? {
