@@ -17,6 +17,7 @@ mod name_limits;
 mod prom;
 mod render;
 mod report;
+mod scrape;
 mod sim;
 mod strict_harness;
 mod vllm_metrics;
