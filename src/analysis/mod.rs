@@ -685,7 +685,7 @@ fn beyond_bucket(client_p50: f64, bucket: &crate::api::BucketRange) -> Option<(f
         }
     }
     let margin = bucket_margin(bucket.lower_ms);
-    (client_p50 < bucket.lower_ms - margin).then(|| (client_p50 - bucket.lower_ms, margin))
+    (client_p50 < bucket.lower_ms - margin).then_some((client_p50 - bucket.lower_ms, margin))
 }
 
 /// Client and server disagree by more than the server's buckets allow (TTFT, else E2E):

@@ -225,6 +225,7 @@ pub fn render_server(results: &Results) -> String {
         .collect();
     let mut out = markdown(&header, &rows);
     if let Some(source) = servers.iter().find_map(|m| m.source) {
+        out.push('\n');
         let _ = match source {
             ServerSource::MetricsEndpoint => writeln!(
                 out,

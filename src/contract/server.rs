@@ -90,7 +90,7 @@ pub struct HistogramFigures {
 /// without observations.
 pub fn quantile(q: f64, cumulative: &[(f64, f64)]) -> Option<(f64, (f64, Option<f64>))> {
     let total = cumulative.last()?.1;
-    if !(total > 0.0) || !(0.0..=1.0).contains(&q) {
+    if total.is_nan() || total <= 0.0 || !(0.0..=1.0).contains(&q) {
         return None;
     }
     let rank = q * total;
@@ -155,7 +155,7 @@ impl HistogramFigures {
     /// (within a microsecond) or at least the bound that holds them all: the one kind of
     /// tail figure the buckets give exactly.
     pub fn fraction_over(&self, bound_ms: f64) -> Option<f64> {
-        if !(self.count > 0.0) {
+        if self.count.is_nan() || self.count <= 0.0 {
             return None;
         }
         if self

@@ -69,8 +69,14 @@ async fn bench_joins_server_and_gpu_figures_per_step() {
         if let Some(upper) = p95["upper_ms"].as_f64() {
             assert!(interpolated <= upper + 1e-6, "{server}");
         }
-        assert!(server["ttft"]["mean_ms"].as_f64().unwrap() > 0.0, "{server}");
+        assert!(
+            server["ttft"]["mean_ms"].as_f64().unwrap() > 0.0,
+            "{server}"
+        );
     }
-    assert!(stdout.contains("Server figures from Prometheus"), "{stdout}");
+    assert!(
+        stdout.contains("Server figures from Prometheus"),
+        "{stdout}"
+    );
     sim.shutdown().await;
 }
