@@ -62,7 +62,8 @@ pub struct BenchmarkRunSpec {
     /// The in-cluster load Job.
     #[serde(default)]
     pub loadgen: LoadgenSpec,
-    /// Where to read GPU (DCGM) and vLLM server metrics for each step's window.
+    /// Where the load pods read GPU (DCGM) and vLLM server metrics for each step's window
+    /// (asked from the first load pod after the last step; the operator never calls it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSpec>,
     /// A step whose failed/total ratio exceeds this fails the run (default 0.01 = 1%).
@@ -577,7 +578,7 @@ pub enum GpuLabels {
     GkeManaged,
 }
 
-/// Prometheus to query for each step's window.
+/// Prometheus that the load pods ask for the server-side figures of each step's window.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusSpec {
@@ -686,7 +687,8 @@ pub enum WaitKind {
     TargetReady,
     /// The InferenceService to run the sweep's replica count.
     TargetScaled,
-    /// The endpoint to answer `/v1/models` with the model.
+    /// The endpoint to answer `/v1/models` with the model. Not written any more: the load
+    /// pods check the endpoint themselves (kept so that older statuses stay readable).
     TargetReachable,
     /// The load pods to start (image pull, scheduling, quota).
     LoadPodsStarted,
@@ -914,6 +916,10 @@ pub struct ServerMetrics {
     /// Least and most loaded replica (mean running requests): shows load balance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_replica_running: Option<MinMax>,
+    /// Achieved prefix-cache hit rate over the window: prompt tokens found in the cache /
+    /// prompt tokens looked up (`vllm:prefix_cache_hits` / `vllm:prefix_cache_queries`), 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_hit_rate: Option<f64>,
     /// Mean requests waiting over the window (from `/metrics` reads; absent from
     /// Prometheus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1065,6 +1071,40 @@ pub struct StepStatus {
     /// With `spec.load.goodputSlo`: the requests that met every per-request bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput: Option<Goodput>,
+    /// The workload the step was meant to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<StepWorkload>,
+}
+
+/// What a step was meant to send (intended figures, from the plan or its prepared prompts).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StepWorkload {
+    /// Prompt source.
+    pub dataset: DatasetKind,
+    /// Mean prompt length asked for, tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_input_tokens: Option<f64>,
+    /// Mean output length asked for (`max_tokens`), tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_output_tokens: Option<f64>,
+    /// Intended share of prompt tokens a prefix cache can serve, 0..1 (shared-prefix
+    /// datasets): the hit rate the workload aims for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix_fraction: Option<f64>,
+    /// The model mix and each model's intended share of the requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelShare>,
+}
+
+/// One model of a step's model mix.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelShare {
+    /// Served model name (a base model or a LoRA adapter).
+    pub model: String,
+    /// Intended fraction of the requests, 0..1.
+    pub share: f64,
 }
 
 /// Requests of a step that met every per-request bound of `spec.load.goodputSlo`.

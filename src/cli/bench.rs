@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Saturation, SharedPrefix, Slo,
-    TokenCount,
+    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, PlanPrometheus, Saturation,
+    SharedPrefix, Slo, TokenCount,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
@@ -533,35 +533,6 @@ impl Observer for BenchObserver {
     }
 }
 
-/// First model listed by `GET {url}/v1/models`.
-async fn first_model(url: &str) -> anyhow::Result<String> {
-    let base = url.trim_end_matches('/');
-    let base = base.strip_suffix("/v1").unwrap_or(base);
-    let list = format!("{base}/v1/models");
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()?
-        .get(&list)
-        .send()
-        .await
-        .with_context(|| format!("GET {list}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        bail!(
-            "GET {list}: HTTP {status}: {}",
-            crate::loadgen::client::server_message(&body)
-        );
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("GET {list}: bad JSON"))?;
-    v.pointer("/data/0/id")
-        .and_then(|m| m.as_str())
-        .map(str::to_owned)
-        .with_context(|| format!("GET {list}: no model listed"))
-}
-
 /// Starts the built-in simulator on an ephemeral loopback port.
 async fn start_simulator(profile: &str) -> anyhow::Result<crate::sim::SimHandle> {
     let opts = crate::sim::SimOptions::profile(profile)?;
@@ -582,12 +553,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let file_model = file.as_ref().and_then(|f| f.model.clone());
     let (url, model) = match args.url.as_ref().or(file_url.as_ref()) {
         Some(url) => {
-            let model = match args.model.as_ref().or(file_model.as_ref()) {
-                Some(m) => m.clone(),
-                None => first_model(url)
-                    .await
-                    .context("finding the model name (pass --model)")?,
-            };
+            // One look before any load: a clear error instead of a sweep of failed requests.
+            let wanted = args.model.as_ref().or(file_model.as_ref());
+            let model = crate::loadgen::target::check(
+                url,
+                wanted.map(String::as_str),
+                Duration::ZERO,
+                Duration::ZERO,
+            )
+            .await
+            .map_err(|p| anyhow::anyhow!("{url}: {p} (--model)"))?;
             (url.clone(), model)
         }
         None => {
@@ -654,22 +629,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         s.shutdown().await;
     }
     let mut results = results?;
-    if let Some(prom) = &args.prometheus {
-        let scope = crate::prom::Scope {
-            model_name: Some(plan.target.model.clone()),
+    if let Some(url) = &args.prometheus {
+        let prom = crate::contract::plan::PlanPrometheus {
+            url: url.clone(),
+            namespace: None,
             pod_regex: args.prometheus_pods.clone(),
-            ..Default::default()
+            gpu_labels: Default::default(),
+            settle: Duration::ZERO,
         };
-        let collector = crate::prom::Collector::new(prom, scope)?;
-        for step in &mut results.steps {
-            match collector.collect(step.window_start, step.window_end).await {
-                Ok(m) => step.server = Some(m),
-                Err(e) => {
-                    eprintln!("warning: {e}; client results are kept");
-                    break;
-                }
-            }
-        }
+        attach_server_figures(&mut results, &prom, &plan.target.model).await;
     }
     println!();
     println!(
@@ -812,6 +780,76 @@ fn spawn_sink_writer(
     (tx, task)
 }
 
+/// Server-side figures of every step from Prometheus, asked after `prom.settle` (so the last
+/// scrape of the last window has landed), scoped to the target's pods and model. A failure
+/// keeps the client results and says why in `metadata.serverMetricsError` (and on stderr).
+pub async fn attach_server_figures(results: &mut Results, prom: &PlanPrometheus, model: &str) {
+    tokio::time::sleep(prom.settle).await;
+    let scope = crate::prom::Scope {
+        namespace: prom.namespace.clone(),
+        pod_regex: prom.pod_regex.clone(),
+        model_name: Some(model.to_string()),
+        gpu_labels: prom.gpu_labels.into(),
+    };
+    let failed = |results: &mut Results, e: String| {
+        eprintln!(
+            "warning: Prometheus {}: {e}; client results are kept",
+            prom.url
+        );
+        let e: String = e.split_whitespace().collect::<Vec<_>>().join(" ");
+        results.metadata.server_metrics_error = Some(e.chars().take(300).collect());
+    };
+    let collector = match crate::prom::Collector::new(&prom.url, scope) {
+        Ok(c) => c,
+        Err(e) => return failed(results, format!("{e:#}")),
+    };
+    for i in 0..results.steps.len() {
+        let step = &results.steps[i];
+        if step.server.is_some() {
+            continue;
+        }
+        match collector.collect(step.window_start, step.window_end).await {
+            Ok(m) => results.steps[i].server = Some(m),
+            Err(e) => return failed(results, format!("{e:#}")),
+        }
+    }
+}
+
+/// A load pod's first step: the target check, from the pod (the tenant's network identity
+/// and credentials, not the operator's). On success the plan carries the model to send and
+/// the load may start (`true`). A target that never answers within `plan.target.wait`, or
+/// lacks the model, is recorded as a marker next to the pod's results, which the operator
+/// turns into the run's failure reason (`false`: end the pod cleanly); without a sink it is
+/// an error.
+pub async fn pod_target_check(
+    plan: &mut Plan,
+    sink: Option<&super::sink::ConfigMapSink>,
+    every: Duration,
+) -> anyhow::Result<bool> {
+    let wanted = Some(plan.target.model.clone()).filter(|m| !m.trim().is_empty());
+    match crate::loadgen::target::check(
+        &plan.target.url,
+        wanted.as_deref(),
+        plan.target.wait,
+        every,
+    )
+    .await
+    {
+        Ok(model) => {
+            plan.target.model = model;
+            Ok(true)
+        }
+        Err(problem) => {
+            let Some(sink) = sink else {
+                bail!("{problem}");
+            };
+            eprintln!("error: {problem}");
+            sink.write_target_problem(&problem).await?;
+            Ok(false)
+        }
+    }
+}
+
 /// `inferops loadgen`.
 pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.plan)
@@ -838,6 +876,9 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if !pod_target_check(&mut plan, sink.as_deref(), Duration::from_secs(2)).await? {
+        return Ok(());
+    }
     let writer = sink.clone().map(spawn_sink_writer);
     let mut observer = LoadgenObserver {
         out: args.out.clone(),
@@ -863,8 +904,14 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         resume,
         ..Default::default()
     };
-    let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
+    let mut results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);
+    // Server figures once, from the first pod (the windows are common to all pods).
+    if let Some(prom) = &plan.prometheus
+        && plan.parallelism.index == 0
+    {
+        attach_server_figures(&mut results, prom, &plan.target.model).await;
+    }
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);
         let _ = task.await;

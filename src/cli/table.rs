@@ -125,7 +125,7 @@ fn point_cell(s: &StepResult) -> String {
     }
 }
 
-/// What Prometheus reported per step (`inferops bench --prometheus`).
+/// What the server reported per step (its `/metrics`, or `--prometheus`).
 pub fn render_server(results: &Results) -> String {
     type Cell = fn(&WindowMetrics) -> Option<String>;
     // A server quantile: its interpolated value (as PromQL's histogram_quantile gives it)
@@ -192,9 +192,6 @@ pub fn render_server(results: &Results) -> String {
         }),
         ("finished", |m| m.requests_succeeded.map(|v| v.to_string())),
         ("preempted", |m| m.preemptions.map(|v| v.to_string())),
-        ("prefix hit %", |m| {
-            m.prefix_cache_hit_rate.map(|v| num(v * 100.0, 1))
-        }),
     ];
     let servers: Vec<WindowMetrics> = results
         .steps
@@ -207,8 +204,13 @@ pub fn render_server(results: &Results) -> String {
         .iter()
         .filter(|(_, cell)| servers.iter().any(|m| cell(m).is_some()))
         .collect();
+    // Against a server with prefix-cache counters: achieved hit rate (and the intended one).
+    let prefix = servers.iter().any(|m| m.prefix_cache_hit_rate().is_some());
     let mut header = vec!["load"];
     header.extend(shown.iter().map(|(h, _)| *h));
+    if prefix {
+        header.push("prefix hit % (intended)");
+    }
     let rows: Vec<Vec<String>> = results
         .steps
         .iter()
@@ -220,6 +222,16 @@ pub fn render_server(results: &Results) -> String {
                     .iter()
                     .map(|(_, cell)| cell(m).unwrap_or_else(|| "-".into())),
             );
+            if prefix {
+                let intended = s.workload.as_ref().and_then(|w| w.shared_prefix_fraction);
+                let achieved = m
+                    .prefix_cache_hit_rate()
+                    .map_or_else(|| "-".into(), |v| num(v * 100.0, 1));
+                row.push(match intended {
+                    Some(i) => format!("{achieved} ({})", num(i * 100.0, 1)),
+                    None => achieved,
+                });
+            }
             row
         })
         .collect();

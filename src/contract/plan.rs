@@ -27,6 +27,39 @@ pub struct Plan {
     /// This process's share of a load split over several pods.
     #[serde(default)]
     pub parallelism: Parallelism,
+    /// Where the load pod reads the server-side figures of every step after the load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PlanPrometheus>,
+}
+
+/// Server-side figures from Prometheus, read by the load (pod 0 of a split load) with its own
+/// network identity once the last step is done: vLLM and DCGM metrics over each step's
+/// measured window, scoped to the target's pods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanPrometheus {
+    /// Base URL of the Prometheus HTTP API.
+    pub url: String,
+    /// Namespace of the target's pods (unset: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Regular expression of the target's pod names (unset: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_regex: Option<String>,
+    /// Label convention of the DCGM metrics.
+    #[serde(default)]
+    pub gpu_labels: crate::api::GpuLabels,
+    /// Wait after the last step before asking, so that the last scrape of the window has
+    /// landed (default 30s, kube-prometheus-stack's scrape interval).
+    #[serde(default = "default_settle", with = "duration")]
+    pub settle: Duration,
+}
+
+/// The default [`PlanPrometheus::settle`].
+pub const DEFAULT_PROMETHEUS_SETTLE: Duration = Duration::from_secs(30);
+
+fn default_settle() -> Duration {
+    DEFAULT_PROMETHEUS_SETTLE
 }
 
 /// The server under test.
@@ -35,8 +68,22 @@ pub struct Plan {
 pub struct Target {
     /// Base URL, e.g. `http://qwen.default.svc:8000` (a trailing `/v1` is accepted).
     pub url: String,
-    /// Served model name sent in every request.
+    /// Served model name sent in every request. Empty in a plan the operator writes for a
+    /// URL target without `spec.target.model`: the load pod takes the only model the target
+    /// lists (see [`crate::contract::target`]).
+    #[serde(default)]
     pub model: String,
+    /// How long the load pod waits for the target to answer `GET /v1/models` before it gives
+    /// up (default 5 minutes).
+    #[serde(default = "default_target_wait", with = "duration")]
+    pub wait: Duration,
+}
+
+/// How long a load pod waits for the target by default.
+pub const DEFAULT_TARGET_WAIT: Duration = Duration::from_secs(300);
+
+fn default_target_wait() -> Duration {
+    DEFAULT_TARGET_WAIT
 }
 
 /// The OpenAI API flavour to call.
@@ -284,6 +331,21 @@ pub struct Workload {
     /// number of requests in the largest step, at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
+    /// Weighted model mix: each request goes to one of these served models (or LoRA
+    /// adapters), picked by weight from the seed. Empty: every request goes to
+    /// `target.model`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelWeight>,
+}
+
+/// One entry of a model mix: `{name: lora-a, weight: 30}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelWeight {
+    /// Served model name (a base model or a LoRA adapter).
+    pub name: String,
+    /// Relative weight (> 0): the model gets `weight / sum of weights` of the requests.
+    pub weight: u32,
 }
 
 impl Workload {
@@ -324,6 +386,7 @@ impl Default for Workload {
             seed: default_seed(),
             stream: true,
             num_prompts: None,
+            models: Vec::new(),
         }
     }
 }
@@ -619,10 +682,12 @@ impl Plan {
             target: Target {
                 url: url.into(),
                 model: model.into(),
+                wait: default_target_wait(),
             },
             workload: Workload::default(),
             load: Load::default(),
             parallelism: Parallelism::default(),
+            prometheus: None,
         }
     }
 
@@ -636,10 +701,6 @@ impl Plan {
     /// Checks the plan for values that cannot run.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.target.url.trim().is_empty(), "target.url is empty");
-        ensure!(
-            !self.target.model.trim().is_empty(),
-            "target.model is empty"
-        );
         let w = &self.workload;
         w.input_tokens.check("workload.inputTokens", 1)?;
         w.output_tokens.check("workload.outputTokens", 1)?;
@@ -657,6 +718,23 @@ impl Plan {
             ensure!(
                 sp.prefix_tokens >= 1 || sp.suffix_tokens.min() >= 1,
                 "workload.dataset.sharedPrefix: prompts must not be empty"
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for m in &w.models {
+            ensure!(
+                !m.name.trim().is_empty(),
+                "workload.models: a name is empty"
+            );
+            ensure!(
+                m.weight > 0,
+                "workload.models: weight of {:?} must be > 0",
+                m.name
+            );
+            ensure!(
+                names.insert(m.name.as_str()),
+                "workload.models: {:?} is listed twice",
+                m.name
             );
         }
         let l = &self.load;
@@ -935,6 +1013,9 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
             "target: {url: x, model: m}\nload: {arrival: {gamma: {burstiness: 0}}}",
             "target: {url: x, model: m}\nworkload: {inputTokens: {mean: 5, stddev: 1, min: 9}}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 1}, {name: a, weight: 2}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 0}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: '', weight: 1}]}",
             "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");

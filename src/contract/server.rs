@@ -309,12 +309,8 @@ pub fn from_scrapes(begin: &Exposition, end: &Exposition, gauges: &[GaugeRead]) 
         preemptions: counter_delta(begin, end, names::NUM_PREEMPTIONS),
         prompt_tokens: counter_delta(begin, end, names::PROMPT_TOKENS),
         generation_tokens: counter_delta(begin, end, names::GENERATION_TOKENS),
-        prefix_cache_hits: hits,
-        prefix_cache_queries: queries,
-        prefix_cache_hit_rate: match (hits, queries) {
-            (Some(h), Some(q)) if q > 0 => Some(h as f64 / q as f64),
-            _ => None,
-        },
+        prefix_cache_hits: hits.map(|h| h as f64),
+        prefix_cache_queries: queries.map(|q| q as f64),
         ..WindowMetrics::default()
     }
 }
@@ -407,15 +403,14 @@ pub struct WindowMetrics {
     /// Tokens the server generated in the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation_tokens: Option<u64>,
-    /// Prompt tokens looked up in the prefix cache in the window.
+    /// Prompt tokens looked up in the prefix cache during the window, summed over replicas
+    /// (increase of `vllm:prefix_cache_queries`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix_cache_queries: Option<u64>,
-    /// Prompt tokens found in the prefix cache in the window.
+    pub prefix_cache_queries: Option<f64>,
+    /// Prompt tokens found in the prefix cache during the window (increase of
+    /// `vllm:prefix_cache_hits`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix_cache_hits: Option<u64>,
-    /// Achieved prefix-cache hit rate: `prefix_cache_hits / prefix_cache_queries`, 0..1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix_cache_hit_rate: Option<f64>,
+    pub prefix_cache_hits: Option<f64>,
 }
 
 impl WindowMetrics {
@@ -435,20 +430,23 @@ impl WindowMetrics {
             "queue_time_p95_ms" => &mut self.queue_time_p95_ms,
             "per_replica_running_min" => &mut self.per_replica_running_min,
             "per_replica_running_max" => &mut self.per_replica_running_max,
-            "prefix_cache_hit_rate" => &mut self.prefix_cache_hit_rate,
-            "preemptions" | "prefix_cache_queries" | "prefix_cache_hits" => {
+            "prefix_cache_queries" => &mut self.prefix_cache_queries,
+            "prefix_cache_hits" => &mut self.prefix_cache_hits,
+            "preemptions" => {
                 // Prometheus' increase() extrapolates: a count is its nearest integer.
-                let count = Some(value.max(0.0).round() as u64);
-                match field {
-                    "preemptions" => self.preemptions = count,
-                    "prefix_cache_queries" => self.prefix_cache_queries = count,
-                    _ => self.prefix_cache_hits = count,
-                }
+                self.preemptions = Some(value.max(0.0).round() as u64);
                 return;
             }
             other => unreachable!("query for unknown field {other}"),
         };
         *slot = Some(value);
+    }
+
+    /// Achieved prefix-cache hit rate over the window: hits / queries, 0..1 (`None` without
+    /// both counters or without any lookup).
+    pub fn prefix_cache_hit_rate(&self) -> Option<f64> {
+        let (q, h) = (self.prefix_cache_queries?, self.prefix_cache_hits?);
+        (q > 0.0).then(|| (h / q).clamp(0.0, 1.0))
     }
 
     /// True when no series at all matched: usually a wrong scope or missing scrape config.
@@ -544,9 +542,9 @@ vllm:e2e_request_latency_seconds_count{model_name="m"} 20
         assert_eq!(m.preemptions, Some(0));
         assert_eq!(
             (m.prefix_cache_queries, m.prefix_cache_hits),
-            (Some(4000), Some(3000))
+            (Some(4000.0), Some(3000.0))
         );
-        assert_eq!(m.prefix_cache_hit_rate, Some(0.75));
+        assert_eq!(m.prefix_cache_hit_rate(), Some(0.75));
         let t = m.ttft.as_ref().unwrap();
         assert_eq!(t.count, 20.0);
         // (3.5 - 0.5) s / 20.
@@ -587,7 +585,7 @@ vllm:e2e_request_latency_seconds_count{model_name="m"} 20
         let m = from_scrapes(&scrape(END), &scrape(BEGIN), &[]);
         assert!(m.ttft.is_none() && m.ttft_p95_ms.is_none());
         assert_eq!(m.requests_succeeded, None);
-        assert_eq!(m.prefix_cache_hit_rate, None);
+        assert_eq!(m.prefix_cache_hit_rate(), None);
     }
 
     #[test]
@@ -609,6 +607,20 @@ vllm:e2e_request_latency_seconds_count{model_name="m"} 20
             upper_ms: Some(5.0),
         };
         assert_eq!(b.label(), "2.5-5");
+    }
+
+    #[test]
+    fn hit_rate_is_hits_over_queries_of_the_window() {
+        let mut m = WindowMetrics::default();
+        assert_eq!(m.prefix_cache_hit_rate(), None);
+        m.set("prefix_cache_queries", 4000.0);
+        assert_eq!(m.prefix_cache_hit_rate(), None, "needs both counters");
+        m.set("prefix_cache_hits", 1000.0);
+        assert_eq!(m.prefix_cache_hit_rate(), Some(0.25));
+        m.set("prefix_cache_queries", 0.0);
+        assert_eq!(m.prefix_cache_hit_rate(), None, "no lookups, no rate");
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["prefix_cache_hits"], 1000.0);
     }
 
     #[test]

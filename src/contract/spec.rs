@@ -142,6 +142,7 @@ pub fn plan(
         target: Target {
             url: url.to_string(),
             model: model.to_string(),
+            wait: super::plan::DEFAULT_TARGET_WAIT,
         },
         workload: Workload {
             api: match w.api {
@@ -155,6 +156,7 @@ pub fn plan(
             seed: w.seed,
             stream: w.stream,
             num_prompts: None,
+            models: Vec::new(),
         },
         load: Load {
             mode,
@@ -184,6 +186,8 @@ pub fn plan(
             count: pods.max(1),
             start_at,
         },
+        // The controller adds the Prometheus scope (it knows the namespace and the pods).
+        prometheus: None,
     })
 }
 
@@ -230,7 +234,8 @@ pub fn deadline(plan: &Plan) -> Duration {
         }
         None => plan.points().into_iter().map(step).sum(),
     };
-    total + DEADLINE_SLACK
+    // The load pods first wait for the target to answer.
+    plan.target.wait + total + DEADLINE_SLACK
 }
 
 #[cfg(test)]
@@ -393,7 +398,10 @@ mod tests {
         let per_step_extra = p.load.warmup + p.load.step_slack;
         assert_eq!(
             deadline(&p),
-            p.load.request_timeout * rounds as u32 + per_step_extra * 6 + DEADLINE_SLACK
+            p.target.wait
+                + p.load.request_timeout * rounds as u32
+                + per_step_extra * 6
+                + DEADLINE_SLACK
         );
         // Time-bounded steps: warmup + duration + one timeout to drain, per step.
         let mut p = p;
@@ -402,7 +410,7 @@ mod tests {
         p.load.concurrency = vec![1, 2];
         let one =
             p.load.warmup + Duration::from_secs(60) + p.load.request_timeout + p.load.step_slack;
-        assert_eq!(deadline(&p), one * 2 + DEADLINE_SLACK);
+        assert_eq!(deadline(&p), p.target.wait + one * 2 + DEADLINE_SLACK);
         // A saturation search: 20, 40, 80 req/s up to 100.
         let p = plan(
             &example("bench-rate-saturation.yaml"),
@@ -416,7 +424,7 @@ mod tests {
             + p.load.duration_per_step.unwrap()
             + p.load.request_timeout
             + p.load.step_slack;
-        assert_eq!(deadline(&p), one * 3 + DEADLINE_SLACK);
+        assert_eq!(deadline(&p), p.target.wait + one * 3 + DEADLINE_SLACK);
     }
 
     #[test]

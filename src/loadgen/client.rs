@@ -51,9 +51,7 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// Settings for `target`, reading the API key from the environment.
     pub fn new(target: &Target, api: Api, stream: bool, timeout: Duration) -> ClientConfig {
-        let api_key = ["INFEROPS_API_KEY", "OPENAI_API_KEY"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let api_key = env_api_key();
         ClientConfig {
             base_url: target.url.clone(),
             api,
@@ -66,11 +64,25 @@ impl ClientConfig {
     }
 }
 
+/// The bearer token from `INFEROPS_API_KEY` or `OPENAI_API_KEY`, if set.
+pub fn env_api_key() -> Option<String> {
+    ["INFEROPS_API_KEY", "OPENAI_API_KEY"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
 /// The endpoint URL for `base` and `api` (`http://h:8000/v1` and `http://h:8000` both work).
 pub fn endpoint(base: &str, api: Api) -> String {
     let base = base.trim().trim_end_matches('/');
     let base = base.strip_suffix("/v1").unwrap_or(base);
     format!("{base}{}", api.path())
+}
+
+/// `GET /v1/models` under `base` (what the target check asks).
+pub fn models_url(base: &str) -> String {
+    let url = endpoint(base, Api::Completions);
+    let prefix = url.strip_suffix(Api::Completions.path()).unwrap_or(&url);
+    format!("{prefix}/v1/models")
 }
 
 /// The path of `GET /v1/models` under `base` (what verifies a pre-opened connection).
@@ -882,6 +894,11 @@ mod tests {
     #[test]
     fn connections_are_verified_on_the_models_endpoint() {
         assert_eq!(models_path("http://h:8000/v1"), "/v1/models");
+        assert_eq!(models_url("http://h:8000/v1/"), "http://h:8000/v1/models");
+        assert_eq!(
+            models_url("http://h/proxy/vllm"),
+            "http://h/proxy/vllm/v1/models"
+        );
         assert_eq!(models_path("http://h:8000"), "/v1/models");
         assert_eq!(
             models_path("http://h/proxy/vllm/v1/"),

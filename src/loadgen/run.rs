@@ -16,7 +16,7 @@ use super::workload::{RequestSet, load_tokenizer};
 use crate::contract::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
 use crate::contract::results::{
     Metadata, ProbePhase, Results, RunStatus, SaturationProbe, SaturationResult, StepResult,
-    Summary,
+    StepWorkload, Summary,
 };
 use crate::contract::slo::Measured;
 
@@ -242,6 +242,10 @@ impl Runner<'_> {
         if wall > 0.0 {
             step.client_cpu_util = Some(((busy / wall / cores) * 1000.0).round() / 1000.0);
         }
+        step.workload = Some(StepWorkload::of(
+            plan,
+            Some(self.ctx.workload.mean_lengths()),
+        ));
         self.results.steps.push(step.clone());
         let old = std::mem::replace(
             &mut self.results.summary,

@@ -373,6 +373,15 @@ impl RequestSet {
         self.requests.len()
     }
 
+    /// Mean prompt length and mean `max_tokens` of the prepared requests.
+    pub fn mean_lengths(&self) -> (f64, f64) {
+        let n = self.requests.len().max(1) as f64;
+        let sum = |f: fn(&PreparedRequest) -> u32| {
+            self.requests.iter().map(|r| f64::from(f(r))).sum::<f64>() / n
+        };
+        (sum(|r| r.prompt_words), sum(|r| r.max_tokens))
+    }
+
     /// Never true: a workload holds at least one request.
     pub fn is_empty(&self) -> bool {
         self.requests.is_empty()

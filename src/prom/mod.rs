@@ -202,6 +202,18 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
             Reduce::Single,
         ),
         q(
+            "per_replica_running_min",
+            vec![format!("avg_over_time(vllm:num_requests_running{v}[{w}])")],
+            1.0,
+            Reduce::Min,
+        ),
+        q(
+            "per_replica_running_max",
+            vec![format!("avg_over_time(vllm:num_requests_running{v}[{w}])")],
+            1.0,
+            Reduce::Max,
+        ),
+        q(
             "prefix_cache_queries",
             vec![format!(
                 "sum(increase(vllm:prefix_cache_queries_total{v}[{w}]))"
@@ -216,18 +228,6 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
             )],
             1.0,
             Reduce::Single,
-        ),
-        q(
-            "per_replica_running_min",
-            vec![format!("avg_over_time(vllm:num_requests_running{v}[{w}])")],
-            1.0,
-            Reduce::Min,
-        ),
-        q(
-            "per_replica_running_max",
-            vec![format!("avg_over_time(vllm:num_requests_running{v}[{w}])")],
-            1.0,
-            Reduce::Max,
         ),
     ]
 }
@@ -357,10 +357,6 @@ impl Collector {
                 }
             }
         }
-        out.prefix_cache_hit_rate = match (out.prefix_cache_hits, out.prefix_cache_queries) {
-            (Some(h), Some(q)) if q > 0 => Some((h as f64 / q as f64).min(1.0)),
-            _ => None,
-        };
         for (field, families) in HISTOGRAMS {
             for family in *families {
                 let [buckets, sum, count] = histogram_queries(&self.scope, family, seconds);

@@ -52,6 +52,10 @@ pub const PLAN_PATH: &str = "/etc/inferops/plan/plan.json";
 /// outgrow the size budget of its ConfigMap; the operator fails the run with
 /// `ResultsOverBudget`.
 pub const OVER_BUDGET_SUFFIX: &str = ".over-budget";
+/// Suffix of the marker key a load pod writes (next to its results key) when its check of the
+/// target failed before any load: the JSON of a [`crate::contract::target::TargetProblem`].
+/// The operator fails the run with its reason.
+pub const TARGET_PROBLEM_SUFFIX: &str = ".target-problem";
 /// Placeholder in `--results-configmap` that each load pod replaces with its index.
 pub const INDEX_PLACEHOLDER: &str = "{index}";
 

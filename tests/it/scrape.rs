@@ -192,9 +192,9 @@ async fn a_window_over_vllm_metrics_gives_exact_deltas_and_gauges_from_inside_it
     assert_eq!(m.requests_succeeded, Some(40));
     assert_eq!(
         (m.prefix_cache_hits, m.prefix_cache_queries),
-        (Some(6400), Some(10240))
+        (Some(6400.0), Some(10240.0))
     );
-    assert_eq!(m.prefix_cache_hit_rate, Some(0.625));
+    assert_eq!(m.prefix_cache_hit_rate(), Some(0.625));
     let ttft = m.ttft.unwrap();
     assert_eq!(ttft.count, 40.0);
     assert!((ttft.mean_ms.unwrap() - 70.0).abs() < 1e-9, "{ttft:?}");
