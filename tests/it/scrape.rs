@@ -335,6 +335,20 @@ async fn bench_without_prometheus_prints_and_saves_server_figures_per_step() {
         let interpolated = server["ttft_p95_ms"].as_f64().unwrap();
         assert!(lo <= interpolated && interpolated <= up, "{server}");
     }
+    // With a warm-up the window opens at its end, while the load runs: still figures.
+    let mut warm = args.clone();
+    warm.extend(["--warmup".into(), "500ms".into()]);
+    let (ok, _, stderr) = tokio::task::spawn_blocking(move || bench(&warm))
+        .await
+        .unwrap();
+    assert!(ok, "{stderr}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for s in results["steps"].as_array().unwrap() {
+        let server = &s["server"];
+        assert!(server["ttft"]["count"].as_f64().unwrap() >= 1.0, "{server}");
+        assert!(server["gauge_reads"].as_u64().unwrap() >= 1, "{server}");
+    }
     // Off switch: no reads, no server figures.
     let mut off = args.clone();
     off.push("--no-server-metrics".into());
