@@ -176,7 +176,7 @@ async fn a_window_over_vllm_metrics_gives_exact_deltas_and_gauges_from_inside_it
     let probe = MetricsProbe::new(&url).unwrap();
     let window = probe.open().await;
     f.phase.store(1, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     f.phase.store(2, Ordering::SeqCst);
     let m = window.close().await.expect("figures");
     assert!(probe.take_notes().is_empty());
