@@ -219,6 +219,7 @@ async fn throughput(
         next_prompt: Arc::new(AtomicU64::new(0)),
         cancel: CancellationToken::new(),
         probe: None,
+        records: None,
     };
     let spec = StepSpec {
         point: LoadPoint::Concurrency(concurrency),
@@ -230,6 +231,8 @@ async fn throughput(
         seed: 1,
         goodput_slo: None,
         preconnect: true,
+        ramp: None,
+        trace_speedup: None,
     };
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
 }

@@ -12,6 +12,7 @@ pub mod client;
 pub mod cpu;
 pub mod direct;
 pub mod probe;
+pub mod records;
 pub mod run;
 pub mod schedule;
 pub mod sse;

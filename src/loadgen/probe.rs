@@ -2,7 +2,8 @@
 //! `/metrics` reader plugs in here; the engine knows nothing of what it reads).
 //!
 //! [`WindowProbe::open`] runs when the window opens: before the first request of a step
-//! without warm-up, at the end of the warm-up otherwise, concurrently with the load.
+//! without warm-up (or unmeasured ramp-up), at the end of them otherwise, concurrently with
+//! the load.
 //! [`OpenWindow::close`] runs after the step's last request ended; its figures become the
 //! step's `server` object.
 
