@@ -703,7 +703,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens,
+        w.output_label(),
         serde_json::to_value(w.api)?.as_str().unwrap_or_default(),
         if w.stream {
             ", streaming"
@@ -784,7 +784,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens
+        w.output_label()
     );
     println!();
     print!("{}", table::render(&results));

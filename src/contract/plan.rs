@@ -516,9 +516,18 @@ impl Ramp {
 }
 
 impl Workload {
-    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`.
-    pub fn input_label(&self) -> String {
+    /// The output lengths, for headers: `128`, `recorded` (a trace's own).
+    pub fn output_label(&self) -> String {
         match &self.dataset {
+            Dataset::Trace { .. } => "recorded".into(),
+            _ => self.output_tokens.to_string(),
+        }
+    }
+
+    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`,
+    /// `256 (4-turn sessions)` (the first turn's prompt).
+    pub fn input_label(&self) -> String {
+        let first = match &self.dataset {
             Dataset::Random => self.input_tokens.to_string(),
             Dataset::Sharegpt { .. } => "sharegpt".into(),
             Dataset::SharedPrefix(sp) => format!(
@@ -527,6 +536,10 @@ impl Workload {
             ),
             Dataset::Trace { .. } => "trace".into(),
             Dataset::Jsonl { .. } => "jsonl".into(),
+        };
+        match &self.conversation {
+            Some(c) => format!("{first} ({}-turn sessions)", c.turns),
+            None => first,
         }
     }
 }

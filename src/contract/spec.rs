@@ -251,7 +251,8 @@ fn saturation_steps(s: &crate::contract::plan::Saturation) -> u32 {
 /// The longest a plan runs when its server answers, with [`DEADLINE_SLACK`]: for each step
 /// its warmup, then its `durationPerStep`, or for request-counted steps every request at
 /// the request timeout (closed loop: one timeout per round of `concurrency` requests; open
-/// loop: the send schedule plus one timeout). The default `activeDeadlineSeconds` of the
+/// loop: the send schedule plus one timeout), for conversations plus a session's longest
+/// think times. The default `activeDeadlineSeconds` of the
 /// load Job, so pods that hang cannot hold the run (or the GPUs) forever.
 pub fn deadline(plan: &Plan) -> Duration {
     let l = &plan.load;
@@ -270,7 +271,17 @@ pub fn deadline(plan: &Plan) -> Duration {
                 },
                 (None, None) => timeout,
             };
-        (l.warmup + measured + l.step_slack).saturating_mul(l.trials.max(1))
+        // A conversation's turns also wait their think times (a session's longest case).
+        let thinking = plan
+            .workload
+            .conversation
+            .as_ref()
+            .map_or(Duration::ZERO, |c| {
+                c.think_time_max
+                    .unwrap_or(c.think_time)
+                    .saturating_mul(c.turns.max())
+            });
+        (l.warmup + measured + thinking + l.step_slack).saturating_mul(l.trials.max(1))
     };
     let total: Duration = match &l.saturation {
         Some(s) => {
@@ -496,6 +507,13 @@ mod tests {
             })
         );
         assert_eq!(p.workload.api, Api::Chat);
+        let mut without = p.clone();
+        without.workload.conversation = None;
+        assert_eq!(
+            deadline(&p),
+            deadline(&without) + Duration::from_secs(2 * 4 * 3),
+            "two steps, each with up to four think times of 3 s"
+        );
         let p = plan(
             &example("bench-trace-replay.yaml"),
             "http://q",

@@ -340,6 +340,9 @@ impl Runner<'_> {
         };
         let mut workload = StepWorkload::of(plan, Some(self.ctx.workload.mean_lengths()));
         if let Some(turns) = self.ctx.workload.mean_turns() {
+            let (input, output) = self.ctx.workload.mean_lengths();
+            workload.mean_input_tokens = Some((input * 1000.0).round() / 1000.0);
+            workload.mean_output_tokens = Some((output * 1000.0).round() / 1000.0);
             workload.mean_turns_per_session = Some((turns * 1000.0).round() / 1000.0);
             workload.sessions = Some(sessions);
         }

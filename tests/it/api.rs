@@ -794,6 +794,10 @@ fn cel_conversations_traces_jsonl_and_ramps() {
         "a trace replay is open loop",
     );
     rejected(
+        &trace(json!({"mode": "rate", "rate": [3], "traceSpeedups": [1], "durationPerStep": "1m"})),
+        "a trace replay is open loop: it needs mode rate, without rate or saturation",
+    );
+    rejected(
         &with(
             trace(json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m"})),
             "/spec/workload/conversation",
