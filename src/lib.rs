@@ -9,6 +9,8 @@
 //!   Prometheus collector.
 //! - [`loadgen`] (the engine: HTTP, SSE, schedule, run) and [`sim`] (a vLLM-compatible
 //!   server): independent of each other and of Kubernetes.
+//! - [`scrape`]: the server figures from a target's own `/metrics` (plugs into the engine's
+//!   window probe).
 //! - [`controller`] and [`cli`]: the only places that wire the pieces together.
 
 pub mod analysis;
@@ -20,4 +22,5 @@ pub mod loadgen;
 pub mod prom;
 pub mod render;
 pub mod report;
+pub mod scrape;
 pub mod sim;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::api::{
     BaselineSpec, Bottleneck, Comparison, LatencyMs, LoadPoint, Recommendation, RunSummary,
-    Saturation, SaturationLimit, SaturationProbe, StepStatus,
+    Saturation, SaturationLimit, SaturationProbe, ServerMetrics, StepStatus,
 };
 use crate::contract::Measured;
 pub use crate::contract::Slo;
@@ -342,6 +342,7 @@ pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
     findings.extend(prefix_cache_finding(steps));
     findings.extend(error_finding(steps));
     findings.extend(balance_finding(steps));
+    findings.extend(client_server_finding(&first));
     if let Some(sentence) = bottleneck_sentence(bottleneck, &first) {
         findings.push(sentence);
     }
@@ -495,14 +496,27 @@ pub fn bottleneck(steps: &[&StepStatus]) -> Bottleneck {
     if steps.iter().any(client_bound) {
         return Bottleneck::Client;
     }
-    if timeouts > 0.1 && (gpu_idle || gpu.util_mean.is_none()) {
+    // The engine's own queue-time histogram: a count above a bucket bound and an exact
+    // mean, never an interpolated percentile.
+    let queued = engine_queued(&server);
+    if timeouts > 0.1 && (gpu_idle || gpu.util_mean.is_none()) && queued != Some(true) {
         return Bottleneck::Api;
     }
     if server.kv_cache_usage_max.is_some_and(|kv| kv >= 0.9) {
         return Bottleneck::KvCache;
     }
-    if server.waiting_max.is_some_and(|w| w >= 1.0) {
-        return Bottleneck::Queueing;
+    match queued {
+        Some(true) => return Bottleneck::Queueing,
+        Some(false) => {}
+        // No queue-time histogram: a request seen waiting is all there is.
+        None if server.waiting_max.is_some_and(|w| w >= 1.0) => return Bottleneck::Queueing,
+        None => {}
+    }
+    if queued != Some(true)
+        && saturation(steps, &Slo::default()).is_some()
+        && outside_engine(last).is_some()
+    {
+        return Bottleneck::Api;
     }
     let itl_growth = match (
         steps.first().and_then(|s| s.itl_ms.as_ref()),
@@ -528,15 +542,49 @@ fn bottleneck_sentence(b: Bottleneck, steps: &[&StepStatus]) -> Option<String> {
     let last = steps.last()?;
     let at = describe(&last.load);
     Some(match b {
-        Bottleneck::Api => format!(
-            "API-bound: at {at} {} requests timed out while the GPU was mostly idle; the layer in front of the engine (proxy, API server, client timeouts) limits throughput, not the GPU.",
-            last.errors.timeout
-        ),
+        Bottleneck::Api => match outside_engine(last) {
+            Some((client, server)) if last.errors.timeout == 0 => format!(
+                "API-bound: at {at}, past the throughput knee, clients waited {client:.0} ms for a first token on average and the engine only {server:.0} ms (its _sum/_count): the layer in front of the engine (proxy, gateway, API server, network) adds {:.0} ms and limits throughput, not the GPU.",
+                client - server
+            ),
+            _ => format!(
+                "API-bound: at {at} {} requests timed out while the GPU was mostly idle{}; the layer in front of the engine (proxy, API server, client timeouts) limits throughput, not the GPU.",
+                last.errors.timeout,
+                match last.server.as_ref().and_then(|s| s.queued_over) {
+                    Some(q) => format!(
+                        " and only {:.0}% of requests waited over {:.0} ms in the engine's queue",
+                        q.fraction * 100.0,
+                        q.bound_ms
+                    ),
+                    None => String::new(),
+                }
+            ),
+        },
         Bottleneck::KvCache => format!(
             "KV-cache-bound: the KV cache reached {:.0}% at {at}; requests wait for cache blocks. More GPU memory for the cache (gpuMemoryUtilization, a shorter maxModelLen) or another replica raises capacity.",
             last.server.as_ref()?.kv_cache_usage_max? * 100.0
         ),
         Bottleneck::Queueing => match last.server.as_ref().and_then(|s| s.waiting_max) {
+            _ if last.server.as_ref().and_then(engine_queued) == Some(true) => {
+                let s = last.server.as_ref()?;
+                let share = s
+                    .queued_over
+                    .map(|q| {
+                        format!(
+                            "{:.0}% of requests waited over {:.0} ms in the engine's queue",
+                            q.fraction * 100.0,
+                            q.bound_ms
+                        )
+                    })
+                    .unwrap_or_else(|| "requests waited in the engine's queue".into());
+                let mean = s
+                    .queue_time_mean_ms
+                    .map(|m| format!(" (mean {m:.0} ms, from its _sum/_count)"))
+                    .unwrap_or_default();
+                format!(
+                    "Queueing: at {at} {share}{mean} while the KV cache had room; the batch limit (maxNumSeqs) or the scheduler caps concurrency."
+                )
+            }
             Some(w) if w >= 1.0 => format!(
                 "Queueing: up to {w:.0} requests waited at {at} while the KV cache had room; the batch limit (maxNumSeqs) or the scheduler caps concurrency."
             ),
@@ -787,6 +835,101 @@ fn balance_finding(steps: &[StepStatus]) -> Option<String> {
             describe(&step.load),
             mm.min,
             mm.max
+        )
+    })
+}
+
+/// Share of requests queued past [`rows::QUEUED_BOUND_MS`]'s bucket that makes a step
+/// queue-bound.
+pub const QUEUED_SHARE: f64 = 0.1;
+
+/// Whether the engine's queue-time histogram shows queueing: at least [`QUEUED_SHARE`] of
+/// requests above the queued bound, or a mean queue time (exact, `_sum/_count`) of at
+/// least 10 ms and a quarter of the mean TTFT. `None` without the histogram.
+fn engine_queued(s: &ServerMetrics) -> Option<bool> {
+    let share = s.queued_over.map(|q| q.fraction >= QUEUED_SHARE);
+    let mean = match (s.queue_time_mean_ms, s.ttft_mean_ms) {
+        (Some(q), Some(t)) => Some(q >= 10.0 && q >= 0.25 * t),
+        (Some(q), None) => Some(q >= 100.0),
+        _ => None,
+    };
+    match (share, mean) {
+        (None, None) => None,
+        (a, b) => Some(a == Some(true) || b == Some(true)),
+    }
+}
+
+/// Client and server mean TTFT when most of what the client waited was spent outside the
+/// engine: the client's mean exceeds the engine's (`_sum/_count`) by at least half the
+/// client's mean and 20 ms.
+fn outside_engine(step: &StepStatus) -> Option<(f64, f64)> {
+    let client = step.ttft_ms.as_ref()?.mean;
+    let server = step.server.as_ref()?.ttft_mean_ms?;
+    let gap = client - server;
+    (gap >= 20.0 && gap >= 0.5 * client).then_some((client, server))
+}
+
+/// How far a client p50 may lie outside the server's p50 bucket before they disagree: the
+/// client adds a network round trip and its own parsing (10 ms or 10% of the bound).
+fn bucket_margin(bound_ms: f64) -> f64 {
+    (0.1 * bound_ms).max(10.0)
+}
+
+/// A client p50 against the bucket holding the server's p50: how far above the upper
+/// bound (positive) or below the lower bound (negative) beyond the margin, or `None`
+/// within it.
+fn beyond_bucket(client_p50: f64, bucket: &crate::api::BucketRange) -> Option<(f64, f64)> {
+    if let Some(upper) = bucket.upper_ms {
+        let margin = bucket_margin(upper);
+        if client_p50 > upper + margin {
+            return Some((client_p50 - upper, margin));
+        }
+    }
+    let margin = bucket_margin(bucket.lower_ms);
+    (client_p50 < bucket.lower_ms - margin).then_some((client_p50 - bucket.lower_ms, margin))
+}
+
+/// Client and server disagree by more than the server's buckets allow (TTFT, else E2E):
+/// a proxy, gateway or the client itself adds latency, or the server's histogram holds
+/// other traffic.
+fn client_server_finding(steps: &[&StepStatus]) -> Option<String> {
+    let worst = steps
+        .iter()
+        .flat_map(|s| {
+            let server = s.server.as_ref();
+            let ttft = (|| {
+                let b = server?.ttft_p50_bucket_ms?;
+                let c = s.ttft_ms.as_ref()?;
+                let (gap, margin) = beyond_bucket(c.p50, &b)?;
+                Some(("TTFT", c.p50, c.mean, server?.ttft_mean_ms, b, gap, margin))
+            })();
+            let e2e = (|| {
+                let b = server?.e2e_p50_bucket_ms?;
+                let c = s.e2e_ms.as_ref()?;
+                let (gap, margin) = beyond_bucket(c.p50, &b)?;
+                Some(("E2E", c.p50, c.mean, server?.e2e_mean_ms, b, gap, margin))
+            })();
+            [ttft, e2e].into_iter().flatten().map(move |d| (*s, d))
+        })
+        .max_by(|a, b| (a.1).5.abs().total_cmp(&(b.1).5.abs()))?;
+    let (step, (what, p50, mean, server_mean, b, gap, margin)) = worst;
+    let bucket = match b.upper_ms {
+        Some(u) => format!("{}-{} ms", trim(b.lower_ms), trim(u)),
+        None => format!("above {} ms", trim(b.lower_ms)),
+    };
+    let means = server_mean
+        .map(|m| format!(" Means: client {mean:.0} ms, server {m:.0} ms (_sum/_count)."))
+        .unwrap_or_default();
+    Some(if gap > 0.0 {
+        format!(
+            "Client and server disagree at {}: the client's {what} p50 is {p50:.0} ms, {gap:.0} ms above the server's p50 bucket ({bucket}), more than the buckets and a {margin:.0} ms margin allow: something between the client and the engine adds latency (a proxy, a gateway, the network or the client itself).{means}",
+            describe(&step.load)
+        )
+    } else {
+        format!(
+            "Client and server disagree at {}: the client's {what} p50 is {p50:.0} ms, {:.0} ms below the server's p50 bucket ({bucket}): the server's histogram holds other requests (other clients, another model) or measures another span.{means}",
+            describe(&step.load),
+            -gap
         )
     })
 }
@@ -1326,5 +1469,116 @@ mod tests {
         assert!(syn_retransmit_finding(&steps).is_none());
         let all = summarize(&steps, &Options::default());
         assert!(!all.findings.iter().any(|f| f.contains("SYN")));
+    }
+
+    fn bucket(lower_ms: f64, upper_ms: f64) -> Option<crate::api::BucketRange> {
+        Some(crate::api::BucketRange {
+            lower_ms,
+            upper_ms: Some(upper_ms),
+        })
+    }
+
+    #[test]
+    fn queueing_is_judged_on_queue_time_counts_and_means_when_the_server_has_them() {
+        let mut steps = published();
+        // A moment with requests waiting, but the queue-time histogram shows almost no
+        // request waited: not queueing.
+        steps[5].server = Some(ServerMetrics {
+            kv_cache_usage_max: Some(0.5),
+            waiting_max: Some(3.0),
+            queued_over: Some(crate::api::ShareOver {
+                bound_ms: 300.0,
+                fraction: 0.01,
+            }),
+            queue_time_mean_ms: Some(2.0),
+            ttft_mean_ms: Some(140.0),
+            ..Default::default()
+        });
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        assert_eq!(bottleneck(&refs), Bottleneck::None);
+        // A third of the requests waited over 300 ms: queueing, said with the count.
+        steps[5].server.as_mut().unwrap().queued_over = Some(crate::api::ShareOver {
+            bound_ms: 300.0,
+            fraction: 0.34,
+        });
+        steps[5].server.as_mut().unwrap().queue_time_mean_ms = Some(420.0);
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        assert_eq!(bottleneck(&refs), Bottleneck::Queueing);
+        let s = summarize(&steps, &Options::default());
+        let all = s.findings.join("\n");
+        assert!(
+            all.contains("34% of requests waited over 300 ms in the engine's queue (mean 420 ms"),
+            "{all}"
+        );
+        // Timeouts the engine's queue explains are queueing, not the API layer.
+        let last = steps.last_mut().unwrap();
+        last.errors.timeout = 100;
+        last.failed = 100;
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        assert_eq!(bottleneck(&refs), Bottleneck::Queueing);
+        steps[5].server.as_mut().unwrap().queued_over = None;
+        steps[5].server.as_mut().unwrap().queue_time_mean_ms = Some(1.0);
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        assert_eq!(bottleneck(&refs), Bottleneck::Api);
+    }
+
+    #[test]
+    fn a_knee_with_latency_outside_the_engine_is_api_bound() {
+        let mut steps = published();
+        steps[5].output_tokens_per_second = 2300.0;
+        for s in &mut steps {
+            let ttft = s.ttft_ms.as_ref().unwrap().mean;
+            s.server.as_mut().unwrap().ttft_mean_ms = Some(ttft / 4.0);
+        }
+        let s = summarize(&steps, &Options::default());
+        assert_eq!(s.bottleneck, Some(Bottleneck::Api));
+        let all = s.findings.join("\n");
+        assert!(
+            all.contains("the engine only 34 ms (its _sum/_count)"),
+            "{all}"
+        );
+        // The engine's own TTFT explains what the client saw: no longer API-bound.
+        for s in &mut steps {
+            let ttft = s.ttft_ms.as_ref().unwrap().mean;
+            s.server.as_mut().unwrap().ttft_mean_ms = Some(ttft - 5.0);
+        }
+        let refs: Vec<&StepStatus> = steps.iter().collect();
+        assert_ne!(bottleneck(&refs), Bottleneck::Api);
+    }
+
+    #[test]
+    fn client_and_server_disagree_only_beyond_the_buckets() {
+        let mut steps = published();
+        // Concurrency 32: client TTFT p50 135.3 ms; server p50 in (100, 250]: agree.
+        steps[5].server.as_mut().unwrap().ttft_p50_bucket_ms = bucket(100.0, 250.0);
+        let finding = |steps: &[StepStatus]| {
+            let refs: Vec<&StepStatus> = steps.iter().collect();
+            client_server_finding(&refs)
+        };
+        assert_eq!(finding(&steps), None);
+        // Just above the bucket, within the 10 ms margin: still agree.
+        steps[4].server.as_mut().unwrap().ttft_p50_bucket_ms = bucket(80.0, 100.0);
+        assert_eq!(finding(&steps), None, "103.8 ms against (80, 100]");
+        // Server p50 at most 80 ms, client 135 ms: something in between adds latency.
+        steps[5].server.as_mut().unwrap().ttft_p50_bucket_ms = bucket(60.0, 80.0);
+        steps[5].server.as_mut().unwrap().ttft_mean_ms = Some(71.0);
+        let f = finding(&steps).unwrap();
+        assert!(
+            f.contains("at concurrency 32: the client's TTFT p50 is 135 ms, 55 ms above the server's p50 bucket (60-80 ms)"),
+            "{f}"
+        );
+        assert!(f.contains("proxy") && f.contains("server 71 ms"), "{f}");
+        // A client far below the server's bucket: the server saw other traffic.
+        steps[5].server.as_mut().unwrap().ttft_p50_bucket_ms = bucket(250.0, 500.0);
+        let f = finding(&steps).unwrap();
+        assert!(
+            f.contains("115 ms below the server's p50 bucket (250-500 ms)"),
+            "{f}"
+        );
+        // E2E is compared the same way.
+        steps[5].server.as_mut().unwrap().ttft_p50_bucket_ms = None;
+        steps[5].server.as_mut().unwrap().e2e_p50_bucket_ms = bucket(500.0, 800.0);
+        let f = finding(&steps).unwrap();
+        assert!(f.contains("E2E p50 is 1040 ms, 240 ms above"), "{f}");
     }
 }

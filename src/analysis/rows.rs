@@ -1,12 +1,12 @@
 //! The one mapping from what the load generator measured (a [`StepResult`]) and what
-//! Prometheus reported for the same window ([`WindowMetrics`]) to a status row
+//! the server reported for the same window ([`WindowMetrics`]) to a status row
 //! ([`StepStatus`]), used by the BenchmarkRun status, `inferops bench` and reports.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, SpreadStatus, StepStatus,
-    TrialsStatus, Window,
+    BucketRange, ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, ShareOver,
+    SpreadStatus, StepStatus, TrialsStatus, Window,
 };
 use crate::contract::WindowMetrics;
 use crate::contract::results::StepResult;
@@ -186,7 +186,17 @@ pub fn trials_status(t: &crate::contract::results::Trials) -> TrialsStatus {
     }
 }
 
-/// Attach the server-side figures of the row's window (Prometheus).
+/// Queue times above the smallest bucket bound of at least this many ms count as queued.
+pub const QUEUED_BOUND_MS: f64 = 100.0;
+
+fn range(b: Option<crate::contract::BucketBounds>) -> Option<BucketRange> {
+    b.map(|b| BucketRange {
+        lower_ms: round3(b.lower_ms),
+        upper_ms: b.upper_ms.map(round3),
+    })
+}
+
+/// Attach what the server reported for the row's window (Prometheus or `/metrics`).
 pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
     let server = ServerMetrics {
         ttft_p95_ms: m.ttft_p95_ms.map(round3),
@@ -203,6 +213,21 @@ pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
             _ => None,
         },
         prefix_cache_hit_rate: m.prefix_cache_hit_rate().map(round3),
+        waiting_mean: m.num_requests_waiting_mean.map(round3),
+        ttft_mean_ms: m.ttft.as_ref().and_then(|h| h.mean_ms).map(round3),
+        ttft_p50_bucket_ms: m.ttft.as_ref().and_then(|h| range(h.p50_bucket)),
+        ttft_p95_bucket_ms: m.ttft.as_ref().and_then(|h| range(h.p95_bucket)),
+        e2e_mean_ms: m.e2e.as_ref().and_then(|h| h.mean_ms).map(round3),
+        e2e_p50_bucket_ms: m.e2e.as_ref().and_then(|h| range(h.p50_bucket)),
+        queue_time_mean_ms: m.queue_time.as_ref().and_then(|h| h.mean_ms).map(round3),
+        queue_time_p95_bucket_ms: m.queue_time.as_ref().and_then(|h| range(h.p95_bucket)),
+        queued_over: m.queue_time.as_ref().and_then(|h| {
+            let (bound_ms, fraction) = h.over_at_least(QUEUED_BOUND_MS)?;
+            Some(ShareOver {
+                bound_ms: round3(bound_ms),
+                fraction: round3(fraction),
+            })
+        }),
     };
     let gpu = GpuMetrics {
         util_max: m.gpu_util_max.map(round3),

@@ -1106,6 +1106,57 @@ pub struct ServerMetrics {
     /// prompt tokens looked up (`vllm:prefix_cache_hits` / `vllm:prefix_cache_queries`), 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_cache_hit_rate: Option<f64>,
+    /// Mean requests waiting over the window (from `/metrics` reads; absent from
+    /// Prometheus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_mean: Option<f64>,
+    /// Server mean time to first token, ms: `_sum / _count` of its histogram (no bucket
+    /// involved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_mean_ms: Option<f64>,
+    /// The server TTFT histogram bucket that holds the median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p50_bucket_ms: Option<BucketRange>,
+    /// The server TTFT histogram bucket that holds the 95th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_bucket_ms: Option<BucketRange>,
+    /// Server mean end-to-end latency, ms (`_sum / _count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_mean_ms: Option<f64>,
+    /// The server end-to-end histogram bucket that holds the median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_p50_bucket_ms: Option<BucketRange>,
+    /// Server mean queue time, ms (`_sum / _count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_time_mean_ms: Option<f64>,
+    /// The server queue-time histogram bucket that holds the 95th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_time_p95_bucket_ms: Option<BucketRange>,
+    /// Share of requests that waited longer than a queue-time bucket bound (the smallest
+    /// bound of at least 100 ms): a tail figure the buckets give exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_over: Option<ShareOver>,
+}
+
+/// A histogram bucket: the value is above `lowerMs` and at most `upperMs`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketRange {
+    /// Lower bound (exclusive), ms.
+    pub lower_ms: f64,
+    /// Upper bound (inclusive), ms; absent for the bucket above the highest finite bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_ms: Option<f64>,
+}
+
+/// The share of observations above a bound.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareOver {
+    /// The bound, ms (a histogram bucket bound).
+    pub bound_ms: f64,
+    /// Fraction of observations above it, 0..1.
+    pub fraction: f64,
 }
 
 /// A min/max pair.

@@ -204,6 +204,13 @@ pub struct BenchArgs {
     /// With `--prometheus`: a regular expression of the target's pod names (label `pod`).
     #[arg(long, value_name = "REGEX")]
     pub prometheus_pods: Option<String>,
+    /// Do not read the target's own `/metrics` (without `--prometheus` it is read at both
+    /// ends of each step's window for the server figures).
+    #[arg(long, conflicts_with = "prometheus")]
+    pub no_server_metrics: bool,
+    /// Where the target's metrics are [default: `/metrics` next to the --url's `/v1`].
+    #[arg(long, value_name = "URL", conflicts_with_all = ["prometheus", "no_server_metrics"])]
+    pub metrics_url: Option<String>,
     /// Longest SSE line or event, and largest non-streamed body, accepted from the server
     /// (bytes); a longer one fails its request (class `body`). Default 1 MiB.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
@@ -616,6 +623,8 @@ struct BenchObserver {
     steps_hint: usize,
     /// Steps already printed.
     printed: usize,
+    /// The target's `/metrics` reader, whose notes are printed after each step.
+    scraper: Option<crate::scrape::MetricsProbe>,
 }
 
 impl BenchObserver {
@@ -692,6 +701,9 @@ impl Observer for BenchObserver {
             eprintln!("{}", s.one_line());
         }
         self.printed = results.steps.len();
+        for note in self.scraper.iter().flat_map(|s| s.take_notes()) {
+            eprintln!("{note}");
+        }
         if let Some(p) = &self.json
             && let Err(e) = write_results(p, results)
         {
@@ -810,11 +822,22 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
+    // Without Prometheus the server figures come from the target's own /metrics.
+    let scraper = match (&args.prometheus, args.no_server_metrics) {
+        (None, false) => Some(crate::scrape::MetricsProbe::new(
+            &args
+                .metrics_url
+                .clone()
+                .unwrap_or_else(|| crate::scrape::metrics_url(&plan.target.url)),
+        )?),
+        _ => None,
+    };
     let mut observer = BenchObserver {
         bar: None,
         json: args.json.clone(),
         steps_hint: plan.points().len(),
         printed: 0,
+        scraper: scraper.clone(),
     };
     let options = RunOptions {
         tokenizer: args.tokenizer.as_deref().map(Path::to_path_buf),
@@ -823,6 +846,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .max_event_bytes
             .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         no_preconnect: args.no_preconnect,
+        probe: scraper.as_ref().map(crate::scrape::MetricsProbe::probe),
         records: None,
     };
     let records = match &args.records {

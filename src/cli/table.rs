@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::contract::plan::LoadPoint;
 use crate::contract::results::{Results, StepResult};
+use crate::contract::{BucketBounds, ServerSource, WindowMetrics};
 
 fn num(v: f64, decimals: usize) -> String {
     format!("{v:.decimals$}")
@@ -181,49 +182,108 @@ pub fn render_models(results: &Results) -> String {
     markdown(&header, &rows)
 }
 
-/// What Prometheus reported per step (`inferops bench --prometheus`).
+/// What the server reported per step (its `/metrics`, or `--prometheus`).
 pub fn render_server(results: &Results) -> String {
-    let header = [
-        "load",
-        "GPU util max %",
-        "GPU util mean %",
-        "GPU mem max GiB",
-        "KV cache max %",
-        "running max",
-        "waiting max",
-        "server TTFT p95",
-        "server ITL p95",
+    type Cell = fn(&WindowMetrics) -> Option<String>;
+    // A server quantile: its interpolated value (as PromQL's histogram_quantile gives it)
+    // and, in brackets, the bucket that holds it: only the bucket is certain.
+    fn quantile(value: Option<f64>, bucket: Option<BucketBounds>, d: usize) -> Option<String> {
+        match (value, bucket) {
+            (Some(v), Some(b)) => Some(format!("{} ({})", num(v, d), b.label())),
+            (Some(v), None) => Some(num(v, d)),
+            (None, Some(b)) => Some(b.label()),
+            (None, None) => None,
+        }
+    }
+    let columns: Vec<(&str, Cell)> = vec![
+        ("GPU util max %", |m| m.gpu_util_max.map(|v| num(v, 0))),
+        ("GPU util mean %", |m| m.gpu_util_mean.map(|v| num(v, 0))),
+        ("GPU mem max GiB", |m| {
+            m.gpu_fb_used_max_bytes.map(|v| num(v / 1024f64.powi(3), 1))
+        }),
+        ("KV cache max %", |m| {
+            m.kv_cache_usage_max.map(|v| num(v * 100.0, 1))
+        }),
+        ("KV cache mean %", |m| {
+            m.kv_cache_usage_mean.map(|v| num(v * 100.0, 1))
+        }),
+        ("running max", |m| {
+            m.num_requests_running_max.map(|v| num(v, 0))
+        }),
+        ("running mean", |m| {
+            m.num_requests_running_mean.map(|v| num(v, 1))
+        }),
+        ("waiting max", |m| {
+            m.num_requests_waiting_max.map(|v| num(v, 0))
+        }),
+        ("waiting mean", |m| {
+            m.num_requests_waiting_mean.map(|v| num(v, 1))
+        }),
+        ("server TTFT mean", |m| {
+            m.ttft.as_ref()?.mean_ms.map(|v| num(v, 1))
+        }),
+        ("server TTFT p50", |m| {
+            quantile(None, m.ttft.as_ref()?.p50_bucket, 1)
+        }),
+        ("server TTFT p95", |m| {
+            quantile(m.ttft_p95_ms, m.ttft.as_ref().and_then(|h| h.p95_bucket), 1)
+        }),
+        ("server ITL mean", |m| {
+            m.itl.as_ref()?.mean_ms.map(|v| num(v, 2))
+        }),
+        ("server ITL p95", |m| {
+            quantile(m.itl_p95_ms, m.itl.as_ref().and_then(|h| h.p95_bucket), 2)
+        }),
+        ("queue mean", |m| {
+            m.queue_time.as_ref()?.mean_ms.map(|v| num(v, 1))
+        }),
+        ("queue p95", |m| {
+            quantile(
+                m.queue_time_p95_ms,
+                m.queue_time.as_ref().and_then(|h| h.p95_bucket),
+                1,
+            )
+        }),
+        ("server E2E mean", |m| {
+            m.e2e.as_ref()?.mean_ms.map(|v| num(v, 0))
+        }),
+        ("finished", |m| m.requests_succeeded.map(|v| v.to_string())),
+        ("preempted", |m| m.preemptions.map(|v| v.to_string())),
     ];
-    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+    let servers: Vec<WindowMetrics> = results
+        .steps
+        .iter()
+        .map(|s| s.server.clone().unwrap_or_default())
+        .collect();
+    // Only the columns some step has a figure for (the /metrics path has no GPU figures,
+    // Prometheus no exact means).
+    let shown: Vec<&(&str, Cell)> = columns
+        .iter()
+        .filter(|(_, cell)| servers.iter().any(|m| cell(m).is_some()))
+        .collect();
     // Against a server with prefix-cache counters: achieved hit rate (and the intended one).
-    let prefix = results.steps.iter().any(|s| {
-        s.server
-            .as_ref()
-            .is_some_and(|m| m.prefix_cache_hit_rate().is_some())
-    });
-    let mut header = header.to_vec();
+    let prefix = servers.iter().any(|m| m.prefix_cache_hit_rate().is_some());
+    let mut header = vec!["load"];
+    header.extend(shown.iter().map(|(h, _)| *h));
     if prefix {
         header.push("prefix hit % (intended)");
     }
     let rows: Vec<Vec<String>> = results
         .steps
         .iter()
-        .map(|s| {
-            let m = s.server.clone().unwrap_or_default();
-            let mut row = vec![
-                point_cell(s),
-                opt(m.gpu_util_max, &|v| num(v, 0)),
-                opt(m.gpu_util_mean, &|v| num(v, 0)),
-                opt(m.gpu_fb_used_max_bytes, &|v| num(v / 1024f64.powi(3), 1)),
-                opt(m.kv_cache_usage_max, &|v| num(v * 100.0, 1)),
-                opt(m.num_requests_running_max, &|v| num(v, 0)),
-                opt(m.num_requests_waiting_max, &|v| num(v, 0)),
-                opt(m.ttft_p95_ms, &|v| num(v, 1)),
-                opt(m.itl_p95_ms, &|v| num(v, 2)),
-            ];
+        .zip(&servers)
+        .map(|(s, m)| {
+            let mut row = vec![point_cell(s)];
+            row.extend(
+                shown
+                    .iter()
+                    .map(|(_, cell)| cell(m).unwrap_or_else(|| "-".into())),
+            );
             if prefix {
                 let intended = s.workload.as_ref().and_then(|w| w.shared_prefix_fraction);
-                let achieved = opt(m.prefix_cache_hit_rate(), &|v| num(v * 100.0, 1));
+                let achieved = m
+                    .prefix_cache_hit_rate()
+                    .map_or_else(|| "-".into(), |v| num(v * 100.0, 1));
                 row.push(match intended {
                     Some(i) => format!("{achieved} ({})", num(i * 100.0, 1)),
                     None => achieved,
@@ -232,7 +292,22 @@ pub fn render_server(results: &Results) -> String {
             row
         })
         .collect();
-    markdown(&header, &rows)
+    let mut out = markdown(&header, &rows);
+    if let Some(source) = servers.iter().find_map(|m| m.source) {
+        out.push('\n');
+        let _ = match source {
+            ServerSource::MetricsEndpoint => writeln!(
+                out,
+                "Server figures from the target's own /metrics, read at both ends of each step (exact deltas) and every {} ms in between (gauges); several replicas behind one URL read as one. Server quantiles: interpolated value (the bucket that holds it, ms).",
+                crate::scrape::GAUGE_INTERVAL.as_millis()
+            ),
+            ServerSource::Prometheus => writeln!(
+                out,
+                "Server figures from Prometheus over each step's window. Server quantiles: histogram_quantile's interpolation (the bucket that holds it, ms)."
+            ),
+        };
+    }
+    out
 }
 
 /// A Markdown table with padded columns.

@@ -4,6 +4,7 @@
 //! of a BenchmarkRun spec to a plan. Pure serde types and functions: no I/O, and nothing of
 //! the crate below it but [`crate::api`].
 
+pub mod exposition;
 pub mod outcome;
 pub mod plan;
 pub mod records;
@@ -23,5 +24,5 @@ pub use plan::{
 pub use results::{
     Metadata, Results, RunStatus, SaturationResult, StepResult, Summary, merge_results, merge_steps,
 };
-pub use server::WindowMetrics;
+pub use server::{BucketBounds, HistogramFigures, ServerSource, WindowMetrics};
 pub use slo::{GoodputSlo, Measured, Slo, SloTerm, Violation};

@@ -78,6 +78,9 @@ pub struct RunOptions {
     /// Do not open connections before each step (by default they are opened, and their
     /// set-up time reported apart, so TCP handshakes stay out of the latencies).
     pub no_preconnect: bool,
+    /// Reads the server at both ends of each step's measured window; its figures become
+    /// the step's `server` object.
+    pub probe: Option<super::probe::Probe>,
     /// Keep per-request records: every measured request gets an id (sent as
     /// `X-Request-Id`) and one record in this sink when it ends.
     pub records: Option<RecordsTo>,
@@ -172,6 +175,7 @@ pub async fn run_plan_with(
         // Pods of a split run start at different prompts.
         next_prompt: Arc::new(AtomicU64::new(u64::from(par.index) * 7919)),
         cancel: cancel.clone(),
+        probe: options.probe.clone(),
         records,
     };
     let kept = resumable(plan, options.resume.as_ref());

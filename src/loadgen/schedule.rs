@@ -82,6 +82,8 @@ pub struct StepContext {
     pub next_prompt: Arc<AtomicU64>,
     /// Stops the step; what was measured is kept.
     pub cancel: CancellationToken,
+    /// Reads the server over the measured window (the step's `server` figures).
+    pub probe: Option<super::probe::Probe>,
     /// Per-request records (`None`: not kept): every measured request gets an id, sent as
     /// `X-Request-Id`, and a record when it ends.
     pub records: Option<Arc<Recorder>>,
@@ -303,9 +305,25 @@ pub async fn run_step(
     } else {
         (Vec::new(), None)
     };
+    // Without warm-up (or an unmeasured ramp) the window opens with the first request:
+    // read the server before it.
+    let mut server_window = match &ctx.probe {
+        Some(p) if measure_delay(spec).is_zero() => Some(p.0.open().await),
+        _ => None,
+    };
     let clock = Clock::now();
     let start = clock.instant;
     let measure_start = start + measure_delay(spec);
+    let opening = match &ctx.probe {
+        Some(p) if server_window.is_none() => {
+            let (open, delay) = (p.0.open(), measure_delay(spec));
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                open.await
+            }))
+        }
+        _ => None,
+    };
     let measure_end = spec.duration.map(|d| measure_start + d);
     let shared = Arc::new(Shared::new(
         progress,
@@ -365,6 +383,12 @@ pub async fn run_step(
         })
         .collect();
     result.connection_setup = setup.filter(|s| s.connections + s.failed > 0);
+    if let Some(opening) = opening {
+        server_window = opening.await.ok();
+    }
+    if let Some(w) = server_window {
+        result.server = w.close().await;
+    }
     result
 }
 

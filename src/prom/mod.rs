@@ -1,11 +1,16 @@
 //! What the GPUs (DCGM) and vLLM reported during a step's wall-clock window, queried from
-//! Prometheus. Query building is pure ([`queries`]); [`Collector`] runs them.
+//! Prometheus. Query building is pure ([`queries`], [`histogram_queries`]); [`Collector`]
+//! runs them. Besides `histogram_quantile`'s interpolated p95s, each server histogram's
+//! bucket increases are fetched whole, so every quantile also comes with the bucket that
+//! holds it and the mean with `_sum / _count` (both extrapolated by `increase()`).
 
 use chrono::{DateTime, Utc};
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 
-use crate::contract::WindowMetrics;
+use crate::contract::exposition::Buckets;
+use crate::contract::vllm_metrics as names;
+use crate::contract::{HistogramFigures, ServerSource, WindowMetrics};
 
 /// Label convention of the DCGM metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -191,6 +196,12 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
             Reduce::Single,
         ),
         q(
+            "preemptions",
+            vec![format!("sum(increase(vllm:num_preemptions_total{v}[{w}]))")],
+            1.0,
+            Reduce::Single,
+        ),
+        q(
             "per_replica_running_min",
             vec![format!("avg_over_time(vllm:num_requests_running{v}[{w}])")],
             1.0,
@@ -219,6 +230,55 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
             Reduce::Single,
         ),
     ]
+}
+
+/// The server histograms whose buckets are fetched whole: the `WindowMetrics` field and
+/// the family names tried in order (newer vLLM names first).
+pub const HISTOGRAMS: &[(&str, &[&str])] = &[
+    ("ttft", &[names::TIME_TO_FIRST_TOKEN_SECONDS]),
+    (
+        "itl",
+        &[
+            names::INTER_TOKEN_LATENCY_SECONDS,
+            names::TIME_PER_OUTPUT_TOKEN_SECONDS,
+        ],
+    ),
+    ("queue_time", &[names::REQUEST_QUEUE_TIME_SECONDS]),
+    ("e2e", &[names::E2E_REQUEST_LATENCY_SECONDS]),
+];
+
+/// PromQL for one histogram family over a window of `seconds`: the bucket increases by
+/// `le`, the increase of `_sum` and of `_count`.
+pub fn histogram_queries(scope: &Scope, family: &str, seconds: u64) -> [String; 3] {
+    let (v, w) = (scope.vllm(), format!("{}s", seconds.max(1)));
+    [
+        format!("sum by (le) (increase({family}_bucket{v}[{w}]))"),
+        format!("sum(increase({family}_sum{v}[{w}]))"),
+        format!("sum(increase({family}_count{v}[{w}]))"),
+    ]
+}
+
+/// Cumulative buckets from `(le label, value)` pairs of a `sum by (le)` vector.
+pub fn buckets_of(by_le: &[(String, f64)], sum: f64, count: f64) -> Option<Buckets> {
+    let mut cumulative: Vec<(f64, f64)> = by_le
+        .iter()
+        .filter_map(|(le, v)| {
+            let le = match le.as_str() {
+                "+Inf" | "Inf" | "inf" => f64::INFINITY,
+                other => other.parse().ok()?,
+            };
+            v.is_finite().then_some((le, *v))
+        })
+        .collect();
+    if cumulative.is_empty() {
+        return None;
+    }
+    cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(Buckets {
+        cumulative,
+        sum,
+        count,
+    })
 }
 
 /// Why metrics could not be collected.
@@ -285,7 +345,10 @@ impl Collector {
         let seconds = (at - first).max(1) as u64;
         let end = DateTime::from_timestamp(at, 0).unwrap_or(end);
         let resolution = if seconds <= 120 { 1 } else { 5 };
-        let mut out = WindowMetrics::default();
+        let mut out = WindowMetrics {
+            source: Some(ServerSource::Prometheus),
+            ..WindowMetrics::default()
+        };
         for query in queries(&self.scope, seconds, resolution) {
             for promql in &query.promql {
                 if let Some(v) = self.instant(promql, end, query.reduce).await? {
@@ -294,7 +357,56 @@ impl Collector {
                 }
             }
         }
+        for (field, families) in HISTOGRAMS {
+            for family in *families {
+                let [buckets, sum, count] = histogram_queries(&self.scope, family, seconds);
+                let by_le = self.vector(&buckets, end, "le").await?;
+                let sum = self.instant(&sum, end, Reduce::Single).await?;
+                let count = self.instant(&count, end, Reduce::Single).await?;
+                let Some(b) = buckets_of(&by_le, sum.unwrap_or(0.0), count.unwrap_or(0.0)) else {
+                    continue;
+                };
+                let figures = HistogramFigures::from_seconds(&b);
+                match *field {
+                    "ttft" => out.ttft = figures,
+                    "itl" => out.itl = figures,
+                    "queue_time" => out.queue_time = figures,
+                    _ => out.e2e = figures,
+                }
+                break;
+            }
+        }
         Ok(out)
+    }
+
+    /// Evaluate `promql` at `at`: each series' `label` value and its (finite) value.
+    async fn vector(
+        &self,
+        promql: &str,
+        at: DateTime<Utc>,
+        label: &str,
+    ) -> Result<Vec<(String, f64)>, CollectError> {
+        let result = self
+            .client
+            .query(promql)
+            .at(at.timestamp())
+            .get()
+            .await
+            .map_err(|e| CollectError::Unavailable {
+                url: self.url.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(match result.data() {
+            Data::Vector(v) => v
+                .iter()
+                .filter_map(|s| {
+                    let l = s.metric().get(label)?.clone();
+                    let value = s.sample().value();
+                    value.is_finite().then_some((l, value))
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
     }
 
     /// Evaluate one PromQL expression at `at`; `None` when it has no finite value.
@@ -373,5 +485,38 @@ mod tests {
         }
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json.as_object().unwrap().len(), qs.len());
+    }
+
+    #[test]
+    fn histogram_buckets_come_by_le_and_give_bounds() {
+        let [b, sum, count] =
+            histogram_queries(&Scope::default(), names::TIME_TO_FIRST_TOKEN_SECONDS, 30);
+        assert_eq!(
+            b,
+            "sum by (le) (increase(vllm:time_to_first_token_seconds_bucket{}[30s]))"
+        );
+        assert!(sum.contains("_sum{}[30s]") && count.contains("_count{}[30s]"));
+        // increase() extrapolates: non-integer counts, out of order, one NaN.
+        let by_le = [
+            ("+Inf".to_string(), 20.4),
+            ("0.25".to_string(), 18.0),
+            ("0.1".to_string(), 8.2),
+            ("0.5".to_string(), f64::NAN),
+        ];
+        let b = buckets_of(&by_le, 3.06, 20.4).unwrap();
+        assert_eq!(
+            b.cumulative,
+            vec![(0.1, 8.2), (0.25, 18.0), (f64::INFINITY, 20.4)]
+        );
+        let h = HistogramFigures::from_seconds(&b).unwrap();
+        assert!((h.mean_ms.unwrap() - 150.0).abs() < 1e-9);
+        let p50 = h.p50_bucket.unwrap();
+        assert_eq!((p50.lower_ms, p50.upper_ms), (100.0, Some(250.0)));
+        assert_eq!(
+            h.p95_bucket.unwrap().upper_ms,
+            None,
+            "above 250 ms: no upper bound"
+        );
+        assert!(buckets_of(&[("x".into(), 1.0)], 0.0, 0.0).is_none());
     }
 }

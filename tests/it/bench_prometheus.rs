@@ -1,5 +1,6 @@
 //! `inferops bench --prometheus`: the binary against a simulator with DCGM gauges that
-//! Debian's real Prometheus scrapes; the results JSON carries each step's server figures.
+//! Debian's real Prometheus scrapes; the results JSON carries each step's server figures,
+//! histogram quantiles with the buckets that hold them.
 
 use std::process::Command;
 
@@ -59,6 +60,23 @@ async fn bench_joins_server_and_gpu_figures_per_step() {
             "{server}"
         );
         assert!(server["ttft_p95_ms"].as_f64().unwrap() > 0.0, "{server}");
+        assert_eq!(server["source"], "prometheus", "{server}");
+        // histogram_quantile's interpolation comes with the bucket that holds it.
+        let p95 = &server["ttft"]["p95_bucket"];
+        let lower = p95["lower_ms"].as_f64().unwrap();
+        let interpolated = server["ttft_p95_ms"].as_f64().unwrap();
+        assert!(lower <= interpolated + 1e-6, "{server}");
+        if let Some(upper) = p95["upper_ms"].as_f64() {
+            assert!(interpolated <= upper + 1e-6, "{server}");
+        }
+        assert!(
+            server["ttft"]["mean_ms"].as_f64().unwrap() > 0.0,
+            "{server}"
+        );
     }
+    assert!(
+        stdout.contains("Server figures from Prometheus"),
+        "{stdout}"
+    );
     sim.shutdown().await;
 }

@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sim", &[]),
     ("loadgen", &["api", "contract"]),
     ("prom", &["api", "contract"]),
+    ("scrape", &["api", "contract", "loadgen"]),
     ("render", &["api", "contract"]),
     ("analysis", &["api", "contract"]),
     ("report", &["api", "contract", "analysis"]),
@@ -23,7 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "api", "contract", "loadgen", "sim", "prom", "render", "analysis", "report",
+            "api", "contract", "loadgen", "sim", "prom", "render", "analysis", "report", "scrape",
         ],
     ),
 ];

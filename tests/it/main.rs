@@ -18,6 +18,7 @@ mod prom;
 mod records_trials;
 mod render;
 mod report;
+mod scrape;
 mod sim;
 mod strict_harness;
 mod vllm_metrics;
