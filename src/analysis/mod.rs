@@ -186,6 +186,7 @@ pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
     findings.extend(behind_finding(&first));
     findings.extend(syn_retransmit_finding(steps));
     findings.extend(kv_finding(&first));
+    findings.extend(prefix_cache_finding(steps));
     findings.extend(error_finding(steps));
     findings.extend(balance_finding(steps));
     if let Some(sentence) = bottleneck_sentence(bottleneck, &first) {
@@ -531,6 +532,52 @@ fn kv_finding(steps: &[&StepStatus]) -> Option<String> {
     })
 }
 
+/// Achieved and intended prefix-cache hit rates further apart than this are a finding.
+pub const PREFIX_HIT_TOLERANCE: f64 = 0.10;
+
+/// The prefix cache served a different share of prompt tokens than the workload shares:
+/// the step furthest off, with its likely causes.
+fn prefix_cache_finding(steps: &[StepStatus]) -> Option<String> {
+    let (step, achieved, intended) = steps
+        .iter()
+        .filter_map(|s| {
+            let achieved = s.server.as_ref()?.prefix_cache_hit_rate?;
+            let intended = s.workload.as_ref()?.shared_prefix_fraction?;
+            Some((s, achieved, intended))
+        })
+        .filter(|(_, a, i)| (a - i).abs() > PREFIX_HIT_TOLERANCE)
+        .max_by(|a, b| (a.1 - a.2).abs().total_cmp(&(b.1 - b.2).abs()))?;
+    let head = format!(
+        "At {} the prefix cache served {:.0}% of prompt tokens where the workload shares {:.0}%",
+        describe(&step.load),
+        achieved * 100.0,
+        intended * 100.0
+    );
+    if achieved > intended {
+        return Some(format!(
+            "{head}: more than intended, so whole prompts repeat (a step sends more requests than there are distinct prompts, which are reused round-robin) or the suffixes share common words; TTFT looks better than the workload alone would give."
+        ));
+    }
+    let server = step.server.as_ref()?;
+    let mut causes = Vec::new();
+    match server.kv_cache_usage_max {
+        Some(kv) if kv >= 0.9 => causes.push(format!(
+            "the KV cache filled up ({:.0}%) and evicted the shared prefixes before they were reused: the cache is too small for the prefixes in flight (more GPU memory for the cache, fewer groups, or more replicas)",
+            kv * 100.0
+        )),
+        _ => causes.push(
+            "the cache is too small to keep every group's prefix (evicted before reuse), or prefix caching is off (vLLM --enable-prefix-caching)".to_string(),
+        ),
+    }
+    causes.push(match step.replicas.filter(|&r| r > 1) {
+        Some(r) => format!(
+            "the router spreads each group's requests over the {r} replicas, each caching its own copy of the prefix: route by prefix or with session affinity"
+        ),
+        None => "a router spreads each group's requests over several replicas, each caching its own copy of the prefix: route by prefix or with session affinity".to_string(),
+    });
+    Some(format!("{head}: {}.", causes.join("; or ")))
+}
+
 fn error_finding(steps: &[StepStatus]) -> Option<String> {
     let failed: u64 = steps.iter().map(|s| s.failed).sum();
     if failed == 0 {
@@ -673,6 +720,63 @@ mod tests {
         assert!(all.contains("KV cache usage peaked at 1.0%"), "{all}");
         assert!(all.contains("TTFT p95 at concurrency 1 is 4.3x"), "{all}");
         assert!(all.contains("22.5x"), "{all}");
+    }
+
+    fn with_prefix(mut s: StepStatus, achieved: Option<f64>, intended: Option<f64>) -> StepStatus {
+        if let Some(server) = s.server.as_mut() {
+            server.prefix_cache_hit_rate = achieved;
+        }
+        s.workload = Some(crate::api::StepWorkload {
+            dataset: crate::api::DatasetKind::SharedPrefix,
+            shared_prefix_fraction: intended,
+            ..Default::default()
+        });
+        s
+    }
+
+    fn prefix_findings(steps: &[StepStatus]) -> Vec<String> {
+        summarize(steps, &Options::default())
+            .findings
+            .into_iter()
+            .filter(|f| f.contains("prefix cache served"))
+            .collect()
+    }
+
+    #[test]
+    fn prefix_hit_rate_far_below_the_intended_share_is_a_finding_naming_causes() {
+        let mut steps = published();
+        steps[0] = with_prefix(steps[0].clone(), Some(0.62), Some(0.70));
+        steps[3] = with_prefix(steps[3].clone(), Some(0.21), Some(0.70));
+        steps[3].server.as_mut().unwrap().kv_cache_usage_max = Some(0.97);
+        let found = prefix_findings(&steps);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert!(
+            f.starts_with("At concurrency 8 the prefix cache served 21% of prompt tokens where the workload shares 70%"),
+            "{f}"
+        );
+        assert!(f.contains("KV cache filled up (97%)"), "{f}");
+        assert!(f.contains("router spreads"), "{f}");
+    }
+
+    #[test]
+    fn prefix_hit_rate_above_the_intended_share_points_at_repeated_prompts() {
+        let mut steps = published();
+        steps[1] = with_prefix(steps[1].clone(), Some(0.95), Some(0.40));
+        let found = prefix_findings(&steps);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("more than intended"), "{}", found[0]);
+    }
+
+    #[test]
+    fn prefix_hit_rate_within_ten_points_or_unknown_stays_quiet() {
+        let mut steps = published();
+        steps[0] = with_prefix(steps[0].clone(), Some(0.61), Some(0.70));
+        steps[1] = with_prefix(steps[1].clone(), Some(0.79), Some(0.70));
+        // No intended share (random prompts) or no counters: nothing to compare.
+        steps[2] = with_prefix(steps[2].clone(), Some(0.0), None);
+        steps[3] = with_prefix(steps[3].clone(), None, Some(0.70));
+        assert!(prefix_findings(&steps).is_empty());
     }
 
     #[test]

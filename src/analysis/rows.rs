@@ -37,7 +37,7 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
         (Some(start), Some(end)) => Some(Window { start, end }),
         _ => None,
     };
-    StepStatus {
+    let mut row = StepStatus {
         load: s.point().unwrap_or_default(),
         replicas,
         window,
@@ -104,10 +104,42 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
             output_tokens_per_second: s.output_goodput.unwrap_or(0.0),
             slo_attainment: s.slo_attainment.unwrap_or(0.0),
         }),
+        workload: s.workload.as_ref().map(workload),
+    };
+    if let Some(m) = &s.server {
+        attach_metrics(&mut row, m);
+    }
+    row
+}
+
+fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkload {
+    use crate::contract::results::WorkloadDataset;
+    crate::api::StepWorkload {
+        dataset: match w.dataset {
+            WorkloadDataset::Random => crate::api::DatasetKind::Random,
+            WorkloadDataset::Sharegpt => crate::api::DatasetKind::Sharegpt,
+            WorkloadDataset::SharedPrefix => crate::api::DatasetKind::SharedPrefix,
+            WorkloadDataset::Trace => crate::api::DatasetKind::Trace,
+            WorkloadDataset::Jsonl => crate::api::DatasetKind::Jsonl,
+        },
+        mean_input_tokens: w.mean_input_tokens,
+        mean_output_tokens: w.mean_output_tokens,
+        shared_prefix_fraction: w.shared_prefix_fraction,
+        models: w
+            .models
+            .iter()
+            .map(|m| crate::api::ModelShare {
+                model: m.model.clone(),
+                share: m.share,
+            })
+            .collect(),
+        mean_turns_per_session: w.mean_turns_per_session,
+        sessions: w.sessions,
+        trace_speedup: w.trace_speedup,
     }
 }
 
-/// Attach what Prometheus reported for the row's window.
+/// Attach the server-side figures of the row's window (Prometheus).
 pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
     let server = ServerMetrics {
         ttft_p95_ms: m.ttft_p95_ms.map(round3),
@@ -123,6 +155,7 @@ pub fn attach_metrics(row: &mut StepStatus, m: &WindowMetrics) {
             }),
             _ => None,
         },
+        prefix_cache_hit_rate: m.prefix_cache_hit_rate().map(round3),
     };
     let gpu = GpuMetrics {
         util_max: m.gpu_util_max.map(round3),

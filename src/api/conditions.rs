@@ -93,9 +93,10 @@ pub enum Reason {
     TargetNotFound,
     /// BenchmarkRun: the InferenceService is not Ready yet.
     TargetNotReady,
-    /// BenchmarkRun: the endpoint does not answer `/v1/models` yet.
+    /// BenchmarkRun: the endpoint did not answer `/v1/models` to the load pods within their
+    /// wait (5 minutes); no load was sent.
     TargetUnreachable,
-    /// BenchmarkRun: the target missed readiness or probe checks during the load; the run fails when the retry budget is spent.
+    /// BenchmarkRun: the InferenceService target missed readiness checks during the load; the run fails when the retry budget is spent.
     TargetUnstable,
     /// BenchmarkRun: the target passed its last check during the load.
     TargetStable,

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, Saturation, SharedPrefix, Slo,
-    TokenCount,
+    self, Api, Arrival, Conversation, Dataset, GoodputSlo, LoadPoint, Mode, Plan, PlanPrometheus,
+    Ramp, RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, TokenCount, TraceReplay,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
@@ -70,6 +70,14 @@ fn parse_api(s: &str) -> Result<Api, String> {
         "completions" => Ok(Api::Completions),
         "chat" => Ok(Api::Chat),
         _ => Err(format!("{s:?}: expected completions or chat")),
+    }
+}
+
+fn parse_ramp_shape(s: &str) -> Result<RampShape, String> {
+    match s {
+        "linear" => Ok(RampShape::Linear),
+        "exponential" => Ok(RampShape::Exponential),
+        _ => Err(format!("{s:?}: expected linear or exponential")),
     }
 }
 
@@ -225,6 +233,50 @@ pub struct WorkloadArgs {
     /// bench's `--burstiness`): 1 is Poisson, below 1 burstier, above 1 more regular.
     #[arg(long)]
     pub burstiness: Option<f64>,
+    /// Multi-turn conversations of this many turns per session, N, MIN-MAX or
+    /// MEAN~STDDEV[:MIN-MAX] (BenchmarkRun `workload.conversation`): each turn sends the
+    /// whole history (earlier user messages and the answers received) plus a new user
+    /// message; --concurrency counts sessions, --rate is session arrivals per second. With
+    /// --dataset (ShareGPT) the recorded human turns are replayed (at most this many).
+    #[arg(long, value_parser = parse_tokens)]
+    pub turns: Option<TokenCount>,
+    /// Conversations: length of each later user message, N, MIN-MAX or MEAN~STDDEV
+    /// [default: --input-tokens].
+    #[arg(long, value_parser = parse_tokens, requires = "turns")]
+    pub user_tokens: Option<TokenCount>,
+    /// Conversations: pause between an answer and the next turn, e.g. 2s [default: 0s].
+    #[arg(long, value_parser = parse_duration, requires = "turns")]
+    pub think_time: Option<Duration>,
+    /// Conversations: upper bound of a uniformly drawn think time (from --think-time).
+    #[arg(long, value_parser = parse_duration, requires = "turns")]
+    pub think_time_max: Option<Duration>,
+    /// Replay a Mooncake-format JSONL trace (`{"timestamp": MS, "input_length": N,
+    /// "output_length": N, "hash_ids": [..]}` per line) at the recorded times divided by
+    /// --speedup (BenchmarkRun dataset kind `trace` + `load.traceSpeedups`). The whole trace
+    /// runs unless --duration (the cap) or --requests is given.
+    #[arg(long, value_name = "FILE", value_parser = parse_path,
+          conflicts_with_all = ["dataset", "groups", "prompts", "turns", "rate", "concurrency", "ramp"])]
+    pub trace: Option<Box<Path>>,
+    /// Trace replay speed-ups, one step each, e.g. 1,2,4 [default: 1, or the file's].
+    #[arg(long, value_delimiter = ',')]
+    pub speedup: Option<Vec<f64>>,
+    /// Tokens (≈ words) per `hash_ids` block of the trace [default: 512].
+    #[arg(long, requires = "trace")]
+    pub block_tokens: Option<u32>,
+    /// Custom prompts, JSONL: `{"prompt": "..."}` or `{"messages": [...]}` per line, with an
+    /// optional `max_tokens` (BenchmarkRun dataset kind `jsonl`).
+    #[arg(long, value_name = "FILE", value_parser = parse_path, conflicts_with_all = ["dataset", "groups"])]
+    pub prompts: Option<Box<Path>>,
+    /// Ramp the open-loop rate up over this long at the start of every step, from 10% of
+    /// the step's rate (BenchmarkRun `load.ramp`); the measured window starts after it.
+    #[arg(long, value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
+    /// Shape of the ramp: linear or exponential [default: linear].
+    #[arg(long, value_parser = parse_ramp_shape, requires = "ramp")]
+    pub ramp_shape: Option<RampShape>,
+    /// Count the ramp's requests in the measured window.
+    #[arg(long, requires = "ramp")]
+    pub measure_ramp: bool,
 }
 
 /// Which measurements `--self-test` runs.
@@ -315,10 +367,59 @@ pub fn bench_plan(
             suffix_tokens: shape.suffix_tokens.unwrap_or(w.input_tokens),
         });
     }
+    if let Some(p) = &shape.prompts {
+        w.dataset = Dataset::Jsonl {
+            path: p.to_path_buf(),
+        };
+    }
+    if let Some(turns) = shape.turns {
+        let old = w.conversation.take();
+        w.conversation = Some(Conversation {
+            turns,
+            user_tokens: shape
+                .user_tokens
+                .or(old.as_ref().and_then(|c| c.user_tokens)),
+            think_time: shape
+                .think_time
+                .or(old.as_ref().map(|c| c.think_time))
+                .unwrap_or_default(),
+            think_time_max: shape
+                .think_time_max
+                .or(old.as_ref().and_then(|c| c.think_time_max)),
+        });
+    }
     let l = &mut plan.load;
+    if let Some(path) = &shape.trace {
+        w.dataset = Dataset::Trace {
+            path: path.to_path_buf(),
+            block_tokens: shape.block_tokens.unwrap_or(TRACE_BLOCK_TOKENS),
+        };
+        l.mode = Mode::Rate;
+        l.saturation = None;
+        let speedups = shape
+            .speedup
+            .clone()
+            .or_else(|| l.trace.take().map(|t| t.speedups))
+            .unwrap_or_else(|| vec![1.0]);
+        l.trace = Some(TraceReplay { speedups });
+        if file.is_none() {
+            // The whole trace unless bounded by --requests / --duration.
+            l.requests_per_step = None;
+            l.duration_per_step = None;
+        }
+    } else if let (Some(t), Some(s)) = (&mut l.trace, &shape.speedup) {
+        t.speedups = s.clone();
+    }
     if args.requests.is_some() || args.duration.is_some() {
         l.requests_per_step = args.requests;
         l.duration_per_step = args.duration;
+    }
+    if let Some(duration) = shape.ramp {
+        l.ramp = Some(Ramp {
+            shape: shape.ramp_shape.unwrap_or_default(),
+            duration,
+            measured: shape.measure_ramp,
+        });
     }
     if let Some(c) = &args.concurrency {
         l.mode = Mode::Concurrency;
@@ -521,35 +622,6 @@ impl Observer for BenchObserver {
     }
 }
 
-/// First model listed by `GET {url}/v1/models`.
-async fn first_model(url: &str) -> anyhow::Result<String> {
-    let base = url.trim_end_matches('/');
-    let base = base.strip_suffix("/v1").unwrap_or(base);
-    let list = format!("{base}/v1/models");
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()?
-        .get(&list)
-        .send()
-        .await
-        .with_context(|| format!("GET {list}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        bail!(
-            "GET {list}: HTTP {status}: {}",
-            crate::loadgen::client::server_message(&body)
-        );
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("GET {list}: bad JSON"))?;
-    v.pointer("/data/0/id")
-        .and_then(|m| m.as_str())
-        .map(str::to_owned)
-        .with_context(|| format!("GET {list}: no model listed"))
-}
-
 /// Starts the built-in simulator on an ephemeral loopback port.
 async fn start_simulator(profile: &str) -> anyhow::Result<crate::sim::SimHandle> {
     let opts = crate::sim::SimOptions::profile(profile)?;
@@ -570,12 +642,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let file_model = file.as_ref().and_then(|f| f.model.clone());
     let (url, model) = match args.url.as_ref().or(file_url.as_ref()) {
         Some(url) => {
-            let model = match args.model.as_ref().or(file_model.as_ref()) {
-                Some(m) => m.clone(),
-                None => first_model(url)
-                    .await
-                    .context("finding the model name (pass --model)")?,
-            };
+            // One look before any load: a clear error instead of a sweep of failed requests.
+            let wanted = args.model.as_ref().or(file_model.as_ref());
+            let model = crate::loadgen::target::check(
+                url,
+                wanted.map(String::as_str),
+                Duration::ZERO,
+                Duration::ZERO,
+            )
+            .await
+            .map_err(|p| anyhow::anyhow!("{url}: {p} (--model)"))?;
             (url.clone(), model)
         }
         None => {
@@ -630,22 +706,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         s.shutdown().await;
     }
     let mut results = results?;
-    if let Some(prom) = &args.prometheus {
-        let scope = crate::prom::Scope {
-            model_name: Some(plan.target.model.clone()),
+    if let Some(url) = &args.prometheus {
+        let prom = crate::contract::plan::PlanPrometheus {
+            url: url.clone(),
+            namespace: None,
             pod_regex: args.prometheus_pods.clone(),
-            ..Default::default()
+            gpu_labels: Default::default(),
+            settle: Duration::ZERO,
         };
-        let collector = crate::prom::Collector::new(prom, scope)?;
-        for step in &mut results.steps {
-            match collector.collect(step.window_start, step.window_end).await {
-                Ok(m) => step.server = Some(m),
-                Err(e) => {
-                    eprintln!("warning: {e}; client results are kept");
-                    break;
-                }
-            }
-        }
+        attach_server_figures(&mut results, &prom, &plan.target.model).await;
     }
     println!();
     println!(
@@ -788,6 +857,76 @@ fn spawn_sink_writer(
     (tx, task)
 }
 
+/// Server-side figures of every step from Prometheus, asked after `prom.settle` (so the last
+/// scrape of the last window has landed), scoped to the target's pods and model. A failure
+/// keeps the client results and says why in `metadata.serverMetricsError` (and on stderr).
+pub async fn attach_server_figures(results: &mut Results, prom: &PlanPrometheus, model: &str) {
+    tokio::time::sleep(prom.settle).await;
+    let scope = crate::prom::Scope {
+        namespace: prom.namespace.clone(),
+        pod_regex: prom.pod_regex.clone(),
+        model_name: Some(model.to_string()),
+        gpu_labels: prom.gpu_labels.into(),
+    };
+    let failed = |results: &mut Results, e: String| {
+        eprintln!(
+            "warning: Prometheus {}: {e}; client results are kept",
+            prom.url
+        );
+        let e: String = e.split_whitespace().collect::<Vec<_>>().join(" ");
+        results.metadata.server_metrics_error = Some(e.chars().take(300).collect());
+    };
+    let collector = match crate::prom::Collector::new(&prom.url, scope) {
+        Ok(c) => c,
+        Err(e) => return failed(results, format!("{e:#}")),
+    };
+    for i in 0..results.steps.len() {
+        let step = &results.steps[i];
+        if step.server.is_some() {
+            continue;
+        }
+        match collector.collect(step.window_start, step.window_end).await {
+            Ok(m) => results.steps[i].server = Some(m),
+            Err(e) => return failed(results, format!("{e:#}")),
+        }
+    }
+}
+
+/// A load pod's first step: the target check, from the pod (the tenant's network identity
+/// and credentials, not the operator's). On success the plan carries the model to send and
+/// the load may start (`true`). A target that never answers within `plan.target.wait`, or
+/// lacks the model, is recorded as a marker next to the pod's results, which the operator
+/// turns into the run's failure reason (`false`: end the pod cleanly); without a sink it is
+/// an error.
+pub async fn pod_target_check(
+    plan: &mut Plan,
+    sink: Option<&super::sink::ConfigMapSink>,
+    every: Duration,
+) -> anyhow::Result<bool> {
+    let wanted = Some(plan.target.model.clone()).filter(|m| !m.trim().is_empty());
+    match crate::loadgen::target::check(
+        &plan.target.url,
+        wanted.as_deref(),
+        plan.target.wait,
+        every,
+    )
+    .await
+    {
+        Ok(model) => {
+            plan.target.model = model;
+            Ok(true)
+        }
+        Err(problem) => {
+            let Some(sink) = sink else {
+                bail!("{problem}");
+            };
+            eprintln!("error: {problem}");
+            sink.write_target_problem(&problem).await?;
+            Ok(false)
+        }
+    }
+}
+
 /// `inferops loadgen`.
 pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.plan)
@@ -814,6 +953,9 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if !pod_target_check(&mut plan, sink.as_deref(), Duration::from_secs(2)).await? {
+        return Ok(());
+    }
     let writer = sink.clone().map(spawn_sink_writer);
     let mut observer = LoadgenObserver {
         out: args.out.clone(),
@@ -839,8 +981,14 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         resume,
         ..Default::default()
     };
-    let results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
+    let mut results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
     drop(observer);
+    // Server figures once, from the first pod (the windows are common to all pods).
+    if let Some(prom) = &plan.prometheus
+        && plan.parallelism.index == 0
+    {
+        attach_server_figures(&mut results, prom, &plan.target.model).await;
+    }
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);
         let _ = task.await;

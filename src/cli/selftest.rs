@@ -229,6 +229,8 @@ async fn throughput(
         seed: 1,
         goodput_slo: None,
         preconnect: true,
+        ramp: None,
+        trace_speedup: None,
     };
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
 }

@@ -11,12 +11,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::contract::results::Results;
+use crate::contract::target::TargetProblem;
 
 /// Largest results document a pod writes (a ConfigMap holds 1 MiB in all).
 pub const MAX_RESULTS_BYTES: usize = 900 * 1024;
 
 /// Suffix of the marker key a pod writes when its results outgrow [`MAX_RESULTS_BYTES`].
-pub use crate::render::benchmark_run::OVER_BUDGET_SUFFIX;
+pub use crate::render::benchmark_run::{OVER_BUDGET_SUFFIX, TARGET_PROBLEM_SUFFIX};
 
 /// The ConfigMap key a pod writes.
 pub fn key(prefix: &str, index: u32) -> String {
@@ -94,6 +95,13 @@ impl ConfigMapSink {
         }
         self.apply(self.key.clone(), text).await?;
         Ok(Written::Stored)
+    }
+
+    /// Record why the target could not be benchmarked (the marker the operator fails on).
+    pub async fn write_target_problem(&self, problem: &TargetProblem) -> anyhow::Result<()> {
+        let text = serde_json::to_string(problem)?;
+        self.apply(format!("{}{TARGET_PROBLEM_SUFFIX}", self.key), text)
+            .await
     }
 
     async fn apply(&self, key: String, text: String) -> anyhow::Result<()> {

@@ -138,12 +138,22 @@ pub fn render_server(results: &Results) -> String {
         "server ITL p95",
     ];
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+    // Against a server with prefix-cache counters: achieved hit rate (and the intended one).
+    let prefix = results.steps.iter().any(|s| {
+        s.server
+            .as_ref()
+            .is_some_and(|m| m.prefix_cache_hit_rate().is_some())
+    });
+    let mut header = header.to_vec();
+    if prefix {
+        header.push("prefix hit % (intended)");
+    }
     let rows: Vec<Vec<String>> = results
         .steps
         .iter()
         .map(|s| {
             let m = s.server.clone().unwrap_or_default();
-            vec![
+            let mut row = vec![
                 point_cell(s),
                 opt(m.gpu_util_max, &|v| num(v, 0)),
                 opt(m.gpu_util_mean, &|v| num(v, 0)),
@@ -153,7 +163,16 @@ pub fn render_server(results: &Results) -> String {
                 opt(m.num_requests_waiting_max, &|v| num(v, 0)),
                 opt(m.ttft_p95_ms, &|v| num(v, 1)),
                 opt(m.itl_p95_ms, &|v| num(v, 2)),
-            ]
+            ];
+            if prefix {
+                let intended = s.workload.as_ref().and_then(|w| w.shared_prefix_fraction);
+                let achieved = opt(m.prefix_cache_hit_rate(), &|v| num(v * 100.0, 1));
+                row.push(match intended {
+                    Some(i) => format!("{achieved} ({})", num(i * 100.0, 1)),
+                    None => achieved,
+                });
+            }
+            row
         })
         .collect();
     markdown(&header, &rows)

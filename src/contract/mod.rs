@@ -11,6 +11,7 @@ pub mod server;
 pub mod slo;
 pub mod spec;
 pub mod stats;
+pub mod target;
 pub mod vllm_metrics;
 
 pub use crate::api::LoadPoint;

@@ -27,6 +27,39 @@ pub struct Plan {
     /// This process's share of a load split over several pods.
     #[serde(default)]
     pub parallelism: Parallelism,
+    /// Where the load pod reads the server-side figures of every step after the load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PlanPrometheus>,
+}
+
+/// Server-side figures from Prometheus, read by the load (pod 0 of a split load) with its own
+/// network identity once the last step is done: vLLM and DCGM metrics over each step's
+/// measured window, scoped to the target's pods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanPrometheus {
+    /// Base URL of the Prometheus HTTP API.
+    pub url: String,
+    /// Namespace of the target's pods (unset: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Regular expression of the target's pod names (unset: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_regex: Option<String>,
+    /// Label convention of the DCGM metrics.
+    #[serde(default)]
+    pub gpu_labels: crate::api::GpuLabels,
+    /// Wait after the last step before asking, so that the last scrape of the window has
+    /// landed (default 30s, kube-prometheus-stack's scrape interval).
+    #[serde(default = "default_settle", with = "duration")]
+    pub settle: Duration,
+}
+
+/// The default [`PlanPrometheus::settle`].
+pub const DEFAULT_PROMETHEUS_SETTLE: Duration = Duration::from_secs(30);
+
+fn default_settle() -> Duration {
+    DEFAULT_PROMETHEUS_SETTLE
 }
 
 /// The server under test.
@@ -35,8 +68,22 @@ pub struct Plan {
 pub struct Target {
     /// Base URL, e.g. `http://qwen.default.svc:8000` (a trailing `/v1` is accepted).
     pub url: String,
-    /// Served model name sent in every request.
+    /// Served model name sent in every request. Empty in a plan the operator writes for a
+    /// URL target without `spec.target.model`: the load pod takes the only model the target
+    /// lists (see [`crate::contract::target`]).
+    #[serde(default)]
     pub model: String,
+    /// How long the load pod waits for the target to answer `GET /v1/models` before it gives
+    /// up (default 5 minutes).
+    #[serde(default = "default_target_wait", with = "duration")]
+    pub wait: Duration,
+}
+
+/// How long a load pod waits for the target by default.
+pub const DEFAULT_TARGET_WAIT: Duration = Duration::from_secs(300);
+
+fn default_target_wait() -> Duration {
+    DEFAULT_TARGET_WAIT
 }
 
 /// The OpenAI API flavour to call.
@@ -88,7 +135,42 @@ pub enum Dataset {
     /// group's `prefixTokens` words (a system prompt or a shared document) followed by its own
     /// random suffix, so a known fraction of prompt tokens can come from a prefix cache.
     SharedPrefix(SharedPrefix),
+    /// A recorded trace to replay (JSONL, the Mooncake format): one request per line,
+    /// `{"timestamp": MS, "input_length": N, "output_length": N, "hash_ids": [..]}`, sent at
+    /// `timestamp / speedup` after the step starts (see [`TraceReplay`]). Equal `hash_ids`
+    /// become identical `blockTokens`-word blocks of prompt text, so a prefix cache sees the
+    /// sharing the trace recorded.
+    Trace {
+        /// Path of the JSONL file.
+        path: PathBuf,
+        /// Tokens (words) per hash block (Mooncake: 512).
+        block_tokens: u32,
+    },
+    /// Custom prompts (JSONL): one request per line, `{"prompt": "..."}` or
+    /// `{"messages": [{"role": ..., "content": ...}, ...]}`, each with an optional
+    /// `max_tokens` (else `outputTokens`).
+    Jsonl {
+        /// Path of the JSONL file.
+        path: PathBuf,
+    },
 }
+
+impl Dataset {
+    /// The kind's name in results and headers (`random`, `sharegpt`, `sharedPrefix`,
+    /// `trace`, `jsonl`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Dataset::Random => "random",
+            Dataset::Sharegpt { .. } => "sharegpt",
+            Dataset::SharedPrefix(_) => "sharedPrefix",
+            Dataset::Trace { .. } => "trace",
+            Dataset::Jsonl { .. } => "jsonl",
+        }
+    }
+}
+
+/// Default tokens per `hash_ids` block of a trace (the Mooncake traces' 512).
+pub const TRACE_BLOCK_TOKENS: u32 = 512;
 
 /// Shape of a [`Dataset::SharedPrefix`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -129,6 +211,30 @@ enum DatasetRepr {
     SharedPrefix {
         shared_prefix: SharedPrefix,
     },
+    Trace {
+        trace: TraceRepr,
+    },
+    Jsonl {
+        jsonl: JsonlRepr,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TraceRepr {
+    path: PathBuf,
+    #[serde(default = "default_block_tokens")]
+    block_tokens: u32,
+}
+
+fn default_block_tokens() -> u32 {
+    TRACE_BLOCK_TOKENS
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonlRepr {
+    path: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,13 +251,19 @@ impl TryFrom<DatasetRepr> for Dataset {
         match r {
             DatasetRepr::Name(n) if n == "random" => Ok(Dataset::Random),
             DatasetRepr::Name(n) => Err(format!(
-                "unknown dataset {n:?}: use random or {{sharegpt: {{path: FILE}}}}"
+                "unknown dataset {n:?}: use random, {{sharegpt: {{path: FILE}}}}, \
+                 {{trace: {{path: FILE}}}} or {{jsonl: {{path: FILE}}}}"
             )),
             DatasetRepr::Sharegpt { sharegpt } => Ok(Dataset::Sharegpt {
                 path: sharegpt.path,
                 output_from_dataset: sharegpt.output_from_dataset,
             }),
             DatasetRepr::SharedPrefix { shared_prefix } => Ok(Dataset::SharedPrefix(shared_prefix)),
+            DatasetRepr::Trace { trace } => Ok(Dataset::Trace {
+                path: trace.path,
+                block_tokens: trace.block_tokens,
+            }),
+            DatasetRepr::Jsonl { jsonl } => Ok(Dataset::Jsonl { path: jsonl.path }),
         }
     }
 }
@@ -170,6 +282,12 @@ impl From<Dataset> for DatasetRepr {
                 },
             },
             Dataset::SharedPrefix(shared_prefix) => DatasetRepr::SharedPrefix { shared_prefix },
+            Dataset::Trace { path, block_tokens } => DatasetRepr::Trace {
+                trace: TraceRepr { path, block_tokens },
+            },
+            Dataset::Jsonl { path } => DatasetRepr::Jsonl {
+                jsonl: JsonlRepr { path },
+            },
         }
     }
 }
@@ -284,6 +402,117 @@ pub struct Workload {
     /// number of requests in the largest step, at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
+    /// Multi-turn conversations instead of independent requests (see [`Conversation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+    /// Weighted model mix: each request goes to one of these served models (or LoRA
+    /// adapters), picked by weight from the seed. Empty: every request goes to
+    /// `target.model`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelWeight>,
+}
+
+/// One entry of a model mix: `{name: lora-a, weight: 30}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelWeight {
+    /// Served model name (a base model or a LoRA adapter).
+    pub name: String,
+    /// Relative weight (> 0): the model gets `weight / sum of weights` of the requests.
+    pub weight: u32,
+}
+
+/// Multi-turn sessions: each session sends `turns` requests one after the other; every turn
+/// carries the whole history (the earlier user messages and the answers actually received,
+/// as streamed) plus a new user message, and the next turn follows `thinkTime` after the
+/// answer. The first user message comes from the dataset (a synthetic prompt of
+/// `inputTokens`, or a ShareGPT conversation's first human turn); later ones are synthetic
+/// prompts of `userTokens`, or with ShareGPT the conversation's recorded later human turns
+/// (a session then ends with its recorded turns, at most `turns`). Closed loop: the
+/// concurrency is the number of sessions in progress; open loop: the rate is the session
+/// arrival rate. Every turn is one request of the step's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Conversation {
+    /// Turns per session (a count: fixed, uniform range or clipped normal).
+    pub turns: TokenCount,
+    /// Length of each later user message (default: `inputTokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_tokens: Option<TokenCount>,
+    /// Pause between a turn's answer and the next turn (the lower bound with `thinkTimeMax`).
+    #[serde(default, with = "duration")]
+    pub think_time: Duration,
+    /// Upper bound of a uniformly drawn think time.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub think_time_max: Option<Duration>,
+}
+
+impl Conversation {
+    /// The expected number of turns per session.
+    pub fn mean_turns(&self) -> f64 {
+        self.turns.mean()
+    }
+}
+
+/// Replay of a [`Dataset::Trace`]: each step sends the trace at one speed-up factor (the
+/// sweep's load points), every record at `(timestamp - first timestamp) / speedup` after the
+/// step's start. A step ends when the trace ends, or earlier at `durationPerStep` (the cap)
+/// or `requestsPerStep`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TraceReplay {
+    /// Speed-up factors, one step each (`[1, 2, 4]`: the trace at 1x, 2x, 4x).
+    pub speedups: Vec<f64>,
+}
+
+/// How the open-loop rate rises at the start of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RampShape {
+    /// From 10% of the step's rate to 100% in equal increments per unit of time.
+    #[default]
+    Linear,
+    /// From 10% to 100%, by the same factor per unit of time.
+    Exponential,
+}
+
+/// A ramp-up of the open-loop rate at the start of every step (the session arrival rate for
+/// conversations). Unless `measured`, the measured window starts when the ramp ends (or
+/// after the warmup, whichever is later); with `measured` the ramp is part of the window
+/// (after the warmup).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ramp {
+    /// Shape of the rise.
+    #[serde(default)]
+    pub shape: RampShape,
+    /// How long the rise takes (from the step's start).
+    #[serde(with = "duration")]
+    pub duration: Duration,
+    /// Count the ramp's requests in the measured window.
+    #[serde(default)]
+    pub measured: bool,
+}
+
+/// The fraction of the step's rate a ramp starts at.
+pub const RAMP_START_FRACTION: f64 = 0.1;
+
+impl Ramp {
+    /// The fraction (0.1..=1) of the step's rate at `t` after the step's start.
+    pub fn fraction(&self, t: Duration) -> f64 {
+        if self.duration.is_zero() || t >= self.duration {
+            return 1.0;
+        }
+        let x = t.as_secs_f64() / self.duration.as_secs_f64();
+        match self.shape {
+            RampShape::Linear => RAMP_START_FRACTION + (1.0 - RAMP_START_FRACTION) * x,
+            RampShape::Exponential => RAMP_START_FRACTION.powf(1.0 - x),
+        }
+    }
 }
 
 impl Workload {
@@ -296,6 +525,8 @@ impl Workload {
                 "{}x{} prompts sharing {} + {}",
                 sp.groups, sp.prompts_per_group, sp.prefix_tokens, sp.suffix_tokens
             ),
+            Dataset::Trace { .. } => "trace".into(),
+            Dataset::Jsonl { .. } => "jsonl".into(),
         }
     }
 }
@@ -324,6 +555,8 @@ impl Default for Workload {
             seed: default_seed(),
             stream: true,
             num_prompts: None,
+            conversation: None,
+            models: Vec::new(),
         }
     }
 }
@@ -462,6 +695,12 @@ pub struct Load {
     /// `parallelism.startAt` (split runs with `durationPerStep`).
     #[serde(default = "default_step_slack", with = "duration")]
     pub step_slack: Duration,
+    /// Replay a [`Dataset::Trace`] at these speed-ups (replaces `rate` / `concurrency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceReplay>,
+    /// Ramp the open-loop rate up at the start of every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
 }
 
 fn default_timeout() -> Duration {
@@ -490,6 +729,8 @@ impl Default for Load {
             goodput_slo: None,
             saturation: None,
             step_slack: default_step_slack(),
+            trace: None,
+            ramp: None,
         }
     }
 }
@@ -619,10 +860,12 @@ impl Plan {
             target: Target {
                 url: url.into(),
                 model: model.into(),
+                wait: default_target_wait(),
             },
             workload: Workload::default(),
             load: Load::default(),
             parallelism: Parallelism::default(),
+            prometheus: None,
         }
     }
 
@@ -636,10 +879,6 @@ impl Plan {
     /// Checks the plan for values that cannot run.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.target.url.trim().is_empty(), "target.url is empty");
-        ensure!(
-            !self.target.model.trim().is_empty(),
-            "target.model is empty"
-        );
         let w = &self.workload;
         w.input_tokens.check("workload.inputTokens", 1)?;
         w.output_tokens.check("workload.outputTokens", 1)?;
@@ -659,7 +898,74 @@ impl Plan {
                 "workload.dataset.sharedPrefix: prompts must not be empty"
             );
         }
+        if let Some(c) = &w.conversation {
+            c.turns.check("workload.conversation.turns", 1)?;
+            ensure!(
+                c.turns.max() <= 1000,
+                "workload.conversation.turns: at most 1000 turns per session"
+            );
+            if let Some(u) = c.user_tokens {
+                u.check("workload.conversation.userTokens", 1)?;
+            }
+            ensure!(
+                c.think_time_max.is_none_or(|m| m >= c.think_time),
+                "workload.conversation.thinkTimeMax must be >= thinkTime"
+            );
+            ensure!(
+                !matches!(w.dataset, Dataset::Trace { .. }),
+                "workload.conversation: a trace replays its own requests; drop conversation or use another dataset"
+            );
+        }
+        let is_trace = matches!(w.dataset, Dataset::Trace { .. });
+        if let Dataset::Trace { block_tokens, .. } = w.dataset {
+            ensure!(
+                block_tokens >= 1,
+                "workload.dataset.trace.blockTokens must be >= 1"
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for m in &w.models {
+            ensure!(
+                !m.name.trim().is_empty(),
+                "workload.models: a name is empty"
+            );
+            ensure!(
+                m.weight > 0,
+                "workload.models: weight of {:?} must be > 0",
+                m.name
+            );
+            ensure!(
+                names.insert(m.name.as_str()),
+                "workload.models: {:?} is listed twice",
+                m.name
+            );
+        }
         let l = &self.load;
+        ensure!(
+            is_trace == l.trace.is_some(),
+            "a trace dataset needs load.trace (the speed-ups), and load.trace needs a trace dataset"
+        );
+        if let Some(t) = &l.trace {
+            ensure!(
+                !t.speedups.is_empty(),
+                "load.trace.speedups: list at least one speed-up"
+            );
+            ensure!(
+                t.speedups.iter().all(|s| s.is_finite() && *s > 0.0),
+                "load.trace.speedups must be > 0"
+            );
+            ensure!(
+                l.mode == Mode::Rate && l.saturation.is_none(),
+                "load.trace: a trace replay is open loop (mode rate) without saturation search"
+            );
+        }
+        if let Some(r) = &l.ramp {
+            ensure!(!r.duration.is_zero(), "load.ramp.duration must be > 0");
+            ensure!(
+                l.mode == Mode::Rate && l.trace.is_none(),
+                "load.ramp ramps an open-loop rate: it needs mode rate (and no trace replay)"
+            );
+        }
         if let Arrival::Gamma { burstiness } = l.arrival {
             ensure!(
                 burstiness.is_finite() && burstiness > 0.0,
@@ -730,6 +1036,7 @@ impl Plan {
                     "load.concurrency values must be >= 1"
                 );
             }
+            (Mode::Rate, None) if l.trace.is_some() => {}
             (Mode::Rate, None) => {
                 ensure!(!l.rate.is_empty(), "load.rate is empty");
                 ensure!(
@@ -747,8 +1054,13 @@ impl Plan {
     }
 
     /// The fixed sweep's load points (whole-run values, before splitting). Empty for a
-    /// saturation search, whose points depend on the results.
+    /// saturation search, whose points depend on the results. A trace replay has one point
+    /// per speed-up, `Rate(speedup)` here; its results record the trace's offered rate
+    /// (records per second of the trace × speed-up) instead.
     pub fn points(&self) -> Vec<LoadPoint> {
+        if let Some(t) = &self.load.trace {
+            return t.speedups.iter().map(|&s| LoadPoint::Rate(s)).collect();
+        }
         match (self.load.mode, &self.load.saturation) {
             (_, Some(_)) => Vec::new(),
             (Mode::Concurrency, None) => self
@@ -774,6 +1086,10 @@ impl Plan {
     /// Measured requests per step for the whole run, `None` when the step is time-bounded
     /// only. Applies the default of 200 when neither bound is set.
     pub fn requests_per_step(&self) -> Option<u64> {
+        if self.load.trace.is_some() {
+            // A trace replay runs the whole trace unless bounded.
+            return self.load.requests_per_step;
+        }
         match (self.load.requests_per_step, self.load.duration_per_step) {
             (None, None) => Some(200),
             (r, _) => r,
@@ -935,10 +1251,61 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nload: {requestTimeout: nonsense}",
             "target: {url: x, model: m}\nload: {arrival: {gamma: {burstiness: 0}}}",
             "target: {url: x, model: m}\nworkload: {inputTokens: {mean: 5, stddev: 1, min: 9}}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 1}, {name: a, weight: 2}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: a, weight: 0}]}",
+            "target: {url: x, model: m}\nworkload: {models: [{name: '', weight: 1}]}",
             "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
+            "target: {url: x, model: m}\nworkload: {conversation: {turns: 0}}",
+            "target: {url: x, model: m}\nworkload: {conversation: {turns: 2, thinkTime: 2s, thinkTimeMax: 1s}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: rate}",
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [1], trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: rate, trace: {speedups: [0]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: concurrency, trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}, conversation: {turns: 2}}\nload: {mode: rate, trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nload: {concurrency: [1], ramp: {duration: 5s}}",
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [1], ramp: {duration: 0s}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn conversation_trace_jsonl_and_ramp_plans_parse() {
+        let p = Plan::from_text(
+            "target: {url: x, model: m}\nworkload: {dataset: {jsonl: {path: /p.jsonl}}, \
+             conversation: {turns: {min: 2, max: 4}, userTokens: 32, thinkTime: 1s, thinkTimeMax: 2s}}\n\
+             load: {mode: rate, rate: [2], ramp: {shape: exponential, duration: 30s}}",
+        )
+        .unwrap();
+        let c = p.workload.conversation.as_ref().unwrap();
+        assert_eq!(c.turns, TokenCount::Range { min: 2, max: 4 });
+        assert_eq!(c.mean_turns(), 3.0);
+        assert_eq!(c.think_time_max, Some(Duration::from_secs(2)));
+        assert_eq!(p.load.ramp.unwrap().shape, RampShape::Exponential);
+        assert!(!p.load.ramp.unwrap().measured);
+        assert_eq!(p.workload.dataset.kind(), "jsonl");
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), p);
+        let t = Plan::from_text(
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: /t.jsonl}}}\n\
+             load: {mode: rate, trace: {speedups: [1, 2, 4]}, durationPerStep: 10m}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.workload.dataset,
+            Dataset::Trace {
+                path: "/t.jsonl".into(),
+                block_tokens: TRACE_BLOCK_TOKENS
+            }
+        );
+        assert_eq!(
+            t.points(),
+            [1.0, 2.0, 4.0].map(LoadPoint::Rate),
+            "one step per speed-up"
+        );
+        assert_eq!(t.requests_per_step(), None);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), t);
     }
 
     #[test]

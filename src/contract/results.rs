@@ -62,6 +62,10 @@ pub struct Metadata {
     /// Host that ran the load (the pod name in a cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Why the steps lack server-side figures although the plan asked Prometheus for them
+    /// (a short message; the client results are complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics_error: Option<String>,
     /// The plan as run.
     pub plan: Plan,
 }
@@ -80,6 +84,7 @@ impl Metadata {
             api: plan.workload.api,
             mode: plan.load.mode,
             hostname: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
+            server_metrics_error: None,
             plan: plan.clone(),
         }
     }
@@ -209,6 +214,166 @@ pub struct StepResult {
     /// Connections opened before the step (outside its warmup and measured window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_setup: Option<ConnectionSetup>,
+    /// The workload the step was meant to send (from the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<StepWorkload>,
+}
+
+/// Prompt source of a step, as recorded in its [`StepWorkload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadDataset {
+    /// Synthetic random prompts.
+    #[default]
+    Random,
+    /// A ShareGPT-format file.
+    Sharegpt,
+    /// Groups of synthetic prompts sharing a prefix.
+    SharedPrefix,
+    /// A replayed trace (Mooncake JSONL).
+    Trace,
+    /// Custom JSONL prompts.
+    Jsonl,
+}
+
+/// One served model (or LoRA adapter) of a step's model mix and its share of the requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelShare {
+    /// Served model name sent in the requests.
+    pub model: String,
+    /// Intended fraction of the requests, 0..1 (the weights normalized).
+    pub share: f64,
+}
+
+/// What a step was meant to send, recorded next to what it measured, so a report can say
+/// "40% of prompt tokens shared, 70/30 base/adapter". Every figure is the *intended* one
+/// (from the plan or the prepared prompt set); the measured totals are in the step itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepWorkload {
+    /// Prompt source.
+    pub dataset: WorkloadDataset,
+    /// Mean prompt length asked for, tokens (words without a tokenizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_input_tokens: Option<f64>,
+    /// Mean `max_tokens` asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_output_tokens: Option<f64>,
+    /// Intended share of prompt tokens that repeat an earlier prompt's prefix and can come
+    /// from a prefix cache, 0..1 (shared-prefix datasets; see
+    /// [`SharedPrefix::shared_fraction`](super::plan::SharedPrefix::shared_fraction)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix_fraction: Option<f64>,
+    /// The model mix (empty: every request goes to `metadata.model`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelShare>,
+    /// Multi-turn conversations: the mean number of turns of the prepared sessions
+    /// (for ShareGPT, the recorded human turns up to `turns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_turns_per_session: Option<f64>,
+    /// Multi-turn conversations: sessions that sent at least one measured turn (measured,
+    /// this load pod's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    /// Trace replay: the speed-up of this step (1 = the recorded pace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_speedup: Option<f64>,
+}
+
+impl StepWorkload {
+    /// The workload `plan` intends. `prepared_means` are the mean prompt and output lengths
+    /// of the prepared request set, used where the plan alone does not say (ShareGPT).
+    pub fn of(plan: &Plan, prepared_means: Option<(f64, f64)>) -> StepWorkload {
+        use super::plan::Dataset;
+        let w = &plan.workload;
+        let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+        let (dataset, input, output, shared) = match &w.dataset {
+            Dataset::Random => (
+                WorkloadDataset::Random,
+                Some(w.input_tokens.mean()),
+                Some(w.output_tokens.mean()),
+                None,
+            ),
+            Dataset::Sharegpt { .. } => (
+                WorkloadDataset::Sharegpt,
+                prepared_means.map(|m| m.0),
+                prepared_means.map(|m| m.1),
+                None,
+            ),
+            Dataset::SharedPrefix(sp) => (
+                WorkloadDataset::SharedPrefix,
+                Some(f64::from(sp.prefix_tokens) + sp.suffix_tokens.mean()),
+                Some(w.output_tokens.mean()),
+                Some(sp.shared_fraction()),
+            ),
+            Dataset::Trace { .. } => (
+                WorkloadDataset::Trace,
+                prepared_means.map(|m| m.0),
+                prepared_means.map(|m| m.1),
+                None,
+            ),
+            Dataset::Jsonl { .. } => (
+                WorkloadDataset::Jsonl,
+                prepared_means.map(|m| m.0),
+                prepared_means.map(|m| m.1),
+                None,
+            ),
+        };
+        let total: f64 = w.models.iter().map(|m| f64::from(m.weight)).sum();
+        StepWorkload {
+            dataset,
+            mean_input_tokens: input.map(r3),
+            mean_output_tokens: output.map(r3),
+            shared_prefix_fraction: shared.map(r3),
+            models: w
+                .models
+                .iter()
+                .filter(|_| total > 0.0)
+                .map(|m| ModelShare {
+                    model: m.name.clone(),
+                    share: r3(f64::from(m.weight) / total),
+                })
+                .collect(),
+            mean_turns_per_session: None,
+            sessions: None,
+            trace_speedup: None,
+        }
+    }
+
+    /// One phrase for headers and reports: `shared-prefix, 512 in / 128 out, 47% of prompt
+    /// tokens shared, models base 70% + lora-a 30%`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![
+            match self.dataset {
+                WorkloadDataset::Random => "random",
+                WorkloadDataset::Sharegpt => "sharegpt",
+                WorkloadDataset::SharedPrefix => "shared-prefix",
+                WorkloadDataset::Trace => "trace",
+                WorkloadDataset::Jsonl => "jsonl",
+            }
+            .to_string(),
+        ];
+        if let Some(s) = self.trace_speedup {
+            parts[0] = format!("trace at {s}x");
+        }
+        if let (Some(i), Some(o)) = (self.mean_input_tokens, self.mean_output_tokens) {
+            parts.push(format!("{i:.0} in / {o:.0} out tokens (mean)"));
+        }
+        if let Some(f) = self.shared_prefix_fraction {
+            parts.push(format!("{:.0}% of prompt tokens shared", f * 100.0));
+        }
+        if let Some(t) = self.mean_turns_per_session {
+            parts.push(format!("{t:.1} turns per session"));
+        }
+        if !self.models.is_empty() {
+            let mix: Vec<String> = self
+                .models
+                .iter()
+                .map(|m| format!("{} {:.0}%", m.model, m.share * 100.0))
+                .collect();
+            parts.push(format!("models {}", mix.join(" + ")));
+        }
+        parts.join(", ")
+    }
 }
 
 /// The pre-connect phase of a step: connections opened and verified before the step's
@@ -294,6 +459,7 @@ impl StepResult {
             output_goodput: None,
             slo_attainment: None,
             connection_setup: None,
+            workload: None,
         };
         if stats.sends > 0
             && let Some((b, secs)) = stats.trend.backlog()
@@ -504,6 +670,10 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
             }),
             (a, b) => a.or_else(|| b.clone()),
         };
+        // Each pod ran its own sessions.
+        if let (Some(w), Some(pw)) = (out.workload.as_mut(), p.workload.as_ref()) {
+            w.sessions = add_u(w.sessions, pw.sessions);
+        }
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);
@@ -775,6 +945,53 @@ mod tests {
             "{}",
             s.one_line()
         );
+    }
+
+    #[test]
+    fn workload_record_carries_the_intended_shape() {
+        let mut plan = Plan::from_text(
+            "target: {url: x, model: base}\nworkload: {outputTokens: {min: 64, max: 192}, \
+             models: [{name: base, weight: 7}, {name: lora-a, weight: 3}], dataset: {sharedPrefix: \
+             {groups: 4, promptsPerGroup: 10, prefixTokens: 300, suffixTokens: 100}}}",
+        )
+        .unwrap();
+        let w = StepWorkload::of(&plan, Some((1.0, 1.0)));
+        assert_eq!(w.dataset, WorkloadDataset::SharedPrefix);
+        assert_eq!(w.mean_input_tokens, Some(400.0));
+        assert_eq!(w.mean_output_tokens, Some(128.0));
+        // 300 of 400 tokens shared by 9 of every 10 prompts.
+        assert_eq!(w.shared_prefix_fraction, Some(0.675));
+        assert_eq!(w.models.len(), 2);
+        assert_eq!(
+            (w.models[1].model.as_str(), w.models[1].share),
+            ("lora-a", 0.3)
+        );
+        assert_eq!(
+            w.describe(),
+            "shared-prefix, 400 in / 128 out tokens (mean), 68% of prompt tokens shared, models base 70% + lora-a 30%"
+        );
+        let v = serde_json::to_value(&w).unwrap();
+        assert_eq!(v["dataset"], "shared_prefix");
+        assert_eq!(v["shared_prefix_fraction"], 0.675);
+        assert_eq!(v["models"][0]["model"], "base");
+        // ShareGPT lengths come from the prepared prompts; random ones from the plan.
+        plan.workload.dataset = crate::contract::plan::Dataset::Sharegpt {
+            path: "/d.json".into(),
+            output_from_dataset: true,
+        };
+        plan.workload.models.clear();
+        let w = StepWorkload::of(&plan, Some((212.5, 97.25)));
+        assert_eq!(
+            (w.mean_input_tokens, w.mean_output_tokens),
+            (Some(212.5), Some(97.25))
+        );
+        assert_eq!(w.shared_prefix_fraction, None);
+        let v = serde_json::to_value(&w).unwrap();
+        assert!(v.get("models").is_none() && v.get("shared_prefix_fraction").is_none());
+        let mut s = step(LoadPoint::Concurrency(1), &[10], 0, 1);
+        s.workload = Some(w);
+        let back: StepResult = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

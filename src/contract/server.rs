@@ -43,6 +43,14 @@ pub struct WindowMetrics {
     /// Mean running requests of the most loaded replica.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_replica_running_max: Option<f64>,
+    /// Prompt tokens looked up in the prefix cache during the window, summed over replicas
+    /// (increase of `vllm:prefix_cache_queries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_queries: Option<f64>,
+    /// Prompt tokens found in the prefix cache during the window (increase of
+    /// `vllm:prefix_cache_hits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_hits: Option<f64>,
 }
 
 impl WindowMetrics {
@@ -62,13 +70,41 @@ impl WindowMetrics {
             "queue_time_p95_ms" => &mut self.queue_time_p95_ms,
             "per_replica_running_min" => &mut self.per_replica_running_min,
             "per_replica_running_max" => &mut self.per_replica_running_max,
+            "prefix_cache_queries" => &mut self.prefix_cache_queries,
+            "prefix_cache_hits" => &mut self.prefix_cache_hits,
             other => unreachable!("query for unknown field {other}"),
         };
         *slot = Some(value);
     }
 
+    /// Achieved prefix-cache hit rate over the window: hits / queries, 0..1 (`None` without
+    /// both counters or without any lookup).
+    pub fn prefix_cache_hit_rate(&self) -> Option<f64> {
+        let (q, h) = (self.prefix_cache_queries?, self.prefix_cache_hits?);
+        (q > 0.0).then(|| (h / q).clamp(0.0, 1.0))
+    }
+
     /// True when no series at all matched: usually a wrong scope or missing scrape config.
     pub fn is_empty(&self) -> bool {
         self == &WindowMetrics::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_rate_is_hits_over_queries_of_the_window() {
+        let mut m = WindowMetrics::default();
+        assert_eq!(m.prefix_cache_hit_rate(), None);
+        m.set("prefix_cache_queries", 4000.0);
+        assert_eq!(m.prefix_cache_hit_rate(), None, "needs both counters");
+        m.set("prefix_cache_hits", 1000.0);
+        assert_eq!(m.prefix_cache_hit_rate(), Some(0.25));
+        m.set("prefix_cache_queries", 0.0);
+        assert_eq!(m.prefix_cache_hit_rate(), None, "no lookups, no rate");
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["prefix_cache_hits"], 1000.0);
     }
 }

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{self, BenchmarkRunSpec, DatasetKind, TokenLengthSpec};
 use crate::contract::plan::{
-    Api, Arrival, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Saturation, SharedPrefix,
-    Slo, Target, TokenCount, Workload,
+    Api, Arrival, Conversation, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Ramp,
+    RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, Target, TokenCount, TraceReplay,
+    Workload,
 };
 
 /// Where the dataset ConfigMap key is mounted in load pods.
@@ -71,24 +72,25 @@ pub fn plan(
     start_at: Option<DateTime<Utc>>,
 ) -> Result<Plan, PlanError> {
     let w = &spec.workload;
+    let file = || match (&w.dataset.path, &w.dataset.config_map_ref) {
+        (Some(p), _) => Ok(PathBuf::from(p)),
+        (None, Some(r)) => Ok(PathBuf::from(DATASET_DIR).join(&r.key)),
+        (None, None) => Err(PlanError {
+            field: "spec.workload.dataset".into(),
+            message: "kind sharegpt, trace or jsonl needs path or configMapRef".into(),
+        }),
+    };
     let dataset = match w.dataset.kind {
         DatasetKind::Random => Dataset::Random,
-        DatasetKind::Sharegpt => {
-            let path = match (&w.dataset.path, &w.dataset.config_map_ref) {
-                (Some(p), _) => PathBuf::from(p),
-                (None, Some(r)) => PathBuf::from(DATASET_DIR).join(&r.key),
-                (None, None) => {
-                    return Err(PlanError {
-                        field: "spec.workload.dataset".into(),
-                        message: "kind sharegpt needs path or configMapRef".into(),
-                    });
-                }
-            };
-            Dataset::Sharegpt {
-                path,
-                output_from_dataset: false,
-            }
-        }
+        DatasetKind::Sharegpt => Dataset::Sharegpt {
+            path: file()?,
+            output_from_dataset: false,
+        },
+        DatasetKind::Trace => Dataset::Trace {
+            path: file()?,
+            block_tokens: w.dataset.block_tokens.unwrap_or(TRACE_BLOCK_TOKENS),
+        },
+        DatasetKind::Jsonl => Dataset::Jsonl { path: file()? },
         DatasetKind::SharedPrefix => {
             let field = "spec.workload.dataset.sharedPrefix";
             let sp = w.dataset.shared_prefix.as_ref().ok_or_else(|| PlanError {
@@ -102,6 +104,25 @@ pub fn plan(
                 suffix_tokens: token_count(&sp.suffix_tokens, &format!("{field}.suffixTokens"))?,
             })
         }
+    };
+    let conversation = match &w.conversation {
+        Some(c) => {
+            let field = "spec.workload.conversation";
+            Some(Conversation {
+                turns: match c.turns_max {
+                    Some(max) if max > c.turns => TokenCount::Range { min: c.turns, max },
+                    _ => TokenCount::Fixed(c.turns),
+                },
+                user_tokens: c
+                    .user_tokens
+                    .as_ref()
+                    .map(|u| token_count(u, &format!("{field}.userTokens")))
+                    .transpose()?,
+                think_time: c.think_time.map(Into::into).unwrap_or_default(),
+                think_time_max: c.think_time_max.map(Into::into),
+            })
+        }
+        None => None,
     };
     let input_tokens = length(w.input_tokens, w.input_tokens_max, w.input_tokens_stddev);
     let output_tokens = length(w.output_tokens, w.output_tokens_max, w.output_tokens_stddev);
@@ -135,6 +156,8 @@ pub fn plan(
     let defaults = Load::default();
     let requests_per_step = match (l.requests_per_step, l.duration_per_step) {
         (Some(n), _) => Some(u64::from(n)),
+        // A trace replay sends the whole trace unless bounded.
+        (None, _) if !l.trace_speedups.is_empty() => None,
         (None, Some(_)) => None,
         (None, None) => Some(200),
     };
@@ -142,6 +165,7 @@ pub fn plan(
         target: Target {
             url: url.to_string(),
             model: model.to_string(),
+            wait: super::plan::DEFAULT_TARGET_WAIT,
         },
         workload: Workload {
             api: match w.api {
@@ -155,6 +179,8 @@ pub fn plan(
             seed: w.seed,
             stream: w.stream,
             num_prompts: None,
+            conversation,
+            models: Vec::new(),
         },
         load: Load {
             mode,
@@ -177,6 +203,17 @@ pub fn plan(
             max_error_rate: spec.max_error_rate,
             goodput_slo: l.goodput_slo.as_ref().map(GoodputSlo::from_spec),
             saturation,
+            trace: (!l.trace_speedups.is_empty()).then(|| TraceReplay {
+                speedups: l.trace_speedups.clone(),
+            }),
+            ramp: l.ramp.as_ref().map(|r| Ramp {
+                shape: match r.shape {
+                    api::RampShape::Linear => RampShape::Linear,
+                    api::RampShape::Exponential => RampShape::Exponential,
+                },
+                duration: r.duration.into(),
+                measured: r.measured,
+            }),
             ..defaults
         },
         parallelism: Parallelism {
@@ -184,6 +221,8 @@ pub fn plan(
             count: pods.max(1),
             start_at,
         },
+        // The controller adds the Prometheus scope (it knows the namespace and the pods).
+        prometheus: None,
     })
 }
 
@@ -230,7 +269,8 @@ pub fn deadline(plan: &Plan) -> Duration {
         }
         None => plan.points().into_iter().map(step).sum(),
     };
-    total + DEADLINE_SLACK
+    // The load pods first wait for the target to answer.
+    plan.target.wait + total + DEADLINE_SLACK
 }
 
 #[cfg(test)]
@@ -393,7 +433,10 @@ mod tests {
         let per_step_extra = p.load.warmup + p.load.step_slack;
         assert_eq!(
             deadline(&p),
-            p.load.request_timeout * rounds as u32 + per_step_extra * 6 + DEADLINE_SLACK
+            p.target.wait
+                + p.load.request_timeout * rounds as u32
+                + per_step_extra * 6
+                + DEADLINE_SLACK
         );
         // Time-bounded steps: warmup + duration + one timeout to drain, per step.
         let mut p = p;
@@ -402,7 +445,7 @@ mod tests {
         p.load.concurrency = vec![1, 2];
         let one =
             p.load.warmup + Duration::from_secs(60) + p.load.request_timeout + p.load.step_slack;
-        assert_eq!(deadline(&p), one * 2 + DEADLINE_SLACK);
+        assert_eq!(deadline(&p), p.target.wait + one * 2 + DEADLINE_SLACK);
         // A saturation search: 20, 40, 80 req/s up to 100.
         let p = plan(
             &example("bench-rate-saturation.yaml"),
@@ -416,7 +459,82 @@ mod tests {
             + p.load.duration_per_step.unwrap()
             + p.load.request_timeout
             + p.load.step_slack;
-        assert_eq!(deadline(&p), one * 3 + DEADLINE_SLACK);
+        assert_eq!(deadline(&p), p.target.wait + one * 3 + DEADLINE_SLACK);
+    }
+
+    #[test]
+    fn multi_turn_and_trace_examples_map_to_the_plan() {
+        let p = plan(
+            &example("bench-multi-turn.yaml"),
+            "http://q",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        let c = p.workload.conversation.as_ref().unwrap();
+        assert_eq!(c.turns, TokenCount::Fixed(4));
+        assert_eq!(c.think_time, Duration::from_secs(1));
+        assert_eq!(c.think_time_max, Some(Duration::from_secs(3)));
+        assert_eq!(
+            c.user_tokens,
+            Some(TokenCount::Normal {
+                mean: 64,
+                stddev: 16,
+                min: Some(16),
+                max: Some(128)
+            })
+        );
+        assert_eq!(p.workload.api, Api::Chat);
+        let p = plan(
+            &example("bench-trace-replay.yaml"),
+            "http://q",
+            "qwen",
+            2,
+            None,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(
+            p.workload.dataset,
+            Dataset::Trace {
+                path: PathBuf::from("/etc/inferops/dataset/trace.jsonl"),
+                block_tokens: 512
+            }
+        );
+        assert_eq!(p.load.trace.as_ref().unwrap().speedups, [2.0]);
+        assert_eq!(p.load.mode, Mode::Rate);
+        assert_eq!(
+            p.requests_per_step(),
+            None,
+            "the whole trace, capped by time"
+        );
+        assert_eq!(p.points().len(), 1);
+        let one =
+            p.load.warmup + Duration::from_secs(300) + p.load.request_timeout + p.load.step_slack;
+        assert_eq!(deadline(&p), p.target.wait + one + DEADLINE_SLACK);
+    }
+
+    #[test]
+    fn ramps_map_to_the_plan() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        spec.load.mode = api::LoadMode::Rate;
+        spec.load.rate = vec![4.0];
+        spec.load.ramp = Some(api::RampSpec {
+            shape: api::RampShape::Exponential,
+            duration: Duration::from_secs(30).into(),
+            measured: true,
+        });
+        let p = plan(&spec, "http://q", "qwen", 1, None).unwrap();
+        assert_eq!(
+            p.load.ramp,
+            Some(Ramp {
+                shape: RampShape::Exponential,
+                duration: Duration::from_secs(30),
+                measured: true
+            })
+        );
     }
 
     #[test]
@@ -430,6 +548,7 @@ mod tests {
             }),
             path: None,
             shared_prefix: None,
+            block_tokens: None,
         };
         let p = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
         match p.workload.dataset {

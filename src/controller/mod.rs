@@ -60,8 +60,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// Reconcile counters and durations.
     pub metrics: Arc<Metrics>,
-    /// Asks a BenchmarkRun target which models it serves (replaceable in tests).
-    pub probe: Arc<dyn benchmark_run::TargetProbe>,
     /// Consecutive failures per object, for exponential backoff in the error policy.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -78,7 +76,6 @@ impl Context {
             client,
             render,
             metrics: Arc::new(Metrics::default()),
-            probe: Arc::new(benchmark_run::HttpProbe::default()),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -51,9 +51,7 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// Settings for `target`, reading the API key from the environment.
     pub fn new(target: &Target, api: Api, stream: bool, timeout: Duration) -> ClientConfig {
-        let api_key = ["INFEROPS_API_KEY", "OPENAI_API_KEY"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let api_key = env_api_key();
         ClientConfig {
             base_url: target.url.clone(),
             api,
@@ -66,11 +64,25 @@ impl ClientConfig {
     }
 }
 
+/// The bearer token from `INFEROPS_API_KEY` or `OPENAI_API_KEY`, if set.
+pub fn env_api_key() -> Option<String> {
+    ["INFEROPS_API_KEY", "OPENAI_API_KEY"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
 /// The endpoint URL for `base` and `api` (`http://h:8000/v1` and `http://h:8000` both work).
 pub fn endpoint(base: &str, api: Api) -> String {
     let base = base.trim().trim_end_matches('/');
     let base = base.strip_suffix("/v1").unwrap_or(base);
     format!("{base}{}", api.path())
+}
+
+/// `GET /v1/models` under `base` (what the target check asks).
+pub fn models_url(base: &str) -> String {
+    let url = endpoint(base, Api::Completions);
+    let prefix = url.strip_suffix(Api::Completions.path()).unwrap_or(&url);
+    format!("{prefix}/v1/models")
 }
 
 /// The path of `GET /v1/models` under `base` (what verifies a pre-opened connection).
@@ -134,6 +146,9 @@ pub struct Scratch {
     pub trace: Option<Trace>,
     /// The worker's kept-alive connection (direct `http://` transport).
     pub conn: Option<DirectConn>,
+    /// When `Some`, the text of the last response (the streamed `text` / `delta.content`
+    /// pieces, or the whole body's) is collected here: a conversation's next turn sends it.
+    pub answer: Option<String>,
 }
 
 impl Scratch {
@@ -151,6 +166,9 @@ impl Scratch {
         if let Some(t) = &mut self.trace {
             t.id.clear();
             t.chunk_times.clear();
+        }
+        if let Some(a) = &mut self.answer {
+            a.clear();
         }
     }
 }
@@ -330,11 +348,13 @@ impl Client {
             itl_us,
             trace,
             conn,
+            answer,
         } = scratch;
         let bufs = Bufs {
             parser,
             itl_us,
             trace,
+            answer,
         };
         match &self.transport {
             Transport::Direct(target) => {
@@ -388,7 +408,15 @@ impl Client {
         if self.stream && !is_json {
             read_stream(body, req, t0, bufs, tokens_seen).await
         } else {
-            read_whole(body, req, t0, self.stream, self.max_event_bytes).await
+            read_whole(
+                body,
+                req,
+                t0,
+                self.stream,
+                self.max_event_bytes,
+                bufs.answer,
+            )
+            .await
         }
     }
 }
@@ -405,6 +433,7 @@ struct Bufs<'a> {
     parser: &'a mut SseParser,
     itl_us: &'a mut Vec<u32>,
     trace: &'a mut Option<Trace>,
+    answer: &'a mut Option<String>,
 }
 
 /// A response body read chunk by chunk, each with its arrival time.
@@ -441,6 +470,7 @@ async fn read_stream<C: Chunks>(
         parser,
         itl_us,
         trace,
+        answer,
     } = bufs;
     let mut st = StreamState::default();
     loop {
@@ -455,7 +485,15 @@ async fn read_stream<C: Chunks>(
                 .into_err();
             }
         };
-        let fed = parser.feed(&chunk, &mut |data| st.on_event(data, at, itl_us, trace));
+        let fed = parser.feed(&chunk, &mut |data| {
+            let before = st.tokens;
+            st.on_event(data, at, itl_us, trace);
+            if st.tokens > before
+                && let Some(a) = answer.as_mut()
+            {
+                append_text(a, data);
+            }
+        });
         *tokens_seen = st.tokens;
         if let Err(e) = fed {
             return Failure::new(
@@ -534,6 +572,7 @@ async fn read_whole<C: Chunks>(
     t0: Instant,
     wanted_stream: bool,
     limit: usize,
+    answer: &mut Option<String>,
 ) -> Result<Metrics, Failure> {
     let mut body = Vec::new();
     loop {
@@ -594,6 +633,9 @@ async fn read_whole<C: Chunks>(
         .as_deref()
         .or(choice.message.as_ref().and_then(|m| m.content.as_deref()))
         .unwrap_or("");
+    if let Some(a) = answer {
+        a.push_str(text);
+    }
     let e2el_us = micros(end - t0);
     let usage = parsed.usage.unwrap_or_default();
     Ok(Metrics {
@@ -667,6 +709,38 @@ impl StreamState {
             && t.id.is_empty()
         {
             t.id.push_str(&id);
+        }
+    }
+}
+
+/// Appends the text pieces of a stream event (`choices[].text` or `choices[].delta.content`)
+/// to `out`. Only called when the answer is collected (a second, allocating parse).
+fn append_text(out: &mut String, data: &[u8]) {
+    #[derive(Deserialize)]
+    struct Ev {
+        #[serde(default)]
+        choices: Vec<C>,
+    }
+    #[derive(Deserialize)]
+    struct C {
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        delta: Option<D>,
+    }
+    #[derive(Deserialize)]
+    struct D {
+        #[serde(default)]
+        content: Option<String>,
+    }
+    if let Ok(ev) = serde_json::from_slice::<Ev>(data) {
+        for c in ev.choices {
+            if let Some(t) = c.text {
+                out.push_str(&t);
+            }
+            if let Some(t) = c.delta.and_then(|d| d.content) {
+                out.push_str(&t);
+            }
         }
     }
 }
@@ -882,6 +956,11 @@ mod tests {
     #[test]
     fn connections_are_verified_on_the_models_endpoint() {
         assert_eq!(models_path("http://h:8000/v1"), "/v1/models");
+        assert_eq!(models_url("http://h:8000/v1/"), "http://h:8000/v1/models");
+        assert_eq!(
+            models_url("http://h/proxy/vllm"),
+            "http://h/proxy/vllm/v1/models"
+        );
         assert_eq!(models_path("http://h:8000"), "/v1/models");
         assert_eq!(
             models_path("http://h/proxy/vllm/v1/"),

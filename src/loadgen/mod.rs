@@ -14,6 +14,7 @@ pub mod direct;
 pub mod run;
 pub mod schedule;
 pub mod sse;
+pub mod target;
 pub mod workload;
 
 pub use run::{NoObserver, Observer, RunOptions, run_plan, run_plan_with};

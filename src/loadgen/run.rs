@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,7 +16,7 @@ use super::workload::{RequestSet, load_tokenizer};
 use crate::contract::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
 use crate::contract::results::{
     Metadata, ProbePhase, Results, RunStatus, SaturationProbe, SaturationResult, StepResult,
-    Summary,
+    StepWorkload, Summary,
 };
 use crate::contract::slo::Measured;
 
@@ -202,6 +202,20 @@ impl Runner<'_> {
         let plan = self.plan;
         let par = &plan.parallelism;
         let index = self.results.steps.len();
+        // A trace step's point is its speed-up; it runs (and is recorded) at the trace's
+        // offered rate at that speed-up.
+        let (point, trace_speedup) = match (&plan.load.trace, point) {
+            (Some(_), LoadPoint::Rate(speedup)) => {
+                let rate = self.ctx.workload.trace_rate().unwrap_or(0.0)
+                    * f64::from(par.count.max(1))
+                    * speedup;
+                (
+                    LoadPoint::Rate((rate * 1000.0).round() / 1000.0),
+                    Some(speedup),
+                )
+            }
+            _ => (point, None),
+        };
         let spec = StepSpec {
             point: point.share(par),
             requests: plan
@@ -218,6 +232,8 @@ impl Runner<'_> {
                 .wrapping_add(u64::from(par.index) << 32),
             goodput_slo: plan.load.goodput_slo,
             preconnect: self.preconnect,
+            ramp: plan.load.ramp,
+            trace_speedup,
         };
         if let Some(at) = plan.step_slot(index) {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();
@@ -230,7 +246,7 @@ impl Runner<'_> {
         self.observer
             .step_started(index, point, spec.requests, spec.duration, progress.clone());
         let (cpu0, t0) = (super::cpu::process_cpu(), std::time::Instant::now());
-        let mut step = run_step(&self.ctx, &spec, progress).await;
+        let mut step = run_step(&self.ctx, &spec, progress.clone()).await;
         // How busy the load generator itself was: near 1, its numbers are suspect.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let busy = (super::cpu::process_cpu() - cpu0).as_secs_f64();
@@ -238,6 +254,13 @@ impl Runner<'_> {
         if wall > 0.0 {
             step.client_cpu_util = Some(((busy / wall / cores) * 1000.0).round() / 1000.0);
         }
+        let mut workload = StepWorkload::of(plan, Some(self.ctx.workload.mean_lengths()));
+        if let Some(turns) = self.ctx.workload.mean_turns() {
+            workload.mean_turns_per_session = Some((turns * 1000.0).round() / 1000.0);
+            workload.sessions = Some(progress.sessions.load(Ordering::Relaxed));
+        }
+        workload.trace_speedup = trace_speedup;
+        step.workload = Some(workload);
         self.results.steps.push(step.clone());
         let old = std::mem::replace(
             &mut self.results.summary,

@@ -202,6 +202,22 @@ pub fn queries(scope: &Scope, seconds: u64, resolution: u64) -> Vec<Query> {
             1.0,
             Reduce::Max,
         ),
+        q(
+            "prefix_cache_queries",
+            vec![format!(
+                "sum(increase(vllm:prefix_cache_queries_total{v}[{w}]))"
+            )],
+            1.0,
+            Reduce::Single,
+        ),
+        q(
+            "prefix_cache_hits",
+            vec![format!(
+                "sum(increase(vllm:prefix_cache_hits_total{v}[{w}]))"
+            )],
+            1.0,
+            Reduce::Single,
+        ),
     ]
 }
 

@@ -919,3 +919,49 @@ fn render_pod_monitoring(meta: &Meta, ctx: &RenderContext) -> Value {
         },
     })
 }
+
+/// The pods of InferenceService `isvc`: those of its Deployment's ReplicaSets,
+/// `NAME-HASH-SUFFIX` where HASH is the pod-template hash (1 to 10 characters) and SUFFIX 5
+/// characters, both of the alphabet Kubernetes generates names from. `NAME-.*` would also
+/// match other InferenceServices whose names start with `NAME-` (`qwen-sim` for `qwen`).
+pub fn pod_regex(isvc: &str) -> String {
+    const ALPHABET: &str = "[bcdfghjklmnpqrstvwxz2456789]";
+    let mut name = String::new();
+    for c in isvc.chars() {
+        if !c.is_ascii_alphanumeric() && c != '-' {
+            name.push('\\');
+        }
+        name.push(c);
+    }
+    format!("{name}-{ALPHABET}{{1,10}}-{ALPHABET}{{5}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(re: &str, name: &str) -> bool {
+        // Prometheus anchors `=~` at both ends.
+        regex::Regex::new(&format!("^(?:{re})$"))
+            .unwrap()
+            .is_match(name)
+    }
+
+    #[test]
+    fn pod_regex_matches_only_the_targets_own_pods() {
+        let re = pod_regex("qwen");
+        // Pods of Deployment `qwen` (pod-template hashes of 9 and 10 characters).
+        assert!(matches(&re, "qwen-7d9f8c6b5-x2k4q"));
+        assert!(matches(&re, "qwen-5c8b9d7f46-b7w9z"));
+        // The shipped examples `qwen-sim` and `qwen-autoscaled`, and a load pod.
+        assert!(!matches(&re, "qwen-sim-7d9f8c6b5-x2k4q"));
+        assert!(!matches(&re, "qwen-autoscaled-5c8b9d7f46-b7w9z"));
+        assert!(!matches(&re, "qwen-scaling-load-0-x2k4q"));
+        assert!(!matches(&re, "qwen-sim-x2k4q"));
+        // And `qwen-sim`'s own pods match its own regex.
+        assert!(matches(&pod_regex("qwen-sim"), "qwen-sim-7d9f8c6b5-x2k4q"));
+        assert!(!matches(&pod_regex("qwen-sim"), "qwen-7d9f8c6b5-x2k4q"));
+        // Dots in a name are literal.
+        assert!(!matches(&pod_regex("a.b"), "axb-7d9f8c6b5-x2k4q"));
+    }
+}

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::prometheus::Prometheus;
-use futures::future::BoxFuture;
 use inferops::api::{BenchmarkRun, ConditionType, InferenceService, Phase, find_condition};
+use inferops::cli::bench::{attach_server_figures, pod_target_check};
 use inferops::cli::sink::{ConfigMapSink, key};
 use inferops::contract::plan::Plan;
 use inferops::contract::results::Results;
 use inferops::controller::Context;
-use inferops::controller::benchmark_run::{FINALIZER, TargetProbe, reconcile};
+use inferops::controller::benchmark_run::{FINALIZER, reconcile};
 use inferops::loadgen::run::{NoObserver, run_plan};
 use inferops::render::RenderContext;
 use inferops::sim::{SimHandle, SimOptions, spawn};
@@ -31,16 +31,6 @@ const NS: &str = "default";
 struct Harness {
     client: Client,
     ctx: Arc<Context>,
-}
-
-/// A probe that answers without HTTP (for InferenceService targets, whose in-cluster
-/// Service name does not resolve here).
-struct StaticProbe(Vec<String>);
-
-impl TargetProbe for StaticProbe {
-    fn models<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
-        Box::pin(async move { Ok(self.0.clone()) })
-    }
 }
 
 impl Harness {
@@ -61,12 +51,6 @@ impl Harness {
             },
         ));
         Harness { client, ctx }
-    }
-
-    fn with_probe(mut self, models: &[&str]) -> Harness {
-        let ctx = Arc::get_mut(&mut self.ctx).unwrap();
-        ctx.probe = Arc::new(StaticProbe(models.iter().map(|m| m.to_string()).collect()));
-        self
     }
 
     fn api<K>(&self) -> Api<K>
@@ -104,17 +88,42 @@ impl Harness {
     /// into its own ConfigMap `{results_base}-{index}`.
     async fn load_pod(&self, plan: &Plan, results_base: &str, prefix: &str, index: u32) -> Results {
         let mut plan = plan.clone();
-        plan.parallelism.index = index;
-        plan.parallelism.start_at = None;
-        let results = run_plan(&plan, CancellationToken::new(), &mut NoObserver)
+        let sink = self.sink(results_base, prefix, index);
+        let go = pod_target_check(&mut plan, Some(&sink), Duration::from_millis(50))
             .await
             .unwrap();
-        let cm = format!("{results_base}-{index}");
-        ConfigMapSink::new(self.client.clone(), NS, &cm, key(prefix, index))
+        assert!(go, "the load pod's target check failed");
+        self.run_pod(&plan, results_base, prefix, index).await
+    }
+
+    /// A load pod past its target check: run the plan and write the results.
+    async fn run_pod(&self, plan: &Plan, results_base: &str, prefix: &str, index: u32) -> Results {
+        let mut plan = plan.clone();
+        plan.parallelism.index = index;
+        plan.parallelism.start_at = None;
+        let mut results = run_plan(&plan, CancellationToken::new(), &mut NoObserver)
+            .await
+            .unwrap();
+        // Like the pod: server figures from Prometheus once the load is done (a 1 s scrape
+        // interval here, so 2 s settle).
+        if let Some(prom) = &plan.prometheus
+            && index == 0
+        {
+            let mut prom = prom.clone();
+            prom.settle = Duration::from_secs(2);
+            attach_server_figures(&mut results, &prom, &plan.target.model).await;
+        }
+        self.sink(results_base, prefix, index)
             .write(&results)
             .await
             .unwrap();
         results
+    }
+
+    /// The sink load pod `index` writes through.
+    fn sink(&self, results_base: &str, prefix: &str, index: u32) -> ConfigMapSink {
+        let cm = format!("{results_base}-{index}");
+        ConfigMapSink::new(self.client.clone(), NS, &cm, key(prefix, index))
     }
 
     async fn finish_job(&self, name: &str, outcome: &str, message: &str) {
@@ -188,6 +197,12 @@ async fn url_target_runs_the_job_joins_prometheus_figures_and_succeeds() {
     let plan = h.plan("sweep-plan").await;
     assert_eq!(plan.target.url, sim.base_url());
     assert_eq!(plan.load.concurrency, [2, 8]);
+    // The pod asks Prometheus itself (the operator does not), for any pod of a URL target.
+    let scope = plan.prometheus.clone().unwrap();
+    assert_eq!(
+        (scope.url.as_str(), scope.pod_regex),
+        (prom.url.as_str(), None)
+    );
 
     // The pod writes results after its steps; rows appear while the Job still runs.
     h.load_pod(&plan, "sweep-results", "", 0).await;
@@ -199,8 +214,6 @@ async fn url_target_runs_the_job_joins_prometheus_figures_and_succeeds() {
     assert_eq!(status.steps[1].load.concurrency(), Some(8));
     assert!(status.steps[1].succeeded > status.steps[0].succeeded);
 
-    // Let Prometheus scrape past the last window, then finish the Job.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     h.finish_job("sweep-load", "Complete", "").await;
     let run = h.reconcile("sweep").await;
     assert_eq!(run.status.as_ref().unwrap().phase, Phase::Collecting);
@@ -261,11 +274,24 @@ async fn url_target_runs_the_job_joins_prometheus_figures_and_succeeds() {
 }
 
 #[tokio::test]
-async fn wrong_model_fails_fast_with_the_served_models() {
+async fn wrong_model_found_by_the_load_pod_fails_the_run_with_the_served_models() {
     let sim = sim("qwen", false).await;
     let h = Harness::new().await;
     h.create(url_run("typo", &sim.base_url(), "qwen2", json!({})))
         .await;
+    // The operator does not call the URL itself: it starts the load Job.
+    let run = h.reconcile("typo").await;
+    assert_eq!(run.status.as_ref().unwrap().phase, Phase::Running);
+    // The load pod checks the target first and leaves its finding next to the results.
+    let mut plan = h.plan("typo-plan").await;
+    let go = pod_target_check(
+        &mut plan,
+        Some(&h.sink("typo-results", "", 0)),
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    assert!(!go);
     let run = h.reconcile("typo").await;
     assert_eq!(run.status.as_ref().unwrap().phase, Phase::Failed);
     let (status, reason, message) = condition(&run, ConditionType::Ready);
@@ -274,16 +300,42 @@ async fn wrong_model_fails_fast_with_the_served_models() {
         ("False", "ModelNotFound")
     );
     assert!(
-        message.contains("\"qwen2\"") && message.contains("qwen"),
+        message.contains("\"qwen2\"") && message.contains("qwen") && message.contains("no load"),
         "{message}"
     );
-    assert!(h.api::<Job>().get_opt("typo-load").await.unwrap().is_none());
+    let job = h.api::<Job>().get("typo-load").await.unwrap();
+    assert_eq!(
+        job.spec.unwrap().suspend,
+        Some(true),
+        "the failed run stops its Job"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_url_target_without_a_model_runs_the_only_one_served() {
+    let sim = sim("qwen", false).await;
+    let h = Harness::new().await;
+    let mut run = url_run("anon", &sim.base_url(), "x", json!({}));
+    run["spec"]["target"]
+        .as_object_mut()
+        .unwrap()
+        .remove("model");
+    h.create(run).await;
+    let run = h.reconcile("anon").await;
+    assert_eq!(run.status.as_ref().unwrap().phase, Phase::Running);
+    let plan = h.plan("anon-plan").await;
+    assert_eq!(plan.target.model, "", "left to the load pod");
+    let results = h.load_pod(&plan, "anon-results", "", 0).await;
+    assert_eq!(results.metadata.model, "qwen");
+    let run = h.reconcile("anon").await;
+    assert_eq!(run.status.unwrap().metadata["model"], "qwen");
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn missing_inference_service_waits_with_a_reason() {
-    let h = Harness::new().await.with_probe(&["qwen"]);
+    let h = Harness::new().await;
     h.create(json!({
         "apiVersion": "inferops.dev/v1alpha1", "kind": "BenchmarkRun",
         "metadata": {"name": "early", "namespace": NS},
@@ -334,8 +386,9 @@ async fn all_requests_failing_is_failed_not_succeeded_and_names_the_server_messa
         .await;
     h.reconcile("bad").await;
     let mut plan = h.plan("bad-plan").await;
-    plan.target.model = "gone".into(); // e.g. the server was redeployed with another name
-    h.load_pod(&plan, "bad-results", "", 0).await;
+    // The server is redeployed with another name after the pod's check.
+    plan.target.model = "gone".into();
+    h.run_pod(&plan, "bad-results", "", 0).await;
     h.finish_job("bad-load", "Complete", "").await;
     h.reconcile("bad").await;
     let run = h.reconcile("bad").await;
@@ -500,7 +553,7 @@ async fn ready(h: &Harness, name: &str) {
 #[tokio::test]
 async fn scaling_study_sweeps_each_replica_count_and_restores_the_original() {
     let sim = sim("qwen", false).await;
-    let h = Harness::new().await.with_probe(&["qwen"]);
+    let h = Harness::new().await;
     h.api::<InferenceService>()
         .create(&PostParams::default(), &isvc("qwen", 3))
         .await
@@ -590,7 +643,7 @@ async fn scaling_study_sweeps_each_replica_count_and_restores_the_original() {
 #[tokio::test]
 async fn target_deleted_mid_run_fails_with_rows_kept_and_a_restarted_operator_resumes() {
     let sim = sim("qwen", false).await;
-    let h = Harness::new().await.with_probe(&["qwen"]);
+    let h = Harness::new().await;
     h.api::<InferenceService>()
         .create(&PostParams::default(), &isvc("qwen", 1))
         .await
@@ -615,8 +668,7 @@ async fn target_deleted_mid_run_fails_with_rows_kept_and_a_restarted_operator_re
     let h = Harness {
         client: h.client.clone(),
         ctx: Arc::new(Context::new(h.client.clone(), RenderContext::default())),
-    }
-    .with_probe(&["qwen"]);
+    };
     let run = h.reconcile("orphan").await;
     assert_eq!(run.status.as_ref().unwrap().phase, Phase::Running);
     assert_eq!(run.status.as_ref().unwrap().steps.len(), 1);

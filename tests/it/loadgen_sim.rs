@@ -234,7 +234,35 @@ async fn loadgen_command_writes_results_and_reports_errors() {
     assert_eq!(v["steps"][1]["completed"], 5);
     assert!(v["steps"][0]["p99_ttft_ms"].is_number());
 
+    // A model the server does not serve: caught before any load, with what it does serve.
     std::fs::write(&plan_path, yaml.replace(s.model(), "wrong-model")).unwrap();
+    let o = tokio::task::spawn_blocking({
+        let (plan_path, out) = (plan_path.clone(), out.clone());
+        move || {
+            bin()
+                .args(["loadgen", "--plan"])
+                .arg(&plan_path)
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("\"wrong-model\" is not served") && stderr.contains(s.model()),
+        "{stderr}"
+    );
+
+    // Requests the server refuses (prompts over its context length).
+    std::fs::write(
+        &plan_path,
+        yaml.replace("inputTokens: 16", "inputTokens: 40000"),
+    )
+    .unwrap();
     let out_again = out.clone();
     let o = tokio::task::spawn_blocking(move || {
         bin()
@@ -255,7 +283,7 @@ async fn loadgen_command_writes_results_and_reports_errors() {
     assert!(
         stderr.contains("over the error budget")
             && stderr.contains("http4xx")
-            && stderr.contains("wrong-model"),
+            && stderr.contains("maximum context length"),
         "{stderr}"
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_again).unwrap()).unwrap();

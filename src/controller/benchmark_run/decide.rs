@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::observe::{MetricsObs, ResultsObject, TargetObs, World};
+use super::observe::{ResultsObject, TargetObs, World};
 use super::sanitize;
 use crate::analysis::{self, Cost, Options, Slo, rows};
 use crate::api::{
@@ -31,15 +31,16 @@ use crate::api::{
     Reason, ResultsRef, ScalingStatus, StepStatus, TargetMisses, WaitKind, WaitStatus,
     find_condition,
 };
-use crate::contract::plan::Plan;
+use crate::contract::plan::{Plan, PlanPrometheus};
 use crate::contract::results::{Results, StepResult, merge_results};
 use crate::contract::spec as plan;
+use crate::contract::target::TargetProblem;
 use crate::render::benchmark_run::{Names, results_selector};
 use crate::render::inference_service as render_isvc;
 
 /// Finalizer that restores a scaling study's target replicas before the run goes away.
 pub const FINALIZER: &str = "inferops.dev/restore-replicas";
-/// How long a missing or unreachable target is waited for.
+/// How long a missing InferenceService is waited for.
 pub const TARGET_GRACE: Duration = Duration::from_secs(300);
 /// How long a target may take to become Ready or reach a study's replica count (model
 /// download included).
@@ -140,15 +141,6 @@ pub fn current_slot(run: &BenchmarkRun) -> Option<i32> {
         })
 }
 
-/// Whether the target should be probed this reconcile, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetWanted {
-    /// No probe: the run is collecting or the target is not Ready.
-    Nothing,
-    /// `GET {base}/v1/models`.
-    Probe(String),
-}
-
 fn base(url: &str) -> String {
     url.trim_end_matches('/')
         .trim_end_matches("/v1")
@@ -161,21 +153,6 @@ fn isvc_url(isvc: &InferenceService) -> String {
     base(&status.endpoint.unwrap_or_else(|| {
         render_isvc::endpoint(&isvc.name_any(), &isvc.namespace().unwrap_or_default())
     }))
-}
-
-/// Where to probe, if at all.
-pub fn target_wanted(w: &World, slot: Option<i32>) -> TargetWanted {
-    let phase = w.run.status.as_ref().map(|s| s.phase).unwrap_or_default();
-    if phase == Phase::Collecting {
-        return TargetWanted::Nothing;
-    }
-    match (&w.target, &w.run.spec.target.url) {
-        (TargetObs::Url, Some(url)) => TargetWanted::Probe(base(url)),
-        (TargetObs::Service(isvc), _) if isvc_ready(isvc, slot).is_ok() => {
-            TargetWanted::Probe(isvc_url(isvc))
-        }
-        _ => TargetWanted::Nothing,
-    }
 }
 
 /// Ready at the sweep's replica count, or why not.
@@ -221,13 +198,14 @@ fn isvc_ready(
 
 /// The outcome of checking the target.
 enum Check {
-    /// Ready and serving the model.
+    /// Ready (an InferenceService) or given by URL: the load pods check the rest. `model`
+    /// is empty when the load pods are to take the only one served.
     Ok { url: String, model: String },
     /// The InferenceService does not exist.
     Missing(String),
     /// Not yet: wait (before the load) or count a miss (during it).
     NotYet(WaitKind, Reason, String),
-    /// Wrong for good before the load (a miss during it).
+    /// The spec names no target.
     Wrong(Reason, String),
 }
 
@@ -263,45 +241,11 @@ fn check_target(w: &World, slot: Option<i32>) -> Check {
             );
         }
     };
-    let shown = sanitize(&url);
-    let served = match &w.probe {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => {
-            return Check::NotYet(
-                WaitKind::TargetReachable,
-                Reason::TargetUnreachable,
-                format!("the target does not answer: {e}"),
-            );
-        }
-        None => {
-            return Check::NotYet(
-                WaitKind::TargetReachable,
-                Reason::TargetUnreachable,
-                format!("{shown} was not asked for its models yet"),
-            );
-        }
-    };
-    let list = sanitize(&served.join(", "));
-    match model {
-        Some(m) if served.iter().any(|s| s == &m) => Check::Ok { url, model: m },
-        Some(m) => Check::Wrong(
-            Reason::ModelNotFound,
-            format!(
-                "model {:?} is not served at {shown} (it serves {list}); fix spec.target.model",
-                sanitize(&m)
-            ),
-        ),
-        None if served.len() == 1 => Check::Ok {
-            url,
-            model: served[0].clone(),
-        },
-        None => Check::Wrong(
-            Reason::ModelNotFound,
-            format!(
-                "{shown} serves {} models ({list}); set spec.target.model",
-                served.len()
-            ),
-        ),
+    // Whether it answers and serves the model, the load pods check: from the tenant's network
+    // identity, not the operator's (a refusal comes back as a marker next to the results).
+    Check::Ok {
+        url,
+        model: model.unwrap_or_default(),
     }
 }
 
@@ -403,12 +347,25 @@ pub struct SweepResults {
     pub merged: Option<Results>,
     /// Pods whose results outgrew their ConfigMap (their markers' messages).
     pub over_budget: Vec<String>,
+    /// Pods whose check of the target failed before any load: the reason and message.
+    pub target_problems: Vec<(Reason, String)>,
+}
+
+/// The run's failure reason for a load pod's target problem.
+fn target_reason(p: &TargetProblem) -> Reason {
+    match p {
+        TargetProblem::Unreachable { .. } => Reason::TargetUnreachable,
+        TargetProblem::ModelNotFound { .. } | TargetProblem::ModelAmbiguous { .. } => {
+            Reason::ModelNotFound
+        }
+    }
 }
 
 /// Read the per-pod keys of the sweep with `prefix` from its results ConfigMaps.
 pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResults, String> {
     let mut parts = Vec::new();
     let mut over_budget = Vec::new();
+    let mut target_problems = Vec::new();
     for o in objects {
         for (key, text) in &o.data {
             let Some(rest) = key.strip_prefix(prefix) else {
@@ -416,6 +373,19 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
             };
             // Keys of other sweeps of a scaling study start with `r<N>-`.
             if !rest.starts_with("pod-") {
+                continue;
+            }
+            if let Some(pod) = key.strip_suffix(crate::render::benchmark_run::TARGET_PROBLEM_SUFFIX)
+            {
+                let pod = pod.strip_suffix(".json").unwrap_or(pod);
+                let pod = pod.strip_prefix(prefix).unwrap_or(pod);
+                target_problems.push(match serde_json::from_str::<TargetProblem>(text) {
+                    Ok(p) => (target_reason(&p), sanitize(&format!("load {pod}: {p}"))),
+                    Err(_) => (
+                        Reason::ResultsCorrupt,
+                        format!("ConfigMap {} key {key}: not a target problem", o.name),
+                    ),
+                });
                 continue;
             }
             if key.ends_with(crate::render::benchmark_run::OVER_BUDGET_SUFFIX) {
@@ -440,6 +410,7 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
         return Ok(SweepResults {
             merged: None,
             over_budget,
+            target_problems,
         });
     }
     // Only steps every pod finished are complete.
@@ -451,6 +422,7 @@ pub fn read_results(objects: &[ResultsObject], prefix: &str) -> Result<SweepResu
     Ok(SweepResults {
         merged: Some(merged),
         over_budget,
+        target_problems,
     })
 }
 
@@ -465,27 +437,16 @@ pub fn merge_rows(steps: &[StepStatus], results: &Results, slot: Option<i32>) ->
             .find(|r| r.replicas == slot && r.load == row.load)
         {
             Some(old) => {
-                row.server = old.server.take();
-                row.gpu = old.gpu.take();
+                if row.server.is_none() && row.gpu.is_none() {
+                    row.server = old.server.take();
+                    row.gpu = old.gpu.take();
+                }
                 *old = row;
             }
             None => merged.push(row),
         }
     }
     merged
-}
-
-/// The rows after merging this sweep's results (the same rows the decision computes).
-pub fn merged_rows(
-    steps: &[StepStatus],
-    objects: &[ResultsObject],
-    names: &Names,
-    slot: Option<i32>,
-) -> Result<Vec<StepStatus>, String> {
-    Ok(match read_results(objects, &names.key_prefix)?.merged {
-        Some(r) => merge_rows(steps, &r, slot),
-        None => steps.to_vec(),
-    })
 }
 
 /// Decide what to do with the run in `w`.
@@ -810,6 +771,16 @@ fn decide_inner(w: &World) -> Decision {
             return fail(w, d, Reason::ResultsCorrupt, msg, vec![]);
         }
     };
+    if let Some((reason, _)) = sweep.target_problems.first() {
+        let mut msgs: Vec<&str> = sweep
+            .target_problems
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect();
+        msgs.dedup();
+        let msg = format!("{}; no load was sent", msgs.join("; "));
+        return fail(w, d, *reason, msg, vec![]);
+    }
     if !sweep.over_budget.is_empty() {
         let msg = format!(
             "{}; measured steps are kept. Run fewer load points per BenchmarkRun",
@@ -818,6 +789,14 @@ fn decide_inner(w: &World) -> Decision {
         return fail(w, d, Reason::ResultsOverBudget, msg, vec![]);
     }
     if let Some(r) = &sweep.merged {
+        // A URL target without spec.target.model: the model the load pods found.
+        if d.status.metadata.get("model").is_none_or(|m| m.is_empty())
+            && !r.metadata.model.is_empty()
+        {
+            d.status
+                .metadata
+                .insert("model".into(), r.metadata.model.clone());
+        }
         d.status.steps = merge_rows(&d.status.steps, r, slot);
         d.status.current_step = d.status.steps.len() as u32;
         d.status.total_steps = d.status.total_steps.max(d.status.current_step);
@@ -916,19 +895,12 @@ fn decide_inner(w: &World) -> Decision {
             d
         }
         JobOutcome::Failed(msg) => {
-            let extra = attach_metrics(w, &mut d.status);
             let msg = format!(
                 "Job {} failed: {msg}; {} measured steps are kept",
                 names.job,
                 d.status.steps.len()
             );
-            fail(
-                w,
-                d,
-                Reason::LoadJobFailed,
-                msg,
-                extra.into_iter().collect(),
-            )
+            fail(w, d, Reason::LoadJobFailed, msg, vec![])
         }
         JobOutcome::Succeeded if stored.phase != Phase::Collecting => {
             d.status.phase = Phase::Collecting;
@@ -937,14 +909,20 @@ fn decide_inner(w: &World) -> Decision {
                 ConditionType::Progressing,
                 true,
                 Reason::Collecting,
-                format!("load Job {} finished; collecting metrics", names.job),
+                format!("load Job {} finished; collecting its results", names.job),
             ));
             d.requeue = Some(Duration::from_millis(500));
             d
         }
         JobOutcome::Succeeded => {
+            let server_error = sweep
+                .merged
+                .as_ref()
+                .and_then(|r| r.metadata.server_metrics_error.clone());
             let mut updates: Vec<ConditionUpdate> =
-                attach_metrics(w, &mut d.status).into_iter().collect();
+                metrics_condition(w, &d.status, server_error.as_deref())
+                    .into_iter()
+                    .collect();
             let merged: Vec<StepResult> = sweep.merged.map(|r| r.steps).unwrap_or_default();
             if merged.is_empty() {
                 let msg = format!(
@@ -1026,10 +1004,11 @@ fn start_load(
         chrono::DateTime::from_timestamp(w.now.as_second(), 0).unwrap_or_default()
             + chrono::Duration::from_std(BARRIER_DELAY).unwrap_or_default()
     });
-    let p = match plan::plan(&w.run.spec, url, model, pods, start_at) {
+    let mut p = match plan::plan(&w.run.spec, url, model, pods, start_at) {
         Ok(p) => p,
         Err(e) => return fail(w, d, Reason::InvalidSpec, e.to_string(), vec![]),
     };
+    p.prometheus = plan_prometheus(&w.run);
     d.actions.push(Act::StartLoad {
         slot,
         plan: Box::new(p),
@@ -1103,29 +1082,58 @@ pub fn refused(w: &World, decided: Decision, what: &str, message: &str) -> Decis
 }
 
 /// Attach what Prometheus answered to the rows; the condition saying how it went.
-fn attach_metrics(w: &World, status: &mut BenchmarkRunStatus) -> Option<ConditionUpdate> {
-    match w.metrics.as_ref()? {
-        MetricsObs::NotConfigured => None,
-        MetricsObs::Failed(e) => Some(cond(
+fn metrics_condition(
+    w: &World,
+    status: &BenchmarkRunStatus,
+    error: Option<&str>,
+) -> Option<ConditionUpdate> {
+    w.run.spec.prometheus.as_ref()?;
+    if let Some(e) = error {
+        return Some(cond(
             ConditionType::MetricsUnavailable,
             true,
             Reason::PrometheusUnavailable,
-            format!("{e}; client results are kept"),
-        )),
-        MetricsObs::Collected(by_row) => {
-            for (i, m) in by_row {
-                if let Some(row) = status.steps.get_mut(*i) {
-                    rows::attach_metrics(row, m);
-                }
-            }
-            Some(cond(
-                ConditionType::MetricsUnavailable,
-                false,
-                Reason::MetricsCollected,
-                "GPU and vLLM metrics collected for every step window",
-            ))
-        }
+            format!("{}; client results are kept", sanitize(e)),
+        ));
     }
+    let missing = status
+        .steps
+        .iter()
+        .filter(|r| r.server.is_none() && r.gpu.is_none())
+        .count();
+    Some(if missing == 0 {
+        cond(
+            ConditionType::MetricsUnavailable,
+            false,
+            Reason::MetricsCollected,
+            "GPU and vLLM metrics collected for every step window",
+        )
+    } else {
+        cond(
+            ConditionType::MetricsUnavailable,
+            true,
+            Reason::PrometheusUnavailable,
+            format!(
+                "Prometheus returned no vLLM or GPU series for {missing} of {} step windows \
+                 (is the target scraped? see docs/observability.md); client results are kept",
+                status.steps.len()
+            ),
+        )
+    })
+}
+
+/// The Prometheus scope the load pods ask for server figures: the target's namespace and
+/// pods for an InferenceService, anything for a URL.
+fn plan_prometheus(run: &BenchmarkRun) -> Option<PlanPrometheus> {
+    let spec = run.spec.prometheus.as_ref()?;
+    let isvc = run.spec.target.inference_service_ref.as_ref();
+    Some(PlanPrometheus {
+        url: spec.url.clone(),
+        namespace: isvc.map(|_| run.namespace().unwrap_or_default()),
+        pod_regex: isvc.map(|r| render_isvc::pod_regex(&r.name)),
+        gpu_labels: spec.gpu_labels,
+        settle: crate::contract::plan::DEFAULT_PROMETHEUS_SETTLE,
+    })
 }
 
 /// Reproducibility metadata from the target.
@@ -1387,10 +1395,8 @@ mod tests {
             now: Timestamp::from_second(NOW).unwrap(),
             run,
             target: TargetObs::Url,
-            probe: Some(Ok(vec!["qwen".to_string()])),
             job: JobObs::default(),
             results: Vec::new(),
-            metrics: None,
             baseline: None,
             node_metadata: BTreeMap::new(),
         }
@@ -1428,13 +1434,16 @@ mod tests {
         s
     }
 
+    /// A running run whose InferenceService is not Ready right now.
+    fn running_unready(extra: serde_json::Value) -> World {
+        let mut w = running(isvc_spec(), extra);
+        w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
+        w
+    }
+
     #[test]
-    fn one_slow_probe_of_an_old_running_run_is_a_miss_not_a_failure() {
-        let mut w = running(url_spec(), json!({}));
-        w.probe = Some(Err(
-            "GET http://vllm:8000/v1/models: operation timed out".into()
-        ));
-        let d = decide(&w);
+    fn one_readiness_miss_of_an_old_running_run_is_a_miss_not_a_failure() {
+        let d = decide(&running_unready(json!({})));
         assert_eq!(d.status.phase, Phase::Running, "{:#?}", d.conditions);
         assert_eq!(d.status.target_misses.as_ref().unwrap().count, 1);
         let c = find(&d, ConditionType::Degraded);
@@ -1445,34 +1454,22 @@ mod tests {
 
     #[test]
     fn misses_fail_a_running_run_only_when_they_persist() {
-        let mut w = running(
-            url_spec(),
-            json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(30)}}),
-        );
-        w.probe = Some(Err("connection refused".into()));
+        let w =
+            running_unready(json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(30)}}));
         // Budget reached in count, but within the window: still running.
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Running);
         assert_eq!(d.status.target_misses.as_ref().unwrap().count, MISS_BUDGET);
         // Spanning the window too: fail, stop the Job.
-        let mut w = running(
-            url_spec(),
+        let w = running_unready(
             json!({"targetMisses": {"count": MISS_BUDGET - 1, "since": at(MISS_WINDOW.as_secs() as i64 + 1)}}),
         );
-        w.probe = Some(Err("connection refused".into()));
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Failed);
         let c = find(&d, ConditionType::Ready);
         assert_eq!(c.reason, Reason::TargetUnstable);
-        assert!(c.message.contains("connection refused"), "{}", c.message);
+        assert!(c.message.contains("to be Ready"), "{}", c.message);
         assert!(stops_job(&d), "{:?}", d.actions);
-        // A readiness miss of an InferenceService counts the same way.
-        let mut w = running(isvc_spec(), json!({}));
-        w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
-        w.probe = None;
-        let d = decide(&w);
-        assert_eq!(d.status.phase, Phase::Running);
-        assert_eq!(d.status.target_misses.as_ref().unwrap().count, 1);
     }
 
     #[test]
@@ -1492,7 +1489,6 @@ mod tests {
         // A two-hour-old run starts waiting for readiness now.
         let mut w = world(run(isvc_spec(), json!({})));
         w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
-        w.probe = None;
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::WaitingForTarget);
         let wait = d.status.wait.clone().unwrap();
@@ -1536,23 +1532,82 @@ mod tests {
     }
 
     #[test]
-    fn an_unreachable_target_before_the_load_waits_its_grace_then_fails() {
-        let mut w = world(run(url_spec(), json!({})));
-        w.probe = Some(Err(
-            "GET http://vllm:8000/v1/models: connection refused".into()
-        ));
-        let d = decide(&w);
-        assert_eq!(d.status.phase, Phase::WaitingForTarget);
-        assert_eq!(
-            find(&d, ConditionType::Ready).reason,
-            Reason::TargetUnreachable
+    fn the_load_pods_ask_prometheus_for_the_targets_own_pods() {
+        let mut spec = isvc_spec();
+        spec["prometheus"] = json!({"url": "http://prom:9090", "gpuLabels": "gke-managed"});
+        let p = plan_prometheus(&run(spec, json!({}))).unwrap();
+        assert_eq!(p.url, "http://prom:9090");
+        assert_eq!(p.namespace.as_deref(), Some("ml"));
+        assert_eq!(p.pod_regex, Some(render_isvc::pod_regex("qwen")));
+        assert_eq!(p.gpu_labels, crate::api::GpuLabels::GkeManaged);
+        assert!(p.settle >= Duration::from_secs(15), "{:?}", p.settle);
+        // A URL target: no pod scope; no spec.prometheus: nothing asked.
+        let mut spec = url_spec();
+        spec["prometheus"] = json!({"url": "http://prom:9090"});
+        let p = plan_prometheus(&run(spec, json!({}))).unwrap();
+        assert_eq!((p.namespace, p.pod_regex), (None, None));
+        assert_eq!(plan_prometheus(&run(url_spec(), json!({}))), None);
+    }
+
+    #[test]
+    fn a_url_target_is_left_to_the_load_pods_to_check() {
+        // The operator never calls the URL: the load Job starts at once.
+        let d = decide(&world(run(url_spec(), json!({}))));
+        assert!(
+            d.actions.iter().any(|a| matches!(a, Act::StartLoad { .. })),
+            "{:?}",
+            d.actions
         );
-        w.run.status = Some(stored(&d));
-        w.run.status.as_mut().unwrap().wait.as_mut().unwrap().since =
-            at(TARGET_GRACE.as_secs() as i64 + 1);
-        let d = decide(&w);
+        let wait = d.status.wait.map(|w| w.kind);
+        assert_eq!(
+            wait,
+            Some(WaitKind::LoadPodsStarted),
+            "no wait for the target"
+        );
+    }
+
+    fn with_marker(mut w: World, problem: &TargetProblem) -> World {
+        w.results = vec![ResultsObject {
+            name: "r-results-0".into(),
+            data: BTreeMap::from([(
+                format!(
+                    "pod-0.json{}",
+                    crate::render::benchmark_run::TARGET_PROBLEM_SUFFIX
+                ),
+                serde_json::to_string(problem).unwrap(),
+            )]),
+        }];
+        w
+    }
+
+    #[test]
+    fn a_load_pods_target_problem_fails_the_run_with_its_reason() {
+        let p = TargetProblem::ModelNotFound {
+            model: "qwen2".into(),
+            served: vec!["qwen".into()],
+        };
+        let d = decide(&with_marker(running(url_spec(), json!({})), &p));
         assert_eq!(d.status.phase, Phase::Failed);
-        assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetTimeout);
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::ModelNotFound);
+        assert!(
+            c.message.contains("load pod-0") && c.message.contains("\"qwen2\""),
+            "{}",
+            c.message
+        );
+        assert!(stops_job(&d), "{:?}", d.actions);
+        let p = TargetProblem::Unreachable {
+            error: "GET http://u:secret@vllm:8000/v1/models: connection refused".into(),
+            waited: Duration::from_secs(300),
+        };
+        let d = decide(&with_marker(running(url_spec(), json!({})), &p));
+        let c = find(&d, ConditionType::Ready);
+        assert_eq!(c.reason, Reason::TargetUnreachable);
+        assert!(
+            c.message.contains("connection refused") && !c.message.contains("secret"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]
@@ -1769,7 +1824,6 @@ mod tests {
     fn a_target_deleted_during_the_load_fails_at_once() {
         let mut w = running(isvc_spec(), json!({}));
         w.target = TargetObs::Missing;
-        w.probe = None;
         let d = decide(&w);
         assert_eq!(d.status.phase, Phase::Failed);
         assert_eq!(find(&d, ConditionType::Ready).reason, Reason::TargetDeleted);
@@ -1824,11 +1878,9 @@ mod tests {
         };
         // Waiting for the target to be Ready.
         w.target = TargetObs::Service(Box::new(isvc(1, false, 0)));
-        w.probe = None;
         assert_eq!(step(&mut w).status.phase, Phase::WaitingForTarget);
         // Ready: the Job is created, its pods start, rows arrive.
         w.target = TargetObs::Service(Box::new(isvc(1, true, 1)));
-        w.probe = Some(Ok(vec!["qwen".into()]));
         assert_eq!(step(&mut w).status.phase, Phase::Running);
         w.job.job = Some(job("r-load", None, 0));
         w.job.pods = vec![pod(Some("ContainerCreating"), false)];
@@ -1840,7 +1892,6 @@ mod tests {
         w.results = results(2);
         w.job.job = Some(job("r-load", Some("Complete"), 0));
         assert_eq!(step(&mut w).status.phase, Phase::Collecting);
-        w.metrics = Some(MetricsObs::NotConfigured);
         let last = step(&mut w);
         assert_eq!(
             last.status.phase,

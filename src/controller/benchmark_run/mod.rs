@@ -5,7 +5,7 @@
 //! writes its results into its own ConfigMap after every step, and status rows follow) ->
 //! `Collecting` (Prometheus over each step's window) -> `Succeeded` | `Failed`.
 //!
-//! - [`observe`] gathers the world (the run, the target and its probe, the Job and its pods,
+//! - [`observe`] gathers the world (the run, the target, the Job and its pods,
 //!   the results ConfigMaps, Prometheus once the Job finished, the time) into a [`World`];
 //! - [`decide`] is a pure function from it to the next status, conditions and actions;
 //! - [`act`] applies the actions and writes the status (clearing what the decision dropped).
@@ -19,9 +19,7 @@ pub mod decide;
 pub mod observe;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::future::BoxFuture;
 use kube::runtime::controller::Action;
 
 use super::{Context, Error};
@@ -77,77 +75,6 @@ pub fn sanitize(text: &str) -> String {
     super::apply::truncate(&out, MESSAGE_MAX)
 }
 
-/// Asks an endpoint which models it serves (`GET /v1/models`). A trait so tests can run the
-/// controller without a reachable in-cluster Service.
-pub trait TargetProbe: Send + Sync {
-    /// Model ids served at `base_url`, or why they could not be listed.
-    fn models<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>>;
-}
-
-/// The real probe: HTTP with a short timeout. Its errors carry the status and at most a
-/// short, sanitized server message, never the response body.
-pub struct HttpProbe(reqwest::Client);
-
-impl Default for HttpProbe {
-    fn default() -> Self {
-        HttpProbe(
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("an HTTP client builds"),
-        )
-    }
-}
-
-impl TargetProbe for HttpProbe {
-    fn models<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
-        Box::pin(async move {
-            let url = format!("{}/v1/models", base_url.trim_end_matches('/'));
-            let shown = sanitize(&url);
-            let resp = self
-                .0
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| sanitize(&format!("GET {shown}: {:#}", anyhow::Error::new(e))))?;
-            let status = resp.status();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| sanitize(&format!("GET {shown}: status {status}: {e}")))?;
-            if !status.is_success() {
-                let said = match error_message(&body) {
-                    Some(m) => format!(": {}", super::apply::truncate(&m, 120)),
-                    None => String::new(),
-                };
-                return Err(sanitize(&format!("GET {shown}: status {status}{said}")));
-            }
-            let body: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|_| format!("GET {shown}: status {status}, but the body is not JSON"))?;
-            Ok(body["data"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|m| m["id"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default())
-        })
-    }
-}
-
-/// The message of an OpenAI-style JSON error body (`error.message`, `message`, `detail`);
-/// anything else (HTML, text) is not echoed.
-fn error_message(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v.pointer("/error/message")
-        .or_else(|| v.get("error").filter(|e| e.is_string()))
-        .or_else(|| v.get("message"))
-        .or_else(|| v.get("detail"))
-        .and_then(|m| m.as_str())
-        .map(str::to_string)
-}
-
 /// Reconcile one `BenchmarkRun`: observe, decide, act, write status. A plain async function
 /// so tests drive it directly.
 pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -166,45 +93,6 @@ pub async fn reconcile(run: Arc<BenchmarkRun>, ctx: Arc<Context>) -> Result<Acti
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A server answering every request with `status` and `body`.
-    async fn serve(status: u16, body: &'static str) -> String {
-        let app = axum::Router::new().fallback(move || async move {
-            (
-                axum::http::StatusCode::from_u16(status).unwrap(),
-                body.to_string(),
-            )
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("http://{addr}")
-    }
-
-    #[tokio::test]
-    async fn probe_errors_carry_no_response_body() {
-        let page: &'static str = Box::leak(
-            format!(
-                "<html><body>internal token=abc123 {}</body></html>",
-                "x".repeat(5000)
-            )
-            .into_boxed_str(),
-        );
-        let url = serve(503, page).await;
-        let e = HttpProbe::default().models(&url).await.unwrap_err();
-        assert!(e.contains("503"), "{e}");
-        assert!(!e.contains("abc123") && !e.contains("<html>"), "{e}");
-        assert!(e.len() <= MESSAGE_MAX, "{}", e.len());
-        let url = serve(
-            404,
-            r#"{"error": {"message": "no such route\nsecond line"}}"#,
-        )
-        .await;
-        let e = HttpProbe::default().models(&url).await.unwrap_err();
-        assert!(e.ends_with("no such route second line"), "{e}");
-        let url = serve(200, r#"{"data": [{"id": "qwen"}]}"#).await;
-        assert_eq!(HttpProbe::default().models(&url).await.unwrap(), ["qwen"]);
-    }
 
     #[test]
     fn sanitize_flattens_masks_and_cuts() {

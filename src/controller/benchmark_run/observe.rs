@@ -9,11 +9,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::decide::{self, TargetWanted};
-use super::{Context, Error, sanitize};
+use super::decide;
+use super::{Context, Error};
 use crate::api::{BenchmarkRun, InferenceService, Phase, RunSummary};
-use crate::contract::WindowMetrics;
-use crate::prom::{Collector, Scope};
 use crate::render::benchmark_run::{Names, results_selector};
 use crate::render::inference_service as render_isvc;
 
@@ -46,17 +44,6 @@ pub struct ResultsObject {
     pub data: BTreeMap<String, String>,
 }
 
-/// Prometheus answers for rows that lack server metrics, by row index.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetricsObs {
-    /// `spec.prometheus` is not set.
-    NotConfigured,
-    /// Metrics per row index (rows without a window are absent).
-    Collected(Vec<(usize, WindowMetrics)>),
-    /// The query failed (a short, sanitized message).
-    Failed(String),
-}
-
 /// Everything one decision is made from.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -66,50 +53,15 @@ pub struct World {
     pub run: BenchmarkRun,
     /// The target InferenceService, when the target is one.
     pub target: TargetObs,
-    /// `GET /v1/models` of the target, when it was asked (`Err`: a short, sanitized message).
-    pub probe: Option<Result<Vec<String>, String>>,
     /// The load Job of the sweep in progress.
     pub job: JobObs,
     /// Results ConfigMaps of the sweep in progress.
     pub results: Vec<ResultsObject>,
-    /// Prometheus, asked only once the load Job finished.
-    pub metrics: Option<MetricsObs>,
     /// The baseline's summary when `spec.baseline` is set and the run is concluding
     /// (`Some(None)`: no such Succeeded run).
     pub baseline: Option<Option<RunSummary>>,
     /// Hardware facts of the target's node (best effort), gathered once.
     pub node_metadata: BTreeMap<String, String>,
-}
-
-/// The target's own pods: those of its Deployment's ReplicaSets, `NAME-HASH-SUFFIX` where
-/// HASH is the pod-template hash (1 to 10 characters) and SUFFIX 5 characters, both of the
-/// alphabet Kubernetes generates names from. `NAME-.*` would also match other
-/// InferenceServices whose names start with `NAME-` (`qwen-sim` for `qwen`).
-pub fn pod_regex(isvc: &str) -> String {
-    const ALPHABET: &str = "[bcdfghjklmnpqrstvwxz2456789]";
-    let mut name = String::new();
-    for c in isvc.chars() {
-        if !c.is_ascii_alphanumeric() && c != '-' {
-            name.push('\\');
-        }
-        name.push(c);
-    }
-    format!("{name}-{ALPHABET}{{1,10}}-{ALPHABET}{{5}}")
-}
-
-/// The Prometheus scope of the run's target.
-pub fn scope(run: &BenchmarkRun, model: Option<&str>) -> Option<(String, Scope)> {
-    let spec = run.spec.prometheus.as_ref()?;
-    let isvc = run.spec.target.inference_service_ref.as_ref();
-    Some((
-        spec.url.clone(),
-        Scope {
-            namespace: isvc.map(|_| run.namespace().unwrap_or_default()),
-            pod_regex: isvc.map(|r| pod_regex(&r.name)),
-            model_name: model.map(str::to_string),
-            gpu_labels: spec.gpu_labels.into(),
-        },
-    ))
 }
 
 /// Gather the world of `run`.
@@ -123,10 +75,8 @@ pub async fn observe(ctx: &Context, run: &BenchmarkRun) -> Result<World, Error> 
         now,
         run: run.clone(),
         target: TargetObs::Url,
-        probe: None,
         job: JobObs::default(),
         results: Vec::new(),
-        metrics: None,
         baseline: None,
         node_metadata: BTreeMap::new(),
     };
@@ -141,10 +91,6 @@ pub async fn observe(ctx: &Context, run: &BenchmarkRun) -> Result<World, Error> 
         return Ok(world);
     }
     let slot = decide::current_slot(run);
-    // Ask the endpoint only when the decision would use the answer.
-    if let TargetWanted::Probe(url) = decide::target_wanted(&world, slot) {
-        world.probe = Some(ctx.probe.models(&url).await.map_err(|e| sanitize(&e)));
-    }
     let names = Names::new(&run.name_any(), slot);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     world.job.job = jobs.get_opt(&names.job).await?;
@@ -174,21 +120,18 @@ pub async fn observe(ctx: &Context, run: &BenchmarkRun) -> Result<World, Error> 
         .job
         .as_ref()
         .is_some_and(|j| !matches!(decide::job_outcome(j), decide::JobOutcome::Active));
-    if finished && matches!(status.phase, Phase::Running | Phase::Collecting) {
-        // Rows of this sweep as they will be after this decision, then Prometheus for them.
-        let rows = decide::merged_rows(&status.steps, &world.results, &names, slot)
-            .unwrap_or_else(|_| status.steps.clone());
-        world.metrics = Some(collect_metrics(run, &status, &rows).await);
-        if let Some(b) = &run.spec.baseline {
-            let api: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), &ns);
-            world.baseline = Some(
-                api.get_opt(&b.name)
-                    .await?
-                    .and_then(|r| r.status)
-                    .filter(|s| s.phase == Phase::Succeeded)
-                    .and_then(|s| s.summary),
-            );
-        }
+    if finished
+        && matches!(status.phase, Phase::Running | Phase::Collecting)
+        && let Some(b) = &run.spec.baseline
+    {
+        let api: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), &ns);
+        world.baseline = Some(
+            api.get_opt(&b.name)
+                .await?
+                .and_then(|r| r.status)
+                .filter(|s| s.phase == Phase::Succeeded)
+                .and_then(|s| s.summary),
+        );
     }
     if status.metadata.is_empty()
         && let TargetObs::Service(isvc) = &world.target
@@ -196,43 +139,6 @@ pub async fn observe(ctx: &Context, run: &BenchmarkRun) -> Result<World, Error> 
         world.node_metadata = node_metadata(ctx, &ns, &isvc.name_any()).await;
     }
     Ok(world)
-}
-
-/// Query Prometheus for rows that lack server metrics.
-async fn collect_metrics(
-    run: &BenchmarkRun,
-    status: &crate::api::BenchmarkRunStatus,
-    rows: &[crate::api::StepStatus],
-) -> MetricsObs {
-    let model = status.metadata.get("model").map(String::as_str);
-    let Some((url, scope)) = scope(run, model) else {
-        return MetricsObs::NotConfigured;
-    };
-    let collector = match Collector::new(&url, scope) {
-        Ok(c) => c,
-        Err(e) => return MetricsObs::Failed(sanitize(&format!("spec.prometheus.url: {e}"))),
-    };
-    let mut out = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        if row.server.is_some() || row.gpu.is_some() {
-            continue;
-        }
-        let Some(w) = &row.window else { continue };
-        // Status times have whole-second precision: the true window starts within the
-        // second after `start` and ends within the second after `end`, so query the part
-        // surely inside it.
-        let (Some(start), Some(end)) = (
-            chrono::DateTime::from_timestamp(w.start.0.as_second() + 1, 0),
-            chrono::DateTime::from_timestamp(w.end.0.as_second(), 0),
-        ) else {
-            continue;
-        };
-        match collector.collect(start, end).await {
-            Ok(m) => out.push((i, m)),
-            Err(e) => return MetricsObs::Failed(sanitize(&e.to_string())),
-        }
-    }
-    MetricsObs::Collected(out)
 }
 
 /// Node labels that describe the hardware: instance type, GPU product and count.
@@ -276,35 +182,5 @@ async fn node_metadata(ctx: &Context, ns: &str, isvc: &str) -> BTreeMap<String, 
             tracing::debug!(error = %e, "reading the target's node for metadata");
             BTreeMap::new()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matches(re: &str, name: &str) -> bool {
-        // Prometheus anchors `=~` at both ends.
-        regex::Regex::new(&format!("^(?:{re})$"))
-            .unwrap()
-            .is_match(name)
-    }
-
-    #[test]
-    fn pod_regex_matches_only_the_targets_own_pods() {
-        let re = pod_regex("qwen");
-        // Pods of Deployment `qwen` (pod-template hashes of 9 and 10 characters).
-        assert!(matches(&re, "qwen-7d9f8c6b5-x2k4q"));
-        assert!(matches(&re, "qwen-5c8b9d7f46-b7w9z"));
-        // The shipped examples `qwen-sim` and `qwen-autoscaled`, and a load pod.
-        assert!(!matches(&re, "qwen-sim-7d9f8c6b5-x2k4q"));
-        assert!(!matches(&re, "qwen-autoscaled-5c8b9d7f46-b7w9z"));
-        assert!(!matches(&re, "qwen-scaling-load-0-x2k4q"));
-        assert!(!matches(&re, "qwen-sim-x2k4q"));
-        // And `qwen-sim`'s own pods match its own regex.
-        assert!(matches(&pod_regex("qwen-sim"), "qwen-sim-7d9f8c6b5-x2k4q"));
-        assert!(!matches(&pod_regex("qwen-sim"), "qwen-7d9f8c6b5-x2k4q"));
-        // Dots in a name are literal.
-        assert!(!matches(&pod_regex("a.b"), "axb-7d9f8c6b5-x2k4q"));
     }
 }
