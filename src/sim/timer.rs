@@ -5,15 +5,17 @@
 //! Two tools avoid that, neither of which busy-waits:
 //! - [`sleep_until_blocking`] for the engine threads: a plain OS sleep, with the thread's
 //!   kernel timer slack lowered to 1 µs (Linux) so the kernel does not add its default 50 µs.
-//! - [`PreciseTimer`] for async tasks: every pending deadline sits in one binary heap with the
-//!   waker of its task (no allocation per sleep). The heap is driven by a `timerfd` registered
-//!   with the tokio runtime it was started in (Linux): the runtime's own event loop wakes up
-//!   at the earliest deadline plus [`COALESCE`] and wakes every task whose deadline has passed,
-//!   on the same thread, without a second OS thread and the context switches and futex calls
-//!   a hand-off to it costs. Outside a runtime, or where `timerfd` is unavailable, one OS
-//!   thread does the same with a condition variable. Thousands of streams with distinct
-//!   deadlines thus share at most `1 s / COALESCE` wake-ups per second; a wake-up is late by
-//!   at most `COALESCE` plus the OS wake-up latency, and never early.
+//! - [`PreciseTimer`] for async tasks: one OS thread holds every pending deadline in a binary
+//!   heap, each with the waker of its task (no channel or allocation per sleep). It sleeps
+//!   until the earliest deadline plus [`COALESCE`], then wakes every task whose deadline has
+//!   passed. Thousands of streams with distinct deadlines thus share at most
+//!   `1 s / COALESCE` wake-ups per second; a wake-up is late by at most `COALESCE` plus the
+//!   OS wake-up latency, and never early.
+//!
+//! A variant that armed a `timerfd` watched by the tokio runtime itself (no second thread)
+//! was measured and dropped: under CPU contention its deadlines fired tens of milliseconds
+//! late (the runtime's worker, busy writing chunks, is woken less promptly than a thread
+//! that only sleeps), which batched tokens and wrecked the simulator's timing.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -103,24 +105,16 @@ impl State {
         }
     }
 
-    /// When the driver should wake next: the earliest deadline plus [`COALESCE`].
+    /// When the timer thread should wake next: the earliest deadline plus [`COALESCE`].
     fn next_wake(&self) -> Option<Instant> {
         self.heap.peek().map(|e| e.at + COALESCE)
     }
 }
 
-/// What wakes up to fire deadlines.
-enum Driver {
-    /// An OS thread waiting on this condition variable.
-    Thread(Condvar),
-    /// A timerfd watched by the tokio runtime the timer was started in.
-    #[cfg(target_os = "linux")]
-    Fd(std::os::fd::OwnedFd),
-}
-
 struct Shared {
     state: Mutex<State>,
-    driver: Driver,
+    /// The timer thread waits on it.
+    cv: Condvar,
     /// Set by [`PreciseTimer::stop`] (also kept in `State::stop`, read without the lock).
     stopped: AtomicBool,
 }
@@ -128,18 +122,6 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Tells the driver that the earliest deadline moved to `at` (lock held by the caller).
-    fn rearm(&self, st: &mut State, at: Instant) {
-        match &self.driver {
-            Driver::Thread(cv) => cv.notify_one(),
-            #[cfg(target_os = "linux")]
-            Driver::Fd(fd) => {
-                st.wake_at = Some(at);
-                set_timerfd(fd, Some(at));
-            }
-        }
     }
 }
 
@@ -150,16 +132,11 @@ pub struct PreciseTimer {
 }
 
 impl PreciseTimer {
-    /// Start the timer: on the current tokio runtime's event loop when there is one (Linux),
-    /// else on its own OS thread.
+    /// Start the timer thread.
     pub fn start() -> PreciseTimer {
-        #[cfg(target_os = "linux")]
-        if let Some(t) = fd_timer::start() {
-            return t;
-        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            driver: Driver::Thread(Condvar::new()),
+            cv: Condvar::new(),
             stopped: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -214,7 +191,7 @@ impl PreciseTimer {
         });
         // Only a deadline the driver would otherwise miss needs to wake it.
         if st.wake_at.is_none_or(|w| deadline + COALESCE < w) {
-            self.shared.rearm(&mut st, deadline + COALESCE);
+            self.shared.cv.notify_one();
         }
         drop(st);
         *registered = Some(cx.waker().clone());
@@ -226,7 +203,7 @@ impl PreciseTimer {
         self.shared.lock().wakeups
     }
 
-    /// Stop the timer (pending and later sleeps return immediately).
+    /// Stop the timer thread (pending and later sleeps return immediately).
     pub fn stop(&self) {
         let mut st = self.shared.lock();
         st.stop = true;
@@ -235,8 +212,7 @@ impl PreciseTimer {
             .into_iter()
             .map(|e| e.waker)
             .collect();
-        let now = Instant::now();
-        self.shared.rearm(&mut st, now);
+        self.shared.cv.notify_one();
         drop(st);
         for w in wakers {
             w.wake();
@@ -262,9 +238,7 @@ impl Future for Sleep {
 
 fn timer_thread(shared: Arc<Shared>) {
     precise_thread();
-    let Driver::Thread(cv) = &shared.driver else {
-        return;
-    };
+    let cv = &shared.cv;
     let mut due: Vec<Waker> = Vec::with_capacity(1024);
     let mut st = shared.lock();
     loop {
@@ -292,120 +266,6 @@ fn timer_thread(shared: Arc<Shared>) {
                     .0
             }
         };
-    }
-}
-
-/// Arms `fd` to fire once at `at` (`None`: disarm).
-#[cfg(target_os = "linux")]
-fn set_timerfd(fd: &std::os::fd::OwnedFd, at: Option<Instant>) {
-    use std::os::fd::AsRawFd;
-    let ts = |d: Duration| libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
-    };
-    let value = match at {
-        // An all-zero value disarms the timer, so a passed deadline fires after 1 ns.
-        Some(at) => ts(at
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_nanos(1))),
-        None => ts(Duration::ZERO),
-    };
-    let spec = libc::itimerspec {
-        it_interval: ts(Duration::ZERO),
-        it_value: value,
-    };
-    // SAFETY: `fd` is an open timerfd; `spec` is a valid itimerspec; the old value is not
-    // asked for.
-    unsafe {
-        libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut());
-    }
-}
-
-#[cfg(target_os = "linux")]
-mod fd_timer {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-    use std::sync::{Arc, Mutex};
-    use std::task::Waker;
-    use std::time::Instant;
-
-    use tokio::io::Interest;
-    use tokio::io::unix::AsyncFd;
-
-    use super::{AtomicBool, Driver, PreciseTimer, Shared, State, set_timerfd};
-
-    /// The driver task's state; fields drop in order, so the fd is deregistered from the
-    /// runtime before `shared` (which owns it) can close it.
-    struct Task {
-        afd: AsyncFd<RawFd>,
-        shared: Arc<Shared>,
-    }
-
-    /// A timer driven by a timerfd on the current runtime (which must have its I/O driver
-    /// enabled, as any runtime serving sockets has); `None` outside a runtime or when the
-    /// timerfd cannot be created or registered.
-    pub(super) fn start() -> Option<PreciseTimer> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        // SAFETY: plain syscall; the returned descriptor is checked and then owned.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return None;
-        }
-        // SAFETY: `raw` is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let raw = fd.as_raw_fd();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            driver: Driver::Fd(fd),
-            stopped: AtomicBool::new(false),
-        });
-        let _guard = handle.enter();
-        // SAFETY: `raw` stays open while the AsyncFd lives: `shared` owns it and is dropped
-        // after `afd` (see `Task`).
-        let afd = unsafe { AsyncFd::register_with_interest(raw, Interest::READABLE) }.ok()?;
-        let task = Task {
-            afd,
-            shared: shared.clone(),
-        };
-        handle.spawn(async move { task.run().await });
-        Some(PreciseTimer { shared })
-    }
-
-    impl Task {
-        async fn run(&self) {
-            super::precise_thread();
-            let mut due: Vec<Waker> = Vec::with_capacity(1024);
-            loop {
-                let Ok(mut ready) = self.afd.readable().await else {
-                    return;
-                };
-                let mut expirations = [0u8; 8];
-                // SAFETY: reads at most 8 bytes into a buffer of 8 from an open timerfd (a
-                // nonblocking read that may fail with EAGAIN, which is fine).
-                unsafe {
-                    libc::read(*self.afd.get_ref(), expirations.as_mut_ptr().cast(), 8);
-                }
-                ready.clear_ready();
-                {
-                    let mut st = self.shared.lock();
-                    if st.stop {
-                        return;
-                    }
-                    st.take_due(Instant::now(), &mut due);
-                    st.wake_at = st.next_wake();
-                    if let Driver::Fd(fd) = &self.shared.driver {
-                        set_timerfd(fd, st.wake_at);
-                    }
-                }
-                for w in due.drain(..) {
-                    w.wake();
-                }
-            }
-        }
     }
 }
 
@@ -473,9 +333,8 @@ mod tests {
             .unwrap();
     }
     #[test]
-    fn outside_a_runtime_a_thread_drives_the_timer() {
+    fn sleeps_from_another_runtime_and_after_stop() {
         let t = PreciseTimer::start();
-        assert!(matches!(t.shared.driver, Driver::Thread(_)));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -489,36 +348,5 @@ mod tests {
         let start = Instant::now();
         rt.block_on(t.sleep_until(start + Duration::from_secs(60)));
         assert!(start.elapsed() < Duration::from_secs(5));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn inside_a_runtime_its_event_loop_drives_the_timer() {
-        let t = PreciseTimer::start();
-        assert!(matches!(t.shared.driver, Driver::Fd(_)));
-        // Two sleeps in a row on one task, then a later deadline pushed before an earlier
-        // one (the earlier must re-arm the timerfd).
-        for us in [800u64, 300] {
-            let deadline = Instant::now() + Duration::from_micros(us);
-            t.sleep_until(deadline).await;
-            assert!(Instant::now() >= deadline);
-        }
-        let now = Instant::now();
-        let (late, early) = (
-            now + Duration::from_millis(50),
-            now + Duration::from_millis(2),
-        );
-        let t2 = t.clone();
-        let h = tokio::spawn(async move {
-            t2.sleep_until(late).await;
-            Instant::now()
-        });
-        tokio::task::yield_now().await;
-        t.sleep_until(early).await;
-        let woke = Instant::now();
-        assert!(woke >= early);
-        assert!(woke < late, "the earlier deadline waited for the later one");
-        assert!(h.await.unwrap() >= late);
-        t.stop();
     }
 }
