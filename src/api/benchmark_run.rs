@@ -497,6 +497,18 @@ pub struct LoadSpec {
     /// conversations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<RampSpec>,
+    /// Times each step (each probe of a saturation search) is run, 1 to 50 (default 1).
+    /// With more than one, each step reports the spread over its trials (min, median, max
+    /// and a 95% interval of throughput and latency percentiles) and the baseline comparison
+    /// marks `Regressed` only when the difference is larger than the trial-to-trial noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub trials: Option<u32>,
+    /// Keep per-request records (id, step, times, tokens, outcome): each load pod embeds
+    /// them gzip-compressed in its results, at most `maxBytes`; `inferops report -n NS NAME`
+    /// draws latency over time and TTFT against prompt length from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<RecordsSpec>,
 }
 
 /// How a ramp rises.
@@ -525,6 +537,24 @@ pub struct RampSpec {
     /// Count the ramp's requests in the measured window (after the warmup).
     #[serde(default)]
     pub measured: bool,
+}
+
+/// Per-request records of a BenchmarkRun.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordsSpec {
+    /// Keep the records (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Compressed bytes of records each load pod keeps, 1024 to 393216 (default 262144);
+    /// records past it are dropped and counted (`records.dropped` of the pod's results), and
+    /// so are all of a pod's records when its results would outgrow their ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 393216))]
+    pub max_bytes: Option<u32>,
+    /// Also keep each request's inter-token gaps (larger records).
+    #[serde(default)]
+    pub itl: bool,
 }
 
 /// Per-request latency bounds; a request that succeeded and met every bound set is "good".
@@ -849,11 +879,17 @@ pub struct Comparison {
     /// Relative change of TTFT p95 at the peak step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_p95_change: Option<f64>,
-    /// True when a change is beyond the spec's thresholds.
+    /// True when a change is beyond the spec's thresholds and, with trials on both sides,
+    /// larger than the trial-to-trial noise at `confidence`.
     pub regressed: bool,
-    /// What regressed, in words.
+    /// The comparison in words: what regressed (metric, both values, the confidence), or
+    /// why a change beyond a threshold did not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Confidence of the noise test (one-sided Mann-Whitney U on the peak step's per-trial
+    /// figures), when both runs have trials; absent for a single-sample comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 /// The ConfigMaps with raw results: one per load pod and sweep.
@@ -1126,6 +1162,10 @@ pub struct StepStatus {
     /// With `spec.load.goodputSlo`: the requests that met every per-request bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput: Option<Goodput>,
+    /// With `load.trials` > 1: each trial's figures and their spread (the row's other
+    /// figures merge all trials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<TrialsStatus>,
     /// The workload the step was meant to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<StepWorkload>,
@@ -1170,6 +1210,40 @@ pub struct ModelShare {
     pub model: String,
     /// Intended fraction of the requests, 0..1.
     pub share: f64,
+}
+
+/// The trials of one step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialsStatus {
+    /// Trials run.
+    pub count: u32,
+    /// Output tokens per second of each trial, in run order.
+    pub output_tokens_per_second: Vec<f64>,
+    /// TTFT p95 of each trial, ms.
+    pub ttft_p95_ms: Vec<f64>,
+    /// ITL p95 of each trial, ms.
+    pub itl_p95_ms: Vec<f64>,
+    /// Spread of the output throughput over the trials.
+    pub output_tokens_per_second_spread: SpreadStatus,
+    /// Spread of TTFT p95 over the trials, ms.
+    pub ttft_p95_ms_spread: SpreadStatus,
+}
+
+/// Spread of one figure over trials.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SpreadStatus {
+    /// Smallest trial value.
+    pub min: f64,
+    /// Median trial value.
+    pub median: f64,
+    /// Largest trial value.
+    pub max: f64,
+    /// Lower end of the 95% confidence interval of the mean (Student's t).
+    pub ci95_low: f64,
+    /// Upper end of the 95% confidence interval of the mean.
+    pub ci95_high: f64,
 }
 
 /// Requests of a step that met every per-request bound of `spec.load.goodputSlo`.
@@ -1336,6 +1410,10 @@ pub struct RunSummary {
     /// Highest output tokens per second of any step.
     #[serde(default)]
     pub peak_output_tokens_per_second: f64,
+    /// The trials of that peak step (with `load.trials` > 1): what the baseline comparison
+    /// tests the noise on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_trials: Option<TrialsStatus>,
     /// Client TTFT p95 (ms) at the peak-throughput step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_p95_ms: Option<f64>,

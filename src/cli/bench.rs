@@ -209,6 +209,18 @@ pub struct BenchArgs {
     /// set-up time is reported apart as `connection_setup`).
     #[arg(long)]
     pub no_preconnect: bool,
+    /// Write one JSON line per measured request to this file as requests finish (a header
+    /// line first; see docs/results.md): id (also sent as `X-Request-Id`), step, times,
+    /// tokens, outcome and error class.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub records: Option<PathBuf>,
+    /// With --records: also keep each request's inter-token gaps (`itl_ms`).
+    #[arg(long, requires = "records")]
+    pub records_itl: bool,
+    /// Run every step (every probe of a search) this many times and report the spread of
+    /// throughput and latency percentiles over the trials (BenchmarkRun `load.trials`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::contract::plan::MAX_TRIALS)))]
+    pub trials: Option<u32>,
 }
 
 /// `inferops bench` flags for workload shapes, with the meaning of the BenchmarkRun fields
@@ -445,6 +457,9 @@ pub fn bench_plan(
         l.request_timeout = v;
     }
     l.max_error_rate = args.max_error_rate;
+    if let Some(n) = args.trials {
+        l.trials = n;
+    }
     if let Some(g) = &args.slo {
         l.goodput_slo = Some(**g);
     }
@@ -676,7 +691,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens,
+        w.output_label(),
         serde_json::to_value(w.api)?.as_str().unwrap_or_default(),
         if w.stream {
             ", streaming"
@@ -699,9 +714,32 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .max_event_bytes
             .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         no_preconnect: args.no_preconnect,
+        records: None,
+    };
+    let records = match &args.records {
+        Some(path) => Some((
+            path,
+            Arc::new(crate::loadgen::records::JsonlSink::create(path)?),
+        )),
+        None => None,
+    };
+    let options = RunOptions {
+        records: records
+            .as_ref()
+            .map(|(_, sink)| crate::loadgen::run::RecordsTo {
+                sink: sink.clone(),
+                itl: args.records_itl,
+            }),
+        ..options
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
     observer.close_bar();
+    if let Some((path, sink)) = &records {
+        let n = sink
+            .finish()
+            .with_context(|| format!("writing records to {}", path.display()))?;
+        eprintln!("{n} request records written to {}", path.display());
+    }
     if let Some(s) = sim {
         s.shutdown().await;
     }
@@ -722,10 +760,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens
+        w.output_label()
     );
     println!();
     print!("{}", table::render(&results));
+    let trials = table::render_trials(&results);
+    if !trials.is_empty() {
+        println!();
+        print!("{trials}");
+    }
     if results.steps.iter().any(|s| s.server.is_some()) {
         println!();
         print!("{}", table::render_server(&results));
@@ -812,10 +855,22 @@ struct LoadgenObserver {
     steps_hint: usize,
     /// Hands results to the ConfigMap writer task (latest wins).
     sink: Option<tokio::sync::mpsc::UnboundedSender<Results>>,
+    /// Per-request records (`load.records`), embedded in every results write.
+    records: Option<Arc<crate::loadgen::records::GzipBudgetSink>>,
 }
 
 impl Observer for LoadgenObserver {
     fn step_finished(&mut self, results: &Results) {
+        let with_records;
+        let results = match &self.records {
+            Some(r) => {
+                let mut copy = results.clone();
+                copy.summary.records = Some(r.snapshot());
+                with_records = copy;
+                &with_records
+            }
+            None => results,
+        };
         if let Some(s) = results.steps.last() {
             let of = if self.steps_hint > 0 {
                 format!("/{}", self.steps_hint)
@@ -961,7 +1016,13 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
         steps_hint: plan.points().len(),
         sink: writer.as_ref().map(|(tx, _)| tx.clone()),
+        records: plan.load.records.map(|r| {
+            Arc::new(crate::loadgen::records::GzipBudgetSink::new(
+                r.max_bytes as usize,
+            ))
+        }),
     };
+    let records = observer.records.clone();
     // A restarted pod (the Job's backoff) continues after the steps it already wrote.
     let resume = match &sink {
         Some(sink) => sink.read().await.unwrap_or_else(|e| {
@@ -979,6 +1040,10 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         tokenizer: args.tokenizer.clone(),
         resume,
+        records: records.clone().map(|sink| crate::loadgen::run::RecordsTo {
+            sink,
+            itl: plan.load.records.is_some_and(|r| r.itl),
+        }),
         ..Default::default()
     };
     let mut results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
@@ -988,6 +1053,16 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         && plan.parallelism.index == 0
     {
         attach_server_figures(&mut results, prom, &plan.target.model).await;
+    }
+    if let Some(r) = &records {
+        let e = r.snapshot();
+        if e.dropped > 0 {
+            eprintln!(
+                "warning: {} request records dropped: over load.records.maxBytes ({} bytes compressed); {} kept",
+                e.dropped, e.max_bytes, e.count
+            );
+        }
+        results.summary.records = Some(e);
     }
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);

@@ -516,9 +516,18 @@ impl Ramp {
 }
 
 impl Workload {
-    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`.
-    pub fn input_label(&self) -> String {
+    /// The output lengths, for headers: `128`, `recorded` (a trace's own).
+    pub fn output_label(&self) -> String {
         match &self.dataset {
+            Dataset::Trace { .. } => "recorded".into(),
+            _ => self.output_tokens.to_string(),
+        }
+    }
+
+    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`,
+    /// `256 (4-turn sessions)` (the first turn's prompt).
+    pub fn input_label(&self) -> String {
+        let first = match &self.dataset {
             Dataset::Random => self.input_tokens.to_string(),
             Dataset::Sharegpt { .. } => "sharegpt".into(),
             Dataset::SharedPrefix(sp) => format!(
@@ -527,6 +536,10 @@ impl Workload {
             ),
             Dataset::Trace { .. } => "trace".into(),
             Dataset::Jsonl { .. } => "jsonl".into(),
+        };
+        match &self.conversation {
+            Some(c) => format!("{first} ({}-turn sessions)", c.turns),
+            None => first,
         }
     }
 }
@@ -701,6 +714,37 @@ pub struct Load {
     /// Ramp the open-loop rate up at the start of every step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<Ramp>,
+    /// Times each step (each probe of a search) is run; with more than one the step's
+    /// results merge the trials and report their spread (`trials` of each step).
+    #[serde(default = "default_trials", skip_serializing_if = "is_one")]
+    pub trials: u32,
+    /// Keep per-request records in the results (BenchmarkRun `load.records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<RecordsPlan>,
+}
+
+/// Per-request records a load pod embeds in its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordsPlan {
+    /// Compressed bytes kept at most.
+    pub max_bytes: u32,
+    /// Also keep inter-token gaps.
+    #[serde(default)]
+    pub itl: bool,
+}
+
+/// Default of `load.records.maxBytes`.
+pub const DEFAULT_RECORDS_BYTES: u32 = 256 * 1024;
+
+/// Most trials of a step.
+pub const MAX_TRIALS: u32 = 50;
+
+fn default_trials() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn default_timeout() -> Duration {
@@ -731,6 +775,8 @@ impl Default for Load {
             step_slack: default_step_slack(),
             trace: None,
             ramp: None,
+            trials: default_trials(),
+            records: None,
         }
     }
 }
@@ -986,6 +1032,14 @@ impl Plan {
         );
         ensure!(l.max_in_flight >= 1, "load.maxInFlight must be >= 1");
         ensure!(
+            (1..=MAX_TRIALS).contains(&l.trials),
+            "load.trials must be within 1..{MAX_TRIALS}"
+        );
+        ensure!(
+            l.records.is_none_or(|r| r.max_bytes >= 1024),
+            "load.records.maxBytes must be at least 1024"
+        );
+        ensure!(
             (0.0..=1.0).contains(&l.max_error_rate),
             "load.maxErrorRate must be within 0..1"
         );
@@ -1073,8 +1127,9 @@ impl Plan {
         }
     }
 
-    /// When step `index` may start: aligned slots after `parallelism.startAt` when steps are
-    /// time-bounded, else `None` (start right away).
+    /// When slot `index` may start: aligned slots after `parallelism.startAt` when steps are
+    /// time-bounded, else `None` (start right away). Every trial of a step has its own slot:
+    /// trial `t` of step `s` is slot `s * trials + t`.
     pub fn step_slot(&self, index: usize) -> Option<DateTime<Utc>> {
         let start = self.parallelism.start_at?;
         let duration = self.load.duration_per_step?;

@@ -214,6 +214,15 @@ pub fn plan(
                 duration: r.duration.into(),
                 measured: r.measured,
             }),
+            trials: l.trials.unwrap_or(1),
+            records: l.records.as_ref().filter(|r| r.enabled).map(|r| {
+                crate::contract::plan::RecordsPlan {
+                    max_bytes: r
+                        .max_bytes
+                        .unwrap_or(crate::contract::plan::DEFAULT_RECORDS_BYTES),
+                    itl: r.itl,
+                }
+            }),
             ..defaults
         },
         parallelism: Parallelism {
@@ -242,7 +251,8 @@ fn saturation_steps(s: &crate::contract::plan::Saturation) -> u32 {
 /// The longest a plan runs when its server answers, with [`DEADLINE_SLACK`]: for each step
 /// its warmup, then its `durationPerStep`, or for request-counted steps every request at
 /// the request timeout (closed loop: one timeout per round of `concurrency` requests; open
-/// loop: the send schedule plus one timeout). The default `activeDeadlineSeconds` of the
+/// loop: the send schedule plus one timeout), for conversations plus a session's longest
+/// think times. The default `activeDeadlineSeconds` of the
 /// load Job, so pods that hang cannot hold the run (or the GPUs) forever.
 pub fn deadline(plan: &Plan) -> Duration {
     let l = &plan.load;
@@ -261,7 +271,17 @@ pub fn deadline(plan: &Plan) -> Duration {
                 },
                 (None, None) => timeout,
             };
-        l.warmup + measured + l.step_slack
+        // A conversation's turns also wait their think times (a session's longest case).
+        let thinking = plan
+            .workload
+            .conversation
+            .as_ref()
+            .map_or(Duration::ZERO, |c| {
+                c.think_time_max
+                    .unwrap_or(c.think_time)
+                    .saturating_mul(c.turns.max())
+            });
+        (l.warmup + measured + thinking + l.step_slack).saturating_mul(l.trials.max(1))
     };
     let total: Duration = match &l.saturation {
         Some(s) => {
@@ -487,6 +507,13 @@ mod tests {
             })
         );
         assert_eq!(p.workload.api, Api::Chat);
+        let mut without = p.clone();
+        without.workload.conversation = None;
+        assert_eq!(
+            deadline(&p),
+            deadline(&without) + Duration::from_secs(2 * 4 * 3),
+            "two steps, each with up to four think times of 3 s"
+        );
         let p = plan(
             &example("bench-trace-replay.yaml"),
             "http://q",
@@ -534,6 +561,36 @@ mod tests {
                 duration: Duration::from_secs(30),
                 measured: true
             })
+        );
+    }
+
+    #[test]
+    fn trials_and_records_reach_the_plan_and_trials_lengthen_the_deadline() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        let one = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!((one.load.trials, one.load.records), (1, None));
+        spec.load.trials = Some(3);
+        spec.load.records = Some(crate::api::RecordsSpec {
+            enabled: true,
+            max_bytes: None,
+            itl: true,
+        });
+        let three = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!(three.load.trials, 3);
+        let r = three.load.records.unwrap();
+        assert_eq!(
+            (r.max_bytes, r.itl),
+            (crate::contract::plan::DEFAULT_RECORDS_BYTES, true)
+        );
+        let fixed = DEADLINE_SLACK + one.target.wait;
+        assert_eq!(deadline(&three) - fixed, (deadline(&one) - fixed) * 3);
+        spec.load.records.as_mut().unwrap().enabled = false;
+        assert_eq!(
+            plan(&spec, "http://q:8000", "qwen", 1, None)
+                .unwrap()
+                .load
+                .records,
+            None
         );
     }
 

@@ -28,6 +28,9 @@ use super::workload::{PreparedRequest, word_count};
 use crate::contract::outcome::{ErrorClass, Failure, Metrics};
 use crate::contract::plan::{Api, Target};
 
+/// The header carrying a request's id (records).
+pub const X_REQUEST_ID: &str = "x-request-id";
+
 /// Connection settings of a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -149,6 +152,8 @@ pub struct Scratch {
     /// When `Some`, the text of the last response (the streamed `text` / `delta.content`
     /// pieces, or the whole body's) is collected here: a conversation's next turn sends it.
     pub answer: Option<String>,
+    /// Sent as `X-Request-Id` with the next request (set when records are kept).
+    pub request_id: Option<HeaderValue>,
 }
 
 impl Scratch {
@@ -349,7 +354,9 @@ impl Client {
             trace,
             conn,
             answer,
+            request_id,
         } = scratch;
+        let request_id = request_id.take();
         let bufs = Bufs {
             parser,
             itl_us,
@@ -359,7 +366,7 @@ impl Client {
         match &self.transport {
             Transport::Direct(target) => {
                 target
-                    .exchange(conn, &req.body, |resp| {
+                    .exchange(conn, &req.body, request_id.as_ref(), |resp| {
                         let is_json = is_json(&resp.headers);
                         self.handle(resp.status, is_json, resp.body, req, t0, bufs, tokens_seen)
                     })
@@ -372,6 +379,9 @@ impl Client {
                     .body(req.body.clone());
                 if let Some(a) = auth {
                     rb = rb.header(AUTHORIZATION, a.clone());
+                }
+                if let Some(id) = request_id {
+                    rb = rb.header(X_REQUEST_ID, id);
                 }
                 let resp = rb.send().await.map_err(|e| transport_failure(&e))?;
                 let (status, is_json) = (resp.status(), is_json(resp.headers()));

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Scratch};
+use super::records::{Finished, Recorder};
 use super::workload::{ChatMessage, RequestSet, SessionScript};
 use crate::contract::outcome::Failure;
 use crate::contract::plan::{Arrival, LoadPoint, Ramp};
@@ -81,6 +82,17 @@ pub struct StepContext {
     pub next_prompt: Arc<AtomicU64>,
     /// Stops the step; what was measured is kept.
     pub cancel: CancellationToken,
+    /// Per-request records (`None`: not kept): every measured request gets an id, sent as
+    /// `X-Request-Id`, and a record when it ends.
+    pub records: Option<Arc<Recorder>>,
+}
+
+/// Gives the next request an id when records are kept.
+fn tag(ctx: &StepContext, measured: bool, scratch: &mut Scratch) -> Option<String> {
+    let rec = ctx.records.as_ref().filter(|_| measured)?;
+    let id = rec.next_id();
+    scratch.request_id = http::HeaderValue::from_str(&id).ok();
+    Some(id)
 }
 
 struct Shared {
@@ -238,7 +250,7 @@ pub async fn run_step(
         (None, LoadPoint::Concurrency(n)) => closed_loop(ctx, spec, &shared, n, pool, window).await,
         (None, LoadPoint::Rate(r)) => {
             let arrivals = Arrivals::Rate {
-                gaps: Gaps::new(spec.arrival, r, spec.seed),
+                gaps: Box::new(Gaps::new(spec.arrival, r, spec.seed)),
                 ramp: spec.ramp,
                 start,
                 at: start,
@@ -485,13 +497,28 @@ async fn closed_loop(
                 let req = ctx
                     .workload
                     .get(ctx.next_prompt.fetch_add(1, Ordering::Relaxed));
+                let id = tag(&ctx, measured, &mut scratch);
                 let r = tokio::select! {
                     biased;
                     _ = ctx.cancel.cancelled() => break,
                     r = ctx.client.send(req, now, &mut scratch) => r,
                 };
                 if measured {
-                    shared.record(w, &r, &scratch.itl_us, now, Instant::now());
+                    let end = Instant::now();
+                    shared.record(w, &r, &scratch.itl_us, now, end);
+                    if let (Some(rec), Some(id)) = (&ctx.records, id) {
+                        let (scheduled, sent, t0) = (now, now, now);
+                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                        let f = Finished {
+                            scheduled,
+                            sent,
+                            t0,
+                            end,
+                            prompt_tokens,
+                            itl_us,
+                        };
+                        rec.record(id, &r, f);
+                    }
                 }
             }
         });
@@ -547,6 +574,7 @@ async fn run_session(
             return false;
         };
         let t0 = at.min(now);
+        let id = tag(ctx, measured, scratch);
         let r = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return false,
@@ -555,6 +583,18 @@ async fn run_session(
         let end = Instant::now();
         if measured {
             shared.record(shard, &r, &scratch.itl_us, t0, end);
+            if let (Some(rec), Some(id)) = (&ctx.records, id) {
+                let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                let f = Finished {
+                    scheduled: at,
+                    sent: now,
+                    t0,
+                    end,
+                    prompt_tokens,
+                    itl_us,
+                };
+                rec.record(id, &r, f);
+            }
         }
         if r.is_err() {
             return true;
@@ -570,7 +610,7 @@ async fn run_session(
 enum Arrivals {
     /// At a rate (with gaps drawn from the arrival process), optionally ramped.
     Rate {
-        gaps: Gaps,
+        gaps: Box<Gaps>,
         ramp: Option<Ramp>,
         start: Instant,
         at: Instant,
@@ -701,12 +741,25 @@ async fn open_loop(
                 .await;
             } else {
                 let t0 = scheduled.min(now);
-                let r = ctx2
-                    .client
-                    .send(ctx2.workload.get(i), t0, &mut scratch)
-                    .await;
+                let req = ctx2.workload.get(i);
+                let id = tag(&ctx2, measured, &mut scratch);
+                let r = ctx2.client.send(req, t0, &mut scratch).await;
                 if measured {
-                    shared2.record(shard, &r, &scratch.itl_us, scheduled, Instant::now());
+                    let end = Instant::now();
+                    shared2.record(shard, &r, &scratch.itl_us, scheduled, end);
+                    if let (Some(rec), Some(id)) = (&ctx2.records, id) {
+                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                        let sent = now;
+                        let f = Finished {
+                            scheduled,
+                            sent,
+                            t0,
+                            end,
+                            prompt_tokens,
+                            itl_us,
+                        };
+                        rec.record(id, &r, f);
+                    }
                 }
             }
             pool2
@@ -886,7 +939,7 @@ mod tests {
         // after the ramp; about the integral of the rate in the ramp (10 × 5.5 = 55 arrivals).
         let start = Instant::now();
         let mut a = Arrivals::Rate {
-            gaps: Gaps::new(Arrival::Constant, 10.0, 1),
+            gaps: Box::new(Gaps::new(Arrival::Constant, 10.0, 1)),
             ramp: Some(lin),
             start,
             at: start,

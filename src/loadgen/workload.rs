@@ -535,6 +535,26 @@ impl RequestSet {
 
     /// Mean prompt length and mean `max_tokens` of the prepared requests.
     pub fn mean_lengths(&self) -> (f64, f64) {
+        if let Some(sessions) = self.sessions.as_ref().filter(|s| !s.is_empty()) {
+            // A turn's prompt is the history so far: every earlier message and answer (an
+            // answer assumed as long as its `max_tokens`) plus the new message.
+            let (mut turns, mut prompt, mut output) = (0f64, 0f64, 0f64);
+            for s in sessions {
+                let mut history = 0f64;
+                for t in &s.turns {
+                    history += t
+                        .messages
+                        .iter()
+                        .map(|m| f64::from(word_count(&m.content)))
+                        .sum::<f64>();
+                    prompt += history;
+                    output += f64::from(t.max_tokens);
+                    history += f64::from(t.max_tokens);
+                    turns += 1.0;
+                }
+            }
+            return (prompt / turns, output / turns);
+        }
         let n = self.requests.len().max(1) as f64;
         let sum = |f: fn(&PreparedRequest) -> u32| {
             self.requests.iter().map(|r| f64::from(f(r))).sum::<f64>() / n

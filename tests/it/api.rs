@@ -794,6 +794,10 @@ fn cel_conversations_traces_jsonl_and_ramps() {
         "a trace replay is open loop",
     );
     rejected(
+        &trace(json!({"mode": "rate", "rate": [3], "traceSpeedups": [1], "durationPerStep": "1m"})),
+        "a trace replay is open loop: it needs mode rate, without rate or saturation",
+    );
+    rejected(
         &with(
             trace(json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m"})),
             "/spec/workload/conversation",
@@ -850,5 +854,38 @@ fn cel_conversations_traces_jsonl_and_ramps() {
     rejected(
         &ramp(json!({"mode": "rate", "rate": [4], "ramp": {}})),
         "duration",
+    );
+}
+
+#[test]
+fn trials_and_records_are_bounded() {
+    let load = |extra: Value| {
+        let mut load = json!({"mode": "concurrency", "concurrency": [4]});
+        for (k, v) in extra.as_object().unwrap() {
+            load[k] = v.clone();
+        }
+        with(minimal_bench(), "/spec/load", load)
+    };
+    let ok =
+        load(json!({"trials": 3, "records": {"enabled": true, "maxBytes": 65536, "itl": true}}));
+    validate_object(&ok, None).unwrap();
+    let run: BenchmarkRun = serde_json::from_value(ok).unwrap();
+    assert_eq!(run.spec.load.trials, Some(3));
+    let records = run.spec.load.records.clone().unwrap();
+    assert!(records.enabled && records.itl);
+    assert_eq!(records.max_bytes, Some(65536));
+    rejected(&load(json!({"trials": 0})), "minimum");
+    rejected(&load(json!({"trials": 51})), "maximum");
+    rejected(
+        &load(json!({"records": {"enabled": true, "maxBytes": 100}})),
+        "minimum",
+    );
+    rejected(
+        &load(json!({"records": {"enabled": true, "maxBytes": 1048576}})),
+        "maximum",
+    );
+    rejected(
+        &load(json!({"records": {"enabled": true, "bytes": 1}})),
+        "bytes",
     );
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use inferops::contract::plan::{Arrival, Conversation, Mode, TraceReplay};
+use inferops::contract::plan::{Arrival, Conversation, Mode, Ramp, RampShape, TraceReplay};
 use inferops::contract::{Api, Dataset, Plan, Results, SharedPrefix, TokenCount};
 use inferops::loadgen::{NoObserver, run_plan};
 use inferops::sim::{SimHandle, SimOptions, spawn};
@@ -456,4 +456,66 @@ async fn custom_jsonl_prompts_run_and_a_bad_line_stops_the_run_with_its_number()
         .unwrap_err();
     assert!(format!("{e:#}").contains("p.jsonl line 2"), "{e:#}");
     s.shutdown().await;
+}
+
+#[tokio::test]
+async fn trace_hash_blocks_reach_the_prefix_cache() {
+    let s = sim(SimOptions::profile("qwen2.5-0.5b-l4").unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.jsonl");
+    std::fs::write(
+        &path,
+        "{\"timestamp\": 0, \"input_length\": 64, \"output_length\": 2, \"hash_ids\": [1, 2]}\n\
+         {\"timestamp\": 150, \"input_length\": 80, \"output_length\": 2, \"hash_ids\": [1, 2, 3]}\n\
+         {\"timestamp\": 300, \"input_length\": 40, \"output_length\": 2, \"hash_ids\": [1, 9]}\n",
+    )
+    .unwrap();
+    let mut p = Plan::new(s.base_url(), s.model());
+    p.workload.dataset = Dataset::Trace {
+        path,
+        block_tokens: 32,
+    };
+    p.load.mode = Mode::Rate;
+    p.load.trace = Some(TraceReplay {
+        speedups: vec![1.0],
+    });
+    let r = run(&p).await;
+    assert_eq!(r.steps[0].completed, 3);
+    assert_eq!(r.steps[0].total_input_tokens, 64 + 80 + 40);
+    assert_eq!(counter(&s, "vllm:prefix_cache_queries_total").await, 184.0);
+    // The second request finds blocks 1 and 2 (64 words, four 16-word KV blocks), the third
+    // block 1 (32 words); block 9 is new.
+    assert_eq!(counter(&s, "vllm:prefix_cache_hits_total").await, 96.0);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_ramp_is_left_out_of_the_window_unless_measured() {
+    let (url, _rec, server) = recorder().await;
+    let mut p = Plan::new(&url, "m");
+    p.workload.input_tokens = TokenCount::Fixed(4);
+    p.workload.output_tokens = TokenCount::Fixed(3);
+    p.load.mode = Mode::Rate;
+    p.load.rate = vec![40.0];
+    p.load.arrival = Arrival::Constant;
+    p.load.requests_per_step = None;
+    p.load.duration_per_step = Some(Duration::from_secs(1));
+    p.load.ramp = Some(Ramp {
+        shape: RampShape::Linear,
+        duration: Duration::from_secs(1),
+        measured: false,
+    });
+    let after = run(&p).await.steps[0].completed;
+    assert!(
+        (38..=41).contains(&after),
+        "a second at the full 40/s: {after}"
+    );
+    p.load.ramp.as_mut().unwrap().measured = true;
+    let during = run(&p).await.steps[0].completed;
+    // The ramp's second: about 40 × (0.1 + 1) / 2 = 22 arrivals.
+    assert!(
+        (19..=24).contains(&during),
+        "a second of the ramp: {during}"
+    );
+    server.abort();
 }
