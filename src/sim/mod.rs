@@ -30,7 +30,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -273,11 +272,8 @@ pub async fn spawn(opts: SimOptions, addr: SocketAddr) -> anyhow::Result<SimHand
     let app = server::app(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        // Without TCP_NODELAY, Nagle's algorithm holds the first token's chunk until the
-        // client's delayed ACK of the headers (up to 40 ms).
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // TCP_NODELAY on every connection, one `send` per chunk (see `SimListener`).
+        let listener = server::SimListener(listener);
         let res = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;

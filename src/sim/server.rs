@@ -2,8 +2,10 @@
 //! loop that turns token events into SSE chunks (or one JSON body).
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -13,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::BytesMut;
+use hyper::body::{Body as HttpBody, Frame};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp, LogNormal};
@@ -252,6 +255,7 @@ async fn generate(st: Arc<SimState>, api_kind: Api, body: Bytes) -> Response {
             first: arrival + *ttft,
             itl: *itl,
             timer: st.timer.clone(),
+            registered: None,
         },
         TimingMode::Engine => {
             let p = &st.opts.perf;
@@ -309,6 +313,8 @@ enum Source {
         first: Instant,
         itl: Duration,
         timer: PreciseTimer,
+        /// The waker left with the timer by the pending sleep, if any.
+        registered: Option<Waker>,
     },
 }
 
@@ -316,21 +322,33 @@ impl Source {
     /// Wait for the next token(s); returns how many are ready, or None if the engine dropped
     /// the request.
     async fn next(&mut self, g: &mut Gen) -> Option<usize> {
+        std::future::poll_fn(|cx| self.poll_next(g, cx)).await
+    }
+
+    /// Polls for the next token(s) (see [`Self::next`]).
+    fn poll_next(&mut self, g: &mut Gen, cx: &mut Context<'_>) -> Poll<Option<usize>> {
         let left = g.target - g.sent;
         match self {
-            Source::Zero { batch } => Some(left.min(*batch)),
-            Source::Fixed { first, itl, timer } => {
+            Source::Zero { batch } => Poll::Ready(Some(left.min(*batch))),
+            Source::Fixed {
+                first,
+                itl,
+                timer,
+                registered,
+            } => {
                 let due = *first + *itl * g.sent as u32;
-                timer.sleep_until(due).await;
+                ready!(timer.poll_until(due, registered, cx));
                 let now = Instant::now();
                 let mut n = 1;
                 while n < left && *first + *itl * (g.sent + n) as u32 <= now {
                     n += 1;
                 }
-                Some(n)
+                Poll::Ready(Some(n))
             }
             Source::Engine { rx } => {
-                let ev = rx.recv().await?;
+                let Some(ev) = ready!(rx.poll_recv(cx)) else {
+                    return Poll::Ready(None);
+                };
                 if g.sent == 0 {
                     g.queue_time = ev.queue_time;
                 }
@@ -340,7 +358,7 @@ impl Source {
                     n += 1;
                     finished = ev.finished;
                 }
-                Some(n.min(left))
+                Poll::Ready(Some(n.min(left)))
             }
         }
     }
@@ -564,12 +582,25 @@ struct Streamer {
     finished: bool,
 }
 
-fn stream_response(streamer: Streamer) -> Response {
-    let body = futures::stream::unfold(streamer, |mut s| async move {
+/// The streamed body: one frame per wake-up of the source, holding the SSE chunks of every
+/// token that became ready (one HTTP chunk, so one socket write, per stream per step).
+impl HttpBody for Streamer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let s = self.get_mut();
         if s.finished {
-            return None;
+            return Poll::Ready(None);
         }
-        let n = s.source.next(&mut s.gen_state).await?;
+        let Some(n) = ready!(s.source.poll_next(&mut s.gen_state, cx)) else {
+            // The engine dropped the request: end the body without `[DONE]`.
+            s.finished = true;
+            return Poll::Ready(None);
+        };
         let from = s.gen_state.sent;
         s.gen_state.write_chunks(&mut s.buf, from, n);
         if from + n >= s.gen_state.target {
@@ -580,14 +611,20 @@ fn stream_response(streamer: Streamer) -> Response {
         if s.finished {
             s.gen_state.finish();
         }
-        let bytes = s.buf.split().freeze();
-        Some((Ok::<Bytes, Infallible>(bytes), s))
-    });
+        Poll::Ready(Some(Ok(Frame::data(s.buf.split().freeze()))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
+    }
+}
+
+fn stream_response(streamer: Streamer) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(body))
+        .body(Body::new(streamer))
         .expect("valid response")
 }
 
@@ -629,4 +666,77 @@ async fn full_response(mut s: Streamer) -> Response {
         }),
     };
     axum::Json(body).into_response()
+}
+
+/// The simulator's listener for `axum::serve`: sets `TCP_NODELAY` on every accepted
+/// connection and hands out [`FlatStream`]s.
+pub struct SimListener(pub tokio::net::TcpListener);
+
+/// An accepted connection that reports no vectored writes, so hyper copies each chunk's
+/// size line, data and CRLF into one buffer and sends it with one plain `send` (a `writev`
+/// of three pieces costs the kernel more per call than the copy of a few hundred bytes).
+pub struct FlatStream(tokio::net::TcpStream);
+
+impl axum::serve::Listener for SimListener {
+    type Io = FlatStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (FlatStream, std::net::SocketAddr) {
+        loop {
+            match self.0.accept().await {
+                Ok((tcp, addr)) => {
+                    // Without TCP_NODELAY, Nagle's algorithm holds the first token's chunk
+                    // until the client's delayed ACK of the headers (up to 40 ms).
+                    let _ = tcp.set_nodelay(true);
+                    return (FlatStream(tcp), addr);
+                }
+                // A connection that failed before it was accepted: take the next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                // Out of file descriptors or memory: wait a little instead of spinning.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for FlatStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for FlatStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
 }

@@ -6,17 +6,25 @@
 //! - [`sleep_until_blocking`] for the engine threads: a plain OS sleep, with the thread's
 //!   kernel timer slack lowered to 1 µs (Linux) so the kernel does not add its default 50 µs.
 //! - [`PreciseTimer`] for async tasks: one OS thread holds every pending deadline in a binary
-//!   heap. It sleeps until the earliest deadline plus [`COALESCE`], then fires every deadline
-//!   that has passed. Thousands of streams with distinct deadlines thus share at most
+//!   heap, each with the waker of its task (no channel or allocation per sleep). It sleeps
+//!   until the earliest deadline plus [`COALESCE`], then wakes every task whose deadline has
+//!   passed. Thousands of streams with distinct deadlines thus share at most
 //!   `1 s / COALESCE` wake-ups per second; a wake-up is late by at most `COALESCE` plus the
 //!   OS wake-up latency, and never early.
+//!
+//! A variant that armed a `timerfd` watched by the tokio runtime itself (no second thread)
+//! was measured and dropped: under CPU contention its deadlines fired tens of milliseconds
+//! late (the runtime's worker, busy writing chunks, is woken less promptly than a thread
+//! that only sleeps), which batched tokens and wrecked the simulator's timing.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-use tokio::sync::oneshot;
 
 /// Deadlines within this much of the earliest pending one fire in the same wake-up.
 pub const COALESCE: Duration = Duration::from_micros(200);
@@ -49,10 +57,11 @@ pub fn sleep_until_blocking(deadline: Instant) {
     }
 }
 
+/// A pending deadline and the task to wake at it.
 struct Entry {
     at: Instant,
     seq: u64,
-    tx: oneshot::Sender<()>,
+    waker: Waker,
 }
 
 impl PartialEq for Entry {
@@ -78,18 +87,45 @@ struct State {
     heap: BinaryHeap<Entry>,
     seq: u64,
     stop: bool,
-    /// When the timer thread will next wake up by itself (`None`: it waits for a push).
+    /// When the driver will next wake up by itself (`None`: it waits for a push).
     wake_at: Option<Instant>,
-    /// Wake-ups so far (for tests and benchmarks).
+    /// Wake-ups that fired at least one deadline (for tests and benchmarks).
     wakeups: u64,
+}
+
+impl State {
+    /// Moves the wakers of every deadline at or before `now` to `due`.
+    fn take_due(&mut self, now: Instant, due: &mut Vec<Waker>) {
+        let before = due.len();
+        while self.heap.peek().is_some_and(|e| e.at <= now) {
+            due.push(self.heap.pop().expect("peeked").waker);
+        }
+        if due.len() > before {
+            self.wakeups += 1;
+        }
+    }
+
+    /// When the timer thread should wake next: the earliest deadline plus [`COALESCE`].
+    fn next_wake(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.at + COALESCE)
+    }
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// The timer thread waits on it.
     cv: Condvar,
+    /// Set by [`PreciseTimer::stop`] (also kept in `State::stop`, read without the lock).
+    stopped: AtomicBool,
 }
 
-/// A precise async timer backed by one OS thread. Cheap to clone.
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A precise async timer (see the module docs). Cheap to clone.
 #[derive(Clone)]
 pub struct PreciseTimer {
     shared: Arc<Shared>,
@@ -101,6 +137,7 @@ impl PreciseTimer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
+            stopped: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::Builder::new()
@@ -112,83 +149,123 @@ impl PreciseTimer {
 
     /// Sleep until `deadline`: returns at most [`COALESCE`] plus the OS wake-up latency after
     /// it, never before.
-    pub async fn sleep_until(&self, deadline: Instant) {
-        if deadline <= Instant::now() {
-            return;
+    pub fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Sleep {
+            timer: self.clone(),
+            deadline,
+            registered: None,
         }
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut st = self.shared.state.lock().expect("timer lock");
-            if st.stop {
-                return;
-            }
-            st.seq += 1;
-            let seq = st.seq;
-            st.heap.push(Entry {
-                at: deadline,
-                seq,
-                tx,
-            });
-            // Only a deadline the thread would otherwise miss needs to wake it.
-            if st.wake_at.is_none_or(|w| deadline + COALESCE < w) {
-                self.shared.cv.notify_one();
-            }
-        }
-        let _ = rx.await;
     }
 
-    /// How many times the timer thread has woken up to fire deadlines.
+    /// Polls a sleep until `deadline` (what [`Sleep`] does, for hand-written futures).
+    /// `registered` holds the waker an earlier poll of the same sleep left with the timer
+    /// (`None` for a new sleep); it is `None` again when this returns `Ready`.
+    pub fn poll_until(
+        &self,
+        deadline: Instant,
+        registered: &mut Option<Waker>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if Instant::now() >= deadline {
+            *registered = None;
+            return Poll::Ready(());
+        }
+        if self.shared.stopped.load(AtomicOrdering::Acquire) {
+            *registered = None;
+            return Poll::Ready(());
+        }
+        if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        let mut st = self.shared.lock();
+        if st.stop {
+            *registered = None;
+            return Poll::Ready(());
+        }
+        st.seq += 1;
+        let seq = st.seq;
+        st.heap.push(Entry {
+            at: deadline,
+            seq,
+            waker: cx.waker().clone(),
+        });
+        // Only a deadline the driver would otherwise miss needs to wake it.
+        if st.wake_at.is_none_or(|w| deadline + COALESCE < w) {
+            self.shared.cv.notify_one();
+        }
+        drop(st);
+        *registered = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// How many times the timer has woken up to fire deadlines.
     pub fn wakeups(&self) -> u64 {
-        self.shared.state.lock().expect("timer lock").wakeups
+        self.shared.lock().wakeups
     }
 
-    /// Stop the timer thread (pending sleeps return immediately).
+    /// Stop the timer thread (pending and later sleeps return immediately).
     pub fn stop(&self) {
-        let mut st = self.shared.state.lock().expect("timer lock");
+        let mut st = self.shared.lock();
         st.stop = true;
-        st.heap.clear();
+        self.shared.stopped.store(true, AtomicOrdering::Release);
+        let wakers: Vec<Waker> = std::mem::take(&mut st.heap)
+            .into_iter()
+            .map(|e| e.waker)
+            .collect();
         self.shared.cv.notify_one();
+        drop(st);
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+/// The future of [`PreciseTimer::sleep_until`].
+pub struct Sleep {
+    timer: PreciseTimer,
+    deadline: Instant,
+    registered: Option<Waker>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.timer
+            .poll_until(this.deadline, &mut this.registered, cx)
     }
 }
 
 fn timer_thread(shared: Arc<Shared>) {
     precise_thread();
-    let mut due: Vec<oneshot::Sender<()>> = Vec::with_capacity(1024);
-    let mut st = shared.state.lock().expect("timer lock");
+    let cv = &shared.cv;
+    let mut due: Vec<Waker> = Vec::with_capacity(1024);
+    let mut st = shared.lock();
     loop {
         if st.stop {
             return;
         }
         let now = Instant::now();
-        while st.heap.peek().is_some_and(|e| e.at <= now) {
-            due.push(st.heap.pop().expect("peeked").tx);
-        }
+        st.take_due(now, &mut due);
         if !due.is_empty() {
-            st.wakeups += 1;
             // Wake the sleepers without holding the lock (they may push their next deadline).
             st.wake_at = Some(now);
             drop(st);
-            for tx in due.drain(..) {
-                let _ = tx.send(());
+            for w in due.drain(..) {
+                w.wake();
             }
-            st = shared.state.lock().expect("timer lock");
+            st = shared.lock();
             continue;
         }
-        match st.heap.peek().map(|e| e.at) {
-            None => {
-                st.wake_at = None;
-                st = shared.cv.wait(st).expect("timer lock");
+        st.wake_at = st.next_wake();
+        st = match st.wake_at {
+            None => cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+            Some(wake) => {
+                cv.wait_timeout(st, wake.saturating_duration_since(now))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
             }
-            Some(at) => {
-                let wake = at + COALESCE;
-                st.wake_at = Some(wake);
-                st = shared
-                    .cv
-                    .wait_timeout(st, wake.saturating_duration_since(now))
-                    .expect("timer lock")
-                    .0;
-            }
-        }
+        };
     }
 }
 
@@ -254,5 +331,22 @@ mod tests {
             .await
             .expect("sleeper released")
             .unwrap();
+    }
+    #[test]
+    fn sleeps_from_another_runtime_and_after_stop() {
+        let t = PreciseTimer::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_micros(1500);
+        rt.block_on(t.sleep_until(deadline));
+        assert!(Instant::now() >= deadline);
+        assert_eq!(t.wakeups(), 1);
+        t.stop();
+        // A stopped timer does not wait.
+        let start = Instant::now();
+        rt.block_on(t.sleep_until(start + Duration::from_secs(60)));
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }
