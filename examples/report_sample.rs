@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         metadata: BTreeMap::from([("model".into(), "TinyLlama/TinyLlama-1.1B-Chat-v1.0".into())]),
         steps,
         summary,
+        records: None,
     };
     for f in write(&record, None, std::path::Path::new(&dir))? {
         println!("{}", f.display());

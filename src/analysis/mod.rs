@@ -74,7 +74,90 @@ pub fn recommend(
     })
 }
 
-/// Compare a run's summary with its baseline's.
+/// Confidence of the baseline comparison's noise test.
+pub const COMPARISON_CONFIDENCE: f64 = 0.95;
+
+/// One-sided exact Mann-Whitney U test: the probability, under "both samples come from the
+/// same distribution", of a rank sum of `a` at least as large as observed, i.e. the p-value
+/// of "`a` tends to be larger than `b`". Ties get mid-ranks. Exact (all splits of the pooled
+/// values) up to 200,000 splits, else the normal approximation. `None` for an empty sample.
+pub fn mann_whitney_greater(a: &[f64], b: &[f64]) -> Option<f64> {
+    let (n1, n2) = (a.len(), b.len());
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    let mut pooled: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
+    pooled.sort_by(|x, y| x.0.total_cmp(&y.0));
+    // Mid-ranks (1-based).
+    let n = pooled.len();
+    let mut ranks = vec![0.0; n];
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && pooled[j + 1].0 == pooled[i].0 {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        ranks[i..=j].iter_mut().for_each(|x| *x = r);
+        i = j + 1;
+    }
+    let observed: f64 = (0..n).filter(|&k| pooled[k].1).map(|k| ranks[k]).sum();
+    let splits = (0..n1).fold(1f64, |acc, k| acc * (n - k) as f64 / (k + 1) as f64);
+    if splits <= 200_000.0 {
+        // Every way to pick n1 of the n ranks as the first sample.
+        let (mut at_least, mut total) = (0u64, 0u64);
+        let mut pick: Vec<usize> = (0..n1).collect();
+        loop {
+            total += 1;
+            let sum: f64 = pick.iter().map(|&k| ranks[k]).sum();
+            if sum >= observed - 1e-9 {
+                at_least += 1;
+            }
+            // Next combination.
+            let Some(pos) = (0..n1).rev().find(|&p| pick[p] < n - n1 + p) else {
+                break;
+            };
+            pick[pos] += 1;
+            for q in pos + 1..n1 {
+                pick[q] = pick[q - 1] + 1;
+            }
+        }
+        return Some(at_least as f64 / total as f64);
+    }
+    let (f1, f2) = (n1 as f64, n2 as f64);
+    let mean = f1 * (f1 + f2 + 1.0) / 2.0;
+    let sd = (f1 * f2 * (f1 + f2 + 1.0) / 12.0).sqrt();
+    let z = (observed - 0.5 - mean) / sd;
+    Some(0.5 * erfc(z / std::f64::consts::SQRT_2))
+}
+
+/// The complementary error function (Numerical Recipes' erfcc, |error| < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// Compare a run's summary with its baseline's. A change beyond a threshold regresses; when
+/// both runs have trials at their peak step it must also be larger than the trial-to-trial
+/// noise: a one-sided Mann-Whitney U test on the per-trial figures at
+/// [`COMPARISON_CONFIDENCE`]. Without trials the message says the comparison is
+/// single-sample.
 pub fn compare(this: &RunSummary, base: &RunSummary, spec: &BaselineSpec) -> Comparison {
     let change = |new: f64, old: f64| (old > 0.0).then(|| round4((new - old) / old));
     let throughput = change(
@@ -85,34 +168,104 @@ pub fn compare(this: &RunSummary, base: &RunSummary, spec: &BaselineSpec) -> Com
         (Some(a), Some(b)) => change(a, b),
         _ => None,
     };
+    let trials = match (&this.peak_trials, &base.peak_trials) {
+        (Some(a), Some(b)) if a.count > 1 && b.count > 1 => Some((a, b)),
+        _ => None,
+    };
+    let alpha = 1.0 - COMPARISON_CONFIDENCE;
+    let conf = COMPARISON_CONFIDENCE * 100.0;
+    // Whether the trials show the change beyond the noise, and how to say so.
+    let noise = |worse: &[f64], better: &[f64]| -> (bool, String) {
+        match mann_whitney_greater(worse, better) {
+            Some(p) if p <= alpha + 1e-9 => (
+                true,
+                format!(
+                    "beyond the noise of {} vs {} trials (one-sided Mann-Whitney U p = {p:.3} <= {alpha:.2}, {conf:.0}% confidence)",
+                    worse.len(),
+                    better.len()
+                ),
+            ),
+            Some(p) => (
+                false,
+                format!(
+                    "within the noise of {} vs {} trials (one-sided Mann-Whitney U p = {p:.3} > {alpha:.2}, {conf:.0}% confidence)",
+                    worse.len(),
+                    better.len()
+                ),
+            ),
+            None => (true, "no trial figures to test".into()),
+        }
+    };
     let mut problems = Vec::new();
+    let mut dismissed = Vec::new();
     if let Some(t) = throughput
         && -t > spec.max_throughput_drop
     {
-        problems.push(format!(
+        let what = format!(
             "peak output throughput fell {:.1}% ({:.0} -> {:.0} tok/s; allowed {:.0}%)",
             -t * 100.0,
             base.peak_output_tokens_per_second,
             this.peak_output_tokens_per_second,
             spec.max_throughput_drop * 100.0
-        ));
+        );
+        match trials {
+            Some((a, b)) => {
+                // Worse means lower: test the baseline's trials being larger.
+                let (real, why) = noise(&b.output_tokens_per_second, &a.output_tokens_per_second);
+                if real {
+                    problems.push(format!("{what}, {why}"))
+                } else {
+                    dismissed.push(format!("{what}, {why}"))
+                }
+            }
+            None => problems.push(what),
+        }
     }
     if let Some(t) = ttft
         && t > spec.max_ttft_p95_increase
     {
-        problems.push(format!(
-            "TTFT p95 at peak rose {:.1}% (allowed {:.0}%)",
+        let what = format!(
+            "TTFT p95 at peak rose {:.1}% ({:.1} -> {:.1} ms; allowed {:.0}%)",
             t * 100.0,
+            base.ttft_p95_ms.unwrap_or_default(),
+            this.ttft_p95_ms.unwrap_or_default(),
             spec.max_ttft_p95_increase * 100.0
-        ));
+        );
+        match trials {
+            Some((a, b)) => {
+                let (real, why) = noise(&a.ttft_p95_ms, &b.ttft_p95_ms);
+                if real {
+                    problems.push(format!("{what}, {why}"))
+                } else {
+                    dismissed.push(format!("{what}, {why}"))
+                }
+            }
+            None => problems.push(what),
+        }
+    }
+    let mut message = if !problems.is_empty() {
+        format!("against {}: {}", spec.name, problems.join("; "))
+    } else if !dismissed.is_empty() {
+        format!(
+            "no regression against {}: {}",
+            spec.name,
+            dismissed.join("; ")
+        )
+    } else {
+        format!("within the thresholds of baseline {}", spec.name)
+    };
+    if trials.is_none() {
+        message.push_str(
+            " (single-sample comparison: without load.trials on both runs the run-to-run noise is unknown)",
+        );
     }
     Comparison {
         baseline: spec.name.clone(),
         peak_throughput_change: throughput,
         ttft_p95_change: ttft,
         regressed: !problems.is_empty(),
-        message: (!problems.is_empty())
-            .then(|| format!("against {}: {}", spec.name, problems.join("; "))),
+        message: Some(message),
+        confidence: trials.map(|_| COMPARISON_CONFIDENCE),
     }
 }
 
@@ -204,6 +357,7 @@ pub fn summarize(steps: &[StepStatus], options: &Options) -> RunSummary {
             .and_then(|k| k.cost_per_million_output_tokens),
         recommendation,
         peak_output_tokens_per_second: round2(peak.output_tokens_per_second),
+        peak_trials: peak.trials.clone(),
         ttft_p95_ms: peak.ttft_ms.as_ref().map(|l| round2(l.p95)),
         saturation,
         bottleneck: Some(bottleneck),
@@ -998,6 +1152,107 @@ mod tests {
             ..Default::default()
         };
         assert!(!compare(&slightly, &base, &spec).regressed);
+    }
+
+    #[test]
+    fn mann_whitney_is_exact_for_small_samples() {
+        // 3 vs 3 fully separated: 1 of the 20 splits is as extreme.
+        assert_eq!(
+            mann_whitney_greater(&[3.0, 4.0, 5.0], &[1.0, 2.0, 2.5]),
+            Some(0.05)
+        );
+        assert_eq!(
+            mann_whitney_greater(&[1.0, 2.0, 2.5], &[3.0, 4.0, 5.0]),
+            Some(1.0)
+        );
+        // Interleaved: rank sum of a = 2 + 4 + 6 = 12; 7 of the 20 splits reach 12.
+        assert_eq!(
+            mann_whitney_greater(&[2.0, 4.0, 6.0], &[1.0, 3.0, 5.0]),
+            Some(0.35)
+        );
+        // All tied: every split is as extreme.
+        assert_eq!(mann_whitney_greater(&[1.0; 3], &[1.0; 3]), Some(1.0));
+        assert_eq!(mann_whitney_greater(&[], &[1.0]), None);
+        // Large samples use the normal approximation: a clear shift is significant.
+        let a: Vec<f64> = (0..30).map(|i| f64::from(i) + 10.0).collect();
+        let b: Vec<f64> = (0..30).map(f64::from).collect();
+        let p = mann_whitney_greater(&a, &b).unwrap();
+        assert!(p < 0.01, "{p}");
+        let p = mann_whitney_greater(&b, &a).unwrap();
+        assert!(p > 0.99, "{p}");
+        assert!((erfc(0.0) - 1.0).abs() < 1e-7 && (erfc(1.0) - 0.157_299_2).abs() < 1e-6);
+    }
+
+    fn with_trials(peak: f64, ttft: f64, tps: &[f64], ttfts: &[f64]) -> RunSummary {
+        RunSummary {
+            peak_output_tokens_per_second: peak,
+            ttft_p95_ms: Some(ttft),
+            peak_trials: Some(crate::api::TrialsStatus {
+                count: tps.len() as u32,
+                output_tokens_per_second: tps.to_vec(),
+                ttft_p95_ms: ttfts.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn with_trials_only_a_change_beyond_the_noise_regresses() {
+        let spec = BaselineSpec {
+            name: "base".into(),
+            max_throughput_drop: 0.1,
+            max_ttft_p95_increase: 0.1,
+        };
+        let base = with_trials(
+            1000.0,
+            100.0,
+            &[990.0, 1000.0, 1010.0],
+            &[99.0, 100.0, 101.0],
+        );
+        // Unchanged within the thresholds.
+        let same = with_trials(995.0, 101.0, &[985.0, 995.0, 1012.0], &[98.0, 101.0, 102.0]);
+        let c = compare(&same, &base, &spec);
+        assert!(!c.regressed, "{c:?}");
+        assert_eq!(c.confidence, Some(0.95));
+        // 20% slower, every trial worse than every baseline trial: regressed.
+        let slow = with_trials(833.0, 120.0, &[825.0, 833.0, 840.0], &[119.0, 120.0, 121.0]);
+        let c = compare(&slow, &base, &spec);
+        assert!(c.regressed, "{c:?}");
+        let msg = c.message.unwrap();
+        assert!(
+            msg.contains("peak output throughput fell 16.7% (1000 -> 833 tok/s"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("TTFT p95 at peak rose 20.0% (100.0 -> 120.0 ms"),
+            "{msg}"
+        );
+        assert!(msg.contains("p = 0.050 <= 0.05, 95% confidence"), "{msg}");
+        // Beyond the threshold on the merged figures, but the trials overlap: noise.
+        let noisy = with_trials(
+            880.0,
+            100.0,
+            &[600.0, 1005.0, 1035.0],
+            &[99.0, 100.0, 101.0],
+        );
+        let c = compare(&noisy, &base, &spec);
+        assert!(!c.regressed, "{c:?}");
+        let msg = c.message.unwrap();
+        assert!(
+            msg.starts_with("no regression against base: peak output throughput fell 12.0%")
+                && msg.contains("within the noise of 3 vs 3 trials"),
+            "{msg}"
+        );
+        // Without trials on both sides: thresholds only, and the message says so.
+        let single = RunSummary {
+            peak_trials: None,
+            ..slow.clone()
+        };
+        let c = compare(&single, &base, &spec);
+        assert!(c.regressed);
+        assert_eq!(c.confidence, None);
+        assert!(c.message.unwrap().contains("single-sample comparison"));
     }
 
     #[test]

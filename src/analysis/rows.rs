@@ -5,7 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, StepStatus, Window,
+    ErrorCounts, Goodput, GpuMetrics, LatencyMs, MinMax, ServerMetrics, SpreadStatus, StepStatus,
+    TrialsStatus, Window,
 };
 use crate::contract::WindowMetrics;
 use crate::contract::results::StepResult;
@@ -104,6 +105,7 @@ pub fn step_status(s: &StepResult, replicas: Option<i32>) -> StepStatus {
             output_tokens_per_second: s.output_goodput.unwrap_or(0.0),
             slo_attainment: s.slo_attainment.unwrap_or(0.0),
         }),
+        trials: s.trials.as_ref().map(trials_status),
         workload: s.workload.as_ref().map(workload),
         cancelled: s.cancelled,
         models: s
@@ -138,6 +140,8 @@ fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkl
             WorkloadDataset::Random => crate::api::DatasetKind::Random,
             WorkloadDataset::Sharegpt => crate::api::DatasetKind::Sharegpt,
             WorkloadDataset::SharedPrefix => crate::api::DatasetKind::SharedPrefix,
+            WorkloadDataset::Trace => crate::api::DatasetKind::Trace,
+            WorkloadDataset::Jsonl => crate::api::DatasetKind::Jsonl,
         },
         mean_input_tokens: w.mean_input_tokens,
         mean_output_tokens: w.mean_output_tokens,
@@ -150,6 +154,35 @@ fn workload(w: &crate::contract::results::StepWorkload) -> crate::api::StepWorkl
                 share: m.share,
             })
             .collect(),
+        mean_turns_per_session: w.mean_turns_per_session,
+        sessions: w.sessions,
+        trace_speedup: w.trace_speedup,
+    }
+}
+
+fn spread(s: &crate::contract::results::Spread) -> SpreadStatus {
+    SpreadStatus {
+        min: s.min,
+        median: s.median,
+        max: s.max,
+        ci95_low: s.ci95_low,
+        ci95_high: s.ci95_high,
+    }
+}
+
+/// The status form of a step's trials.
+pub fn trials_status(t: &crate::contract::results::Trials) -> TrialsStatus {
+    TrialsStatus {
+        count: t.figures.len() as u32,
+        output_tokens_per_second: t
+            .figures
+            .iter()
+            .map(|f| round3(f.output_throughput))
+            .collect(),
+        ttft_p95_ms: t.figures.iter().map(|f| round3(f.p95_ttft_ms)).collect(),
+        itl_p95_ms: t.figures.iter().map(|f| round3(f.p95_itl_ms)).collect(),
+        output_tokens_per_second_spread: spread(&t.output_throughput),
+        ttft_p95_ms_spread: spread(&t.p95_ttft_ms),
     }
 }
 

@@ -47,7 +47,8 @@ use super::schema::GoDuration;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a BenchmarkRun is a record of one experiment; create a new BenchmarkRun to change it"))]
 #[x_kube(validation = Rule::new("!has(self.load.saturation) || !has(self.loadgen) || !has(self.loadgen.parallelism) || self.loadgen.parallelism <= 1").message("spec.loadgen.parallelism must be 1 with spec.load.saturation: a split search would judge the SLO on each pod's share instead of the merged results"))]
-#[x_kube(validation = Rule::new("(has(self.scaling) ? size(self.scaling.replicas) : 1) * ((has(self.load.concurrency) ? size(self.load.concurrency) : 0) + (has(self.load.rate) ? size(self.load.rate) : 0)) <= 128").message("spec.load and spec.scaling: at most 128 steps per run (load points x replica counts), so status stays far below the object size limit; split the study into several BenchmarkRuns"))]
+#[x_kube(validation = Rule::new("(has(self.scaling) ? size(self.scaling.replicas) : 1) * ((has(self.load.concurrency) ? size(self.load.concurrency) : 0) + (has(self.load.rate) ? size(self.load.rate) : 0) + (has(self.load.traceSpeedups) ? size(self.load.traceSpeedups) : 0)) <= 128").message("spec.load and spec.scaling: at most 128 steps per run (load points x replica counts), so status stays far below the object size limit; split the study into several BenchmarkRuns"))]
+#[x_kube(validation = Rule::new("(has(self.workload) && has(self.workload.dataset) && has(self.workload.dataset.kind) && self.workload.dataset.kind == 'trace') == has(self.load.traceSpeedups)").message("spec: a trace dataset (spec.workload.dataset.kind trace) needs spec.load.traceSpeedups, and traceSpeedups needs a trace dataset"))]
 pub struct BenchmarkRunSpec {
     /// What to load: an InferenceService in this namespace or any OpenAI-compatible URL.
     pub target: TargetSpec,
@@ -172,6 +173,24 @@ pub enum DatasetKind {
     /// Groups of synthetic prompts that share a prefix (`sharedPrefix`), for prefix caching.
     #[serde(rename = "sharedPrefix")]
     SharedPrefix,
+    /// A recorded trace to replay (JSONL in the Mooncake format: `{"timestamp": MS,
+    /// "input_length": N, "output_length": N, "hash_ids": [..]}` per line), sent at the
+    /// recorded times divided by each of `load.traceSpeedups`; equal `hash_ids` become
+    /// identical `blockTokens`-token blocks of prompt text.
+    Trace,
+    /// Custom prompts (JSONL): `{"prompt": "..."}` or `{"messages": [...]}` per line, with
+    /// an optional `max_tokens`.
+    Jsonl,
+}
+
+impl DatasetKind {
+    /// Whether the dataset is a file (from `path` or `configMapRef`).
+    pub fn is_file(self) -> bool {
+        matches!(
+            self,
+            DatasetKind::Sharegpt | DatasetKind::Trace | DatasetKind::Jsonl
+        )
+    }
 }
 
 /// A length in tokens: fixed (`tokens`), uniform (`min` and `max`), or normal (`tokens` as the
@@ -228,11 +247,12 @@ pub struct SharedPrefixSpec {
 /// Where prompts come from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.kind != 'sharegpt' || has(self.configMapRef) || has(self.path)").message("spec.workload.dataset: kind sharegpt needs configMapRef or path"))]
+#[x_kube(validation = Rule::new("!(self.kind in ['sharegpt', 'trace', 'jsonl']) || has(self.configMapRef) || has(self.path)").message("spec.workload.dataset: kind sharegpt, trace or jsonl needs configMapRef or path"))]
 #[x_kube(validation = Rule::new("(self.kind == 'sharedPrefix') == has(self.sharedPrefix)").message("spec.workload.dataset: kind sharedPrefix needs sharedPrefix, and sharedPrefix needs kind sharedPrefix"))]
-#[x_kube(validation = Rule::new("self.kind == 'sharegpt' || (!has(self.configMapRef) && !has(self.path))").message("spec.workload.dataset: configMapRef and path are for file datasets (kind sharegpt)"))]
+#[x_kube(validation = Rule::new("self.kind in ['sharegpt', 'trace', 'jsonl'] || (!has(self.configMapRef) && !has(self.path))").message("spec.workload.dataset: configMapRef and path are for file datasets (kind sharegpt, trace or jsonl)"))]
+#[x_kube(validation = Rule::new("!has(self.blockTokens) || self.kind == 'trace'").message("spec.workload.dataset: blockTokens is for kind trace"))]
 pub struct DatasetSpec {
-    /// `random` (default), `sharegpt` or `sharedPrefix`.
+    /// `random` (default), `sharegpt`, `sharedPrefix`, `trace` or `jsonl`.
     #[serde(default)]
     pub kind: DatasetKind,
     /// The groups of a `sharedPrefix` dataset.
@@ -245,6 +265,45 @@ pub struct DatasetSpec {
     /// Path of the dataset file inside the load pod image or a local file for `inferops bench`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Tokens (≈ words) per `hash_ids` block of a `trace` dataset (default 512, the
+    /// Mooncake traces' block size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub block_tokens: Option<u32>,
+}
+
+/// Multi-turn conversations: every session sends `turns` requests one after the other, each
+/// carrying the whole history so far (the earlier user messages and the answers actually
+/// received) plus a new user message, `thinkTime` after the previous answer. The first user
+/// message comes from the dataset (`random`: `inputTokens`; `sharedPrefix`: a prompt of a
+/// group; `jsonl`: a line); later ones are synthetic prompts of `userTokens`. A `sharegpt`
+/// session replays the conversation's recorded human turns (at most `turns`). With
+/// `mode: concurrency` the load points are concurrent sessions, with `mode: rate` session
+/// arrivals per second; every turn is one request of the results.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.turnsMax) || self.turnsMax >= self.turns").message("spec.workload.conversation.turnsMax must be >= turns"))]
+#[x_kube(validation = Rule::new("!has(self.thinkTimeMax) || duration(self.thinkTimeMax) >= (has(self.thinkTime) ? duration(self.thinkTime) : duration('0s'))").message("spec.workload.conversation.thinkTimeMax must be >= thinkTime"))]
+pub struct ConversationSpec {
+    /// Turns per session (the lower bound when `turnsMax` is set).
+    #[schemars(range(min = 1, max = 1000))]
+    pub turns: u32,
+    /// Upper bound of a uniformly drawn number of turns per session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub turns_max: Option<u32>,
+    /// Length of each later user message (default: `inputTokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_tokens: Option<TokenLengthSpec>,
+    /// Pause between a turn's answer and the next turn (default `0s`; the lower bound when
+    /// `thinkTimeMax` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
+    pub think_time: Option<Duration>,
+    /// Upper bound of a uniformly drawn think time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GoDuration>")]
+    pub think_time_max: Option<Duration>,
 }
 
 /// A key in a ConfigMap of the run's namespace.
@@ -262,6 +321,7 @@ pub struct ConfigMapKeyRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("!has(self.inputTokensMax) || self.inputTokensMax >= self.inputTokens").message("spec.workload.inputTokensMax must be >= inputTokens"))]
 #[x_kube(validation = Rule::new("!has(self.outputTokensMax) || self.outputTokensMax >= self.outputTokens").message("spec.workload.outputTokensMax must be >= outputTokens"))]
+#[x_kube(validation = Rule::new("!has(self.conversation) || !has(self.dataset) || !has(self.dataset.kind) || self.dataset.kind != 'trace'").message("spec.workload.conversation: a trace replays its own requests; drop conversation or use another dataset kind"))]
 pub struct WorkloadSpec {
     /// `completions` (default) or `chat`.
     #[serde(default)]
@@ -321,6 +381,9 @@ pub struct WorkloadSpec {
     /// users closing a chat do), counted as `cancelled`, apart from errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel: Option<CancelSpec>,
+    /// Multi-turn conversations instead of independent requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationSpec>,
 }
 
 /// One model of a weighted mix.
@@ -366,6 +429,7 @@ impl Default for WorkloadSpec {
             stream: true,
             models: Vec::new(),
             cancel: None,
+            conversation: None,
         }
     }
 }
@@ -407,12 +471,15 @@ pub enum Arrival {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self.mode != 'concurrency' || (has(self.concurrency) && size(self.concurrency) > 0) || has(self.saturation)").message("spec.load.mode is concurrency: spec.load.concurrency must list at least one load point, or set spec.load.saturation"))]
-#[x_kube(validation = Rule::new("self.mode != 'rate' || (has(self.rate) && size(self.rate) > 0) || has(self.saturation)").message("spec.load.mode is rate: spec.load.rate must list at least one load point, or set spec.load.saturation"))]
+#[x_kube(validation = Rule::new("self.mode != 'rate' || (has(self.rate) && size(self.rate) > 0) || has(self.saturation) || has(self.traceSpeedups)").message("spec.load.mode is rate: spec.load.rate must list at least one load point, or set spec.load.saturation"))]
 #[x_kube(validation = Rule::new("self.mode != 'rate' || !has(self.saturation) || has(self.saturation.maxRate)").message("spec.load.saturation: mode rate searches the request rate and needs maxRate"))]
 #[x_kube(validation = Rule::new("self.mode != 'concurrency' || !has(self.saturation) || has(self.saturation.maxConcurrency)").message("spec.load.saturation: mode concurrency searches the concurrency and needs maxConcurrency"))]
 #[x_kube(validation = Rule::new("!(has(self.requestsPerStep) && has(self.durationPerStep))").message("spec.load: set requestsPerStep or durationPerStep, not both"))]
 #[x_kube(validation = Rule::new("!has(self.saturation) || !has(self.saturation.slo.minGoodputRatio) || has(self.goodputSlo)").message("spec.load.saturation.slo.minGoodputRatio needs spec.load.goodputSlo (the per-request bounds)"))]
 #[x_kube(validation = Rule::new("(has(self.arrival) && self.arrival == 'gamma') == has(self.burstiness)").message("spec.load: arrival gamma needs burstiness, and burstiness needs arrival gamma"))]
+#[x_kube(validation = Rule::new("!has(self.traceSpeedups) || (self.mode == 'rate' && !has(self.saturation) && !has(self.rate))").message("spec.load.traceSpeedups: a trace replay is open loop: it needs mode rate, without rate or saturation"))]
+#[x_kube(validation = Rule::new("!has(self.traceSpeedups) || has(self.durationPerStep)").message("spec.load.traceSpeedups needs durationPerStep: the cap on each replay's length"))]
+#[x_kube(validation = Rule::new("!has(self.ramp) || (self.mode == 'rate' && !has(self.traceSpeedups))").message("spec.load.ramp ramps an open-loop rate: it needs mode rate (and no trace replay)"))]
 pub struct LoadSpec {
     /// `concurrency` (closed loop) or `rate` (open loop).
     pub mode: LoadMode,
@@ -461,6 +528,75 @@ pub struct LoadSpec {
     /// `rate` / `concurrency` points are not run (the last one is the default start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<SaturationSpec>,
+    /// Replay a `trace` dataset at these speed-ups, one step each (`[1, 2, 4]`: the trace at
+    /// 1x, 2x and 4x its recorded pace). A step ends with the trace, or at `durationPerStep`
+    /// (the cap) or `requestsPerStep`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(s, s > 0.0)").message("spec.load.traceSpeedups: every speed-up must be > 0"))]
+    pub trace_speedups: Vec<f64>,
+    /// Ramp the rate up at the start of every step (the session arrival rate with
+    /// conversations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampSpec>,
+    /// Times each step (each probe of a saturation search) is run, 1 to 50 (default 1).
+    /// With more than one, each step reports the spread over its trials (min, median, max
+    /// and a 95% interval of throughput and latency percentiles) and the baseline comparison
+    /// marks `Regressed` only when the difference is larger than the trial-to-trial noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub trials: Option<u32>,
+    /// Keep per-request records (id, step, times, tokens, outcome): each load pod embeds
+    /// them gzip-compressed in its results, at most `maxBytes`; `inferops report -n NS NAME`
+    /// draws latency over time and TTFT against prompt length from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<RecordsSpec>,
+}
+
+/// How a ramp rises.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RampShape {
+    /// From 10% of the step's rate to 100% in equal increments per unit of time.
+    #[default]
+    Linear,
+    /// From 10% to 100% by the same factor per unit of time.
+    Exponential,
+}
+
+/// A ramp-up of the open-loop rate at the start of every step, from 10% of the step's rate
+/// to all of it over `duration`. The measured window starts after the ramp (or after the
+/// warmup, whichever is later) unless `measured` is true.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RampSpec {
+    /// `linear` (default) or `exponential`.
+    #[serde(default)]
+    pub shape: RampShape,
+    /// How long the rise takes, from the step's start (e.g. `30s`).
+    #[schemars(with = "GoDuration")]
+    pub duration: Duration,
+    /// Count the ramp's requests in the measured window (after the warmup).
+    #[serde(default)]
+    pub measured: bool,
+}
+
+/// Per-request records of a BenchmarkRun.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordsSpec {
+    /// Keep the records (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Compressed bytes of records each load pod keeps, 1024 to 393216 (default 262144);
+    /// records past it are dropped and counted (`records.dropped` of the pod's results), and
+    /// so are all of a pod's records when its results would outgrow their ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 393216))]
+    pub max_bytes: Option<u32>,
+    /// Also keep each request's inter-token gaps (larger records).
+    #[serde(default)]
+    pub itl: bool,
 }
 
 /// Per-request latency bounds; a request that succeeded and met every bound set is "good".
@@ -785,11 +921,17 @@ pub struct Comparison {
     /// Relative change of TTFT p95 at the peak step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_p95_change: Option<f64>,
-    /// True when a change is beyond the spec's thresholds.
+    /// True when a change is beyond the spec's thresholds and, with trials on both sides,
+    /// larger than the trial-to-trial noise at `confidence`.
     pub regressed: bool,
-    /// What regressed, in words.
+    /// The comparison in words: what regressed (metric, both values, the confidence), or
+    /// why a change beyond a threshold did not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Confidence of the noise test (one-sided Mann-Whitney U on the peak step's per-trial
+    /// figures), when both runs have trials; absent for a single-sample comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 /// The ConfigMaps with raw results: one per load pod and sweep.
@@ -1062,6 +1204,10 @@ pub struct StepStatus {
     /// With `spec.load.goodputSlo`: the requests that met every per-request bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput: Option<Goodput>,
+    /// With `load.trials` > 1: each trial's figures and their spread (the row's other
+    /// figures merge all trials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<TrialsStatus>,
     /// The workload the step was meant to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<StepWorkload>,
@@ -1126,6 +1272,16 @@ pub struct StepWorkload {
     /// The model mix and each model's intended share of the requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelShare>,
+    /// Multi-turn conversations: mean turns per prepared session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_turns_per_session: Option<f64>,
+    /// Multi-turn conversations: sessions that sent at least one measured turn (measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub sessions: Option<u64>,
+    /// Trace replay: the step's speed-up (1 = the recorded pace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_speedup: Option<f64>,
 }
 
 /// One model of a step's model mix.
@@ -1136,6 +1292,40 @@ pub struct ModelShare {
     pub model: String,
     /// Intended fraction of the requests, 0..1.
     pub share: f64,
+}
+
+/// The trials of one step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialsStatus {
+    /// Trials run.
+    pub count: u32,
+    /// Output tokens per second of each trial, in run order.
+    pub output_tokens_per_second: Vec<f64>,
+    /// TTFT p95 of each trial, ms.
+    pub ttft_p95_ms: Vec<f64>,
+    /// ITL p95 of each trial, ms.
+    pub itl_p95_ms: Vec<f64>,
+    /// Spread of the output throughput over the trials.
+    pub output_tokens_per_second_spread: SpreadStatus,
+    /// Spread of TTFT p95 over the trials, ms.
+    pub ttft_p95_ms_spread: SpreadStatus,
+}
+
+/// Spread of one figure over trials.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SpreadStatus {
+    /// Smallest trial value.
+    pub min: f64,
+    /// Median trial value.
+    pub median: f64,
+    /// Largest trial value.
+    pub max: f64,
+    /// Lower end of the 95% confidence interval of the mean (Student's t).
+    pub ci95_low: f64,
+    /// Upper end of the 95% confidence interval of the mean.
+    pub ci95_high: f64,
 }
 
 /// Requests of a step that met every per-request bound of `spec.load.goodputSlo`.
@@ -1302,6 +1492,10 @@ pub struct RunSummary {
     /// Highest output tokens per second of any step.
     #[serde(default)]
     pub peak_output_tokens_per_second: f64,
+    /// The trials of that peak step (with `load.trials` > 1): what the baseline comparison
+    /// tests the noise on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_trials: Option<TrialsStatus>,
     /// Client TTFT p95 (ms) at the peak-throughput step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_p95_ms: Option<f64>,
@@ -1344,13 +1538,18 @@ pub struct Recommendation {
 }
 
 impl LoadSpec {
-    /// The configured load points, in order.
+    /// The configured load points, in order (a trace replay's are its speed-ups, as rates).
     pub fn points(&self) -> Vec<LoadPoint> {
         match self.mode {
             LoadMode::Concurrency => self
                 .concurrency
                 .iter()
                 .map(|&c| LoadPoint::Concurrency(c))
+                .collect(),
+            LoadMode::Rate if !self.trace_speedups.is_empty() => self
+                .trace_speedups
+                .iter()
+                .map(|&s| LoadPoint::Rate(s))
                 .collect(),
             LoadMode::Rate => self.rate.iter().map(|&r| LoadPoint::Rate(r)).collect(),
         }

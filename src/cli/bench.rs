@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::table;
 use crate::contract::plan::{
-    self, Api, Arrival, Dataset, GoodputSlo, LoadPoint, Mode, Plan, PlanPrometheus, Saturation,
-    SharedPrefix, Slo, TokenCount,
+    self, Api, Arrival, Conversation, Dataset, GoodputSlo, LoadPoint, Mode, Plan, PlanPrometheus,
+    Ramp, RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, TokenCount, TraceReplay,
 };
 use crate::contract::results::{Results, RunStatus};
 use crate::loadgen::run::{Observer, RunOptions, run_plan_with};
@@ -70,6 +70,14 @@ fn parse_api(s: &str) -> Result<Api, String> {
         "completions" => Ok(Api::Completions),
         "chat" => Ok(Api::Chat),
         _ => Err(format!("{s:?}: expected completions or chat")),
+    }
+}
+
+fn parse_ramp_shape(s: &str) -> Result<RampShape, String> {
+    match s {
+        "linear" => Ok(RampShape::Linear),
+        "exponential" => Ok(RampShape::Exponential),
+        _ => Err(format!("{s:?}: expected linear or exponential")),
     }
 }
 
@@ -204,6 +212,18 @@ pub struct BenchArgs {
     /// set-up time is reported apart as `connection_setup`).
     #[arg(long)]
     pub no_preconnect: bool,
+    /// Write one JSON line per measured request to this file as requests finish (a header
+    /// line first; see docs/results.md): id (also sent as `X-Request-Id`), step, times,
+    /// tokens, outcome and error class.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub records: Option<PathBuf>,
+    /// With --records: also keep each request's inter-token gaps (`itl_ms`).
+    #[arg(long, requires = "records")]
+    pub records_itl: bool,
+    /// Run every step (every probe of a search) this many times and report the spread of
+    /// throughput and latency percentiles over the trials (BenchmarkRun `load.trials`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::contract::plan::MAX_TRIALS)))]
+    pub trials: Option<u32>,
 }
 
 /// `inferops bench` flags for workload shapes, with the meaning of the BenchmarkRun fields
@@ -228,6 +248,50 @@ pub struct WorkloadArgs {
     /// bench's `--burstiness`): 1 is Poisson, below 1 burstier, above 1 more regular.
     #[arg(long)]
     pub burstiness: Option<f64>,
+    /// Multi-turn conversations of this many turns per session, N, MIN-MAX or
+    /// MEAN~STDDEV[:MIN-MAX] (BenchmarkRun `workload.conversation`): each turn sends the
+    /// whole history (earlier user messages and the answers received) plus a new user
+    /// message; --concurrency counts sessions, --rate is session arrivals per second. With
+    /// --dataset (ShareGPT) the recorded human turns are replayed (at most this many).
+    #[arg(long, value_parser = parse_tokens)]
+    pub turns: Option<TokenCount>,
+    /// Conversations: length of each later user message, N, MIN-MAX or MEAN~STDDEV
+    /// [default: --input-tokens].
+    #[arg(long, value_parser = parse_tokens, requires = "turns")]
+    pub user_tokens: Option<TokenCount>,
+    /// Conversations: pause between an answer and the next turn, e.g. 2s [default: 0s].
+    #[arg(long, value_parser = parse_duration, requires = "turns")]
+    pub think_time: Option<Duration>,
+    /// Conversations: upper bound of a uniformly drawn think time (from --think-time).
+    #[arg(long, value_parser = parse_duration, requires = "turns")]
+    pub think_time_max: Option<Duration>,
+    /// Replay a Mooncake-format JSONL trace (`{"timestamp": MS, "input_length": N,
+    /// "output_length": N, "hash_ids": [..]}` per line) at the recorded times divided by
+    /// --speedup (BenchmarkRun dataset kind `trace` + `load.traceSpeedups`). The whole trace
+    /// runs unless --duration (the cap) or --requests is given.
+    #[arg(long, value_name = "FILE", value_parser = parse_path,
+          conflicts_with_all = ["dataset", "groups", "prompts", "turns", "rate", "concurrency", "ramp"])]
+    pub trace: Option<Box<Path>>,
+    /// Trace replay speed-ups, one step each, e.g. 1,2,4 [default: 1, or the file's].
+    #[arg(long, value_delimiter = ',')]
+    pub speedup: Option<Vec<f64>>,
+    /// Tokens (≈ words) per `hash_ids` block of the trace [default: 512].
+    #[arg(long, requires = "trace")]
+    pub block_tokens: Option<u32>,
+    /// Custom prompts, JSONL: `{"prompt": "..."}` or `{"messages": [...]}` per line, with an
+    /// optional `max_tokens` (BenchmarkRun dataset kind `jsonl`).
+    #[arg(long, value_name = "FILE", value_parser = parse_path, conflicts_with_all = ["dataset", "groups"])]
+    pub prompts: Option<Box<Path>>,
+    /// Ramp the open-loop rate up over this long at the start of every step, from 10% of
+    /// the step's rate (BenchmarkRun `load.ramp`); the measured window starts after it.
+    #[arg(long, value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
+    /// Shape of the ramp: linear or exponential [default: linear].
+    #[arg(long, value_parser = parse_ramp_shape, requires = "ramp")]
+    pub ramp_shape: Option<RampShape>,
+    /// Count the ramp's requests in the measured window.
+    #[arg(long, requires = "ramp")]
+    pub measure_ramp: bool,
 }
 
 /// `inferops bench` flags for a model mix and client-side cancellation, with the meaning of
@@ -371,10 +435,59 @@ pub fn bench_plan(
             suffix_tokens: shape.suffix_tokens.unwrap_or(w.input_tokens),
         });
     }
+    if let Some(p) = &shape.prompts {
+        w.dataset = Dataset::Jsonl {
+            path: p.to_path_buf(),
+        };
+    }
+    if let Some(turns) = shape.turns {
+        let old = w.conversation.take();
+        w.conversation = Some(Conversation {
+            turns,
+            user_tokens: shape
+                .user_tokens
+                .or(old.as_ref().and_then(|c| c.user_tokens)),
+            think_time: shape
+                .think_time
+                .or(old.as_ref().map(|c| c.think_time))
+                .unwrap_or_default(),
+            think_time_max: shape
+                .think_time_max
+                .or(old.as_ref().and_then(|c| c.think_time_max)),
+        });
+    }
     let l = &mut plan.load;
+    if let Some(path) = &shape.trace {
+        w.dataset = Dataset::Trace {
+            path: path.to_path_buf(),
+            block_tokens: shape.block_tokens.unwrap_or(TRACE_BLOCK_TOKENS),
+        };
+        l.mode = Mode::Rate;
+        l.saturation = None;
+        let speedups = shape
+            .speedup
+            .clone()
+            .or_else(|| l.trace.take().map(|t| t.speedups))
+            .unwrap_or_else(|| vec![1.0]);
+        l.trace = Some(TraceReplay { speedups });
+        if file.is_none() {
+            // The whole trace unless bounded by --requests / --duration.
+            l.requests_per_step = None;
+            l.duration_per_step = None;
+        }
+    } else if let (Some(t), Some(s)) = (&mut l.trace, &shape.speedup) {
+        t.speedups = s.clone();
+    }
     if args.requests.is_some() || args.duration.is_some() {
         l.requests_per_step = args.requests;
         l.duration_per_step = args.duration;
+    }
+    if let Some(duration) = shape.ramp {
+        l.ramp = Some(Ramp {
+            shape: shape.ramp_shape.unwrap_or_default(),
+            duration,
+            measured: shape.measure_ramp,
+        });
     }
     if let Some(c) = &args.concurrency {
         l.mode = Mode::Concurrency;
@@ -407,6 +520,9 @@ pub fn bench_plan(
         l.request_timeout = v;
     }
     l.max_error_rate = args.max_error_rate;
+    if let Some(n) = args.trials {
+        l.trials = n;
+    }
     if let Some(g) = &args.slo {
         l.goodput_slo = Some(**g);
     }
@@ -673,7 +789,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens,
+        w.output_label(),
         serde_json::to_value(w.api)?.as_str().unwrap_or_default(),
         if w.stream {
             ", streaming"
@@ -707,9 +823,32 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .max_event_bytes
             .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         no_preconnect: args.no_preconnect,
+        records: None,
+    };
+    let records = match &args.records {
+        Some(path) => Some((
+            path,
+            Arc::new(crate::loadgen::records::JsonlSink::create(path)?),
+        )),
+        None => None,
+    };
+    let options = RunOptions {
+        records: records
+            .as_ref()
+            .map(|(_, sink)| crate::loadgen::run::RecordsTo {
+                sink: sink.clone(),
+                itl: args.records_itl,
+            }),
+        ..options
     };
     let results = run_plan_with(&plan, &options, cancel, &mut observer).await;
     observer.close_bar();
+    if let Some((path, sink)) = &records {
+        let n = sink
+            .finish()
+            .with_context(|| format!("writing records to {}", path.display()))?;
+        eprintln!("{n} request records written to {}", path.display());
+    }
     if let Some(s) = sim {
         s.shutdown().await;
     }
@@ -730,7 +869,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         plan.target.url,
         plan.target.model,
         w.input_label(),
-        w.output_tokens
+        w.output_label()
     );
     println!();
     print!("{}", table::render(&results));
@@ -740,6 +879,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("Per model:");
         println!();
         print!("{per_model}");
+    }
+    let trials = table::render_trials(&results);
+    if !trials.is_empty() {
+        println!();
+        print!("{trials}");
     }
     if results.steps.iter().any(|s| s.server.is_some()) {
         println!();
@@ -827,10 +971,22 @@ struct LoadgenObserver {
     steps_hint: usize,
     /// Hands results to the ConfigMap writer task (latest wins).
     sink: Option<tokio::sync::mpsc::UnboundedSender<Results>>,
+    /// Per-request records (`load.records`), embedded in every results write.
+    records: Option<Arc<crate::loadgen::records::GzipBudgetSink>>,
 }
 
 impl Observer for LoadgenObserver {
     fn step_finished(&mut self, results: &Results) {
+        let with_records;
+        let results = match &self.records {
+            Some(r) => {
+                let mut copy = results.clone();
+                copy.summary.records = Some(r.snapshot());
+                with_records = copy;
+                &with_records
+            }
+            None => results,
+        };
         if let Some(s) = results.steps.last() {
             let of = if self.steps_hint > 0 {
                 format!("/{}", self.steps_hint)
@@ -992,7 +1148,13 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
         steps_hint: plan.points().len(),
         sink: writer.as_ref().map(|(tx, _)| tx.clone()),
+        records: plan.load.records.map(|r| {
+            Arc::new(crate::loadgen::records::GzipBudgetSink::new(
+                r.max_bytes as usize,
+            ))
+        }),
     };
+    let records = observer.records.clone();
     // A restarted pod (the Job's backoff) continues after the steps it already wrote.
     let resume = match &sink {
         Some(sink) => sink.read().await.unwrap_or_else(|e| {
@@ -1010,6 +1172,10 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         tokenizer: args.tokenizer.clone(),
         resume,
+        records: records.clone().map(|sink| crate::loadgen::run::RecordsTo {
+            sink,
+            itl: plan.load.records.is_some_and(|r| r.itl),
+        }),
         ..Default::default()
     };
     let mut results = run_plan_with(&plan, &options, cancel, &mut observer).await?;
@@ -1019,6 +1185,16 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         && plan.parallelism.index == 0
     {
         attach_server_figures(&mut results, prom, &plan.target.model).await;
+    }
+    if let Some(r) = &records {
+        let e = r.snapshot();
+        if e.dropped > 0 {
+            eprintln!(
+                "warning: {} request records dropped: over load.records.maxBytes ({} bytes compressed); {} kept",
+                e.dropped, e.max_bytes, e.count
+            );
+        }
+        results.summary.records = Some(e);
     }
     if let (Some(sink), Some((tx, task))) = (&sink, writer) {
         drop(tx);

@@ -29,6 +29,23 @@ pub struct ReportArgs {
     /// Print the InferenceService autoscaling patch the run recommends, then exit.
     #[arg(long)]
     pub apply_hint: bool,
+    /// Per-request records (`inferops bench --records FILE.jsonl`): adds a latency-over-time
+    /// chart (TTFT and ITL p50/p99 in time slices of each step) and a TTFT-vs-prompt-length
+    /// scatter.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub records: Option<PathBuf>,
+}
+
+/// Reads a records file (JSONL).
+pub fn read_records(path: &Path) -> anyhow::Result<crate::contract::records::Records> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    crate::contract::records::parse_records(&text).with_context(|| {
+        format!(
+            "{} is not an inferops records file (write one with `inferops bench --records FILE.jsonl`)",
+            path.display()
+        )
+    })
 }
 
 /// A report record from a results JSON document.
@@ -86,6 +103,7 @@ pub fn from_results(results: &Results, title: &str) -> RunRecord {
         metadata,
         steps,
         summary,
+        records: None,
     }
 }
 
@@ -111,6 +129,7 @@ pub fn from_run(run: &BenchmarkRun) -> anyhow::Result<RunRecord> {
         metadata,
         steps: status.steps.clone(),
         summary: status.summary.clone().unwrap_or_default(),
+        records: None,
     })
 }
 
@@ -127,7 +146,75 @@ fn read_results(path: &Path) -> anyhow::Result<RunRecord> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| results.metadata.model.clone());
-    Ok(from_results(&results, &title))
+    let mut record = from_results(&results, &title);
+    record.records = embedded_records(std::slice::from_ref(&results))?;
+    Ok(record)
+}
+
+/// The records embedded in results documents (load pods with `load.records`), all pods
+/// together; `None` when none embeds any. Warns on stderr when records were dropped.
+pub fn embedded_records(
+    parts: &[Results],
+) -> anyhow::Result<Option<crate::contract::records::Records>> {
+    let mut out: Option<crate::contract::records::Records> = None;
+    let (mut kept, mut dropped) = (0u64, 0u64);
+    for r in parts {
+        let Some(e) = &r.summary.records else {
+            continue;
+        };
+        let decoded = e
+            .decode()
+            .context("decoding the records embedded in the results")?;
+        kept += e.count;
+        dropped += e.dropped;
+        let all = out.get_or_insert_with(|| crate::contract::records::Records {
+            headers: Vec::new(),
+            records: Vec::new(),
+        });
+        all.headers.extend(decoded.headers);
+        all.records.extend(decoded.records);
+    }
+    if dropped > 0 {
+        eprintln!(
+            "warning: {dropped} of {} request records were dropped by the load pods (over load.records.maxBytes or the results ConfigMap budget); the charts over time show the {kept} kept",
+            kept + dropped
+        );
+    }
+    Ok(out)
+}
+
+/// Every pod's results document in the run's results ConfigMaps.
+async fn results_documents(
+    client: kube::Client,
+    ns: &str,
+    run: &BenchmarkRun,
+) -> anyhow::Result<Vec<Results>> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let Some(selector) = run
+        .status
+        .as_ref()
+        .and_then(|s| s.results_ref.as_ref())
+        .map(|r| r.selector.clone())
+    else {
+        return Ok(Vec::new());
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client, ns);
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .with_context(|| format!("listing the results ConfigMaps ({selector})"))?;
+    let mut out = Vec::new();
+    for cm in list.items {
+        for (key, text) in cm.data.unwrap_or_default() {
+            if key.ends_with(".json") {
+                out.push(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("results ConfigMap key {key}"))?,
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn load(source: &str, namespace: Option<&str>) -> anyhow::Result<RunRecord> {
@@ -142,7 +229,13 @@ async fn load(source: &str, namespace: Option<&str>) -> anyhow::Result<RunRecord
                 .get_opt(source)
                 .await?
                 .with_context(|| format!("BenchmarkRun {ns}/{source} not found"))?;
-            from_run(&run)
+            let mut record = from_run(&run)?;
+            let wants_records = run.spec.load.records.as_ref().is_some_and(|r| r.enabled);
+            if wants_records {
+                let docs = results_documents(api.into_client(), ns, &run).await?;
+                record.records = embedded_records(&docs)?;
+            }
+            Ok(record)
         }
     }
 }
@@ -174,7 +267,10 @@ pub fn apply_hint(record: &RunRecord) -> anyhow::Result<String> {
 impl ReportArgs {
     /// Run the subcommand.
     pub async fn run(&self) -> anyhow::Result<()> {
-        let record = load(&self.source, self.namespace.as_deref()).await?;
+        let mut record = load(&self.source, self.namespace.as_deref()).await?;
+        if let Some(path) = &self.records {
+            record.records = Some(read_records(path)?);
+        }
         if self.apply_hint {
             print!("{}", apply_hint(&record)?);
             return Ok(());

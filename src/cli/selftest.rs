@@ -218,6 +218,7 @@ async fn throughput(
         workload: Arc::new(RequestSet::prepare(&plan, 256)?),
         next_prompt: Arc::new(AtomicU64::new(0)),
         cancel: CancellationToken::new(),
+        records: None,
     };
     let spec = StepSpec {
         point: LoadPoint::Concurrency(concurrency),
@@ -229,6 +230,8 @@ async fn throughput(
         seed: 1,
         goodput_slo: None,
         preconnect: true,
+        ramp: None,
+        trace_speedup: None,
     };
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
 }

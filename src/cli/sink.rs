@@ -4,7 +4,9 @@
 //! and pods never crowd each other out of the 1 MiB an object may hold. Results that outgrow
 //! [`MAX_RESULTS_BYTES`] are not written: the pod writes a short marker key
 //! (`...json` + [`OVER_BUDGET_SUFFIX`]) instead, keeping the steps it wrote before, and the
-//! operator fails the run with the `ResultsOverBudget` reason.
+//! operator fails the run with the `ResultsOverBudget` reason. Embedded per-request records
+//! (`load.records`) go first: results that outgrow the budget with them are written without
+//! them, every record counted in `summary.records.dropped`.
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -22,6 +24,20 @@ pub use crate::render::benchmark_run::{OVER_BUDGET_SUFFIX, TARGET_PROBLEM_SUFFIX
 /// The ConfigMap key a pod writes.
 pub fn key(prefix: &str, index: u32) -> String {
     format!("{prefix}pod-{index}.json")
+}
+
+/// `results` without the records it embeds, all of them counted as dropped (`None` when it
+/// embeds none).
+pub fn without_records(results: &Results) -> Option<Results> {
+    let r = results.summary.records.as_ref().filter(|r| r.count > 0)?;
+    let mut out = results.clone();
+    out.summary.records = Some(crate::contract::records::EmbeddedRecords {
+        data: String::new(),
+        count: 0,
+        dropped: r.dropped + r.count,
+        ..r.clone()
+    });
+    Some(out)
 }
 
 /// What a write did.
@@ -81,7 +97,13 @@ impl ConfigMapSink {
     /// Apply the results under this pod's key. Results over [`MAX_RESULTS_BYTES`] become
     /// the over-budget marker instead (the key keeps the last results that fit).
     pub async fn write(&self, results: &Results) -> anyhow::Result<Written> {
-        let text = serde_json::to_string(results)?;
+        let mut text = serde_json::to_string(results)?;
+        if text.len() > MAX_RESULTS_BYTES
+            && let Some(stripped) = without_records(results)
+        {
+            // Results first: drop the embedded records (counted) rather than the steps.
+            text = serde_json::to_string(&stripped)?;
+        }
         if text.len() > MAX_RESULTS_BYTES {
             let msg = format!(
                 "{} steps of results are {} KiB, over the {} KiB budget of one results ConfigMap",
@@ -118,5 +140,34 @@ impl ConfigMapSink {
             .await
             .with_context(|| format!("writing results to ConfigMap {}", self.name))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::plan::Plan;
+    use crate::contract::records::{EMBEDDED_ENCODING, EmbeddedRecords};
+    use crate::contract::results::{Metadata, Summary};
+
+    #[test]
+    fn records_are_dropped_and_counted_before_results_are() {
+        let mut results = Results {
+            metadata: Metadata::new(&Plan::new("http://x", "m")),
+            steps: vec![],
+            summary: Summary::of(&[], 0.01),
+        };
+        assert!(without_records(&results).is_none(), "nothing to drop");
+        results.summary.records = Some(EmbeddedRecords {
+            encoding: EMBEDDED_ENCODING.into(),
+            data: "x".repeat(1000),
+            count: 40,
+            dropped: 2,
+            max_bytes: 4096,
+        });
+        let stripped = without_records(&results).unwrap();
+        let r = stripped.summary.records.unwrap();
+        assert_eq!((r.count, r.dropped, r.data.as_str()), (0, 42, ""));
+        assert_eq!(r.max_bytes, 4096);
     }
 }

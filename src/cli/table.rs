@@ -236,6 +236,54 @@ pub fn render_server(results: &Results) -> String {
 }
 
 /// A Markdown table with padded columns.
+/// The spread over trials of the steps that ran more than one (`load.trials`): per figure
+/// `median (min-max) ±half-width of the 95% interval of the mean`. Empty when no step did.
+pub fn render_trials(results: &Results) -> String {
+    use crate::contract::results::Spread;
+    let cell = |s: &Spread, f: &dyn Fn(f64) -> String| {
+        format!(
+            "{} ({}-{}) ±{}",
+            f(s.median),
+            f(s.min),
+            f(s.max),
+            f((s.ci95_high - s.ci95_low) / 2.0)
+        )
+    };
+    let rows: Vec<Vec<String>> = results
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let t = s.trials.as_ref()?;
+            Some(vec![
+                point_cell(s),
+                t.figures.len().to_string(),
+                cell(&t.request_throughput, &adaptive),
+                cell(&t.output_throughput, &|v| num(v, 0)),
+                cell(&t.p50_ttft_ms, &|v| num(v, 1)),
+                cell(&t.p95_ttft_ms, &|v| num(v, 1)),
+                cell(&t.p95_itl_ms, &|v| num(v, 2)),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let header = [
+        "load",
+        "trials",
+        "req/s",
+        "out tok/s",
+        "TTFT p50",
+        "TTFT p95",
+        "ITL p95",
+    ];
+    let mut out = markdown(&header, &rows);
+    out.push_str(
+        "\nover trials: median (min-max) ±half-width of the 95% confidence interval of the mean\n",
+    );
+    out
+}
+
 fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {

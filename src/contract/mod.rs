@@ -6,6 +6,7 @@
 
 pub mod outcome;
 pub mod plan;
+pub mod records;
 pub mod results;
 pub mod server;
 pub mod slo;

@@ -135,7 +135,42 @@ pub enum Dataset {
     /// group's `prefixTokens` words (a system prompt or a shared document) followed by its own
     /// random suffix, so a known fraction of prompt tokens can come from a prefix cache.
     SharedPrefix(SharedPrefix),
+    /// A recorded trace to replay (JSONL, the Mooncake format): one request per line,
+    /// `{"timestamp": MS, "input_length": N, "output_length": N, "hash_ids": [..]}`, sent at
+    /// `timestamp / speedup` after the step starts (see [`TraceReplay`]). Equal `hash_ids`
+    /// become identical `blockTokens`-word blocks of prompt text, so a prefix cache sees the
+    /// sharing the trace recorded.
+    Trace {
+        /// Path of the JSONL file.
+        path: PathBuf,
+        /// Tokens (words) per hash block (Mooncake: 512).
+        block_tokens: u32,
+    },
+    /// Custom prompts (JSONL): one request per line, `{"prompt": "..."}` or
+    /// `{"messages": [{"role": ..., "content": ...}, ...]}`, each with an optional
+    /// `max_tokens` (else `outputTokens`).
+    Jsonl {
+        /// Path of the JSONL file.
+        path: PathBuf,
+    },
 }
+
+impl Dataset {
+    /// The kind's name in results and headers (`random`, `sharegpt`, `sharedPrefix`,
+    /// `trace`, `jsonl`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Dataset::Random => "random",
+            Dataset::Sharegpt { .. } => "sharegpt",
+            Dataset::SharedPrefix(_) => "sharedPrefix",
+            Dataset::Trace { .. } => "trace",
+            Dataset::Jsonl { .. } => "jsonl",
+        }
+    }
+}
+
+/// Default tokens per `hash_ids` block of a trace (the Mooncake traces' 512).
+pub const TRACE_BLOCK_TOKENS: u32 = 512;
 
 /// Shape of a [`Dataset::SharedPrefix`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -176,6 +211,30 @@ enum DatasetRepr {
     SharedPrefix {
         shared_prefix: SharedPrefix,
     },
+    Trace {
+        trace: TraceRepr,
+    },
+    Jsonl {
+        jsonl: JsonlRepr,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TraceRepr {
+    path: PathBuf,
+    #[serde(default = "default_block_tokens")]
+    block_tokens: u32,
+}
+
+fn default_block_tokens() -> u32 {
+    TRACE_BLOCK_TOKENS
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonlRepr {
+    path: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,13 +251,19 @@ impl TryFrom<DatasetRepr> for Dataset {
         match r {
             DatasetRepr::Name(n) if n == "random" => Ok(Dataset::Random),
             DatasetRepr::Name(n) => Err(format!(
-                "unknown dataset {n:?}: use random or {{sharegpt: {{path: FILE}}}}"
+                "unknown dataset {n:?}: use random, {{sharegpt: {{path: FILE}}}}, \
+                 {{trace: {{path: FILE}}}} or {{jsonl: {{path: FILE}}}}"
             )),
             DatasetRepr::Sharegpt { sharegpt } => Ok(Dataset::Sharegpt {
                 path: sharegpt.path,
                 output_from_dataset: sharegpt.output_from_dataset,
             }),
             DatasetRepr::SharedPrefix { shared_prefix } => Ok(Dataset::SharedPrefix(shared_prefix)),
+            DatasetRepr::Trace { trace } => Ok(Dataset::Trace {
+                path: trace.path,
+                block_tokens: trace.block_tokens,
+            }),
+            DatasetRepr::Jsonl { jsonl } => Ok(Dataset::Jsonl { path: jsonl.path }),
         }
     }
 }
@@ -217,6 +282,12 @@ impl From<Dataset> for DatasetRepr {
                 },
             },
             Dataset::SharedPrefix(shared_prefix) => DatasetRepr::SharedPrefix { shared_prefix },
+            Dataset::Trace { path, block_tokens } => DatasetRepr::Trace {
+                trace: TraceRepr { path, block_tokens },
+            },
+            Dataset::Jsonl { path } => DatasetRepr::Jsonl {
+                jsonl: JsonlRepr { path },
+            },
         }
     }
 }
@@ -331,6 +402,9 @@ pub struct Workload {
     /// number of requests in the largest step, at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_prompts: Option<u32>,
+    /// Multi-turn conversations instead of independent requests (see [`Conversation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
     /// Weighted model mix: each request goes to one of these served models (or LoRA
     /// adapters). Every model gets its weight's share of the prepared prompts (exactly, by
     /// largest remainder), in an order drawn from the seed. Empty: every request goes to
@@ -366,16 +440,124 @@ pub struct ModelWeight {
     pub weight: u32,
 }
 
+/// Multi-turn sessions: each session sends `turns` requests one after the other; every turn
+/// carries the whole history (the earlier user messages and the answers actually received,
+/// as streamed) plus a new user message, and the next turn follows `thinkTime` after the
+/// answer. The first user message comes from the dataset (a synthetic prompt of
+/// `inputTokens`, or a ShareGPT conversation's first human turn); later ones are synthetic
+/// prompts of `userTokens`, or with ShareGPT the conversation's recorded later human turns
+/// (a session then ends with its recorded turns, at most `turns`). Closed loop: the
+/// concurrency is the number of sessions in progress; open loop: the rate is the session
+/// arrival rate. Every turn is one request of the step's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Conversation {
+    /// Turns per session (a count: fixed, uniform range or clipped normal).
+    pub turns: TokenCount,
+    /// Length of each later user message (default: `inputTokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_tokens: Option<TokenCount>,
+    /// Pause between a turn's answer and the next turn (the lower bound with `thinkTimeMax`).
+    #[serde(default, with = "duration")]
+    pub think_time: Duration,
+    /// Upper bound of a uniformly drawn think time.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub think_time_max: Option<Duration>,
+}
+
+impl Conversation {
+    /// The expected number of turns per session.
+    pub fn mean_turns(&self) -> f64 {
+        self.turns.mean()
+    }
+}
+
+/// Replay of a [`Dataset::Trace`]: each step sends the trace at one speed-up factor (the
+/// sweep's load points), every record at `(timestamp - first timestamp) / speedup` after the
+/// step's start. A step ends when the trace ends, or earlier at `durationPerStep` (the cap)
+/// or `requestsPerStep`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TraceReplay {
+    /// Speed-up factors, one step each (`[1, 2, 4]`: the trace at 1x, 2x, 4x).
+    pub speedups: Vec<f64>,
+}
+
+/// How the open-loop rate rises at the start of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RampShape {
+    /// From 10% of the step's rate to 100% in equal increments per unit of time.
+    #[default]
+    Linear,
+    /// From 10% to 100%, by the same factor per unit of time.
+    Exponential,
+}
+
+/// A ramp-up of the open-loop rate at the start of every step (the session arrival rate for
+/// conversations). Unless `measured`, the measured window starts when the ramp ends (or
+/// after the warmup, whichever is later); with `measured` the ramp is part of the window
+/// (after the warmup).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ramp {
+    /// Shape of the rise.
+    #[serde(default)]
+    pub shape: RampShape,
+    /// How long the rise takes (from the step's start).
+    #[serde(with = "duration")]
+    pub duration: Duration,
+    /// Count the ramp's requests in the measured window.
+    #[serde(default)]
+    pub measured: bool,
+}
+
+/// The fraction of the step's rate a ramp starts at.
+pub const RAMP_START_FRACTION: f64 = 0.1;
+
+impl Ramp {
+    /// The fraction (0.1..=1) of the step's rate at `t` after the step's start.
+    pub fn fraction(&self, t: Duration) -> f64 {
+        if self.duration.is_zero() || t >= self.duration {
+            return 1.0;
+        }
+        let x = t.as_secs_f64() / self.duration.as_secs_f64();
+        match self.shape {
+            RampShape::Linear => RAMP_START_FRACTION + (1.0 - RAMP_START_FRACTION) * x,
+            RampShape::Exponential => RAMP_START_FRACTION.powf(1.0 - x),
+        }
+    }
+}
+
 impl Workload {
-    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`.
-    pub fn input_label(&self) -> String {
+    /// The output lengths, for headers: `128`, `recorded` (a trace's own).
+    pub fn output_label(&self) -> String {
         match &self.dataset {
+            Dataset::Trace { .. } => "recorded".into(),
+            _ => self.output_tokens.to_string(),
+        }
+    }
+
+    /// What the prompts are, for headers: `256`, `sharegpt`, `8x16 prompts sharing 512 + 128±32`,
+    /// `256 (4-turn sessions)` (the first turn's prompt).
+    pub fn input_label(&self) -> String {
+        let first = match &self.dataset {
             Dataset::Random => self.input_tokens.to_string(),
             Dataset::Sharegpt { .. } => "sharegpt".into(),
             Dataset::SharedPrefix(sp) => format!(
                 "{}x{} prompts sharing {} + {}",
                 sp.groups, sp.prompts_per_group, sp.prefix_tokens, sp.suffix_tokens
             ),
+            Dataset::Trace { .. } => "trace".into(),
+            Dataset::Jsonl { .. } => "jsonl".into(),
+        };
+        match &self.conversation {
+            Some(c) => format!("{first} ({}-turn sessions)", c.turns),
+            None => first,
         }
     }
 }
@@ -404,6 +586,7 @@ impl Default for Workload {
             seed: default_seed(),
             stream: true,
             num_prompts: None,
+            conversation: None,
             models: Vec::new(),
             cancel: None,
         }
@@ -544,6 +727,43 @@ pub struct Load {
     /// `parallelism.startAt` (split runs with `durationPerStep`).
     #[serde(default = "default_step_slack", with = "duration")]
     pub step_slack: Duration,
+    /// Replay a [`Dataset::Trace`] at these speed-ups (replaces `rate` / `concurrency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceReplay>,
+    /// Ramp the open-loop rate up at the start of every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
+    /// Times each step (each probe of a search) is run; with more than one the step's
+    /// results merge the trials and report their spread (`trials` of each step).
+    #[serde(default = "default_trials", skip_serializing_if = "is_one")]
+    pub trials: u32,
+    /// Keep per-request records in the results (BenchmarkRun `load.records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<RecordsPlan>,
+}
+
+/// Per-request records a load pod embeds in its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordsPlan {
+    /// Compressed bytes kept at most.
+    pub max_bytes: u32,
+    /// Also keep inter-token gaps.
+    #[serde(default)]
+    pub itl: bool,
+}
+
+/// Default of `load.records.maxBytes`.
+pub const DEFAULT_RECORDS_BYTES: u32 = 256 * 1024;
+
+/// Most trials of a step.
+pub const MAX_TRIALS: u32 = 50;
+
+fn default_trials() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn default_timeout() -> Duration {
@@ -572,6 +792,10 @@ impl Default for Load {
             goodput_slo: None,
             saturation: None,
             step_slack: default_step_slack(),
+            trace: None,
+            ramp: None,
+            trials: default_trials(),
+            records: None,
         }
     }
 }
@@ -739,6 +963,31 @@ impl Plan {
                 "workload.dataset.sharedPrefix: prompts must not be empty"
             );
         }
+        if let Some(c) = &w.conversation {
+            c.turns.check("workload.conversation.turns", 1)?;
+            ensure!(
+                c.turns.max() <= 1000,
+                "workload.conversation.turns: at most 1000 turns per session"
+            );
+            if let Some(u) = c.user_tokens {
+                u.check("workload.conversation.userTokens", 1)?;
+            }
+            ensure!(
+                c.think_time_max.is_none_or(|m| m >= c.think_time),
+                "workload.conversation.thinkTimeMax must be >= thinkTime"
+            );
+            ensure!(
+                !matches!(w.dataset, Dataset::Trace { .. }),
+                "workload.conversation: a trace replays its own requests; drop conversation or use another dataset"
+            );
+        }
+        let is_trace = matches!(w.dataset, Dataset::Trace { .. });
+        if let Dataset::Trace { block_tokens, .. } = w.dataset {
+            ensure!(
+                block_tokens >= 1,
+                "workload.dataset.trace.blockTokens must be >= 1"
+            );
+        }
         let mut names = std::collections::BTreeSet::new();
         for m in &w.models {
             ensure!(
@@ -756,6 +1005,13 @@ impl Plan {
                 m.name
             );
         }
+        ensure!(
+            (w.models.is_empty() && w.cancel.is_none())
+                || (w.conversation.is_none()
+                    && !matches!(w.dataset, Dataset::Trace { .. } | Dataset::Jsonl { .. })),
+            "workload.models and workload.cancel apply to random, sharegpt and sharedPrefix \
+             prompts, not yet to conversations, traces or JSONL prompts"
+        );
         if let Some(c) = &w.cancel {
             ensure!(
                 c.fraction.is_finite() && c.fraction > 0.0 && c.fraction <= 1.0,
@@ -764,6 +1020,31 @@ impl Plan {
             ensure!(!c.after.is_zero(), "workload.cancel.after must be > 0");
         }
         let l = &self.load;
+        ensure!(
+            is_trace == l.trace.is_some(),
+            "a trace dataset needs load.trace (the speed-ups), and load.trace needs a trace dataset"
+        );
+        if let Some(t) = &l.trace {
+            ensure!(
+                !t.speedups.is_empty(),
+                "load.trace.speedups: list at least one speed-up"
+            );
+            ensure!(
+                t.speedups.iter().all(|s| s.is_finite() && *s > 0.0),
+                "load.trace.speedups must be > 0"
+            );
+            ensure!(
+                l.mode == Mode::Rate && l.saturation.is_none(),
+                "load.trace: a trace replay is open loop (mode rate) without saturation search"
+            );
+        }
+        if let Some(r) = &l.ramp {
+            ensure!(!r.duration.is_zero(), "load.ramp.duration must be > 0");
+            ensure!(
+                l.mode == Mode::Rate && l.trace.is_none(),
+                "load.ramp ramps an open-loop rate: it needs mode rate (and no trace replay)"
+            );
+        }
         if let Arrival::Gamma { burstiness } = l.arrival {
             ensure!(
                 burstiness.is_finite() && burstiness > 0.0,
@@ -783,6 +1064,14 @@ impl Plan {
             "load.durationPerStep must be > 0"
         );
         ensure!(l.max_in_flight >= 1, "load.maxInFlight must be >= 1");
+        ensure!(
+            (1..=MAX_TRIALS).contains(&l.trials),
+            "load.trials must be within 1..{MAX_TRIALS}"
+        );
+        ensure!(
+            l.records.is_none_or(|r| r.max_bytes >= 1024),
+            "load.records.maxBytes must be at least 1024"
+        );
         ensure!(
             (0.0..=1.0).contains(&l.max_error_rate),
             "load.maxErrorRate must be within 0..1"
@@ -834,6 +1123,7 @@ impl Plan {
                     "load.concurrency values must be >= 1"
                 );
             }
+            (Mode::Rate, None) if l.trace.is_some() => {}
             (Mode::Rate, None) => {
                 ensure!(!l.rate.is_empty(), "load.rate is empty");
                 ensure!(
@@ -851,8 +1141,13 @@ impl Plan {
     }
 
     /// The fixed sweep's load points (whole-run values, before splitting). Empty for a
-    /// saturation search, whose points depend on the results.
+    /// saturation search, whose points depend on the results. A trace replay has one point
+    /// per speed-up, `Rate(speedup)` here; its results record the trace's offered rate
+    /// (records per second of the trace × speed-up) instead.
     pub fn points(&self) -> Vec<LoadPoint> {
+        if let Some(t) = &self.load.trace {
+            return t.speedups.iter().map(|&s| LoadPoint::Rate(s)).collect();
+        }
         match (self.load.mode, &self.load.saturation) {
             (_, Some(_)) => Vec::new(),
             (Mode::Concurrency, None) => self
@@ -865,8 +1160,9 @@ impl Plan {
         }
     }
 
-    /// When step `index` may start: aligned slots after `parallelism.startAt` when steps are
-    /// time-bounded, else `None` (start right away).
+    /// When slot `index` may start: aligned slots after `parallelism.startAt` when steps are
+    /// time-bounded, else `None` (start right away). Every trial of a step has its own slot:
+    /// trial `t` of step `s` is slot `s * trials + t`.
     pub fn step_slot(&self, index: usize) -> Option<DateTime<Utc>> {
         let start = self.parallelism.start_at?;
         let duration = self.load.duration_per_step?;
@@ -878,6 +1174,10 @@ impl Plan {
     /// Measured requests per step for the whole run, `None` when the step is time-bounded
     /// only. Applies the default of 200 when neither bound is set.
     pub fn requests_per_step(&self) -> Option<u64> {
+        if self.load.trace.is_some() {
+            // A trace replay runs the whole trace unless bounded.
+            return self.load.requests_per_step;
+        }
         match (self.load.requests_per_step, self.load.duration_per_step) {
             (None, None) => Some(200),
             (r, _) => r,
@@ -1046,9 +1346,57 @@ parallelism: {index: 0, count: 1, startAt: "2026-01-01T00:00:00Z"}
             "target: {url: x, model: m}\nworkload: {cancel: {fraction: 1.5, after: 1s}}",
             "target: {url: x, model: m}\nworkload: {cancel: {fraction: 0.5, after: 0s}}",
             "target: {url: x, model: m}\nworkload: {dataset: {sharedPrefix: {groups: 0, promptsPerGroup: 1, prefixTokens: 5, suffixTokens: 5}}}",
+            "target: {url: x, model: m}\nworkload: {conversation: {turns: 0}}",
+            "target: {url: x, model: m}\nworkload: {conversation: {turns: 2, thinkTime: 2s, thinkTimeMax: 1s}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: rate}",
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [1], trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: rate, trace: {speedups: [0]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}}\nload: {mode: concurrency, trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: t}}, conversation: {turns: 2}}\nload: {mode: rate, trace: {speedups: [1]}}",
+            "target: {url: x, model: m}\nload: {concurrency: [1], ramp: {duration: 5s}}",
+            "target: {url: x, model: m}\nload: {mode: rate, rate: [1], ramp: {duration: 0s}}",
         ] {
             assert!(Plan::from_text(bad).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn conversation_trace_jsonl_and_ramp_plans_parse() {
+        let p = Plan::from_text(
+            "target: {url: x, model: m}\nworkload: {dataset: {jsonl: {path: /p.jsonl}}, \
+             conversation: {turns: {min: 2, max: 4}, userTokens: 32, thinkTime: 1s, thinkTimeMax: 2s}}\n\
+             load: {mode: rate, rate: [2], ramp: {shape: exponential, duration: 30s}}",
+        )
+        .unwrap();
+        let c = p.workload.conversation.as_ref().unwrap();
+        assert_eq!(c.turns, TokenCount::Range { min: 2, max: 4 });
+        assert_eq!(c.mean_turns(), 3.0);
+        assert_eq!(c.think_time_max, Some(Duration::from_secs(2)));
+        assert_eq!(p.load.ramp.unwrap().shape, RampShape::Exponential);
+        assert!(!p.load.ramp.unwrap().measured);
+        assert_eq!(p.workload.dataset.kind(), "jsonl");
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), p);
+        let t = Plan::from_text(
+            "target: {url: x, model: m}\nworkload: {dataset: {trace: {path: /t.jsonl}}}\n\
+             load: {mode: rate, trace: {speedups: [1, 2, 4]}, durationPerStep: 10m}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.workload.dataset,
+            Dataset::Trace {
+                path: "/t.jsonl".into(),
+                block_tokens: TRACE_BLOCK_TOKENS
+            }
+        );
+        assert_eq!(
+            t.points(),
+            [1.0, 2.0, 4.0].map(LoadPoint::Rate),
+            "one step per speed-up"
+        );
+        assert_eq!(t.requests_per_step(), None);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(Plan::from_text(&json).unwrap(), t);
     }
 
     #[test]

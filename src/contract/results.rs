@@ -214,6 +214,11 @@ pub struct StepResult {
     /// Connections opened before the step (outside its warmup and measured window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_setup: Option<ConnectionSetup>,
+    /// With `load.trials` > 1: each trial's figures and their spread. The step's other
+    /// fields merge all trials (counters add, histograms merge, throughputs over the summed
+    /// measured time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<Trials>,
     /// The workload the step was meant to send (from the plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<StepWorkload>,
@@ -253,6 +258,10 @@ pub enum WorkloadDataset {
     Sharegpt,
     /// Groups of synthetic prompts sharing a prefix.
     SharedPrefix,
+    /// A replayed trace (Mooncake JSONL).
+    Trace,
+    /// Custom JSONL prompts.
+    Jsonl,
 }
 
 /// One served model (or LoRA adapter) of a step's model mix and its share of the requests.
@@ -285,6 +294,17 @@ pub struct StepWorkload {
     /// The model mix (empty: every request goes to `metadata.model`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelShare>,
+    /// Multi-turn conversations: the mean number of turns of the prepared sessions
+    /// (for ShareGPT, the recorded human turns up to `turns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_turns_per_session: Option<f64>,
+    /// Multi-turn conversations: sessions that sent at least one measured turn (measured,
+    /// this load pod's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    /// Trace replay: the speed-up of this step (1 = the recorded pace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_speedup: Option<f64>,
 }
 
 impl StepWorkload {
@@ -313,6 +333,18 @@ impl StepWorkload {
                 Some(w.output_tokens.mean()),
                 Some(sp.shared_fraction()),
             ),
+            Dataset::Trace { .. } => (
+                WorkloadDataset::Trace,
+                prepared_means.map(|m| m.0),
+                prepared_means.map(|m| m.1),
+                None,
+            ),
+            Dataset::Jsonl { .. } => (
+                WorkloadDataset::Jsonl,
+                prepared_means.map(|m| m.0),
+                prepared_means.map(|m| m.1),
+                None,
+            ),
         };
         let total: f64 = w.models.iter().map(|m| f64::from(m.weight)).sum();
         StepWorkload {
@@ -329,6 +361,9 @@ impl StepWorkload {
                     share: r3(f64::from(m.weight) / total),
                 })
                 .collect(),
+            mean_turns_per_session: None,
+            sessions: None,
+            trace_speedup: None,
         }
     }
 
@@ -340,14 +375,22 @@ impl StepWorkload {
                 WorkloadDataset::Random => "random",
                 WorkloadDataset::Sharegpt => "sharegpt",
                 WorkloadDataset::SharedPrefix => "shared-prefix",
+                WorkloadDataset::Trace => "trace",
+                WorkloadDataset::Jsonl => "jsonl",
             }
             .to_string(),
         ];
+        if let Some(s) = self.trace_speedup {
+            parts[0] = format!("trace at {s}x");
+        }
         if let (Some(i), Some(o)) = (self.mean_input_tokens, self.mean_output_tokens) {
             parts.push(format!("{i:.0} in / {o:.0} out tokens (mean)"));
         }
         if let Some(f) = self.shared_prefix_fraction {
             parts.push(format!("{:.0}% of prompt tokens shared", f * 100.0));
+        }
+        if let Some(t) = self.mean_turns_per_session {
+            parts.push(format!("{t:.1} turns per session"));
         }
         if !self.models.is_empty() {
             let mix: Vec<String> = self
@@ -444,6 +487,7 @@ impl StepResult {
             output_goodput: None,
             slo_attainment: None,
             connection_setup: None,
+            trials: None,
             workload: None,
             cancelled: stats.cancelled,
             models: Vec::new(),
@@ -667,10 +711,238 @@ pub fn merge_steps(parts: &[StepResult]) -> anyhow::Result<StepResult> {
             }),
             (a, b) => a.or_else(|| b.clone()),
         };
+        // Each pod ran its own sessions.
+        if let (Some(w), Some(pw)) = (out.workload.as_mut(), p.workload.as_ref()) {
+            w.sessions = add_u(w.sessions, pw.sessions);
+        }
     }
     out.histograms = hist.encode();
     out.fill_derived(&hist);
+    out.trials = merge_trials_of_pods(parts);
     Ok(out)
+}
+
+/// Trial `k` of every pod is one trial of the split load: throughputs add; latency
+/// percentiles are the request-weighted mean of the pods' (histograms are not kept per trial).
+fn merge_trials_of_pods(parts: &[StepResult]) -> Option<Trials> {
+    let all: Vec<&Trials> = parts
+        .iter()
+        .map(|p| p.trials.as_ref())
+        .collect::<Option<_>>()?;
+    let n = all.iter().map(|t| t.figures.len()).min()?;
+    let figures = (0..n)
+        .map(|k| {
+            let f: Vec<&TrialFigures> = all.iter().map(|t| &t.figures[k]).collect();
+            let weight: Vec<f64> = f.iter().map(|x| x.completed.max(1) as f64).collect();
+            let total: f64 = weight.iter().sum();
+            let wmean = |get: fn(&TrialFigures) -> f64| {
+                f.iter().zip(&weight).map(|(x, w)| get(x) * w).sum::<f64>() / total
+            };
+            TrialFigures {
+                completed: f.iter().map(|x| x.completed).sum(),
+                failed: f.iter().map(|x| x.failed).sum(),
+                request_throughput: f.iter().map(|x| x.request_throughput).sum(),
+                output_throughput: f.iter().map(|x| x.output_throughput).sum(),
+                p50_ttft_ms: wmean(|x| x.p50_ttft_ms),
+                p95_ttft_ms: wmean(|x| x.p95_ttft_ms),
+                p99_ttft_ms: wmean(|x| x.p99_ttft_ms),
+                p50_itl_ms: wmean(|x| x.p50_itl_ms),
+                p95_itl_ms: wmean(|x| x.p95_itl_ms),
+                p99_itl_ms: wmean(|x| x.p99_itl_ms),
+                p95_e2el_ms: wmean(|x| x.p95_e2el_ms),
+            }
+        })
+        .collect();
+    Some(Trials::of(figures))
+}
+
+/// Merges the trials of one step (run one after another at the same load): counters add,
+/// histograms merge, throughputs are over the summed measured time, and `trials` holds each
+/// trial's figures with their spread. One trial is returned as it is.
+pub fn combine_trials(parts: &[StepResult]) -> anyhow::Result<StepResult> {
+    let Some(first) = parts.first() else {
+        bail!("no trials to combine");
+    };
+    if parts.len() == 1 {
+        return Ok(first.clone());
+    }
+    let mut out = merge_steps(parts)?;
+    out.max_concurrency = first.max_concurrency;
+    out.request_rate = first.request_rate;
+    let secs: f64 = parts.iter().map(|p| p.duration).sum();
+    let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    out.duration = secs;
+    out.request_throughput = per_sec(out.completed);
+    out.output_throughput = per_sec(out.total_output_tokens);
+    out.total_token_throughput = per_sec(out.total_input_tokens + out.total_output_tokens);
+    let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+    out.request_goodput = out.good_requests.map(|g| r3(per_sec(g)));
+    out.output_goodput = out.good_output_tokens.map(|g| r3(per_sec(g)));
+    let mean = |get: fn(&StepResult) -> Option<f64>| {
+        let v: Vec<f64> = parts.iter().filter_map(get).collect();
+        (!v.is_empty()).then(|| r3(v.iter().sum::<f64>() / v.len() as f64))
+    };
+    out.arrival_rate = mean(|p| p.arrival_rate);
+    out.achieved_request_rate = mean(|p| p.achieved_request_rate);
+    out.trials = Some(Trials::of(parts.iter().map(TrialFigures::of).collect()));
+    Ok(out)
+}
+
+/// One trial's headline figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialFigures {
+    /// Successful requests.
+    pub completed: u64,
+    /// Failed requests.
+    pub failed: u64,
+    /// Completed requests per second.
+    pub request_throughput: f64,
+    /// Output tokens per second.
+    pub output_throughput: f64,
+    /// Median TTFT, ms.
+    pub p50_ttft_ms: f64,
+    /// p95 TTFT, ms.
+    pub p95_ttft_ms: f64,
+    /// p99 TTFT, ms.
+    pub p99_ttft_ms: f64,
+    /// Median ITL, ms.
+    pub p50_itl_ms: f64,
+    /// p95 ITL, ms.
+    pub p95_itl_ms: f64,
+    /// p99 ITL, ms.
+    pub p99_itl_ms: f64,
+    /// p95 end-to-end latency, ms.
+    pub p95_e2el_ms: f64,
+}
+
+impl TrialFigures {
+    /// The figures of one trial's step result.
+    pub fn of(s: &StepResult) -> TrialFigures {
+        TrialFigures {
+            completed: s.completed,
+            failed: s.failed,
+            request_throughput: s.request_throughput,
+            output_throughput: s.output_throughput,
+            p50_ttft_ms: s.median_ttft_ms,
+            p95_ttft_ms: s.p95_ttft_ms,
+            p99_ttft_ms: s.p99_ttft_ms,
+            p50_itl_ms: s.median_itl_ms,
+            p95_itl_ms: s.p95_itl_ms,
+            p99_itl_ms: s.p99_itl_ms,
+            p95_e2el_ms: s.p95_e2el_ms,
+        }
+    }
+}
+
+/// The spread of one figure over the trials.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Smallest trial value.
+    pub min: f64,
+    /// Median of the trial values.
+    pub median: f64,
+    /// Largest trial value.
+    pub max: f64,
+    /// Mean of the trial values.
+    pub mean: f64,
+    /// Lower end of the 95% confidence interval of the mean (Student's t over the trials).
+    pub ci95_low: f64,
+    /// Upper end of that interval.
+    pub ci95_high: f64,
+}
+
+/// Two-sided 97.5% quantiles of Student's t for 1..=30 degrees of freedom.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+];
+
+impl Spread {
+    /// The spread of `values` (at least one; one value gives a zero-width interval).
+    pub fn of(values: &[f64]) -> Spread {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n == 0 {
+            return Spread {
+                min: 0.0,
+                median: 0.0,
+                max: 0.0,
+                mean: 0.0,
+                ci95_low: 0.0,
+                ci95_high: 0.0,
+            };
+        }
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let half = if n > 1 {
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            let t = T975.get(n - 2).copied().unwrap_or(1.96);
+            t * (var / n as f64).sqrt()
+        } else {
+            0.0
+        };
+        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        Spread {
+            min: r3(v[0]),
+            median: r3(median),
+            max: r3(v[n - 1]),
+            mean: r3(mean),
+            ci95_low: r3(mean - half),
+            ci95_high: r3(mean + half),
+        }
+    }
+}
+
+/// The trials of one step: each trial's figures and the spread of the headline ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trials {
+    /// Each trial's figures, in run order.
+    pub figures: Vec<TrialFigures>,
+    /// Spread of the request throughput, req/s.
+    pub request_throughput: Spread,
+    /// Spread of the output throughput, tok/s.
+    pub output_throughput: Spread,
+    /// Spread of the median TTFT, ms.
+    pub p50_ttft_ms: Spread,
+    /// Spread of the p95 TTFT, ms.
+    pub p95_ttft_ms: Spread,
+    /// Spread of the p99 TTFT, ms.
+    pub p99_ttft_ms: Spread,
+    /// Spread of the median ITL, ms.
+    pub p50_itl_ms: Spread,
+    /// Spread of the p95 ITL, ms.
+    pub p95_itl_ms: Spread,
+    /// Spread of the p99 ITL, ms.
+    pub p99_itl_ms: Spread,
+    /// Spread of the p95 end-to-end latency, ms.
+    pub p95_e2el_ms: Spread,
+}
+
+impl Trials {
+    /// Trials with these figures.
+    pub fn of(figures: Vec<TrialFigures>) -> Trials {
+        let spread = |get: fn(&TrialFigures) -> f64| {
+            Spread::of(&figures.iter().map(get).collect::<Vec<_>>())
+        };
+        Trials {
+            request_throughput: spread(|f| f.request_throughput),
+            output_throughput: spread(|f| f.output_throughput),
+            p50_ttft_ms: spread(|f| f.p50_ttft_ms),
+            p95_ttft_ms: spread(|f| f.p95_ttft_ms),
+            p99_ttft_ms: spread(|f| f.p99_ttft_ms),
+            p50_itl_ms: spread(|f| f.p50_itl_ms),
+            p95_itl_ms: spread(|f| f.p95_itl_ms),
+            p99_itl_ms: spread(|f| f.p99_itl_ms),
+            p95_e2el_ms: spread(|f| f.p95_e2el_ms),
+            figures,
+        }
+    }
 }
 
 /// Merges per-pod results of one split run, step by step (steps are matched by position;
@@ -817,6 +1089,10 @@ pub struct Summary {
     /// Why the sweep ended before its last step (e.g. every request of a step failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
+    /// Per-request records kept in the document (a load pod with `load.records`): size
+    /// bounded, with the number dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<super::records::EmbeddedRecords>,
 }
 
 impl Summary {
@@ -853,6 +1129,7 @@ impl Summary {
                 .collect(),
             saturation: None,
             stopped_early: None,
+            records: None,
         }
     }
 }
@@ -862,6 +1139,49 @@ mod tests {
     use super::*;
     use crate::contract::outcome::{Failure, Metrics};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn trials_merge_sequentially_and_report_their_spread() {
+        let c = LoadPoint::Concurrency(4);
+        // Three trials of 10 s: 100, 110 and 120 ms TTFT; 10, 20, 30 requests.
+        let parts = [
+            step(c, &[100; 10], 0, 10),
+            step(c, &[110; 20], 0, 10),
+            step(c, &[120; 30], 0, 10),
+        ];
+        let t = combine_trials(&parts).unwrap();
+        assert_eq!(t.max_concurrency, Some(4), "the load point does not add up");
+        assert_eq!(t.completed, 60);
+        assert_eq!(t.duration, 30.0);
+        assert!((t.request_throughput - 2.0).abs() < 1e-9, "60 over 30 s");
+        let tr = t.trials.as_ref().unwrap();
+        assert_eq!(tr.figures.len(), 3);
+        assert_eq!(
+            (
+                tr.request_throughput.min,
+                tr.request_throughput.median,
+                tr.request_throughput.max
+            ),
+            (1.0, 2.0, 3.0)
+        );
+        // Mean 2, s = 1, t(0.975, 2) = 4.303: 2 ± 4.303/sqrt(3).
+        let half = 4.303 / 3f64.sqrt();
+        assert!((tr.request_throughput.ci95_low - (2.0 - half)).abs() < 1e-3);
+        assert!((tr.request_throughput.ci95_high - (2.0 + half)).abs() < 1e-3);
+        let p95 = tr.p95_ttft_ms;
+        assert!(p95.min < p95.median && p95.median < p95.max, "{p95:?}");
+        assert!((p95.median - 110.0).abs() < 1.0, "{p95:?}");
+        // One trial is the step itself.
+        assert_eq!(combine_trials(&parts[..1]).unwrap(), parts[0]);
+        let one = Spread::of(&[5.0]);
+        assert_eq!((one.ci95_low, one.ci95_high), (5.0, 5.0));
+        // Two pods of the same trials: throughputs add per trial.
+        let merged = merge_steps(&[t.clone(), t.clone()]).unwrap();
+        let m = merged.trials.unwrap();
+        assert_eq!(m.figures.len(), 3);
+        assert!((m.request_throughput.median - 4.0).abs() < 1e-9);
+        assert!((m.p95_ttft_ms.median - p95.median).abs() < 1e-9);
+    }
 
     fn step(point: LoadPoint, ttft_ms: &[u64], fails: u64, secs: i64) -> StepResult {
         let mut s = StepStats::new();

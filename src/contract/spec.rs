@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{self, BenchmarkRunSpec, DatasetKind, TokenLengthSpec};
 use crate::contract::plan::{
-    Api, Arrival, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Saturation, SharedPrefix,
-    Slo, Target, TokenCount, Workload,
+    Api, Arrival, Conversation, Dataset, GoodputSlo, Load, Mode, Parallelism, Plan, Ramp,
+    RampShape, Saturation, SharedPrefix, Slo, TRACE_BLOCK_TOKENS, Target, TokenCount, TraceReplay,
+    Workload,
 };
 
 /// Where the dataset ConfigMap key is mounted in load pods.
@@ -71,24 +72,25 @@ pub fn plan(
     start_at: Option<DateTime<Utc>>,
 ) -> Result<Plan, PlanError> {
     let w = &spec.workload;
+    let file = || match (&w.dataset.path, &w.dataset.config_map_ref) {
+        (Some(p), _) => Ok(PathBuf::from(p)),
+        (None, Some(r)) => Ok(PathBuf::from(DATASET_DIR).join(&r.key)),
+        (None, None) => Err(PlanError {
+            field: "spec.workload.dataset".into(),
+            message: "kind sharegpt, trace or jsonl needs path or configMapRef".into(),
+        }),
+    };
     let dataset = match w.dataset.kind {
         DatasetKind::Random => Dataset::Random,
-        DatasetKind::Sharegpt => {
-            let path = match (&w.dataset.path, &w.dataset.config_map_ref) {
-                (Some(p), _) => PathBuf::from(p),
-                (None, Some(r)) => PathBuf::from(DATASET_DIR).join(&r.key),
-                (None, None) => {
-                    return Err(PlanError {
-                        field: "spec.workload.dataset".into(),
-                        message: "kind sharegpt needs path or configMapRef".into(),
-                    });
-                }
-            };
-            Dataset::Sharegpt {
-                path,
-                output_from_dataset: false,
-            }
-        }
+        DatasetKind::Sharegpt => Dataset::Sharegpt {
+            path: file()?,
+            output_from_dataset: false,
+        },
+        DatasetKind::Trace => Dataset::Trace {
+            path: file()?,
+            block_tokens: w.dataset.block_tokens.unwrap_or(TRACE_BLOCK_TOKENS),
+        },
+        DatasetKind::Jsonl => Dataset::Jsonl { path: file()? },
         DatasetKind::SharedPrefix => {
             let field = "spec.workload.dataset.sharedPrefix";
             let sp = w.dataset.shared_prefix.as_ref().ok_or_else(|| PlanError {
@@ -102,6 +104,25 @@ pub fn plan(
                 suffix_tokens: token_count(&sp.suffix_tokens, &format!("{field}.suffixTokens"))?,
             })
         }
+    };
+    let conversation = match &w.conversation {
+        Some(c) => {
+            let field = "spec.workload.conversation";
+            Some(Conversation {
+                turns: match c.turns_max {
+                    Some(max) if max > c.turns => TokenCount::Range { min: c.turns, max },
+                    _ => TokenCount::Fixed(c.turns),
+                },
+                user_tokens: c
+                    .user_tokens
+                    .as_ref()
+                    .map(|u| token_count(u, &format!("{field}.userTokens")))
+                    .transpose()?,
+                think_time: c.think_time.map(Into::into).unwrap_or_default(),
+                think_time_max: c.think_time_max.map(Into::into),
+            })
+        }
+        None => None,
     };
     let input_tokens = length(w.input_tokens, w.input_tokens_max, w.input_tokens_stddev);
     let output_tokens = length(w.output_tokens, w.output_tokens_max, w.output_tokens_stddev);
@@ -135,6 +156,8 @@ pub fn plan(
     let defaults = Load::default();
     let requests_per_step = match (l.requests_per_step, l.duration_per_step) {
         (Some(n), _) => Some(u64::from(n)),
+        // A trace replay sends the whole trace unless bounded.
+        (None, _) if !l.trace_speedups.is_empty() => None,
         (None, Some(_)) => None,
         (None, None) => Some(200),
     };
@@ -156,6 +179,7 @@ pub fn plan(
             seed: w.seed,
             stream: w.stream,
             num_prompts: None,
+            conversation,
             models: w
                 .models
                 .iter()
@@ -190,6 +214,26 @@ pub fn plan(
             max_error_rate: spec.max_error_rate,
             goodput_slo: l.goodput_slo.as_ref().map(GoodputSlo::from_spec),
             saturation,
+            trace: (!l.trace_speedups.is_empty()).then(|| TraceReplay {
+                speedups: l.trace_speedups.clone(),
+            }),
+            ramp: l.ramp.as_ref().map(|r| Ramp {
+                shape: match r.shape {
+                    api::RampShape::Linear => RampShape::Linear,
+                    api::RampShape::Exponential => RampShape::Exponential,
+                },
+                duration: r.duration.into(),
+                measured: r.measured,
+            }),
+            trials: l.trials.unwrap_or(1),
+            records: l.records.as_ref().filter(|r| r.enabled).map(|r| {
+                crate::contract::plan::RecordsPlan {
+                    max_bytes: r
+                        .max_bytes
+                        .unwrap_or(crate::contract::plan::DEFAULT_RECORDS_BYTES),
+                    itl: r.itl,
+                }
+            }),
             ..defaults
         },
         parallelism: Parallelism {
@@ -218,7 +262,8 @@ fn saturation_steps(s: &crate::contract::plan::Saturation) -> u32 {
 /// The longest a plan runs when its server answers, with [`DEADLINE_SLACK`]: for each step
 /// its warmup, then its `durationPerStep`, or for request-counted steps every request at
 /// the request timeout (closed loop: one timeout per round of `concurrency` requests; open
-/// loop: the send schedule plus one timeout). The default `activeDeadlineSeconds` of the
+/// loop: the send schedule plus one timeout), for conversations plus a session's longest
+/// think times. The default `activeDeadlineSeconds` of the
 /// load Job, so pods that hang cannot hold the run (or the GPUs) forever.
 pub fn deadline(plan: &Plan) -> Duration {
     let l = &plan.load;
@@ -237,7 +282,17 @@ pub fn deadline(plan: &Plan) -> Duration {
                 },
                 (None, None) => timeout,
             };
-        l.warmup + measured + l.step_slack
+        // A conversation's turns also wait their think times (a session's longest case).
+        let thinking = plan
+            .workload
+            .conversation
+            .as_ref()
+            .map_or(Duration::ZERO, |c| {
+                c.think_time_max
+                    .unwrap_or(c.think_time)
+                    .saturating_mul(c.turns.max())
+            });
+        (l.warmup + measured + thinking + l.step_slack).saturating_mul(l.trials.max(1))
     };
     let total: Duration = match &l.saturation {
         Some(s) => {
@@ -439,6 +494,118 @@ mod tests {
     }
 
     #[test]
+    fn multi_turn_and_trace_examples_map_to_the_plan() {
+        let p = plan(
+            &example("bench-multi-turn.yaml"),
+            "http://q",
+            "qwen",
+            1,
+            None,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        let c = p.workload.conversation.as_ref().unwrap();
+        assert_eq!(c.turns, TokenCount::Fixed(4));
+        assert_eq!(c.think_time, Duration::from_secs(1));
+        assert_eq!(c.think_time_max, Some(Duration::from_secs(3)));
+        assert_eq!(
+            c.user_tokens,
+            Some(TokenCount::Normal {
+                mean: 64,
+                stddev: 16,
+                min: Some(16),
+                max: Some(128)
+            })
+        );
+        assert_eq!(p.workload.api, Api::Chat);
+        let mut without = p.clone();
+        without.workload.conversation = None;
+        assert_eq!(
+            deadline(&p),
+            deadline(&without) + Duration::from_secs(2 * 4 * 3),
+            "two steps, each with up to four think times of 3 s"
+        );
+        let p = plan(
+            &example("bench-trace-replay.yaml"),
+            "http://q",
+            "qwen",
+            2,
+            None,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(
+            p.workload.dataset,
+            Dataset::Trace {
+                path: PathBuf::from("/etc/inferops/dataset/trace.jsonl"),
+                block_tokens: 512
+            }
+        );
+        assert_eq!(p.load.trace.as_ref().unwrap().speedups, [2.0]);
+        assert_eq!(p.load.mode, Mode::Rate);
+        assert_eq!(
+            p.requests_per_step(),
+            None,
+            "the whole trace, capped by time"
+        );
+        assert_eq!(p.points().len(), 1);
+        let one =
+            p.load.warmup + Duration::from_secs(300) + p.load.request_timeout + p.load.step_slack;
+        assert_eq!(deadline(&p), p.target.wait + one + DEADLINE_SLACK);
+    }
+
+    #[test]
+    fn ramps_map_to_the_plan() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        spec.load.mode = api::LoadMode::Rate;
+        spec.load.rate = vec![4.0];
+        spec.load.ramp = Some(api::RampSpec {
+            shape: api::RampShape::Exponential,
+            duration: Duration::from_secs(30).into(),
+            measured: true,
+        });
+        let p = plan(&spec, "http://q", "qwen", 1, None).unwrap();
+        assert_eq!(
+            p.load.ramp,
+            Some(Ramp {
+                shape: RampShape::Exponential,
+                duration: Duration::from_secs(30),
+                measured: true
+            })
+        );
+    }
+
+    #[test]
+    fn trials_and_records_reach_the_plan_and_trials_lengthen_the_deadline() {
+        let mut spec = example("bench-concurrency-sweep.yaml");
+        let one = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!((one.load.trials, one.load.records), (1, None));
+        spec.load.trials = Some(3);
+        spec.load.records = Some(crate::api::RecordsSpec {
+            enabled: true,
+            max_bytes: None,
+            itl: true,
+        });
+        let three = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
+        assert_eq!(three.load.trials, 3);
+        let r = three.load.records.unwrap();
+        assert_eq!(
+            (r.max_bytes, r.itl),
+            (crate::contract::plan::DEFAULT_RECORDS_BYTES, true)
+        );
+        let fixed = DEADLINE_SLACK + one.target.wait;
+        assert_eq!(deadline(&three) - fixed, (deadline(&one) - fixed) * 3);
+        spec.load.records.as_mut().unwrap().enabled = false;
+        assert_eq!(
+            plan(&spec, "http://q:8000", "qwen", 1, None)
+                .unwrap()
+                .load
+                .records,
+            None
+        );
+    }
+
+    #[test]
     fn a_configmap_dataset_is_read_from_the_mount() {
         let mut spec = example("bench-concurrency-sweep.yaml");
         spec.workload.dataset = crate::api::DatasetSpec {
@@ -449,6 +616,7 @@ mod tests {
             }),
             path: None,
             shared_prefix: None,
+            block_tokens: None,
         };
         let p = plan(&spec, "http://q:8000", "qwen", 1, None).unwrap();
         match p.workload.dataset {

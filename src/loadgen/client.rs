@@ -28,6 +28,9 @@ use super::workload::{PreparedRequest, word_count};
 use crate::contract::outcome::{ErrorClass, Failure, Metrics};
 use crate::contract::plan::{Api, Target};
 
+/// The header carrying a request's id (records).
+pub const X_REQUEST_ID: &str = "x-request-id";
+
 /// Connection settings of a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -146,6 +149,11 @@ pub struct Scratch {
     pub trace: Option<Trace>,
     /// The worker's kept-alive connection (direct `http://` transport).
     pub conn: Option<DirectConn>,
+    /// When `Some`, the text of the last response (the streamed `text` / `delta.content`
+    /// pieces, or the whole body's) is collected here: a conversation's next turn sends it.
+    pub answer: Option<String>,
+    /// Sent as `X-Request-Id` with the next request (set when records are kept).
+    pub request_id: Option<HeaderValue>,
 }
 
 impl Scratch {
@@ -163,6 +171,9 @@ impl Scratch {
         if let Some(t) = &mut self.trace {
             t.id.clear();
             t.chunk_times.clear();
+        }
+        if let Some(a) = &mut self.answer {
+            a.clear();
         }
     }
 }
@@ -342,16 +353,20 @@ impl Client {
             itl_us,
             trace,
             conn,
+            answer,
+            request_id,
         } = scratch;
+        let request_id = request_id.take();
         let bufs = Bufs {
             parser,
             itl_us,
             trace,
+            answer,
         };
         match &self.transport {
             Transport::Direct(target) => {
                 target
-                    .exchange(conn, &req.body, |resp| {
+                    .exchange(conn, &req.body, request_id.as_ref(), |resp| {
                         let is_json = is_json(&resp.headers);
                         self.handle(resp.status, is_json, resp.body, req, t0, bufs, tokens_seen)
                     })
@@ -364,6 +379,9 @@ impl Client {
                     .body(req.body.clone());
                 if let Some(a) = auth {
                     rb = rb.header(AUTHORIZATION, a.clone());
+                }
+                if let Some(id) = request_id {
+                    rb = rb.header(X_REQUEST_ID, id);
                 }
                 let resp = rb.send().await.map_err(|e| transport_failure(&e))?;
                 let (status, is_json) = (resp.status(), is_json(resp.headers()));
@@ -400,7 +418,15 @@ impl Client {
         if self.stream && !is_json {
             read_stream(body, req, t0, bufs, tokens_seen).await
         } else {
-            read_whole(body, req, t0, self.stream, self.max_event_bytes).await
+            read_whole(
+                body,
+                req,
+                t0,
+                self.stream,
+                self.max_event_bytes,
+                bufs.answer,
+            )
+            .await
         }
     }
 }
@@ -417,6 +443,7 @@ struct Bufs<'a> {
     parser: &'a mut SseParser,
     itl_us: &'a mut Vec<u32>,
     trace: &'a mut Option<Trace>,
+    answer: &'a mut Option<String>,
 }
 
 /// A response body read chunk by chunk, each with its arrival time.
@@ -453,6 +480,7 @@ async fn read_stream<C: Chunks>(
         parser,
         itl_us,
         trace,
+        answer,
     } = bufs;
     let mut st = StreamState::default();
     loop {
@@ -467,7 +495,15 @@ async fn read_stream<C: Chunks>(
                 .into_err();
             }
         };
-        let fed = parser.feed(&chunk, &mut |data| st.on_event(data, at, itl_us, trace));
+        let fed = parser.feed(&chunk, &mut |data| {
+            let before = st.tokens;
+            st.on_event(data, at, itl_us, trace);
+            if st.tokens > before
+                && let Some(a) = answer.as_mut()
+            {
+                append_text(a, data);
+            }
+        });
         *tokens_seen = st.tokens;
         if let Err(e) = fed {
             return Failure::new(
@@ -546,6 +582,7 @@ async fn read_whole<C: Chunks>(
     t0: Instant,
     wanted_stream: bool,
     limit: usize,
+    answer: &mut Option<String>,
 ) -> Result<Metrics, Failure> {
     let mut body = Vec::new();
     loop {
@@ -606,6 +643,9 @@ async fn read_whole<C: Chunks>(
         .as_deref()
         .or(choice.message.as_ref().and_then(|m| m.content.as_deref()))
         .unwrap_or("");
+    if let Some(a) = answer {
+        a.push_str(text);
+    }
     let e2el_us = micros(end - t0);
     let usage = parsed.usage.unwrap_or_default();
     Ok(Metrics {
@@ -679,6 +719,38 @@ impl StreamState {
             && t.id.is_empty()
         {
             t.id.push_str(&id);
+        }
+    }
+}
+
+/// Appends the text pieces of a stream event (`choices[].text` or `choices[].delta.content`)
+/// to `out`. Only called when the answer is collected (a second, allocating parse).
+fn append_text(out: &mut String, data: &[u8]) {
+    #[derive(Deserialize)]
+    struct Ev {
+        #[serde(default)]
+        choices: Vec<C>,
+    }
+    #[derive(Deserialize)]
+    struct C {
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        delta: Option<D>,
+    }
+    #[derive(Deserialize)]
+    struct D {
+        #[serde(default)]
+        content: Option<String>,
+    }
+    if let Ok(ev) = serde_json::from_slice::<Ev>(data) {
+        for c in ev.choices {
+            if let Some(t) = c.text {
+                out.push_str(&t);
+            }
+            if let Some(t) = c.delta.and_then(|d| d.content) {
+                out.push_str(&t);
+            }
         }
     }
 }

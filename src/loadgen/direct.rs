@@ -307,7 +307,7 @@ impl DirectTarget {
         })
     }
 
-    fn request(&self, body: &Bytes) -> http::Request<Full<Bytes>> {
+    fn request(&self, body: &Bytes, id: Option<&HeaderValue>) -> http::Request<Full<Bytes>> {
         let mut r = http::Request::post(self.path.clone())
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -318,6 +318,9 @@ impl DirectTarget {
             );
         if let Some(a) = &self.auth {
             r = r.header(http::header::AUTHORIZATION, a.clone());
+        }
+        if let Some(id) = id {
+            r = r.header(super::client::X_REQUEST_ID, id.clone());
         }
         r.body(Full::new(body.clone()))
             .expect("valid request parts")
@@ -330,6 +333,7 @@ impl DirectTarget {
         &self,
         slot: &mut Option<DirectConn>,
         body: &Bytes,
+        request_id: Option<&HeaderValue>,
         handle: F,
     ) -> Result<T, Failure>
     where
@@ -347,11 +351,11 @@ impl DirectTarget {
             None => (self.connect().await?, false),
         };
         // A kept-alive connection may have been closed by the server just now: retry once.
-        let resp = match send(&mut conn, self.request(body)).await {
+        let resp = match send(&mut conn, self.request(body, request_id)).await {
             Ok(r) => r,
             Err(_) if reused => {
                 conn = self.connect().await?;
-                send(&mut conn, self.request(body)).await?
+                send(&mut conn, self.request(body, request_id)).await?
             }
             Err(f) => return Err(f),
         };

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod cpu;
 pub mod direct;
+pub mod records;
 pub mod run;
 pub mod schedule;
 pub mod sse;

@@ -4,19 +4,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, ClientConfig};
+use super::records::{RecordSink, Recorder};
 use super::schedule::{StepContext, StepProgress, StepSpec, run_step};
 use super::workload::{RequestSet, load_tokenizer};
 use crate::contract::plan::{LoadPoint, Mode, Plan, Saturation, share_u64};
+use crate::contract::records::{CLOCK, RECORDS_VERSION, RecordsHeader};
 use crate::contract::results::{
     Metadata, ProbePhase, Results, RunStatus, SaturationProbe, SaturationResult, StepResult,
-    StepWorkload, Summary,
+    StepWorkload, Summary, combine_trials,
 };
 use crate::contract::slo::Measured;
 
@@ -76,6 +78,24 @@ pub struct RunOptions {
     /// Do not open connections before each step (by default they are opened, and their
     /// set-up time reported apart, so TCP handshakes stay out of the latencies).
     pub no_preconnect: bool,
+    /// Keep per-request records: every measured request gets an id (sent as
+    /// `X-Request-Id`) and one record in this sink when it ends.
+    pub records: Option<RecordsTo>,
+}
+
+/// Where a run's per-request records go.
+#[derive(Clone)]
+pub struct RecordsTo {
+    /// The sink.
+    pub sink: Arc<dyn RecordSink>,
+    /// Also keep each request's inter-token gaps.
+    pub itl: bool,
+}
+
+impl std::fmt::Debug for RecordsTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordsTo").field("itl", &self.itl).finish()
+    }
 }
 
 /// The finished steps of `prior` that a run of `plan` can keep.
@@ -126,16 +146,40 @@ pub async fn run_plan_with(
         tokenizer.as_ref(),
     )?);
     let par = &plan.parallelism;
+    let (origin, started_at) = (std::time::Instant::now(), Utc::now());
+    let records = options.records.as_ref().map(|r| {
+        r.sink.start(&RecordsHeader {
+            inferops_records: RECORDS_VERSION,
+            started_at,
+            clock: CLOCK.into(),
+            url: plan.target.url.clone(),
+            model: plan.target.model.clone(),
+            pod: par.index,
+        });
+        // Ids unique across runs and pods: start time (ms, hex), pod, sequence.
+        let prefix = format!("{:x}-{}", started_at.timestamp_millis(), par.index);
+        Arc::new(Recorder::new(
+            r.sink.clone(),
+            origin,
+            &plan.target.model,
+            r.itl,
+            prefix,
+        ))
+    });
     let ctx = StepContext {
         client,
         workload,
         // Pods of a split run start at different prompts.
         next_prompt: Arc::new(AtomicU64::new(u64::from(par.index) * 7919)),
         cancel: cancel.clone(),
+        records,
     };
     let kept = resumable(plan, options.resume.as_ref());
     let mut results = Results {
-        metadata: Metadata::new(plan),
+        metadata: Metadata {
+            started_at,
+            ..Metadata::new(plan)
+        },
         summary: Summary::of(&kept, plan.load.max_error_rate),
         steps: kept,
     };
@@ -202,6 +246,20 @@ impl Runner<'_> {
         let plan = self.plan;
         let par = &plan.parallelism;
         let index = self.results.steps.len();
+        // A trace step's point is its speed-up; it runs (and is recorded) at the trace's
+        // offered rate at that speed-up.
+        let (point, trace_speedup) = match (&plan.load.trace, point) {
+            (Some(_), LoadPoint::Rate(speedup)) => {
+                let rate = self.ctx.workload.trace_rate().unwrap_or(0.0)
+                    * f64::from(par.count.max(1))
+                    * speedup;
+                (
+                    LoadPoint::Rate((rate * 1000.0).round() / 1000.0),
+                    Some(speedup),
+                )
+            }
+            _ => (point, None),
+        };
         let spec = StepSpec {
             point: point.share(par),
             requests: plan
@@ -218,30 +276,74 @@ impl Runner<'_> {
                 .wrapping_add(u64::from(par.index) << 32),
             goodput_slo: plan.load.goodput_slo,
             preconnect: self.preconnect,
+            ramp: plan.load.ramp,
+            trace_speedup,
         };
-        if let Some(at) = plan.step_slot(index) {
-            let wait = (at - Utc::now()).to_std().unwrap_or_default();
-            tokio::select! {
-                _ = self.ctx.cancel.cancelled() => {}
-                _ = tokio::time::sleep(wait) => {}
+        let trials = plan.load.trials.max(1);
+        let mut parts = Vec::with_capacity(trials as usize);
+        let mut sessions = 0;
+        for trial in 0..trials {
+            let slot = index * trials as usize + trial as usize;
+            if let Some(at) = plan.step_slot(slot) {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    _ = self.ctx.cancel.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            if trial > 0 && self.ctx.cancel.is_cancelled() {
+                break;
+            }
+            let progress = Arc::new(StepProgress::default());
+            self.observer.step_started(
+                index,
+                point,
+                spec.requests,
+                spec.duration,
+                progress.clone(),
+            );
+            if let Some(r) = &self.ctx.records {
+                r.set_step(index, trial);
+            }
+            let spec = StepSpec {
+                // Trials see different arrival gaps.
+                seed: spec.seed.wrapping_add(u64::from(trial) << 48),
+                ..spec.clone()
+            };
+            let (cpu0, t0) = (super::cpu::process_cpu(), std::time::Instant::now());
+            let mut part = run_step(&self.ctx, &spec, progress.clone()).await;
+            sessions += progress.sessions.load(Ordering::Relaxed);
+            if let Some(r) = &self.ctx.records {
+                r.flush();
+            }
+            // How busy the load generator itself was: near 1, its numbers are suspect.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            let busy = (super::cpu::process_cpu() - cpu0).as_secs_f64();
+            let wall = t0.elapsed().as_secs_f64();
+            if wall > 0.0 {
+                part.client_cpu_util = Some(((busy / wall / cores) * 1000.0).round() / 1000.0);
+            }
+            let interrupted = part.interrupted;
+            parts.push(part);
+            if interrupted {
+                break;
             }
         }
-        let progress = Arc::new(StepProgress::default());
-        self.observer
-            .step_started(index, point, spec.requests, spec.duration, progress.clone());
-        let (cpu0, t0) = (super::cpu::process_cpu(), std::time::Instant::now());
-        let mut step = run_step(&self.ctx, &spec, progress).await;
-        // How busy the load generator itself was: near 1, its numbers are suspect.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let busy = (super::cpu::process_cpu() - cpu0).as_secs_f64();
-        let wall = t0.elapsed().as_secs_f64();
-        if wall > 0.0 {
-            step.client_cpu_util = Some(((busy / wall / cores) * 1000.0).round() / 1000.0);
+        let mut step = match combine_trials(&parts) {
+            Ok(s) => s,
+            // Trials of one step always merge; keep the first rather than lose the step.
+            Err(_) => parts.swap_remove(0),
+        };
+        let mut workload = StepWorkload::of(plan, Some(self.ctx.workload.mean_lengths()));
+        if let Some(turns) = self.ctx.workload.mean_turns() {
+            let (input, output) = self.ctx.workload.mean_lengths();
+            workload.mean_input_tokens = Some((input * 1000.0).round() / 1000.0);
+            workload.mean_output_tokens = Some((output * 1000.0).round() / 1000.0);
+            workload.mean_turns_per_session = Some((turns * 1000.0).round() / 1000.0);
+            workload.sessions = Some(sessions);
         }
-        step.workload = Some(StepWorkload::of(
-            plan,
-            Some(self.ctx.workload.mean_lengths()),
-        ));
+        workload.trace_speedup = trace_speedup;
+        step.workload = Some(workload);
         self.results.steps.push(step.clone());
         let old = std::mem::replace(
             &mut self.results.summary,

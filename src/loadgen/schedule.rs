@@ -25,9 +25,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Scratch};
-use super::workload::{PreparedRequest, RequestSet};
+use super::records::{Finished, Recorder};
+use super::workload::{ChatMessage, PreparedRequest, RequestSet, SessionScript};
 use crate::contract::outcome::Failure;
-use crate::contract::plan::{Arrival, LoadPoint};
+use crate::contract::plan::{Arrival, LoadPoint, Ramp};
 use crate::contract::results::{ConnectionSetup, ModelStepResult, StepResult};
 use crate::contract::stats::StepStats;
 
@@ -52,6 +53,11 @@ pub struct StepSpec {
     pub goodput_slo: Option<crate::contract::GoodputSlo>,
     /// Open the step's connections before its clock starts (see the module docs).
     pub preconnect: bool,
+    /// Ramp of the open-loop rate at the step's start (see [`Ramp`]).
+    pub ramp: Option<Ramp>,
+    /// Trace replay at this speed-up: the workload's requests are sent at their trace
+    /// offsets divided by it (instead of at `point`'s rate).
+    pub trace_speedup: Option<f64>,
 }
 
 /// Live counters of a running step (for progress bars).
@@ -61,6 +67,8 @@ pub struct StepProgress {
     pub done: AtomicU64,
     /// Measured requests failed.
     pub failed: AtomicU64,
+    /// Multi-turn conversations: sessions that sent at least one measured turn.
+    pub sessions: AtomicU64,
 }
 
 /// What a step needs besides its spec.
@@ -74,13 +82,24 @@ pub struct StepContext {
     pub next_prompt: Arc<AtomicU64>,
     /// Stops the step; what was measured is kept.
     pub cancel: CancellationToken,
+    /// Per-request records (`None`: not kept): every measured request gets an id, sent as
+    /// `X-Request-Id`, and a record when it ends.
+    pub records: Option<Arc<Recorder>>,
+}
+
+/// Gives the next request an id when records are kept.
+fn tag(ctx: &StepContext, measured: bool, scratch: &mut Scratch) -> Option<String> {
+    let rec = ctx.records.as_ref().filter(|_| measured)?;
+    let id = rec.next_id();
+    scratch.request_id = http::HeaderValue::from_str(&id).ok();
+    Some(id)
 }
 
 struct Shared {
     shards: Vec<Mutex<StepStats>>,
+    progress: Arc<StepProgress>,
     /// With a model mix: one recorder per model (the breakdown of the shards' totals).
     per_model: Vec<Mutex<StepStats>>,
-    progress: Arc<StepProgress>,
     issued: AtomicU64,
     /// Start of the measured window: the origin of the stats' time trend.
     origin: Instant,
@@ -112,6 +131,12 @@ impl Shared {
         limit.is_none_or(|l| self.issued.fetch_add(1, Ordering::Relaxed) < l)
     }
 
+    /// Whether the budget is used up (without claiming).
+    fn exhausted(&self, limit: Option<u64>) -> bool {
+        limit.is_some_and(|l| self.issued.load(Ordering::Relaxed) >= l)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         shard: usize,
@@ -237,7 +262,7 @@ pub async fn run_step(
     };
     let clock = Clock::now();
     let start = clock.instant;
-    let measure_start = start + spec.warmup;
+    let measure_start = start + measure_delay(spec);
     let measure_end = spec.duration.map(|d| measure_start + d);
     let shared = Arc::new(Shared::new(
         progress,
@@ -245,12 +270,29 @@ pub async fn run_step(
         spec.goodput_slo,
         ctx.workload.model_names().len(),
     ));
-    match spec.point {
-        LoadPoint::Concurrency(n) => {
-            closed_loop(ctx, spec, &shared, n, pool, measure_start, measure_end).await
+    let window = Window {
+        measure_start,
+        measure_end,
+    };
+    match (spec.trace_speedup, spec.point) {
+        (Some(speedup), _) => {
+            let arrivals = Arrivals::Trace {
+                offsets: ctx.workload.offsets().unwrap_or_default().to_vec(),
+                next: 0,
+                speedup,
+                start,
+            };
+            open_loop(ctx, spec, &shared, arrivals, pool, window).await
         }
-        LoadPoint::Rate(r) => {
-            open_loop(ctx, spec, &shared, r, pool, measure_start, measure_end).await
+        (None, LoadPoint::Concurrency(n)) => closed_loop(ctx, spec, &shared, n, pool, window).await,
+        (None, LoadPoint::Rate(r)) => {
+            let arrivals = Arrivals::Rate {
+                gaps: Box::new(Gaps::new(spec.arrival, r, spec.seed)),
+                ramp: spec.ramp,
+                start,
+                at: start,
+            };
+            open_loop(ctx, spec, &shared, arrivals, pool, window).await
         }
     }
     let stats = shared.merged();
@@ -459,19 +501,67 @@ fn ensure_fd_limit(connections: u64) -> Option<String> {
     }
 }
 
+/// When a step's measured window begins after its start: after the warmup, and unless the
+/// ramp is measured, after the ramp too.
+pub fn measure_delay(spec: &StepSpec) -> Duration {
+    let ramp = spec
+        .ramp
+        .filter(|r| !r.measured)
+        .map_or(Duration::ZERO, |r| r.duration);
+    spec.warmup.max(ramp)
+}
+
+/// The instants bounding a step.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    measure_start: Instant,
+    measure_end: Option<Instant>,
+}
+
 async fn closed_loop(
     ctx: &StepContext,
     spec: &StepSpec,
     shared: &Arc<Shared>,
     workers: u32,
     mut pool: Vec<Scratch>,
-    measure_start: Instant,
-    measure_end: Option<Instant>,
+    window: Window,
 ) {
+    let Window {
+        measure_start,
+        measure_end,
+        ..
+    } = window;
     let mut set = JoinSet::new();
     for w in 0..workers as usize {
         let (ctx, shared, limit) = (ctx.clone(), shared.clone(), spec.requests);
         let mut scratch = pool.pop().unwrap_or_default();
+        if ctx.workload.sessions().is_some() {
+            // Each worker runs one session after the other.
+            set.spawn(async move {
+                scratch.answer.get_or_insert_with(String::new);
+                loop {
+                    let i = ctx.next_prompt.fetch_add(1, Ordering::Relaxed);
+                    let Some(script) = ctx.workload.session(i) else {
+                        break;
+                    };
+                    let go = run_session(
+                        &ctx,
+                        &shared,
+                        script,
+                        Instant::now(),
+                        w,
+                        &mut scratch,
+                        window,
+                        limit,
+                    )
+                    .await;
+                    if !go {
+                        break;
+                    }
+                }
+            });
+            continue;
+        }
         set.spawn(async move {
             loop {
                 let now = Instant::now();
@@ -482,17 +572,31 @@ async fn closed_loop(
                 let req = ctx
                     .workload
                     .get(ctx.next_prompt.fetch_add(1, Ordering::Relaxed));
+                let id = tag(&ctx, measured, &mut scratch);
                 let r = tokio::select! {
                     biased;
                     _ = ctx.cancel.cancelled() => break,
                     r = send_or_abandon(&ctx, req, now, &mut scratch) => r,
                 };
                 if measured {
-                    match r {
-                        Some(r) => {
-                            shared.record(w, req.model, &r, &scratch.itl_us, now, Instant::now())
-                        }
-                        None => shared.record_cancelled(w, req.model, now, Instant::now()),
+                    let end = Instant::now();
+                    let Some(r) = r else {
+                        shared.record_cancelled(w, req.model, now, end);
+                        continue;
+                    };
+                    shared.record(w, req.model, &r, &scratch.itl_us, now, end);
+                    if let (Some(rec), Some(id)) = (&ctx.records, id) {
+                        let (scheduled, sent, t0) = (now, now, now);
+                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                        let f = Finished {
+                            scheduled,
+                            sent,
+                            t0,
+                            end,
+                            prompt_tokens,
+                            itl_us,
+                        };
+                        rec.record(id, &r, f);
                     }
                 }
             }
@@ -501,36 +605,184 @@ async fn closed_loop(
     while set.join_next().await.is_some() {}
 }
 
+/// Sleeps until about `at` (up to 1 ms early: the timer's granularity); false if cancelled.
+async fn sleep_near(cancel: &CancellationToken, at: Instant) -> bool {
+    let wake =
+        tokio::time::Instant::from_std(at.checked_sub(Duration::from_millis(1)).unwrap_or(at));
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep_until(wake) => true,
+    }
+}
+
+/// Runs one multi-turn session whose first turn is due at `first_at`: each turn appends its
+/// user message(s) to the history, sends the whole history, appends the answer received
+/// and waits the turn's think time. A failed turn ends the session (its history would lack
+/// the answer). Returns false when the step is over (budget, window end or cancel), true
+/// when the session ran out of turns or failed.
+#[allow(clippy::too_many_arguments)]
+async fn run_session(
+    ctx: &StepContext,
+    shared: &Shared,
+    script: &SessionScript,
+    first_at: Instant,
+    shard: usize,
+    scratch: &mut Scratch,
+    window: Window,
+    limit: Option<u64>,
+) -> bool {
+    let mut history: Vec<ChatMessage> = Vec::new();
+    let mut at = first_at;
+    let mut counted = false;
+    for turn in &script.turns {
+        if at > Instant::now() && !sleep_near(&ctx.cancel, at).await {
+            return false;
+        }
+        let now = Instant::now();
+        let measured = at >= window.measure_start;
+        if measured && (window.measure_end.is_some_and(|e| now >= e) || !shared.claim(limit)) {
+            return false;
+        }
+        if measured && !counted {
+            counted = true;
+            shared.progress.sessions.fetch_add(1, Ordering::Relaxed);
+        }
+        history.extend(turn.messages.iter().cloned());
+        let Some(req) = ctx.workload.turn(&history, turn.max_tokens) else {
+            return false;
+        };
+        let t0 = at.min(now);
+        let id = tag(ctx, measured, scratch);
+        let r = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return false,
+            r = ctx.client.send(&req, t0, scratch) => r,
+        };
+        let end = Instant::now();
+        if measured {
+            shared.record(shard, req.model, &r, &scratch.itl_us, t0, end);
+            if let (Some(rec), Some(id)) = (&ctx.records, id) {
+                let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                let f = Finished {
+                    scheduled: at,
+                    sent: now,
+                    t0,
+                    end,
+                    prompt_tokens,
+                    itl_us,
+                };
+                rec.record(id, &r, f);
+            }
+        }
+        if r.is_err() {
+            return true;
+        }
+        let answer = scratch.answer.as_deref().unwrap_or_default();
+        history.push(ChatMessage::assistant(answer));
+        at = end + turn.think;
+    }
+    true
+}
+
+/// When open-loop arrivals are due.
+enum Arrivals {
+    /// At a rate (with gaps drawn from the arrival process), optionally ramped.
+    Rate {
+        gaps: Box<Gaps>,
+        ramp: Option<Ramp>,
+        start: Instant,
+        at: Instant,
+    },
+    /// At a trace's offsets divided by a speed-up; request `i` is the trace's record `i`.
+    Trace {
+        offsets: Vec<Duration>,
+        next: usize,
+        speedup: f64,
+        start: Instant,
+    },
+}
+
+impl Arrivals {
+    /// The next arrival: when, and for a trace which request; `None` when the trace ends.
+    fn next(&mut self) -> Option<(Instant, Option<u64>)> {
+        match self {
+            Arrivals::Rate {
+                gaps,
+                ramp,
+                start,
+                at,
+            } => {
+                let due = *at;
+                let gap = gaps.next_gap();
+                let gap = match ramp {
+                    Some(r) => gap.div_f64(r.fraction(due.saturating_duration_since(*start))),
+                    None => gap,
+                };
+                *at = due + gap;
+                Some((due, None))
+            }
+            Arrivals::Trace {
+                offsets,
+                next,
+                speedup,
+                start,
+            } => {
+                let off = offsets.get(*next)?;
+                let i = *next as u64;
+                *next += 1;
+                Some((*start + off.div_f64(*speedup), Some(i)))
+            }
+        }
+    }
+}
+
 async fn open_loop(
     ctx: &StepContext,
     spec: &StepSpec,
     shared: &Arc<Shared>,
-    rate: f64,
+    mut arrivals: Arrivals,
     preconnected: Vec<Scratch>,
-    measure_start: Instant,
-    measure_end: Option<Instant>,
+    window: Window,
 ) {
-    let mut gaps = Gaps::new(spec.arrival, rate, spec.seed);
+    let Window {
+        measure_start,
+        measure_end,
+        ..
+    } = window;
+    let sessions = ctx.workload.sessions().is_some();
     let permits = Arc::new(tokio::sync::Semaphore::new(
         spec.max_in_flight.max(1) as usize
     ));
     let pool: Arc<Mutex<Vec<Scratch>>> = Arc::new(Mutex::new(preconnected));
     let mut set = JoinSet::new();
-    let mut at = Instant::now();
     let mut n = 0usize;
-    loop {
+    while let Some((at, index)) = arrivals.next() {
         let measured = at >= measure_start;
-        if measured && (measure_end.is_some_and(|e| at >= e) || !shared.claim(spec.requests)) {
+        if measure_end.is_some_and(|e| at >= e) {
+            break;
+        }
+        // Sessions claim their turns themselves; plain requests claim here.
+        if measured
+            && if sessions {
+                shared.exhausted(spec.requests)
+            } else {
+                !shared.claim(spec.requests)
+            }
+        {
             break;
         }
         // Wake up to 1 ms early (the timer's granularity) and measure from the earlier of the
         // scheduled and the actual send time: never late by the timer, never hiding lateness.
-        let wake =
-            tokio::time::Instant::from_std(at.checked_sub(Duration::from_millis(1)).unwrap_or(at));
-        tokio::select! {
-            biased;
-            _ = ctx.cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(wake) => {}
+        if !sleep_near(&ctx.cancel, at).await {
+            break;
+        }
+        if index.is_some() {
+            // A trace's send times are the point of the replay: yield past the timer's
+            // early wake-up until the recorded instant.
+            while Instant::now() < at {
+                tokio::task::yield_now().await;
+            }
         }
         let permit = tokio::select! {
             biased;
@@ -540,6 +792,7 @@ async fn open_loop(
         let (ctx2, shared2, pool2) = (ctx.clone(), shared.clone(), pool.clone());
         let scheduled = at;
         let shard = n;
+        let limit = spec.requests;
         set.spawn(async move {
             let _permit = permit;
             let mut scratch = pool2
@@ -548,25 +801,49 @@ async fn open_loop(
                 .pop()
                 .unwrap_or_default();
             let now = Instant::now();
-            let t0 = scheduled.min(now);
             if measured {
                 shared2.record_send(shard, now.saturating_duration_since(scheduled));
             }
-            let req = ctx2
-                .workload
-                .get(ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));
-            let r = send_or_abandon(&ctx2, req, t0, &mut scratch).await;
-            if measured {
-                match r {
-                    Some(r) => shared2.record(
-                        shard,
-                        req.model,
-                        &r,
-                        &scratch.itl_us,
-                        scheduled,
-                        Instant::now(),
-                    ),
-                    None => shared2.record_cancelled(shard, req.model, scheduled, Instant::now()),
+            let i = index.unwrap_or_else(|| ctx2.next_prompt.fetch_add(1, Ordering::Relaxed));
+            if let Some(script) = ctx2.workload.session(i) {
+                scratch.answer.get_or_insert_with(String::new);
+                run_session(
+                    &ctx2,
+                    &shared2,
+                    script,
+                    scheduled,
+                    shard,
+                    &mut scratch,
+                    window,
+                    limit,
+                )
+                .await;
+            } else {
+                let t0 = scheduled.min(now);
+                let req = ctx2.workload.get(i);
+                let id = tag(&ctx2, measured, &mut scratch);
+                let r = send_or_abandon(&ctx2, req, t0, &mut scratch).await;
+                if measured {
+                    let end = Instant::now();
+                    match &r {
+                        Some(r) => {
+                            shared2.record(shard, req.model, r, &scratch.itl_us, scheduled, end)
+                        }
+                        None => shared2.record_cancelled(shard, req.model, scheduled, end),
+                    }
+                    if let (Some(rec), Some(id), Some(r)) = (&ctx2.records, id, &r) {
+                        let (prompt_tokens, itl_us) = (req.prompt_words, &scratch.itl_us[..]);
+                        let sent = now;
+                        let f = Finished {
+                            scheduled,
+                            sent,
+                            t0,
+                            end,
+                            prompt_tokens,
+                            itl_us,
+                        };
+                        rec.record(id, r, f);
+                    }
                 }
             }
             pool2
@@ -576,7 +853,6 @@ async fn open_loop(
         });
         while set.try_join_next().is_some() {}
         n += 1;
-        at += gaps.next_gap();
     }
     tokio::select! {
         biased;
@@ -717,6 +993,8 @@ mod tests {
             seed: 0,
             goodput_slo: None,
             preconnect: true,
+            ramp: None,
+            trace_speedup: None,
         };
         assert_eq!(preconnect_count(&spec(LoadPoint::Concurrency(64), 10)), 64);
         assert_eq!(preconnect_count(&spec(LoadPoint::Rate(20.5), 1000)), 21);
@@ -724,5 +1002,85 @@ mod tests {
         assert_eq!(preconnect_count(&spec(LoadPoint::Rate(0.1), 300)), 1);
         assert_eq!(connections_needed(&spec(LoadPoint::Rate(1.0), 300)), 300);
         assert_eq!(connections_needed(&spec(LoadPoint::Concurrency(7), 300)), 7);
+    }
+
+    #[test]
+    fn ramps_rise_from_a_tenth_and_delay_the_window() {
+        use crate::contract::plan::RampShape;
+        let r = |shape| Ramp {
+            shape,
+            duration: Duration::from_secs(10),
+            measured: false,
+        };
+        let (lin, exp) = (r(RampShape::Linear), r(RampShape::Exponential));
+        let at = Duration::from_secs;
+        assert!((lin.fraction(at(0)) - 0.1).abs() < 1e-12);
+        assert!((lin.fraction(at(5)) - 0.55).abs() < 1e-12);
+        assert!((exp.fraction(at(0)) - 0.1).abs() < 1e-12);
+        assert!((exp.fraction(at(5)) - 0.1f64.sqrt()).abs() < 1e-12);
+        assert_eq!((lin.fraction(at(10)), exp.fraction(at(99))), (1.0, 1.0));
+        // Constant arrivals at 10/s ramped linearly over 10 s: sparse at first, the full rate
+        // after the ramp; about the integral of the rate in the ramp (10 × 5.5 = 55 arrivals).
+        let start = Instant::now();
+        let mut a = Arrivals::Rate {
+            gaps: Box::new(Gaps::new(Arrival::Constant, 10.0, 1)),
+            ramp: Some(lin),
+            start,
+            at: start,
+        };
+        let times: Vec<Duration> = std::iter::from_fn(|| a.next())
+            .map(|(t, i)| {
+                assert_eq!(i, None);
+                t - start
+            })
+            .take_while(|t| *t < at(12))
+            .collect();
+        let in_ramp = times.iter().filter(|t| **t < at(10)).count();
+        assert!((50..=58).contains(&in_ramp), "{in_ramp}");
+        assert_eq!(times.len() - in_ramp, 20, "10/s after the ramp");
+        assert!(
+            times[1] - times[0] >= Duration::from_millis(900),
+            "starts at 1/s"
+        );
+        let mut spec = StepSpec {
+            point: LoadPoint::Rate(10.0),
+            requests: None,
+            duration: None,
+            warmup: at(3),
+            arrival: Arrival::Poisson,
+            max_in_flight: 10,
+            seed: 0,
+            goodput_slo: None,
+            preconnect: true,
+            ramp: Some(lin),
+            trace_speedup: None,
+        };
+        assert_eq!(measure_delay(&spec), at(10), "the ramp is left out");
+        spec.ramp = Some(Ramp {
+            measured: true,
+            ..lin
+        });
+        assert_eq!(measure_delay(&spec), at(3), "only the warmup");
+        spec.ramp = None;
+        assert_eq!(measure_delay(&spec), at(3));
+    }
+
+    #[test]
+    fn trace_arrivals_are_the_offsets_over_the_speedup() {
+        let start = Instant::now();
+        let mut a = Arrivals::Trace {
+            offsets: [0, 100, 100, 1000].map(Duration::from_millis).to_vec(),
+            next: 0,
+            speedup: 4.0,
+            start,
+        };
+        let got: Vec<(Duration, Option<u64>)> = std::iter::from_fn(|| a.next())
+            .map(|(t, i)| (t - start, i))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, 0), (25, 1), (25, 2), (250, 3)]
+                .map(|(ms, i)| (Duration::from_millis(ms), Some(i)))
+        );
     }
 }

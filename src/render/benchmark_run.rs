@@ -10,7 +10,7 @@
 //!
 //! `-rN` names the Job of a scaling study's sweep at N replicas. Each pod has its own results
 //! ConfigMap, so one pod's results never crowd out another's within the 1 MiB object limit.
-//! A ShareGPT dataset from `workload.dataset.configMapRef` is mounted at
+//! A file dataset (ShareGPT, trace, JSONL) from `workload.dataset.configMapRef` is mounted at
 //! `/etc/inferops/dataset/<key>`, where the plan reads it. The Job's `activeDeadlineSeconds`
 //! defaults to the plan's own length ([`crate::render::plan::deadline`]), and its
 //! `podFailurePolicy` ignores pod disruptions (preemption, drains: the `DisruptionTarget`
@@ -228,8 +228,7 @@ pub fn render(
         .config_map_ref
         .as_ref()
         .filter(|_| {
-            run.spec.workload.dataset.kind == crate::api::DatasetKind::Sharegpt
-                && run.spec.workload.dataset.path.is_none()
+            run.spec.workload.dataset.kind.is_file() && run.spec.workload.dataset.path.is_none()
         });
     let image = spec
         .image

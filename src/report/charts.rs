@@ -387,3 +387,90 @@ pub fn scaling(efficiency: &[(i32, f64)]) -> Result<Option<String>, String> {
     })
     .map(Some)
 }
+
+/// TTFT and inter-token latency p50 (solid) and p99 (dashed) in time slices of each step,
+/// two panels, against seconds since the run start (steps follow each other in time).
+pub fn latency_over_time(slices: &[super::timeline::Slice]) -> Result<Option<String>, String> {
+    use super::timeline::Slice;
+    if slices.is_empty() {
+        return Ok(None);
+    }
+    let line = |label: &str, dashed: bool, f: fn(&Slice) -> Option<f64>| -> Vec<Series> {
+        let points: Vec<(f64, f64)> = slices
+            .iter()
+            .filter_map(|s| Some((s.mid_s, f(s)?)))
+            .collect();
+        let s = Series {
+            label: label.to_string(),
+            points,
+            dashed,
+        };
+        if s.points.is_empty() { vec![] } else { vec![s] }
+    };
+    type Pick = fn(&Slice) -> Option<f64>;
+    let panels: [(&str, Pick, Pick); 2] = [
+        (
+            "Time to first token over time",
+            |s| Some(s.ttft_p50),
+            |s| Some(s.ttft_p99),
+        ),
+        (
+            "Inter-token latency over time",
+            |s| s.itl_p50,
+            |s| s.itl_p99,
+        ),
+    ];
+    render(W * 3 / 2, H, |root| {
+        let areas = root.split_evenly((1, 2));
+        for (area, (title, p50, p99)) in areas.iter().zip(panels) {
+            let mut series = line("p50", false, p50);
+            series.extend(line("p99", true, p99));
+            if series.is_empty() {
+                continue;
+            }
+            line_chart(
+                area,
+                Axes::new(title, "Seconds since the run start", "Milliseconds"),
+                &series,
+                None,
+            )?;
+        }
+        Ok(())
+    })
+    .map(Some)
+}
+
+/// TTFT of every completed request (thinned) against its prompt length.
+pub fn ttft_vs_prompt(points: &[(f64, f64)]) -> Result<Option<String>, String> {
+    if points.is_empty() {
+        return Ok(None);
+    }
+    let (x_max, y_max) = points
+        .iter()
+        .fold((0.0f64, 0.0f64), |(a, b), p| (a.max(p.0), b.max(p.1)));
+    render(W, H, |area| {
+        let mut chart = ChartBuilder::on(area)
+            .caption("TTFT vs prompt length", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..(x_max * 1.05).max(1.0), 0.0..(y_max * 1.1).max(1.0))
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("Prompt tokens")
+            .y_desc("TTFT (ms)")
+            .x_label_formatter(&|v| trim(*v))
+            .y_label_formatter(&|v| trim(*v))
+            .light_line_style(WHITE.mix(0.0))
+            .bold_line_style(BLACK.mix(0.08))
+            .draw()
+            .map_err(draw_err)?;
+        let color = PALETTE[0].mix(0.5);
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled())))
+            .map_err(draw_err)?;
+        Ok(())
+    })
+    .map(Some)
+}

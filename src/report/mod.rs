@@ -3,6 +3,7 @@
 //! baseline, a side-by-side comparison with deltas.
 
 pub mod charts;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +25,8 @@ pub struct RunRecord {
     pub steps: Vec<StepStatus>,
     /// Conclusions.
     pub summary: RunSummary,
+    /// Per-request records (`inferops report --records`), for the charts over time.
+    pub records: Option<crate::contract::records::Records>,
 }
 
 /// A table rendered to both Markdown and HTML.
@@ -348,6 +351,22 @@ fn chart_files(r: &RunRecord) -> anyhow::Result<Vec<(&'static str, &'static str,
             charts::gpu(&r.steps),
         ),
         ("scaling.svg", "Scaling efficiency", charts::scaling(&eff)),
+        (
+            "latency-over-time.svg",
+            "TTFT and ITL p50/p99 in time slices of each step",
+            match &r.records {
+                Some(rec) => charts::latency_over_time(&timeline::slices(&rec.records)),
+                None => Ok(None),
+            },
+        ),
+        (
+            "ttft-vs-prompt.svg",
+            "TTFT vs prompt length, one point per request",
+            match &r.records {
+                Some(rec) => charts::ttft_vs_prompt(&timeline::ttft_by_prompt(&rec.records)),
+                None => Ok(None),
+            },
+        ),
     ];
     let mut out = Vec::new();
     for (file, alt, svg) in all {
@@ -546,6 +565,7 @@ mod tests {
             )]),
             steps,
             summary,
+            records: None,
         }
     }
 
@@ -597,6 +617,75 @@ mod tests {
         ] {
             assert!(svg.contains(label), "latency chart lacks {label}");
         }
+    }
+
+    #[test]
+    fn records_add_a_time_sliced_latency_chart_and_a_ttft_scatter() {
+        use crate::contract::records::{RecordOutcome, Records, RequestRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = sample_run();
+        assert!(
+            chart_files(&run)
+                .unwrap()
+                .iter()
+                .all(|c| !c.0.contains("time"))
+        );
+        // Two steps of 50 requests, 100 ms apart; prompt length varies with the index.
+        let records: Vec<RequestRecord> = (0..100u32)
+            .map(|i| RequestRecord {
+                id: i.to_string(),
+                step: (i / 50) as usize,
+                trial: 0,
+                model: "m".into(),
+                scheduled_ms: f64::from(i) * 100.0,
+                sent_ms: f64::from(i) * 100.0,
+                first_token_ms: Some(f64::from(i) * 100.0 + 20.0 + f64::from(i % 7)),
+                last_token_ms: Some(f64::from(i) * 100.0 + 500.0),
+                end_ms: f64::from(i) * 100.0 + 500.0,
+                prompt_tokens: 100 + i,
+                output_tokens: 64,
+                itl_ms: Some(vec![7.0; 63]),
+                outcome: RecordOutcome::Ok,
+                error_class: None,
+            })
+            .collect();
+        run.records = Some(Records {
+            headers: Vec::new(),
+            records,
+        });
+        let files = write(&run, None, dir.path()).unwrap();
+        let read = |f: &str| {
+            assert!(files.iter().any(|p| p.ends_with(f)), "{f} not written");
+            std::fs::read_to_string(dir.path().join(f)).unwrap()
+        };
+        let over_time = read("latency-over-time.svg");
+        for label in [
+            "Time to first token over time",
+            "Inter-token latency over time",
+            "Seconds since the run start",
+            "p99",
+        ] {
+            assert!(over_time.contains(label), "lacks {label}");
+        }
+        // 2 steps x 10 slices, each a point on four lines (TTFT and ITL, p50 and p99).
+        assert_eq!(
+            timeline::slices(&run.records.as_ref().unwrap().records).len(),
+            20
+        );
+        assert_eq!(
+            over_time.matches("<circle").count(),
+            20 * 4,
+            "one marker per slice"
+        );
+        let scatter = read("ttft-vs-prompt.svg");
+        assert!(scatter.contains("Prompt tokens"));
+        assert_eq!(
+            scatter.matches("<circle").count(),
+            100,
+            "one point per request"
+        );
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        assert!(md.contains("latency-over-time.svg"), "{md}");
     }
 
     #[test]

@@ -175,6 +175,12 @@ fn examples_cover_what_users_asked_for() {
     assert!(find(
         &|d| d["spec"]["scaling"]["replicas"] == json!([1, 2, 4])
     ));
+    assert!(find(
+        &|d| d["spec"]["workload"]["conversation"]["turns"] == 4
+    ));
+    assert!(find(&|d| d["spec"]["workload"]["dataset"]["kind"]
+        == "trace"
+        && d["spec"]["load"]["traceSpeedups"] == json!([2])));
 }
 
 fn minimal_isvc() -> Value {
@@ -715,6 +721,172 @@ fn cel_gamma_arrivals_need_a_positive_burstiness() {
     rejected(
         &rate(json!({"arrival": "gamma", "burstiness": 0.0})),
         "spec.load.burstiness must be in (0, 100]",
+    );
+}
+
+#[test]
+fn cel_conversations_traces_jsonl_and_ramps() {
+    let conv = |c: Value| with(minimal_bench(), "/spec/workload/conversation", c);
+    validate_object(
+        &conv(
+            json!({"turns": 4, "turnsMax": 6, "thinkTime": "1s", "thinkTimeMax": "3s",
+                     "userTokens": {"tokens": 64, "stddev": 8}}),
+        ),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &conv(json!({"turns": 4, "turnsMax": 2})),
+        "conversation.turnsMax must be >= turns",
+    );
+    rejected(
+        &conv(json!({"turns": 4, "thinkTime": "2s", "thinkTimeMax": "500ms"})),
+        "conversation.thinkTimeMax must be >= thinkTime",
+    );
+    rejected(&conv(json!({"turns": 0})), "turns");
+    rejected(
+        &conv(json!({"turns": 2, "userTokens": {"stddev": 3}})),
+        "stddev needs tokens",
+    );
+
+    let trace_dataset = json!({"kind": "trace", "path": "/t.jsonl", "blockTokens": 512});
+    let trace = |load: Value| {
+        with(
+            with(
+                minimal_bench(),
+                "/spec/workload/dataset",
+                trace_dataset.clone(),
+            ),
+            "/spec/load",
+            load,
+        )
+    };
+    validate_object(
+        &trace(json!({"mode": "rate", "traceSpeedups": [1, 2, 4], "durationPerStep": "5m"})),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &trace(json!({"mode": "rate", "rate": [1], "durationPerStep": "5m"})),
+        "a trace dataset (spec.workload.dataset.kind trace) needs spec.load.traceSpeedups",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/load",
+            json!({"mode": "rate", "traceSpeedups": [2], "durationPerStep": "1m"}),
+        ),
+        "traceSpeedups needs a trace dataset",
+    );
+    rejected(
+        &trace(json!({"mode": "rate", "traceSpeedups": [2]})),
+        "traceSpeedups needs durationPerStep",
+    );
+    rejected(
+        &trace(json!({"mode": "rate", "traceSpeedups": [0], "durationPerStep": "1m"})),
+        "every speed-up must be > 0",
+    );
+    rejected(
+        &trace(
+            json!({"mode": "concurrency", "concurrency": [1], "traceSpeedups": [1],
+                      "durationPerStep": "1m"}),
+        ),
+        "a trace replay is open loop",
+    );
+    rejected(
+        &trace(json!({"mode": "rate", "rate": [3], "traceSpeedups": [1], "durationPerStep": "1m"})),
+        "a trace replay is open loop: it needs mode rate, without rate or saturation",
+    );
+    rejected(
+        &with(
+            trace(json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m"})),
+            "/spec/workload/conversation",
+            json!({"turns": 2}),
+        ),
+        "a trace replays its own requests",
+    );
+    rejected(
+        &trace(
+            json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m",
+                      "ramp": {"duration": "10s"}}),
+        ),
+        "spec.load.ramp ramps an open-loop rate",
+    );
+    let mut no_file = trace(json!({"mode": "rate", "traceSpeedups": [1], "durationPerStep": "1m"}));
+    no_file["spec"]["workload"]["dataset"] = json!({"kind": "trace"});
+    rejected(
+        &no_file,
+        "kind sharegpt, trace or jsonl needs configMapRef or path",
+    );
+    rejected(
+        &with(
+            minimal_bench(),
+            "/spec/workload/dataset",
+            json!({"kind": "random", "blockTokens": 512}),
+        ),
+        "blockTokens is for kind trace",
+    );
+    validate_object(
+        &with(
+            minimal_bench(),
+            "/spec/workload/dataset",
+            json!({"kind": "jsonl", "configMapRef": {"name": "p", "key": "p.jsonl"}}),
+        ),
+        None,
+    )
+    .unwrap();
+
+    let ramp = |load: Value| with(minimal_bench(), "/spec/load", load);
+    validate_object(
+        &ramp(json!({"mode": "rate", "rate": [4],
+                     "ramp": {"shape": "exponential", "duration": "30s", "measured": true}})),
+        None,
+    )
+    .unwrap();
+    rejected(
+        &ramp(json!({"mode": "concurrency", "concurrency": [4], "ramp": {"duration": "30s"}})),
+        "spec.load.ramp ramps an open-loop rate",
+    );
+    rejected(
+        &ramp(json!({"mode": "rate", "rate": [4], "ramp": {"shape": "steep", "duration": "3s"}})),
+        "shape",
+    );
+    rejected(
+        &ramp(json!({"mode": "rate", "rate": [4], "ramp": {}})),
+        "duration",
+    );
+}
+
+#[test]
+fn trials_and_records_are_bounded() {
+    let load = |extra: Value| {
+        let mut load = json!({"mode": "concurrency", "concurrency": [4]});
+        for (k, v) in extra.as_object().unwrap() {
+            load[k] = v.clone();
+        }
+        with(minimal_bench(), "/spec/load", load)
+    };
+    let ok =
+        load(json!({"trials": 3, "records": {"enabled": true, "maxBytes": 65536, "itl": true}}));
+    validate_object(&ok, None).unwrap();
+    let run: BenchmarkRun = serde_json::from_value(ok).unwrap();
+    assert_eq!(run.spec.load.trials, Some(3));
+    let records = run.spec.load.records.clone().unwrap();
+    assert!(records.enabled && records.itl);
+    assert_eq!(records.max_bytes, Some(65536));
+    rejected(&load(json!({"trials": 0})), "minimum");
+    rejected(&load(json!({"trials": 51})), "maximum");
+    rejected(
+        &load(json!({"records": {"enabled": true, "maxBytes": 100}})),
+        "minimum",
+    );
+    rejected(
+        &load(json!({"records": {"enabled": true, "maxBytes": 1048576}})),
+        "maximum",
+    );
+    rejected(
+        &load(json!({"records": {"enabled": true, "bytes": 1}})),
+        "bytes",
     );
 }
 

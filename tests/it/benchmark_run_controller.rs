@@ -772,3 +772,67 @@ async fn a_slower_engine_than_the_baseline_is_a_regression() {
     fast.shutdown().await;
     slow.shutdown().await;
 }
+
+/// `load.trials: 3` on both runs: an unchanged target never sets `Regressed`, a target 20%
+/// slower does, and the condition names the metric, both values and the confidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_trials_the_baseline_comparison_tests_the_noise() {
+    let fixed = |ttft_ms: u64, itl_ms: u64| {
+        let mut o = SimOptions::fixed(
+            std::time::Duration::from_millis(ttft_ms),
+            std::time::Duration::from_millis(itl_ms),
+        );
+        o.model = "qwen".into();
+        o
+    };
+    let fast = spawn(fixed(40, 4), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let slow = spawn(fixed(48, 5), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let h = Harness::new().await;
+    let load =
+        json!({"mode": "concurrency", "concurrency": [4], "requestsPerStep": 16, "trials": 3});
+    let base = run_to_end(&h, "t-monday", &fast.base_url(), json!({"load": load})).await;
+    let row = &base.status.as_ref().unwrap().steps[0];
+    assert_eq!(row.trials.as_ref().map(|t| t.count), Some(3), "{row:?}");
+    let baseline = json!({"name": "t-monday", "maxThroughputDrop": 0.1, "maxTtftP95Increase": 0.1});
+    let same = run_to_end(
+        &h,
+        "t-tuesday",
+        &fast.base_url(),
+        json!({"load": load, "baseline": baseline}),
+    )
+    .await;
+    let (s, reason, message) = condition(&same, ConditionType::Regressed);
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", "NoRegression"),
+        "{message}"
+    );
+    assert_eq!(
+        same.status.unwrap().comparison.unwrap().confidence,
+        Some(0.95)
+    );
+    let worse = run_to_end(
+        &h,
+        "t-wednesday",
+        &slow.base_url(),
+        json!({"load": load, "baseline": baseline}),
+    )
+    .await;
+    let (s, reason, message) = condition(&worse, ConditionType::Regressed);
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("True", "Regressed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("TTFT p95 at peak rose") && message.contains(" ms; allowed 10%"),
+        "{message}"
+    );
+    assert!(message.contains("95% confidence"), "{message}");
+    fast.shutdown().await;
+    slow.shutdown().await;
+}

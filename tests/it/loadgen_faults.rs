@@ -931,6 +931,7 @@ async fn slow_accepting_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 }
 
 #[tokio::test]
+#[ignore = "timing-sensitive (SYN retransmits against a 1-deep backlog): scripts/test-all.sh runs the ignored tests alone, after the suite"]
 async fn connections_are_opened_before_the_measured_window() {
     // Pre-connect on (the default): the SYN retransmits land in the connection set-up, the
     // requests themselves (one per kept-alive connection) see none of it.

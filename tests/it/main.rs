@@ -15,6 +15,7 @@ mod loadgen_faults;
 mod loadgen_sim;
 mod name_limits;
 mod prom;
+mod records_trials;
 mod render;
 mod report;
 mod sim;

@@ -782,7 +782,7 @@ async fn closed_loop_shaped(
 
 /// Runs a closed-loop sweep against `qwen2.5-0.5b-l4` and prints the calibration table.
 /// Calibration tests measure timing, so they run alone: `scripts/test-all.sh` runs them
-/// (`--ignored calibration`) after the rest of the suite, and they hold this lock so that
+/// (`--ignored --test-threads=1`) after the rest of the suite, and they hold this lock so that
 /// they never overlap each other either.
 static CALIBRATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
