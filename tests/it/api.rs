@@ -926,3 +926,38 @@ fn cel_cancellation_needs_a_fraction_in_range_and_a_delay() {
     );
     rejected(&cancel(json!({"fraction": 0.2, "after": "soon"})), "after");
 }
+
+#[test]
+fn cel_mix_and_cancellation_refuse_conversations_traces_and_jsonl() {
+    let mix = json!([{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]);
+    let cancel = json!({"fraction": 0.2, "after": "2s"});
+    let conv = with(
+        minimal_bench(),
+        "/spec/workload/conversation",
+        json!({"turns": 2}),
+    );
+    rejected(
+        &with(conv.clone(), "/spec/workload/models", mix.clone()),
+        "spec.workload.models: a model mix applies to random",
+    );
+    rejected(
+        &with(conv, "/spec/workload/cancel", cancel.clone()),
+        "spec.workload.cancel: cancellation applies to random",
+    );
+    let jsonl = with(
+        minimal_bench(),
+        "/spec/workload/dataset",
+        json!({"kind": "jsonl", "path": "/p.jsonl"}),
+    );
+    rejected(
+        &with(jsonl.clone(), "/spec/workload/models", mix.clone()),
+        "spec.workload.models: a model mix applies to random",
+    );
+    rejected(
+        &with(jsonl, "/spec/workload/cancel", cancel.clone()),
+        "spec.workload.cancel: cancellation applies to random",
+    );
+    // The same with the prepared prompt sources is fine.
+    let shared = with(minimal_bench(), "/spec/workload/models", mix);
+    validate_object(&with(shared, "/spec/workload/cancel", cancel), None).unwrap();
+}
