@@ -770,14 +770,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             let model = crate::loadgen::target::check(
                 url,
                 wanted.map(String::as_str),
+                &mix,
                 Duration::ZERO,
                 Duration::ZERO,
             )
             .await
-            .map_err(|p| anyhow::anyhow!("{url}: {p} (--model)"))?;
-            crate::loadgen::target::check_models(url, &mix)
-                .await
-                .map_err(|p| anyhow::anyhow!("{url}: {p} (--model-mix)"))?;
+            .map_err(|p| anyhow::anyhow!("{url}: {p} (--model, --model-mix)"))?;
             (url.clone(), model)
         }
         None => {
@@ -1099,33 +1097,24 @@ pub async fn pod_target_check(
     every: Duration,
 ) -> anyhow::Result<bool> {
     let wanted = Some(plan.target.model.clone()).filter(|m| !m.trim().is_empty());
-    match crate::loadgen::target::check(
+    let mix: Vec<String> = plan
+        .workload
+        .models
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    let checked = crate::loadgen::target::check(
         &plan.target.url,
         wanted.as_deref(),
+        &mix,
         plan.target.wait,
         every,
     )
-    .await
-    {
+    .await;
+    match checked {
         Ok(model) => {
             plan.target.model = model;
-            let mix: Vec<String> = plan
-                .workload
-                .models
-                .iter()
-                .map(|m| m.name.clone())
-                .collect();
-            match crate::loadgen::target::check_models(&plan.target.url, &mix).await {
-                Ok(()) => Ok(true),
-                Err(problem) => {
-                    let Some(sink) = sink else {
-                        bail!("{problem}");
-                    };
-                    eprintln!("error: {problem}");
-                    sink.write_target_problem(&problem).await?;
-                    Ok(false)
-                }
-            }
+            Ok(true)
         }
         Err(problem) => {
             let Some(sink) = sink else {

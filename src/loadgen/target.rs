@@ -54,11 +54,13 @@ pub async fn served_models(base: &str, api_key: Option<&str>) -> Result<Vec<Stri
 }
 
 /// Ask until the target answers (at most `wait`, every `every`), then resolve the model:
-/// `wanted`, or the only one served when it is `None` or empty. The bearer token is the
-/// load generator's (`INFEROPS_API_KEY` / `OPENAI_API_KEY`).
+/// `wanted`, or the only one served when it is `None` or empty; every name of a model `mix`
+/// must be served too (the same answer). The bearer token is the load generator's
+/// (`INFEROPS_API_KEY` / `OPENAI_API_KEY`).
 pub async fn check(
     base: &str,
     wanted: Option<&str>,
+    mix: &[String],
     wait: Duration,
     every: Duration,
 ) -> Result<String, TargetProblem> {
@@ -66,7 +68,11 @@ pub async fn check(
     let key = super::client::env_api_key();
     loop {
         match served_models(base, key.as_deref()).await {
-            Ok(served) => return resolve_model(wanted, &served),
+            Ok(served) => {
+                let model = resolve_model(wanted, &served)?;
+                crate::contract::target::all_served(mix, &served)?;
+                return Ok(model);
+            }
             Err(error) if start.elapsed() + every >= wait => {
                 return Err(TargetProblem::Unreachable {
                     error,
@@ -76,22 +82,6 @@ pub async fn check(
             Err(_) => tokio::time::sleep(every).await,
         }
     }
-}
-
-/// Every model of a mix must be served (one `GET /v1/models`; nothing to ask without a mix).
-pub async fn check_models(base: &str, models: &[String]) -> Result<(), TargetProblem> {
-    if models.is_empty() {
-        return Ok(());
-    }
-    let key = super::client::env_api_key();
-    let served =
-        served_models(base, key.as_deref())
-            .await
-            .map_err(|error| TargetProblem::Unreachable {
-                error,
-                waited: Duration::ZERO,
-            })?;
-    crate::contract::target::all_served(models, &served)
 }
 
 #[cfg(test)]
@@ -146,6 +136,7 @@ mod tests {
         let e = check(
             &base,
             Some("m"),
+            &[],
             Duration::from_millis(300),
             Duration::from_millis(100),
         )
