@@ -1,7 +1,7 @@
 //! OpenAI-compatible HTTP client: `POST /v1/completions` or `/v1/chat/completions`,
 //! streaming (SSE parsed incrementally, a timestamp per received chunk) or not. `http://`
-//! targets use the direct hyper transport ([`super::direct`]: one kept-alive connection per
-//! worker, chunks stamped at the socket read); `https://` targets use one shared reqwest
+//! targets use the direct transport ([`super::direct`]: one kept-alive connection per
+//! worker, read and decoded in the worker's task, pieces stamped at the socket read); `https://` targets use one shared reqwest
 //! (rustls) pool. Every request ends in [`Metrics`] or a classified [`Failure`] carrying the
 //! server's message; nothing outlives the request deadline.
 //!
@@ -44,7 +44,7 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Bearer token; by default from `INFEROPS_API_KEY` or `OPENAI_API_KEY`.
     pub api_key: Option<String>,
-    /// Use reqwest also for `http://` (instead of the direct hyper transport).
+    /// Use reqwest also for `http://` (instead of the direct transport).
     pub force_reqwest: bool,
     /// Longest SSE line or event, and largest non-streamed body, accepted (bytes); a longer
     /// one fails its request (class `body`) instead of growing the client's memory.
@@ -110,8 +110,8 @@ pub struct Client {
 /// How requests travel.
 #[derive(Clone)]
 enum Transport {
-    /// `http://`: hyper's HTTP/1.1 connection API, one connection per worker, driven in the
-    /// worker's task with socket-read timestamps.
+    /// `http://`: HTTP/1.1 read straight from the socket ([`super::direct`]), one connection
+    /// per worker, read in the worker's task with socket-read timestamps.
     Direct(Arc<DirectTarget>),
     /// `https://`: reqwest (rustls) with its shared pool; chunks stamped when received.
     Reqwest {
@@ -365,11 +365,11 @@ impl Client {
         };
         match &self.transport {
             Transport::Direct(target) => {
-                target
-                    .exchange(conn, &req.body, request_id.as_ref(), |resp| {
-                        let is_json = is_json(&resp.headers);
-                        self.handle(resp.status, is_json, resp.body, req, t0, bufs, tokens_seen)
-                    })
+                let resp = target
+                    .exchange(conn, &req.body, request_id.as_ref())
+                    .await?;
+                let is_json = is_json(&resp.headers);
+                self.handle(resp.status, is_json, resp.body, req, t0, bufs, tokens_seen)
                     .await
             }
             Transport::Reqwest { http, auth } => {
@@ -385,7 +385,11 @@ impl Client {
                 }
                 let resp = rb.send().await.map_err(|e| transport_failure(&e))?;
                 let (status, is_json) = (resp.status(), is_json(resp.headers()));
-                self.handle(status, is_json, resp, req, t0, bufs, tokens_seen)
+                let body = ReqwestBody {
+                    resp,
+                    chunk: Bytes::new(),
+                };
+                self.handle(status, is_json, body, req, t0, bufs, tokens_seen)
                     .await
             }
         }
@@ -446,25 +450,34 @@ struct Bufs<'a> {
     answer: &'a mut Option<String>,
 }
 
-/// A response body read chunk by chunk, each with its arrival time.
+/// A response body read piece by piece, each with its arrival time.
 trait Chunks: Send {
     fn next_chunk(
         &mut self,
-    ) -> impl Future<Output = Result<Option<(Bytes, Instant)>, String>> + Send;
+    ) -> impl Future<Output = Result<Option<(&[u8], Instant)>, String>> + Send;
 }
 
-impl Chunks for reqwest::Response {
-    async fn next_chunk(&mut self) -> Result<Option<(Bytes, Instant)>, String> {
-        match self.chunk().await {
-            Ok(Some(b)) => Ok(Some((b, Instant::now()))),
+/// A reqwest response and the chunk last received from it.
+struct ReqwestBody {
+    resp: reqwest::Response,
+    chunk: Bytes,
+}
+
+impl Chunks for ReqwestBody {
+    async fn next_chunk(&mut self) -> Result<Option<(&[u8], Instant)>, String> {
+        match self.resp.chunk().await {
+            Ok(Some(b)) => {
+                self.chunk = b;
+                Ok(Some((&self.chunk, Instant::now())))
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(error_chain(&e)),
         }
     }
 }
 
-impl Chunks for DirectBody {
-    async fn next_chunk(&mut self) -> Result<Option<(Bytes, Instant)>, String> {
+impl Chunks for DirectBody<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<(&[u8], Instant)>, String> {
         self.next().await
     }
 }
@@ -495,7 +508,7 @@ async fn read_stream<C: Chunks>(
                 .into_err();
             }
         };
-        let fed = parser.feed(&chunk, &mut |data| {
+        let fed = parser.feed(chunk, &mut |data| {
             let before = st.tokens;
             st.on_event(data, at, itl_us, trace);
             if st.tokens > before
@@ -598,7 +611,7 @@ async fn read_whole<C: Chunks>(
                     )
                     .into_err();
                 }
-                body.extend_from_slice(&c);
+                body.extend_from_slice(c);
             }
             Ok(None) => break,
             Err(e) => {
