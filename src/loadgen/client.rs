@@ -10,7 +10,6 @@
 //! counts as one gap); TPOT is `(e2el - ttft) / (output_tokens - 1)` with the server's
 //! `usage.completion_tokens` when sent (we request it with `stream_options.include_usage`).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,9 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de;
 
 use super::direct::{DirectBody, DirectConn, DirectTarget};
+use super::event::{self, Usage};
 use super::sse::{DEFAULT_MAX_EVENT_BYTES, SseParser};
 use super::workload::{PreparedRequest, word_count};
 use crate::contract::outcome::{ErrorClass, Failure, Metrics};
@@ -696,7 +696,7 @@ impl StreamState {
             self.done = true;
             return;
         }
-        let msg: Chunk<'_> = match serde_json::from_slice(data) {
+        let msg = match event::decode(data) {
             Ok(m) => m,
             Err(e) => {
                 let snippet = String::from_utf8_lossy(&data[..data.len().min(120)]).into_owned();
@@ -707,7 +707,7 @@ impl StreamState {
                 return;
             }
         };
-        if msg.error.is_some() || msg.object.as_deref() == Some("error") {
+        if msg.error {
             self.failure = Some(Failure::new(
                 ErrorClass::Stream,
                 format!("error event in stream: {}", server_message(data)),
@@ -717,7 +717,7 @@ impl StreamState {
         if let Some(u) = msg.usage {
             self.usage = Some(u);
         }
-        if msg.choices.0 {
+        if msg.has_text {
             self.tokens += 1;
             match self.last {
                 None => self.first = Some(now),
@@ -765,112 +765,6 @@ fn append_text(out: &mut String, data: &[u8]) {
                 out.push_str(&t);
             }
         }
-    }
-}
-
-/// Token usage as reported by the server.
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
-struct Usage {
-    #[serde(default)]
-    prompt_tokens: Option<u32>,
-    #[serde(default)]
-    completion_tokens: Option<u32>,
-}
-
-/// One streamed chunk, decoded without allocating (strings are borrowed or only checked for
-/// emptiness).
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    choices: HasText,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<de::IgnoredAny>,
-    #[serde(default, borrow)]
-    object: Option<Cow<'a, str>>,
-}
-
-/// Whether any choice carries non-empty text (`text`, `delta.content`, or reasoning).
-#[derive(Default)]
-struct HasText(bool);
-
-/// Whether a string field is present and non-empty (never allocates).
-#[derive(Default)]
-struct NonEmpty(bool);
-
-impl<'de> Deserialize<'de> for NonEmpty {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = NonEmpty;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or null")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(!v.is_empty()))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-#[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: NonEmpty,
-    #[serde(default)]
-    reasoning_content: NonEmpty,
-    #[serde(default)]
-    reasoning: NonEmpty,
-}
-
-#[derive(Deserialize)]
-struct ChoiceChunk {
-    #[serde(default)]
-    text: NonEmpty,
-    #[serde(default)]
-    delta: Option<Delta>,
-}
-
-impl ChoiceChunk {
-    fn has_text(&self) -> bool {
-        self.text.0
-            || self
-                .delta
-                .as_ref()
-                .is_some_and(|d| d.content.0 || d.reasoning_content.0 || d.reasoning.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for HasText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = HasText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of choices")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HasText, A::Error> {
-                let mut any = false;
-                while let Some(c) = seq.next_element::<ChoiceChunk>()? {
-                    any |= c.has_text();
-                }
-                Ok(HasText(any))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<HasText, E> {
-                Ok(HasText(false))
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

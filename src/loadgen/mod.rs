@@ -11,6 +11,7 @@
 pub mod client;
 pub mod cpu;
 pub mod direct;
+mod event;
 pub mod probe;
 pub mod records;
 pub mod run;
