@@ -10,9 +10,11 @@
 //!    own record of when it wrote each chunk (`GET /sim/trace`).
 //! 3. Paced: 1,000 streams of the `fixed` profile at 20 ms per token (and 20 ms to the first),
 //!    as a real engine paces them: one event per stream per step, each on its own socket at
-//!    its own time. Reports, for the simulator process and for the client thread, CPU time
-//!    per token event and the timing error against the fixed schedule (server: its trace;
-//!    client: the TTFT and gaps it measured).
+//!    its own time (stream `s` starts `20 ms * s / 1000` late). Reports, for the simulator
+//!    process and for the client thread, CPU time per token event and the timing error
+//!    against the fixed schedule (server: its trace; client: the TTFT and gaps it measured).
+//!    Then the floor under those figures: the same number of loopback TCP pairs under the
+//!    same pacing with nothing but one `write` and one epoll `read` per event.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -241,10 +243,14 @@ async fn throughput(
 /// client's arrival time of the first token (unix ns).
 type Sample = (String, u64, Vec<u32>, i64);
 
+/// `streams` concurrent closed-loop streams of `per_stream` compared requests each (after one
+/// that opens the connection); stream `s` starts `stagger * s / streams` late, so that with
+/// a `stagger` of one token period every stream gets its tokens at its own time.
 async fn accuracy_samples(
     url_model: (String, String),
     streams: u32,
     per_stream: u32,
+    stagger: Duration,
 ) -> anyhow::Result<Vec<Sample>> {
     let mut plan = Plan::new(url_model.0, url_model.1);
     plan.workload.input_tokens = TokenCount::Fixed(INPUT_TOKENS);
@@ -260,9 +266,13 @@ async fn accuracy_samples(
     let mut set = tokio::task::JoinSet::new();
     for s in 0..streams {
         let (client, workload) = (client.clone(), workload.clone());
+        let delay = stagger * s / streams;
         set.spawn(async move {
             let mut out: Vec<Sample> = Vec::new();
             let mut scratch = Scratch::with_trace();
+            // Opening the connection first keeps the stagger out of connection set-up.
+            let _ = client.open_connection(&mut scratch).await;
+            tokio::time::sleep(delay).await;
             // The first round opens the connections; it is not compared.
             for round in 0..=per_stream {
                 let t0 = Instant::now();
@@ -384,6 +394,8 @@ pub struct SelfTestReport {
     pub accuracy: Vec<AccuracyRow>,
     /// Paced rows.
     pub paced: Vec<PacedRow>,
+    /// The bare transport's cost under the same pacing (the floor of the paced rows).
+    pub floor: Vec<FloorRow>,
 }
 
 /// One paced measurement (`fixed` profile, TTFT = ITL = `itl_ms`). Errors are measured minus
@@ -414,6 +426,147 @@ pub struct PacedRow {
     pub client_ttft_err_us: (i64, i64),
     /// Client: measured gaps minus ITL, p50 and p99.
     pub client_itl_err_us: (i64, i64),
+}
+
+/// The bare transport's cost on this machine: the floor under the paced figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorRow {
+    /// Loopback TCP pairs.
+    pub streams: u32,
+    /// Interval between one stream's messages, ms.
+    pub itl_ms: f64,
+    /// Bytes per message (about one SSE event in its HTTP chunk).
+    pub message_bytes: usize,
+    /// Messages written (and read).
+    pub events: u64,
+    /// Writer thread CPU / wall time.
+    pub writer_cpu_cores: f64,
+    /// Writer CPU time per message, µs: one `write` system call each.
+    pub writer_cpu_per_event_us: f64,
+    /// Reader thread CPU / wall time.
+    pub reader_cpu_cores: f64,
+    /// Reader CPU time per message, µs: its share of `epoll_wait` and one `read`.
+    pub reader_cpu_per_event_us: f64,
+}
+
+/// Bytes of one token event as the simulator writes it (chunk header, `data: {...}`, CRLFs).
+const EVENT_BYTES: usize = 220;
+
+/// Measures the floor: `streams` loopback TCP pairs; a writer thread (on the simulator's
+/// core) writes one [`EVENT_BYTES`] message per stream per `itl`, stream `s` at its own
+/// offset `itl * s / streams`, waking as the simulator's timer does (late by at most its
+/// coalescing window, then writing everything due); a reader thread (on the client's core)
+/// reads them in one mio (epoll) loop. One `write` and one `read` per event and nothing else:
+/// no HTTP, no JSON, no async runtime.
+fn loopback_floor(
+    streams: u32,
+    itl: Duration,
+    duration: Duration,
+    pin: bool,
+) -> anyhow::Result<FloorRow> {
+    use std::io::{ErrorKind, Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (mut readers, mut writers) = (Vec::new(), Vec::new());
+    for _ in 0..streams {
+        let c = std::net::TcpStream::connect(addr)
+            .context("opening loopback connections (raise `ulimit -n`)")?;
+        let (w, _) = listener.accept()?;
+        c.set_nodelay(true)?;
+        w.set_nodelay(true)?;
+        c.set_nonblocking(true)?;
+        readers.push(mio::net::TcpStream::from_std(c));
+        writers.push(w);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> std::io::Result<(Duration, u64)> {
+            if pin {
+                pin_thread(CLIENT_CPU);
+            }
+            let mut poll = mio::Poll::new()?;
+            for (i, r) in readers.iter_mut().enumerate() {
+                poll.registry()
+                    .register(r, mio::Token(i), mio::Interest::READABLE)?;
+            }
+            let mut events = mio::Events::with_capacity(1024);
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut bytes = 0u64;
+            let before = crate::loadgen::cpu::thread_cpu();
+            while !stop.load(Ordering::Relaxed) {
+                poll.poll(&mut events, Some(Duration::from_millis(20)))?;
+                for ev in events.iter() {
+                    let r = &mut readers[ev.token().0];
+                    loop {
+                        match r.read(&mut buf) {
+                            Ok(n) if n > 0 && n == buf.len() => bytes += n as u64,
+                            Ok(n) => {
+                                bytes += n as u64;
+                                break;
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            Ok((crate::loadgen::cpu::thread_cpu() - before, bytes))
+        })
+    };
+    let writer = std::thread::spawn(move || -> std::io::Result<(Duration, u64)> {
+        if pin {
+            pin_thread(SERVER_CPU);
+        }
+        let msg = vec![b'x'; EVENT_BYTES];
+        let start = Instant::now() + Duration::from_millis(10);
+        let end = start + duration;
+        let before = crate::loadgen::cpu::thread_cpu();
+        let mut sent = 0u64;
+        let mut period = start;
+        while period < end {
+            for (s, w) in writers.iter_mut().enumerate() {
+                let due = period + itl * s as u32 / streams;
+                if due > Instant::now() {
+                    crate::sim::timer::sleep_until_blocking(due + crate::sim::timer::COALESCE);
+                }
+                w.write_all(&msg)?;
+                sent += 1;
+            }
+            period += itl;
+        }
+        let cpu = crate::loadgen::cpu::thread_cpu() - before;
+        Ok((cpu, sent))
+    });
+    let wall = Instant::now();
+    let (writer_cpu, sent) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("floor writer panicked"))??;
+    let wall = wall.elapsed();
+    // Let the reader drain what is in flight.
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let (reader_cpu, bytes) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("floor reader panicked"))??;
+    anyhow::ensure!(
+        bytes == sent * EVENT_BYTES as u64,
+        "the floor's reader got {bytes} of {} bytes",
+        sent * EVENT_BYTES as u64
+    );
+    let per_event = |d: Duration| d.as_secs_f64() * 1e6 / sent.max(1) as f64;
+    let secs = wall.as_secs_f64();
+    Ok(FloorRow {
+        streams,
+        itl_ms: itl.as_secs_f64() * 1000.0,
+        message_bytes: EVENT_BYTES,
+        events: sent,
+        writer_cpu_cores: writer_cpu.as_secs_f64() / secs,
+        writer_cpu_per_event_us: per_event(writer_cpu),
+        reader_cpu_cores: reader_cpu.as_secs_f64() / secs,
+        reader_cpu_per_event_us: per_event(reader_cpu),
+    })
 }
 
 /// CPU time (user + system) of process `pid` so far, from /proc (Linux).
@@ -447,7 +600,7 @@ async fn paced(pin: bool, streams: u32, itl: Duration, rounds: u32) -> anyhow::R
     let server0 = process_cpu_of(pid);
     let wall = Instant::now();
     let (samples, client_cpu) =
-        on_client_core(pin, move || accuracy_samples(um, streams, rounds)).await?;
+        on_client_core(pin, move || accuracy_samples(um, streams, rounds, itl)).await?;
     let wall = wall.elapsed();
     let server_cpu = process_cpu_of(pid)
         .zip(server0)
@@ -542,6 +695,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         throughput: Vec::new(),
         accuracy: Vec::new(),
         paced: Vec::new(),
+        floor: Vec::new(),
     };
     eprintln!(
         "self-test on {} ({}); {INPUT_TOKENS} in / {OUTPUT_TOKENS} out tokens, {}s per level",
@@ -630,8 +784,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .await;
         let um = (sim.url.clone(), sim.model.clone());
         let wall = Instant::now();
-        let (samples, cpu) =
-            on_client_core(pin, move || accuracy_samples(um, streams, per_stream)).await?;
+        let (samples, cpu) = on_client_core(pin, move || {
+            accuracy_samples(um, streams, per_stream, Duration::ZERO)
+        })
+        .await?;
         let mut row = compare_with_trace(&sim, streams, &samples).await?;
         row.client_cpu_cores = cpu.as_secs_f64() / wall.elapsed().as_secs_f64();
         eprintln!("{streams} streams: {row:?}");
@@ -639,9 +795,19 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     drop(sim);
     if matches!(part, SelfTestPart::All | SelfTestPart::Paced) {
-        let row = paced(pin, 1000, Duration::from_millis(20), 2).await?;
+        let (streams, itl) = (1000, Duration::from_millis(20));
+        if let Some(w) = crate::loadgen::schedule::ensure_fd_limit(2 * u64::from(streams)) {
+            eprintln!("warning: {w}");
+        }
+        let row = paced(pin, streams, itl, 2).await?;
         eprintln!("paced: {row:?}");
         report.paced.push(row);
+        let floor = tokio::task::spawn_blocking(move || {
+            loopback_floor(streams, itl, Duration::from_secs(5), pin)
+        })
+        .await??;
+        eprintln!("floor: {floor:?}");
+        report.floor.push(floor);
     }
     report.load_average.1 = load_average();
 
@@ -725,6 +891,24 @@ pub fn render(r: &SelfTestReport) -> String {
                 p.client_ttft_err_us.1,
                 p.client_itl_err_us.0,
                 p.client_itl_err_us.1,
+            ));
+        }
+        for f in &r.floor {
+            s.push_str(&format!(
+                "| {} | {} | {} | 0 | {:.2} | {:.2} | - | - | {:.2} | {:.2} | - | - |\n",
+                f.streams,
+                f.itl_ms,
+                f.events,
+                f.writer_cpu_cores,
+                f.writer_cpu_per_event_us,
+                f.reader_cpu_cores,
+                f.reader_cpu_per_event_us,
+            ));
+        }
+        if !r.floor.is_empty() {
+            s.push_str(&format!(
+                "\nThe last row is the floor: the bare transport under the same pacing ({}-byte messages on loopback TCP, one `write` on the server's core and one epoll `read` on the client's core per event, no HTTP, JSON or async runtime).\n",
+                r.floor[0].message_bytes
             ));
         }
     }

@@ -522,7 +522,7 @@ pub fn fd_plan(connections: u64, soft: u64, hard: u64) -> FdPlan {
 /// warning when the step may run out of descriptors ("Too many open files").
 // `rlim_t` is u64 on Linux but not on every Unix: the casts are not redundant everywhere.
 #[allow(clippy::unnecessary_cast)]
-fn ensure_fd_limit(connections: u64) -> Option<String> {
+pub fn ensure_fd_limit(connections: u64) -> Option<String> {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
