@@ -56,6 +56,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A path as a `Box<Path>` (keeps the argument struct small).
+/// `STREAMS@INTERVAL`, e.g. `1000@20ms` (a paced self-test load).
+fn parse_paced(s: &str) -> Result<(u32, Duration), String> {
+    let (n, itl) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?}: expected STREAMS@INTERVAL, e.g. 1000@20ms"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {n:?} is not a stream count"))?;
+    let itl = parse_duration(itl.trim())?;
+    if n == 0 || itl.is_zero() {
+        return Err(format!("{s:?}: streams and interval must be above zero"));
+    }
+    Ok((n, itl))
+}
+
 fn parse_path(s: &str) -> Result<Box<Path>, String> {
     Ok(PathBuf::from(s).into_boxed_path())
 }
@@ -195,8 +211,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub self_test: bool,
     /// Self-test part to run.
-    #[arg(long, value_enum, default_value_t = SelfTestPart::All, hide = true)]
+    #[arg(long, value_enum, default_value_t = SelfTestPart::All)]
     pub self_test_part: SelfTestPart,
+    /// Paced self-test loads, `STREAMS@INTERVAL` each (one token per stream per interval),
+    /// each followed by the bare-transport floor under the same pacing.
+    #[arg(long, value_delimiter = ',', value_parser = parse_paced,
+          default_value = "250@20ms,1000@20ms", value_name = "STREAMS@INTERVAL")]
+    pub self_test_paced: Vec<(u32, Duration)>,
     /// Prometheus scraping the target: add its vLLM and DCGM figures for each step's window
     /// (the results' `server` object and a second table).
     #[arg(long, value_name = "URL")]
@@ -357,14 +378,15 @@ pub fn parse_model_mix(s: &str) -> Result<ModelMix, String> {
 /// Which measurements `--self-test` runs.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SelfTestPart {
-    /// Throughput and accuracy.
+    /// Throughput, accuracy and paced streams.
     #[default]
     All,
     /// Only throughput against the `zero` profile.
     Throughput,
     /// Only timing accuracy against the `fixed` profile.
     Accuracy,
-    /// Only the paced part: 1,000 streams at 20 ms per token.
+    /// Only the paced part (`--self-test-paced`, by default 250 and 1,000 streams at 20 ms
+    /// per token) and its floor.
     Paced,
 }
 
@@ -1234,6 +1256,25 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paced_loads_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            parse_paced("10000@200ms"),
+            Ok((10_000, Duration::from_millis(200)))
+        );
+        assert!(
+            parse_paced("1000")
+                .unwrap_err()
+                .contains("STREAMS@INTERVAL")
+        );
+        assert!(
+            parse_paced("x@20ms")
+                .unwrap_err()
+                .contains("not a stream count")
+        );
+        assert!(parse_paced("0@20ms").unwrap_err().contains("above zero"));
+    }
     use clap::Parser;
 
     #[derive(Parser)]

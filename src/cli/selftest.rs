@@ -795,19 +795,20 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     drop(sim);
     if matches!(part, SelfTestPart::All | SelfTestPart::Paced) {
-        let (streams, itl) = (1000, Duration::from_millis(20));
-        if let Some(w) = crate::loadgen::schedule::ensure_fd_limit(2 * u64::from(streams)) {
-            eprintln!("warning: {w}");
+        for &(streams, itl) in &args.self_test_paced {
+            if let Some(w) = crate::loadgen::schedule::ensure_fd_limit(2 * u64::from(streams)) {
+                eprintln!("warning: {w}");
+            }
+            let row = paced(pin, streams, itl, 2).await?;
+            eprintln!("paced: {row:?}");
+            report.paced.push(row);
+            let floor = tokio::task::spawn_blocking(move || {
+                loopback_floor(streams, itl, Duration::from_secs(5).max(itl * 50), pin)
+            })
+            .await??;
+            eprintln!("floor: {floor:?}");
+            report.floor.push(floor);
         }
-        let row = paced(pin, streams, itl, 2).await?;
-        eprintln!("paced: {row:?}");
-        report.paced.push(row);
-        let floor = tokio::task::spawn_blocking(move || {
-            loopback_floor(streams, itl, Duration::from_secs(5), pin)
-        })
-        .await??;
-        eprintln!("floor: {floor:?}");
-        report.floor.push(floor);
     }
     report.load_average.1 = load_average();
 
@@ -870,11 +871,11 @@ pub fn render(r: &SelfTestReport) -> String {
     }
     if !r.paced.is_empty() {
         s.push_str("\nPaced streams (`fixed`: TTFT = ITL, one event per stream per step): CPU per token event, and timing error against the schedule (measured minus scheduled, µs, p50 / p99):\n\n");
-        s.push_str("| streams | ms per token | token events | failed | server CPU (cores) | server µs/event | server TTFT err | server ITL err | client CPU (cores) | client µs/event | client TTFT err | client ITL err |\n");
-        s.push_str("| ------- | ------------ | ------------ | ------ | ------------------ | --------------- | --------------- | -------------- | ------------------ | --------------- | --------------- | -------------- |\n");
-        for p in &r.paced {
+        s.push_str("| run | streams | ms per token | token events | failed | server CPU (cores) | server µs/event | server TTFT err | server ITL err | client CPU (cores) | client µs/event | client TTFT err | client ITL err |\n");
+        s.push_str("| --- | ------- | ------------ | ------------ | ------ | ------------------ | --------------- | --------------- | -------------- | ------------------ | --------------- | --------------- | -------------- |\n");
+        for (i, p) in r.paced.iter().enumerate() {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {:.2} | {:.2} | {} / {} | {} / {} | {:.2} | {:.2} | {} / {} | {} / {} |\n",
+                "| inferops | {} | {} | {} | {} | {:.2} | {:.2} | {} / {} | {} / {} | {:.2} | {:.2} | {} / {} | {} / {} |\n",
                 p.streams,
                 p.itl_ms,
                 p.token_events,
@@ -892,25 +893,91 @@ pub fn render(r: &SelfTestReport) -> String {
                 p.client_itl_err_us.0,
                 p.client_itl_err_us.1,
             ));
+            if let Some(f) = r.floor.get(i) {
+                s.push_str(&format!(
+                    "| floor | {} | {} | {} | 0 | {:.2} | {:.2} | - | - | {:.2} | {:.2} | - | - |\n",
+                    f.streams,
+                    f.itl_ms,
+                    f.events,
+                    f.writer_cpu_cores,
+                    f.writer_cpu_per_event_us,
+                    f.reader_cpu_cores,
+                    f.reader_cpu_per_event_us,
+                ));
+            }
         }
-        for f in &r.floor {
+        if let Some(f) = r.floor.first() {
             s.push_str(&format!(
-                "| {} | {} | {} | 0 | {:.2} | {:.2} | - | - | {:.2} | {:.2} | - | - |\n",
-                f.streams,
-                f.itl_ms,
-                f.events,
-                f.writer_cpu_cores,
-                f.writer_cpu_per_event_us,
-                f.reader_cpu_cores,
-                f.reader_cpu_per_event_us,
-            ));
-        }
-        if !r.floor.is_empty() {
-            s.push_str(&format!(
-                "\nThe last row is the floor: the bare transport under the same pacing ({}-byte messages on loopback TCP, one `write` on the server's core and one epoll `read` on the client's core per event, no HTTP, JSON or async runtime).\n",
-                r.floor[0].message_bytes
+                "\n`floor`: the bare transport under the same pacing ({}-byte messages on loopback TCP, one `write` on the server's core and one epoll `read` on the client's core per event; no HTTP, JSON or async runtime). It is what this machine's kernel charges before any work of ours.\n",
+                f.message_bytes
             ));
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_reads_every_byte_it_writes() {
+        let f = loopback_floor(
+            8,
+            Duration::from_millis(5),
+            Duration::from_millis(200),
+            false,
+        )
+        .unwrap();
+        // 40 periods of 5 ms in 200 ms, one message per stream each.
+        assert_eq!(f.events, 8 * 40);
+        assert!(f.writer_cpu_per_event_us > 0.0 && f.reader_cpu_per_event_us > 0.0);
+    }
+
+    #[test]
+    fn each_paced_row_is_followed_by_its_floor() {
+        let paced = PacedRow {
+            streams: 1000,
+            itl_ms: 20.0,
+            token_events: 384_000,
+            failed: 0,
+            server_cpu_cores: 0.8,
+            server_cpu_per_event_us: 16.4,
+            client_cpu_cores: 0.5,
+            client_cpu_per_event_us: 10.7,
+            server_ttft_err_us: (10, 400),
+            server_itl_err_us: (0, 300),
+            client_ttft_err_us: (60, 700),
+            client_itl_err_us: (1, 350),
+        };
+        let floor = FloorRow {
+            streams: 1000,
+            itl_ms: 20.0,
+            message_bytes: EVENT_BYTES,
+            events: 250_000,
+            writer_cpu_cores: 0.58,
+            writer_cpu_per_event_us: 11.58,
+            reader_cpu_cores: 0.42,
+            reader_cpu_per_event_us: 8.5,
+        };
+        let report = SelfTestReport {
+            command: "inferops bench --self-test".into(),
+            machine: "test".into(),
+            pinned: true,
+            load_average: ("0.1".into(), "0.2".into()),
+            throughput: vec![],
+            accuracy: vec![],
+            paced: vec![paced],
+            floor: vec![floor],
+        };
+        let text = render(&report);
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| inferops") || l.starts_with("| floor"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert!(rows[0].contains("| 16.40 |") && rows[0].contains("| 10.70 |"));
+        assert!(rows[1].contains("| 11.58 |") && rows[1].contains("| 8.50 |"));
+        assert!(text.contains("220-byte messages"));
+    }
 }
