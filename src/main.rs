@@ -26,22 +26,9 @@ enum Command {
     Operator(inferops::controller::OperatorArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // A simulator limited to one CPU (`taskset`, a one-core pod) runs every task on one
-    // thread: the multi-threaded scheduler's hand-offs only cost it there.
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let runtime = if matches!(cli.command, Command::Sim(_)) && one_cpu {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    }
-    .enable_all()
-    .build()?;
-    runtime.block_on(run(cli))
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => inferops::cli::bench::bench(*args).await,
         Command::Loadgen(args) => inferops::cli::bench::loadgen(args).await,
