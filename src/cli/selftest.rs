@@ -189,6 +189,9 @@ pub struct AccuracyRow {
     pub first_token_delivery_p50_us: i64,
     /// 99th percentile of the same.
     pub first_token_delivery_p99_us: i64,
+    /// Simulator's start of handling the request − client's send time (absolute clocks), p50
+    /// and p99: the request's trip, including the wait for the simulator to read it.
+    pub request_delivery_us: (i64, i64),
     /// Client CPU time / wall time during the run.
     pub client_cpu_cores: f64,
     /// Median inter-token gap error.
@@ -239,9 +242,9 @@ async fn throughput(
     Ok(run_step(&ctx, &spec, Arc::new(StepProgress::default())).await)
 }
 
-/// One compared request: id, client TTFT (µs), client inter-token gaps (µs), and the
-/// client's arrival time of the first token (unix ns).
-type Sample = (String, u64, Vec<u32>, i64);
+/// One compared request: id, client TTFT (µs), client inter-token gaps (µs), the client's
+/// arrival time of the first token and its send time of the request (unix ns).
+type Sample = (String, u64, Vec<u32>, i64, i64);
 
 /// `streams` concurrent closed-loop streams of `per_stream` compared requests each (after one
 /// that opens the connection); stream `s` starts `stagger * s / streams` late, so that with
@@ -287,7 +290,14 @@ async fn accuracy_samples(
                         continue;
                     };
                     let arrival = clock.unix_ns(*first);
-                    out.push((t.id.clone(), m.ttft_us, scratch.itl_us.clone(), arrival));
+                    let sent = clock.unix_ns(t0);
+                    out.push((
+                        t.id.clone(),
+                        m.ttft_us,
+                        scratch.itl_us.clone(),
+                        arrival,
+                        sent,
+                    ));
                 }
             }
             out
@@ -317,7 +327,7 @@ async fn compare_with_trace(
         .json()
         .await?;
     let recs = v["requests"].as_array().context("trace has no requests")?;
-    let by_id: std::collections::HashMap<&str, (Vec<i64>, i64)> = recs
+    let by_id: std::collections::HashMap<&str, (Vec<i64>, i64, i64)> = recs
         .iter()
         .filter_map(|r| {
             let id = r["id"].as_str()?;
@@ -327,16 +337,18 @@ async fn compare_with_trace(
                 .filter_map(|x| x.as_i64())
                 .collect();
             let first = r["first_token_unix_ns"].as_i64()?;
-            Some((id, (offs, first)))
+            let arrived = r["arrival_unix_ns"].as_i64()?;
+            Some((id, (offs, first, arrived)))
         })
         .collect();
     let (mut ttft, mut itl, mut client_ttft, mut server_ttft) = (vec![], vec![], vec![], vec![]);
-    let mut delivery = vec![];
-    for (id, ttft_us, gaps, first_unix_ns) in samples {
-        let Some((offs, server_first_ns)) = by_id.get(id.as_str()) else {
+    let (mut delivery, mut request_delivery) = (vec![], vec![]);
+    for (id, ttft_us, gaps, first_unix_ns, sent_unix_ns) in samples {
+        let Some((offs, server_first_ns, arrived_ns)) = by_id.get(id.as_str()) else {
             continue;
         };
         delivery.push((first_unix_ns - server_first_ns) / 1000);
+        request_delivery.push((arrived_ns - sent_unix_ns) / 1000);
         if offs.is_empty() {
             continue;
         }
@@ -359,6 +371,7 @@ async fn compare_with_trace(
         &mut client_ttft,
         &mut server_ttft,
         &mut delivery,
+        &mut request_delivery,
     ] {
         v.sort_unstable();
     }
@@ -369,6 +382,7 @@ async fn compare_with_trace(
         ttft_err_p99_us: pct(&ttft, 0.99),
         first_token_delivery_p50_us: pct(&delivery, 0.5),
         first_token_delivery_p99_us: pct(&delivery, 0.99),
+        request_delivery_us: (pct(&request_delivery, 0.5), pct(&request_delivery, 0.99)),
         client_cpu_cores: 0.0,
         itl_err_p50_us: pct(&itl, 0.5),
         itl_abs_err_p99_us: pct(&abs_itl, 0.99),
@@ -875,15 +889,17 @@ pub fn render(r: &SelfTestReport) -> String {
         ));
     }
     s.push_str("\nTiming error against the simulator's trace (`fixed`: 20 ms TTFT, 5 ms ITL), client minus server, µs:\n\n");
-    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | first-token delivery p50 | first-token delivery p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
-    s.push_str("| ------- | -------- | ------------ | ------------ | ------------------------ | ------------------------ | ----------- | --------------- | ----------------------------- | ------------------ |\n");
+    s.push_str("| streams | requests | TTFT err p50 | TTFT err p99 | request delivery p50 / p99 | first-token delivery p50 | first-token delivery p99 | ITL err p50 | ITL abs err p99 | TTFT p50 client / server (ms) | client CPU (cores) |\n");
+    s.push_str("| ------- | -------- | ------------ | ------------ | -------------------------- | ------------------------ | ------------------------ | ----------- | --------------- | ----------------------------- | ------------------ |\n");
     for a in &r.accuracy {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} |\n",
             a.streams,
             a.requests,
             a.ttft_err_p50_us,
             a.ttft_err_p99_us,
+            a.request_delivery_us.0,
+            a.request_delivery_us.1,
             a.first_token_delivery_p50_us,
             a.first_token_delivery_p99_us,
             a.itl_err_p50_us,
