@@ -724,35 +724,26 @@ mod tests {
             (404, Ok(&b"no"[..]), true)
         );
 
-        let url = serve_once(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
-                .to_vec(),
-            1000,
-        )
-        .await;
-        let (_, body, reused) = fetch(&url).await;
-        assert!(body.unwrap_err().contains("invalid chunk size line"));
-        assert!(!reused, "a connection with broken framing is not kept");
-
-        let url = serve_once(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n"
-                .to_vec(),
-            1000,
-        )
-        .await;
-        let (_, body, _) = fetch(&url).await;
-        assert!(body.unwrap_err().contains("longer than its size line"));
-
-        let url = serve_once(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort".to_vec(),
-            1000,
-        )
-        .await;
-        let (_, body, _) = fetch(&url).await;
-        assert!(
-            body.unwrap_err()
-                .contains("closed before the end of the body")
-        );
+        let broken: [(&[u8], &str); 3] = [
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+                "invalid chunk size line",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n",
+                "longer than its size line",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+                "closed before the end of the body",
+            ),
+        ];
+        for (resp, error) in broken {
+            let url = serve_once(resp.to_vec(), 1000).await;
+            let (_, body, reused) = fetch(&url).await;
+            assert!(body.unwrap_err().contains(error), "{error}");
+            assert!(!reused, "a connection with broken framing is not kept");
+        }
     }
 
     #[tokio::test]
