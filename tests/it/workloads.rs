@@ -382,8 +382,11 @@ async fn a_trace_is_sent_at_its_timestamps_over_the_speedup() {
         speedups: vec![2.0],
     });
     // On a loaded machine (CI runners, shared cores) a thread can wake milliseconds late,
-    // so one replay may miss; an attempt within 1 ms shows the schedule is right (a wrong
-    // speed-up or offset is off by tens of milliseconds in every attempt).
+    // so one replay may miss; an attempt within 2 ms of every timestamp shows the schedule
+    // is right (a wrong speed-up or offset is off by tens of milliseconds in every attempt).
+    // Arrivals are the in-process simulator's, so they include its wait to read a request:
+    // on this project's VM in a slow phase that alone reached 1-3 ms for a request sent
+    // half a millisecond after another.
     let mut misses = Vec::new();
     for _ in 0..5 {
         let r = run(&p).await;
@@ -417,7 +420,7 @@ async fn a_trace_is_sent_at_its_timestamps_over_the_speedup() {
         sorted.sort_by(f64::total_cmp);
         let origin = sorted[sorted.len() / 2];
         lags.iter_mut().for_each(|l| *l -= origin);
-        if lags.iter().all(|l| l.abs() <= 1.0) {
+        if lags.iter().all(|l| l.abs() <= 2.0) {
             s.shutdown().await;
             return;
         }
