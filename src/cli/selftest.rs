@@ -583,24 +583,6 @@ fn loopback_floor(
     })
 }
 
-/// The soft limit on open files (Unix).
-// `rlim_t` is u64 on Linux but not on every Unix.
-#[allow(clippy::unnecessary_cast)]
-fn open_file_limit() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct we own.
-        (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0)
-            .then_some(lim.rlim_cur as u64)
-    }
-    #[cfg(not(unix))]
-    None
-}
-
 /// CPU time (user + system) of process `pid` so far, from /proc (Linux).
 fn process_cpu_of(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -836,8 +818,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             report.paced.push(row);
             // The floor holds both ends of every pair: with too few descriptors for that, it
             // keeps the event rate with fewer pairs (and a proportionally shorter interval).
-            let pairs = open_file_limit()
-                .map_or(streams, |l| streams.min((l.saturating_sub(64) / 2) as u32))
+            let pairs = crate::loadgen::schedule::fd_limits()
+                .map_or(streams, |(soft, _)| {
+                    streams.min((soft.saturating_sub(64) / 2) as u32)
+                })
                 .max(1);
             let floor_itl = itl * pairs / streams;
             let floor = tokio::task::spawn_blocking(move || {

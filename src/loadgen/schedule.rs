@@ -518,11 +518,10 @@ pub fn fd_plan(connections: u64, soft: u64, hard: u64) -> FdPlan {
     }
 }
 
-/// Checks (and where needed raises) the soft open-file limit for `connections`; returns a
-/// warning when the step may run out of descriptors ("Too many open files").
+/// The soft and hard `RLIMIT_NOFILE` of this process (Unix).
 // `rlim_t` is u64 on Linux but not on every Unix: the casts are not redundant everywhere.
 #[allow(clippy::unnecessary_cast)]
-pub fn ensure_fd_limit(connections: u64) -> Option<String> {
+pub fn fd_limits() -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
@@ -530,14 +529,25 @@ pub fn ensure_fd_limit(connections: u64) -> Option<String> {
             rlim_max: 0,
         };
         // SAFETY: getrlimit writes into the struct we own.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-            return None;
-        }
-        let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+        (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0)
+            .then_some((lim.rlim_cur as u64, lim.rlim_max as u64))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Checks (and where needed raises) the soft open-file limit for `connections`; returns a
+/// warning when the step may run out of descriptors ("Too many open files").
+// `rlim_t` is u64 on Linux but not on every Unix: the casts are not redundant everywhere.
+#[allow(clippy::unnecessary_cast)]
+pub fn ensure_fd_limit(connections: u64) -> Option<String> {
+    #[cfg(unix)]
+    {
+        let (soft, hard) = fd_limits()?;
         let raise = |to: u64| -> bool {
             let new = libc::rlimit {
                 rlim_cur: to as libc::rlim_t,
-                rlim_max: lim.rlim_max,
+                rlim_max: hard as libc::rlim_t,
             };
             // SAFETY: setrlimit reads the struct we own.
             unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 }
