@@ -38,9 +38,14 @@ pub(crate) struct Usage {
 
 /// Decodes one event's JSON.
 pub(crate) fn decode(data: &[u8]) -> Result<Event<'_>, serde_json::Error> {
-    if let Some(e) = scan(data) {
-        return Ok(e);
+    match scan(data) {
+        Some(e) => Ok(e),
+        None => with_serde(data),
     }
+}
+
+/// The slow path: serde decides, and reports malformed events.
+fn with_serde(data: &[u8]) -> Result<Event<'_>, serde_json::Error> {
     let c: Chunk<'_> = serde_json::from_slice(data)?;
     Ok(Event {
         has_text: c.choices.0,
@@ -325,13 +330,7 @@ mod tests {
     use super::*;
 
     fn slow(d: &[u8]) -> Option<Event<'_>> {
-        let c: Chunk<'_> = serde_json::from_slice(d).ok()?;
-        Some(Event {
-            has_text: c.choices.0,
-            usage: c.usage,
-            error: c.error.is_some() || c.object.as_deref() == Some("error"),
-            id: c.id,
-        })
+        with_serde(d).ok()
     }
 
     /// Events as vLLM, the simulator and other servers write them, and some they do not.
